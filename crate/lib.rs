@@ -1,0 +1,27 @@
+//! edgetune: an int8 vision engine that classifies camera frames and fine-tunes on the
+//! user's own samples, in the browser (wasm + WebGPU) and natively (the `edgetune` CLI).
+//!
+//! Map of the crate (see DESIGN.md):
+//! - [`error`]: the one [`Error`] type.
+//! - [`tensor`]: [`Tensor`] (f32) and [`QTensor`] (int8/int32 + [`quant::QParams`]).
+//! - [`quant`]: quantization parameters and the one requantization function.
+//! - [`ops`]: CPU reference kernels, the numerics spec for every backend.
+//! - [`onnx`]: ONNX protobuf reading and the conformance runner over ONNX node tests.
+//! - [`gpu`]: adapter probing (the WGSL kernels arrive with the GPU backend).
+//! - `web` (wasm32 only): the `#[wasm_bindgen]` surface used by the page.
+
+pub mod error;
+pub mod gpu;
+pub mod onnx;
+pub mod ops;
+pub mod quant;
+pub mod tensor;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
+
+pub use error::{Error, Result};
+pub use tensor::{QTensor, Tensor};
+
+/// Engine version (the crate version), shown by the CLI and the page.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

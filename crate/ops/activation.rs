@@ -1,0 +1,69 @@
+//! Element-wise activations: `relu(x) = max(x, 0)`, `clip(x) = min(max(x, lo), hi)`,
+//! `relu6 = clip(x, 0, 6)`. In int8 graphs activations are fused into the requantization
+//! clamp ([`crate::quant::Activation`]); [`clip_i8`] is the standalone form.
+//! NaN stays NaN in f32 (comparisons are false), as in ONNX.
+
+use crate::error::{Error, Result};
+
+pub fn relu_f32(x: &mut [f32]) {
+    for v in x {
+        if *v < 0.0 {
+            *v = 0.0;
+        }
+    }
+}
+
+/// Clamps to `[lo, hi]`. With `lo > hi` every value becomes `hi` (ONNX Clip's rule);
+/// a NaN bound is an error.
+pub fn clip_f32(x: &mut [f32], lo: f32, hi: f32) -> Result<()> {
+    if lo.is_nan() || hi.is_nan() {
+        return Err(Error::invalid("clip_f32", format!("bounds must not be NaN, got [{lo}, {hi}]")));
+    }
+    for v in x {
+        if *v < lo {
+            *v = lo;
+        }
+        if *v > hi {
+            *v = hi;
+        }
+    }
+    Ok(())
+}
+
+pub fn relu6_f32(x: &mut [f32]) {
+    for v in x {
+        if *v < 0.0 {
+            *v = 0.0;
+        } else if *v > 6.0 {
+            *v = 6.0;
+        }
+    }
+}
+
+/// Clamps int8 values to `[lo, hi]` (which may be given wider than int8's range).
+pub fn clip_i8(x: &mut [i8], lo: i32, hi: i32) {
+    // Clip with min > max saturates everything to max, as ONNX's reference does.
+    for v in x {
+        *v = (*v as i32).max(lo).min(hi) as i8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_and_relu6() {
+        let mut x = [-1.0, 0.5, 7.0, f32::NAN];
+        relu6_f32(&mut x);
+        assert_eq!(&x[..3], &[0.0, 0.5, 6.0]);
+        assert!(x[3].is_nan());
+        let mut y = [-3.0, 3.0];
+        assert!(clip_f32(&mut y, f32::NAN, 0.0).is_err());
+        clip_f32(&mut y, -1.0, 1.0).unwrap();
+        assert_eq!(y, [-1.0, 1.0]);
+        let mut q = [-128i8, 0, 127];
+        clip_i8(&mut q, -5, 5);
+        assert_eq!(q, [-5, 0, 5]);
+    }
+}

@@ -1,0 +1,387 @@
+//! 2-D convolution, f32 and int8: one op for regular, grouped, depthwise and pointwise
+//! convolution, with a fast path for the last two.
+//!
+//! Layouts: input `[N, H, W, Cin]` (NHWC), weights `[Cout, KH, KW, Cin / groups]` (OHWI),
+//! bias `[Cout]`, output `[N, OH, OW, Cout]`. With `g = oc / (Cout / groups)`:
+//! ```text
+//! y[n, oy, ox, oc] = bias[oc] + sum_{ky, kx, ci} x[n, oy*sh - pt + ky*dh, ox*sw - pl + kx*dw, g*Cin_g + ci]
+//!                                                * w[oc, ky, kx, ci]
+//! ```
+//! Taps that fall in the padding contribute nothing (in int8: a padded value equals the
+//! input zero point, so `x - zx = 0`). Output size and padding: see [`Padding`].
+//!
+//! int8: `acc = bias[oc] + sum (x - zx) * (w - zw[oc])` in i32, then
+//! `y = requantize(acc, s_x * s_w[oc] / s_y)` (see [`crate::quant::requant`]).
+//! The f32 sum starts at 0, runs over taps in (ky, kx, ci) order and adds the bias last, in
+//! every path, so fast paths give the same bits as the general loop.
+
+use super::gemm::{check_int8_reduction, gemm_i8_acc, matmul_f32, requantize_channels_last, BLayout};
+use super::window::{explicit_pads, resolve_axis};
+use super::Padding;
+use crate::error::{Error, Result};
+use crate::quant::{OutputQuant, Requant};
+use crate::tensor::{numel, QTensor, Tensor};
+
+/// Hyper-parameters of a 2-D convolution. `[height, width]` order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    pub padding: Padding,
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams { stride: [1, 1], dilation: [1, 1], padding: Padding::VALID, groups: 1 }
+    }
+}
+
+/// Resolved shapes of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub dilation: [usize; 2],
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub groups: usize,
+    /// Input channels per group (= weights' last dim).
+    pub in_c_group: usize,
+    /// Output channels per group.
+    pub out_c_group: usize,
+}
+
+impl ConvGeometry {
+    /// Validates `x_shape` (NHWC) and `w_shape` (OHWI) against `p`, resolving padding.
+    pub fn new(op: &'static str, x_shape: &[usize], w_shape: &[usize], p: &Conv2dParams) -> Result<Self> {
+        let (&[batch, in_h, in_w, in_c], &[out_c, kh, kw, in_c_group]) = (x_shape, w_shape) else {
+            return Err(Error::shape(
+                op,
+                format!("expected input NHWC and weights OHWI of rank 4, got {x_shape:?} and {w_shape:?}"),
+            ));
+        };
+        let groups = p.groups;
+        if groups == 0 || out_c % groups != 0 || in_c_group.checked_mul(groups) != Some(in_c) {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "input {x_shape:?} has {in_c} channels, weights {w_shape:?} with {groups} groups expect {} (and Cout divisible by groups)",
+                    in_c_group.saturating_mul(groups)
+                ),
+            ));
+        }
+        let (ph, pw) = explicit_pads(p.padding);
+        let ah = resolve_axis(op, in_h, kh, p.stride[0], p.dilation[0], p.padding, ph, false)?;
+        let aw = resolve_axis(op, in_w, kw, p.stride[1], p.dilation[1], p.padding, pw, false)?;
+        let g = ConvGeometry {
+            batch,
+            in_h,
+            in_w,
+            in_c,
+            out_h: ah.out,
+            out_w: aw.out,
+            out_c,
+            kernel: [kh, kw],
+            stride: p.stride,
+            dilation: p.dilation,
+            pad_top: ah.pad_begin,
+            pad_left: aw.pad_begin,
+            groups,
+            in_c_group,
+            out_c_group: out_c / groups,
+        };
+        numel(op, &g.out_shape())?;
+        Ok(g)
+    }
+
+    /// `[N, OH, OW, Cout]`.
+    pub fn out_shape(&self) -> [usize; 4] {
+        [self.batch, self.out_h, self.out_w, self.out_c]
+    }
+
+    /// Length of one dot product: `KH * KW * Cin / groups`.
+    pub fn reduction_len(&self) -> usize {
+        self.kernel[0] * self.kernel[1] * self.in_c_group
+    }
+
+    /// 1x1, stride 1, no padding, one group: a GEMM `[N*H*W, Cin] · [Cout, Cin]ᵀ`.
+    pub fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.groups == 1
+            && self.pad_top == 0
+            && self.pad_left == 0
+            && self.out_h == self.in_h
+            && self.out_w == self.in_w
+    }
+
+    /// One input and one output channel per group.
+    pub fn is_depthwise(&self) -> bool {
+        self.groups == self.in_c && self.in_c_group == 1 && self.out_c_group == 1
+    }
+
+    /// Input row/column of tap `k` for output position `o` on an axis, if inside the input.
+    #[inline]
+    fn tap(o: usize, k: usize, stride: usize, dilation: usize, pad: usize, len: usize) -> Option<usize> {
+        (o * stride + k * dilation).checked_sub(pad).filter(|&i| i < len)
+    }
+}
+
+/// Multiply-accumulate over already zero-point-centred values: f32, or i32 (wrapping, exact
+/// within [`super::gemm::MAX_INT8_REDUCTION`]).
+trait Mac: Copy + Default {
+    fn mac(self, a: Self, b: Self) -> Self;
+    fn add(self, b: Self) -> Self;
+}
+impl Mac for f32 {
+    #[inline]
+    fn mac(self, a: f32, b: f32) -> f32 {
+        self + a * b
+    }
+    #[inline]
+    fn add(self, b: f32) -> f32 {
+        self + b
+    }
+}
+impl Mac for i32 {
+    #[inline]
+    fn mac(self, a: i32, b: i32) -> i32 {
+        self.wrapping_add(a.wrapping_mul(b))
+    }
+    #[inline]
+    fn add(self, b: i32) -> i32 {
+        self.wrapping_add(b)
+    }
+}
+
+/// General direct convolution (any groups, stride, dilation, padding).
+fn conv_general<T: Mac>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeometry) -> Vec<T> {
+    let [kh, kw] = g.kernel;
+    let cig = g.in_c_group;
+    let mut y = vec![T::default(); g.batch * g.out_h * g.out_w * g.out_c];
+    let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw); // (input pixel offset, weight tap offset)
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                taps.clear();
+                for ky in 0..kh {
+                    let Some(iy) = ConvGeometry::tap(oy, ky, g.stride[0], g.dilation[0], g.pad_top, g.in_h) else { continue };
+                    for kx in 0..kw {
+                        let Some(ix) = ConvGeometry::tap(ox, kx, g.stride[1], g.dilation[1], g.pad_left, g.in_w) else { continue };
+                        taps.push((((n * g.in_h + iy) * g.in_w + ix) * g.in_c, (ky * kw + kx) * cig));
+                    }
+                }
+                let out = ((n * g.out_h + oy) * g.out_w + ox) * g.out_c;
+                for oc in 0..g.out_c {
+                    let ci0 = (oc / g.out_c_group) * cig;
+                    let wo = oc * kh * kw * cig;
+                    let mut acc = T::default();
+                    for &(xo, wt) in &taps {
+                        let xs = &x[xo + ci0..xo + ci0 + cig];
+                        let ws = &w[wo + wt..wo + wt + cig];
+                        for (&a, &b) in xs.iter().zip(ws) {
+                            acc = acc.mac(a, b);
+                        }
+                    }
+                    if let Some(b) = bias {
+                        acc = acc.add(b[oc]);
+                    }
+                    y[out + oc] = acc;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Depthwise fast path: channels innermost and contiguous in input, weights and output.
+fn conv_depthwise<T: Mac>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeometry) -> Vec<T> {
+    let [kh, kw] = g.kernel;
+    let c = g.in_c;
+    // Weights [C, KH, KW, 1] -> [KH, KW, C] so each tap reads a contiguous channel vector.
+    let mut wt = vec![T::default(); w.len()];
+    for ch in 0..c {
+        for t in 0..kh * kw {
+            wt[t * c + ch] = w[ch * kh * kw + t];
+        }
+    }
+    let mut y = vec![T::default(); g.batch * g.out_h * g.out_w * c];
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                let out = &mut y[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
+                for ky in 0..kh {
+                    let Some(iy) = ConvGeometry::tap(oy, ky, g.stride[0], g.dilation[0], g.pad_top, g.in_h) else { continue };
+                    for kx in 0..kw {
+                        let Some(ix) = ConvGeometry::tap(ox, kx, g.stride[1], g.dilation[1], g.pad_left, g.in_w) else { continue };
+                        let xs = &x[((n * g.in_h + iy) * g.in_w + ix) * c..][..c];
+                        let ws = &wt[(ky * kw + kx) * c..][..c];
+                        for ((o, &a), &b) in out.iter_mut().zip(xs).zip(ws) {
+                            *o = o.mac(a, b);
+                        }
+                    }
+                }
+                if let Some(b) = bias {
+                    for (o, &bv) in out.iter_mut().zip(b) {
+                        *o = o.add(bv);
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+fn check_bias(op: &'static str, len: Option<usize>, out_c: usize) -> Result<()> {
+    match len {
+        Some(l) if l != out_c => Err(Error::shape(op, format!("bias has {l} values, expected {out_c}"))),
+        _ => Ok(()),
+    }
+}
+
+/// f32 convolution (NHWC input, OHWI weights).
+pub fn conv2d_f32(x: &Tensor, w: &Tensor, bias: Option<&[f32]>, p: &Conv2dParams) -> Result<Tensor> {
+    const OP: &str = "conv2d_f32";
+    let g = ConvGeometry::new(OP, x.shape(), w.shape(), p)?;
+    check_bias(OP, bias.map(<[f32]>::len), g.out_c)?;
+    let y = if g.is_pointwise() {
+        let rows = g.batch * g.in_h * g.in_w;
+        let mut y = matmul_f32(x.data(), w.data(), rows, g.in_c, g.out_c, BLayout::NK)?;
+        if let Some(b) = bias {
+            for row in y.chunks_exact_mut(g.out_c.max(1)) {
+                for (v, &bv) in row.iter_mut().zip(b) {
+                    *v += bv;
+                }
+            }
+        }
+        y
+    } else if g.is_depthwise() {
+        conv_depthwise(x.data(), w.data(), bias, &g)
+    } else {
+        conv_general(x.data(), w.data(), bias, &g)
+    };
+    Tensor::new(g.out_shape().to_vec(), y)
+}
+
+/// Weight zero points of an OHWI int8 weight tensor: per-tensor or per output channel (axis 0).
+fn weight_zero_points(op: &'static str, w: &QTensor) -> Result<Vec<i32>> {
+    let p = w.params();
+    match p.axis() {
+        None => Ok(vec![p.zero_point(0)]),
+        Some(0) => Ok(p.zero_points().to_vec()),
+        Some(a) => Err(Error::invalid(op, format!("weights must be quantized per output channel (axis 0), got axis {a}"))),
+    }
+}
+
+/// int8 convolution accumulators (before requantization): `[N, OH, OW, Cout]` i32.
+/// `x` must be per-tensor quantized; `w` per-tensor or per output channel.
+pub fn conv2d_i8_acc(x: &QTensor, w: &QTensor, bias: Option<&[i32]>, p: &Conv2dParams) -> Result<(ConvGeometry, Vec<i32>)> {
+    const OP: &str = "conv2d_i8";
+    let g = ConvGeometry::new(OP, x.shape(), w.shape(), p)?;
+    check_bias(OP, bias.map(<[i32]>::len), g.out_c)?;
+    check_int8_reduction(OP, g.reduction_len())?;
+    let (_, zx) = x.params().per_tensor_pair(OP)?;
+    let zw = weight_zero_points(OP, w)?;
+    let xd = x.i8_data(OP)?;
+    let wd = w.i8_data(OP)?;
+    if g.is_pointwise() {
+        let rows = g.batch * g.in_h * g.in_w;
+        return Ok((g, gemm_i8_acc(xd, zx, wd, &zw, bias, rows, g.in_c, g.out_c)?));
+    }
+    // Centre once: (x - zx) and (w - zw[oc]) as i32, then exact integer MACs.
+    let xc: Vec<i32> = xd.iter().map(|&v| v as i32 - zx).collect();
+    let per_oc = g.reduction_len().max(1);
+    let wc: Vec<i32> = wd
+        .chunks_exact(per_oc)
+        .enumerate()
+        .flat_map(|(oc, row)| {
+            let z = if zw.len() == 1 { zw[0] } else { zw[oc] };
+            row.iter().map(move |&v| v as i32 - z)
+        })
+        .collect();
+    let acc = if g.is_depthwise() { conv_depthwise(&xc, &wc, bias, &g) } else { conv_general(&xc, &wc, bias, &g) };
+    Ok((g, acc))
+}
+
+/// int8 convolution with fused bias, requantization and activation.
+/// `x` per-tensor int8, `w` int8 per output channel, `bias` i32 with scale `s_x * s_w[oc]`.
+pub fn conv2d_i8(x: &QTensor, w: &QTensor, bias: Option<&[i32]>, p: &Conv2dParams, out: &OutputQuant) -> Result<QTensor> {
+    const OP: &str = "conv2d_i8";
+    let (sx, _) = x.params().per_tensor_pair(OP)?;
+    let rq = Requant::new(OP, sx, w.params().scales(), out)?;
+    let (g, acc) = conv2d_i8_acc(x, w, bias, p)?;
+    let y = requantize_channels_last(&acc, g.out_c, &rq)?;
+    QTensor::from_i8(g.out_shape().to_vec(), y, crate::quant::QParams::per_tensor(out.scale, out.zero_point)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::QParams;
+
+    fn t(shape: &[usize], f: impl Fn(usize) -> f32) -> Tensor {
+        let n: usize = shape.iter().product();
+        Tensor::new(shape.to_vec(), (0..n).map(f).collect()).unwrap()
+    }
+
+    #[test]
+    fn conv_f32_3x3_same_padding_by_hand() {
+        // 1x3x3x1 input 1..9, 3x3 kernel of ones, SAME: centre = 45, corner = 1+2+4+5 = 12.
+        let x = t(&[1, 3, 3, 1], |i| (i + 1) as f32);
+        let w = t(&[1, 3, 3, 1], |_| 1.0);
+        let p = Conv2dParams { padding: Padding::SameUpper, ..Default::default() };
+        let y = conv2d_f32(&x, &w, Some(&[0.5]), &p).unwrap();
+        assert_eq!(y.shape(), &[1, 3, 3, 1]);
+        assert_eq!(y.data()[4], 45.5);
+        assert_eq!(y.data()[0], 12.5);
+    }
+
+    #[test]
+    fn fast_paths_equal_general_loop_f32() {
+        let x = t(&[2, 5, 4, 6], |i| ((i * 37 % 11) as f32 - 5.0) * 0.37);
+        // pointwise
+        let w = t(&[3, 1, 1, 6], |i| ((i * 13 % 7) as f32 - 3.0) * 0.21);
+        let p = Conv2dParams::default();
+        let g = ConvGeometry::new("t", x.shape(), w.shape(), &p).unwrap();
+        assert!(g.is_pointwise());
+        let fast = conv2d_f32(&x, &w, Some(&[0.1, 0.2, 0.3]), &p).unwrap();
+        let slow = conv_general(x.data(), w.data(), Some(&[0.1, 0.2, 0.3]), &g);
+        assert_eq!(fast.data(), &slow[..]);
+        // depthwise 3x3 stride 2 same
+        let w = t(&[6, 3, 3, 1], |i| ((i * 17 % 9) as f32 - 4.0) * 0.11);
+        let p = Conv2dParams { stride: [2, 2], padding: Padding::SameUpper, groups: 6, ..Default::default() };
+        let g = ConvGeometry::new("t", x.shape(), w.shape(), &p).unwrap();
+        assert!(g.is_depthwise());
+        let fast = conv2d_f32(&x, &w, None, &p).unwrap();
+        let slow = conv_general(x.data(), w.data(), None, &g);
+        assert_eq!(fast.data(), &slow[..]);
+    }
+
+    #[test]
+    fn shape_errors_name_op_and_shapes() {
+        let x = Tensor::zeros(vec![1, 7, 7, 3]).unwrap();
+        let w = Tensor::zeros(vec![8, 3, 3, 4]).unwrap();
+        let e = conv2d_f32(&x, &w, None, &Conv2dParams::default()).unwrap_err().to_string();
+        assert!(e.contains("conv2d_f32") && e.contains("[1, 7, 7, 3]") && e.contains("[8, 3, 3, 4]"), "{e}");
+    }
+
+    #[test]
+    fn int8_conv_requantizes_per_channel() {
+        let x = QTensor::from_i8(vec![1, 1, 1, 2], vec![10, -4], QParams::per_tensor(0.5, 2).unwrap()).unwrap();
+        let w = QTensor::from_i8(vec![2, 1, 1, 2], vec![1, 2, -3, 1], QParams::per_axis(0, vec![0.1, 0.2], vec![0, 0]).unwrap())
+            .unwrap();
+        // centred x = [8, -6]; acc0 = 8 - 12 = -4 (+bias 4 = 0), acc1 = -24 - 6 = -30
+        let out = OutputQuant::new(0.05, -1, crate::quant::Activation::None).unwrap();
+        let y = conv2d_i8(&x, &w, Some(&[4, 0]), &Conv2dParams::default(), &out).unwrap();
+        // y1 = round(-30 * 0.5*0.2/0.05) - 1 = -60 - 1 = -61
+        assert_eq!(y.i8_data("t").unwrap(), &[-1, -61]);
+    }
+}

@@ -1,0 +1,227 @@
+//! Matrix products.
+//!
+//! f32: `C[m, n] = sum_k A[m, k] * B[k, n]` (B as `[K, N]`), or with B stored as `[N, K]`
+//! (weights `[out, in]`: `C = A · Bᵀ`). Summation runs over k in increasing order in both
+//! layouts, so the two give identical results.
+//!
+//! int8: `acc[m, n] = sum_k (A[m, k] - za) * (B[n, k] - zb[n]) + bias[n]` with B as
+//! `[N, K]` (one row per output channel, per-channel zero points, usually 0), accumulated
+//! in i32. The fast form expands the product:
+//! `sum ab - zb[n] * rowsum(A)[m] - za * rowsum(B)[n] + K * za * zb[n]`, in wrapping i32
+//! arithmetic: the wrapped result equals the exact one whenever the exact one fits in i32,
+//! which [`check_int8_reduction`] guarantees by bounding K.
+
+use crate::error::{Error, Result};
+use crate::quant::Requant;
+
+/// Longest reduction whose int8 accumulator cannot overflow i32: `K * 255 * 255 < 2^31`
+/// (|x - zx| and |w - zw| are at most 255), leaving room for a bias.
+pub const MAX_INT8_REDUCTION: usize = 32_000;
+
+/// Errors if an int8 reduction of length `k` could overflow the i32 accumulator.
+pub fn check_int8_reduction(op: &'static str, k: usize) -> Result<()> {
+    if k > MAX_INT8_REDUCTION {
+        return Err(Error::invalid(
+            op,
+            format!("reduction length {k} exceeds {MAX_INT8_REDUCTION}: the int32 accumulator could overflow"),
+        ));
+    }
+    Ok(())
+}
+
+/// Layout of the right-hand operand of a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BLayout {
+    /// `[K, N]`, row-major.
+    KN,
+    /// `[N, K]`, row-major (weights as `[out, in]`).
+    NK,
+}
+
+fn check_len(op: &'static str, what: &str, got: usize, shape: [usize; 2]) -> Result<()> {
+    let need = shape[0].checked_mul(shape[1]).ok_or_else(|| Error::shape(op, format!("{what} {shape:?} overflows")))?;
+    if got != need {
+        return Err(Error::shape(op, format!("{what} has {got} values, shape {shape:?} needs {need}")));
+    }
+    Ok(())
+}
+
+/// f32 matrix product `A[m, k] · B` -> `[m, n]`.
+pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: BLayout) -> Result<Vec<f32>> {
+    const OP: &str = "matmul_f32";
+    check_len(OP, "A", a.len(), [m, k])?;
+    check_len(OP, "B", b.len(), if b_layout == BLayout::KN { [k, n] } else { [n, k] })?;
+    let mut c = vec![0.0f32; m * n];
+    match b_layout {
+        BLayout::KN => {
+            // i-k-j order: the inner loop is a contiguous axpy that vectorizes.
+            for i in 0..m {
+                let ci = &mut c[i * n..(i + 1) * n];
+                for p in 0..k {
+                    let av = a[i * k + p];
+                    let bp = &b[p * n..(p + 1) * n];
+                    for (cv, &bv) in ci.iter_mut().zip(bp) {
+                        *cv += av * bv;
+                    }
+                }
+            }
+        }
+        BLayout::NK => {
+            for i in 0..m {
+                let ai = &a[i * k..(i + 1) * k];
+                for j in 0..n {
+                    let bj = &b[j * k..(j + 1) * k];
+                    let mut s = 0.0f32;
+                    for (&x, &y) in ai.iter().zip(bj) {
+                        s += x * y;
+                    }
+                    c[i * n + j] = s;
+                }
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// Dense layer `y[m, n] = x[m, k] · w[n, k]ᵀ + bias[n]` in f32.
+pub fn dense_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize) -> Result<Vec<f32>> {
+    let mut y = matmul_f32(x, w, m, k, n, BLayout::NK)?;
+    if let Some(b) = bias {
+        if b.len() != n {
+            return Err(Error::shape("dense_f32", format!("bias has {} values, expected {n}", b.len())));
+        }
+        for row in y.chunks_exact_mut(n.max(1)) {
+            for (v, &bv) in row.iter_mut().zip(b) {
+                *v += bv;
+            }
+        }
+    }
+    Ok(y)
+}
+
+/// Zero point of row `j` of B: per-tensor (len 1) or per-row.
+#[inline]
+fn zp_at(zb: &[i32], j: usize) -> i32 {
+    if zb.len() == 1 {
+        zb[0]
+    } else {
+        zb[j]
+    }
+}
+
+/// int8 product accumulators `acc[m, n]` (see module docs), B as `[N, K]`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_i8_acc(
+    a: &[i8],
+    za: i32,
+    b: &[i8],
+    zb: &[i32],
+    bias: Option<&[i32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Result<Vec<i32>> {
+    const OP: &str = "gemm_i8";
+    check_len(OP, "A", a.len(), [m, k])?;
+    check_len(OP, "B", b.len(), [n, k])?;
+    check_int8_reduction(OP, k)?;
+    if zb.len() != 1 && zb.len() != n {
+        return Err(Error::shape(OP, format!("{} B zero points for {n} rows", zb.len())));
+    }
+    if let Some(bias) = bias {
+        if bias.len() != n {
+            return Err(Error::shape(OP, format!("bias has {} values, expected {n}", bias.len())));
+        }
+    }
+    let row_sum = |r: &[i8]| r.iter().map(|&v| v as i32).sum::<i32>();
+    let a_sums: Vec<i32> = a.chunks_exact(k.max(1)).map(row_sum).collect();
+    let b_sums: Vec<i32> = b.chunks_exact(k.max(1)).map(row_sum).collect();
+    let kk = k as i32;
+    let mut acc = vec![0i32; m * n];
+    for i in 0..m {
+        let ai = &a[i * k..(i + 1) * k];
+        for j in 0..n {
+            let bj = &b[j * k..(j + 1) * k];
+            let mut s = 0i32;
+            for (&x, &y) in ai.iter().zip(bj) {
+                s = s.wrapping_add(x as i32 * y as i32);
+            }
+            let zbj = zp_at(zb, j);
+            let mut v = s
+                .wrapping_sub(zbj.wrapping_mul(a_sums.get(i).copied().unwrap_or(0)))
+                .wrapping_sub(za.wrapping_mul(b_sums.get(j).copied().unwrap_or(0)))
+                .wrapping_add(kk.wrapping_mul(za).wrapping_mul(zbj));
+            if let Some(bias) = bias {
+                v = v.wrapping_add(bias[j]);
+            }
+            acc[i * n + j] = v;
+        }
+    }
+    Ok(acc)
+}
+
+/// Requantizes accumulators laid out `[.., C]` (channel last) with per-channel multipliers.
+pub fn requantize_channels_last(acc: &[i32], channels: usize, rq: &Requant) -> Result<Vec<i8>> {
+    if rq.multipliers.len() != 1 && rq.multipliers.len() != channels {
+        return Err(Error::shape(
+            "requantize",
+            format!("{} multipliers for {channels} channels", rq.multipliers.len()),
+        ));
+    }
+    Ok(acc
+        .chunks_exact(channels.max(1))
+        .flat_map(|row| row.iter().enumerate().map(|(c, &v)| rq.apply(v, c)))
+        .collect())
+}
+
+/// int8 dense layer: `y = requant(x · wᵀ + bias)` with x `[m, k]` per-tensor and w `[n, k]`
+/// per output channel.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_i8(
+    x: &[i8],
+    zx: i32,
+    w: &[i8],
+    zw: &[i32],
+    bias: Option<&[i32]>,
+    rq: &Requant,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Result<Vec<i8>> {
+    let acc = gemm_i8_acc(x, zx, w, zw, bias, m, k, n)?;
+    requantize_channels_last(&acc, n, rq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_layouts_agree() {
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2x3
+        let b_kn = [1.0, 0.0, 0.5, 1.0, -1.0, 2.0]; // 3x2
+        let b_nk = [1.0, 0.5, -1.0, 0.0, 1.0, 2.0]; // 2x3
+        let c1 = matmul_f32(&a, &b_kn, 2, 3, 2, BLayout::KN).unwrap();
+        let c2 = matmul_f32(&a, &b_nk, 2, 3, 2, BLayout::NK).unwrap();
+        assert_eq!(c1, vec![-1.0, 8.0, 0.5, 17.0]);
+        assert_eq!(c1, c2);
+    }
+
+    #[test]
+    fn gemm_i8_with_zero_points() {
+        // (a - 1) . (b - zb)
+        let a = [2i8, 3, -1, 0];
+        let b = [1i8, 1, 5, -5];
+        let acc = gemm_i8_acc(&a, 1, &b, &[0, 1], Some(&[10, 0]), 2, 2, 2).unwrap();
+        // row0 a-1 = [1,2]; b0-0 = [1,1] -> 3 +10; b1-1 = [4,-6] -> 4-12 = -8
+        // row1 a-1 = [-2,-1]; -> -3 + 10 = 7; -8+6 = -2
+        assert_eq!(acc, vec![13, -8, 7, -2]);
+    }
+
+    #[test]
+    fn rejects_bad_lengths() {
+        assert!(gemm_i8_acc(&[0; 3], 0, &[0; 4], &[0], None, 2, 2, 2).is_err());
+        assert!(matmul_f32(&[0.0; 4], &[0.0; 3], 2, 2, 2, BLayout::KN).is_err());
+        assert!(check_int8_reduction("t", 40_000).is_err());
+    }
+}

@@ -1,0 +1,241 @@
+//! Average pooling (2-D window and global), f32 and int8, NHWC.
+//!
+//! `y[n, oy, ox, c] = (1 / count) * sum_{window} x[n, iy, ix, c]` where `count` is the
+//! number of window taps inside the input (`count_include_pad = false`, TensorFlow's and
+//! ONNX's default) or inside input + explicit padding (`count_include_pad = true`).
+//! Global pooling averages all `H * W` pixels: output `[N, 1, 1, C]`.
+//!
+//! int8: `acc = sum (x - zx)` in i32, then `y = requantize(acc, s_x / (s_y * count))`, the
+//! multiplier computed once per distinct count (f64, rounded to f32), like every other
+//! requantization in the engine.
+
+use super::window::{explicit_pads, resolve_axis};
+use super::Padding;
+use crate::error::{Error, Result};
+use crate::quant::{requantize, OutputQuant, QParams};
+use crate::tensor::{QTensor, Tensor};
+
+/// Hyper-parameters of a 2-D pooling window. `[height, width]` order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dParams {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: Padding,
+    pub count_include_pad: bool,
+    pub ceil_mode: bool,
+}
+
+struct PoolGeometry {
+    batch: usize,
+    in_h: usize,
+    in_w: usize,
+    c: usize,
+    out_h: usize,
+    out_w: usize,
+    pad_top: usize,
+    pad_left: usize,
+    /// Extent of input + explicit padding (for count_include_pad).
+    padded_h: usize,
+    padded_w: usize,
+}
+
+fn geometry(op: &'static str, shape: &[usize], p: &Pool2dParams) -> Result<PoolGeometry> {
+    let &[batch, in_h, in_w, c] = shape else {
+        return Err(Error::shape(op, format!("expected NHWC input of rank 4, got {shape:?}")));
+    };
+    let (ph, pw) = explicit_pads(p.padding);
+    let ah = resolve_axis(op, in_h, p.kernel[0], p.stride[0], 1, p.padding, ph, p.ceil_mode)?;
+    let aw = resolve_axis(op, in_w, p.kernel[1], p.stride[1], 1, p.padding, pw, p.ceil_mode)?;
+    let (padded_h, padded_w) = match p.padding {
+        Padding::Explicit { .. } => (in_h + ph.0 + ph.1, in_w + pw.0 + pw.1),
+        // "same" padding is implicit: ONNX counts it like explicit padding when asked.
+        _ => {
+            let tot = |out: usize, s: usize, k: usize, inp: usize| ((out.max(1) - 1) * s + k).max(inp);
+            (tot(ah.out, p.stride[0], p.kernel[0], in_h), tot(aw.out, p.stride[1], p.kernel[1], in_w))
+        }
+    };
+    Ok(PoolGeometry {
+        batch,
+        in_h,
+        in_w,
+        c,
+        out_h: ah.out,
+        out_w: aw.out,
+        pad_top: ah.pad_begin,
+        pad_left: aw.pad_begin,
+        padded_h,
+        padded_w,
+    })
+}
+
+/// Visits each output pixel with its window's valid input pixels and its divisor `count`.
+fn for_each_window(g: &PoolGeometry, p: &Pool2dParams, mut f: impl FnMut(usize, &[usize], usize)) {
+    let mut inputs = Vec::with_capacity(p.kernel[0] * p.kernel[1]);
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                inputs.clear();
+                let y0 = oy * p.stride[0];
+                let x0 = ox * p.stride[1];
+                let mut padded_count = 0;
+                for ky in 0..p.kernel[0] {
+                    for kx in 0..p.kernel[1] {
+                        let (py, px) = (y0 + ky, x0 + kx); // coordinates in the padded frame
+                        if py < g.padded_h && px < g.padded_w {
+                            padded_count += 1;
+                        }
+                        let (Some(iy), Some(ix)) = (py.checked_sub(g.pad_top), px.checked_sub(g.pad_left)) else { continue };
+                        if iy < g.in_h && ix < g.in_w {
+                            inputs.push(((n * g.in_h + iy) * g.in_w + ix) * g.c);
+                        }
+                    }
+                }
+                let count = if p.count_include_pad { padded_count } else { inputs.len() };
+                f(((n * g.out_h + oy) * g.out_w + ox) * g.c, &inputs, count);
+            }
+        }
+    }
+}
+
+/// f32 average pooling.
+pub fn avg_pool2d_f32(x: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
+    let g = geometry("avg_pool2d_f32", x.shape(), p)?;
+    let mut y = vec![0.0f32; g.batch * g.out_h * g.out_w * g.c];
+    let xd = x.data();
+    for_each_window(&g, p, |out, inputs, count| {
+        let o = &mut y[out..out + g.c];
+        for &i in inputs {
+            for (v, &xv) in o.iter_mut().zip(&xd[i..i + g.c]) {
+                *v += xv;
+            }
+        }
+        let inv = if count == 0 { 0.0 } else { count as f32 };
+        for v in o.iter_mut() {
+            *v = if inv == 0.0 { 0.0 } else { *v / inv };
+        }
+    });
+    Tensor::new(vec![g.batch, g.out_h, g.out_w, g.c], y)
+}
+
+/// f32 global average pooling: `[N, H, W, C]` -> `[N, 1, 1, C]`.
+pub fn global_avg_pool_f32(x: &Tensor) -> Result<Tensor> {
+    let &[n, h, w, c] = x.shape() else {
+        return Err(Error::shape("global_avg_pool_f32", format!("expected NHWC rank 4, got {:?}", x.shape())));
+    };
+    let mut y = vec![0.0f32; n * c];
+    let hw = h * w;
+    for b in 0..n {
+        let o = &mut y[b * c..(b + 1) * c];
+        for px in x.data()[b * hw * c..(b + 1) * hw * c].chunks_exact(c.max(1)) {
+            for (v, &xv) in o.iter_mut().zip(px) {
+                *v += xv;
+            }
+        }
+        for v in o.iter_mut() {
+            *v /= hw.max(1) as f32;
+        }
+    }
+    Tensor::new(vec![n, 1, 1, c], y)
+}
+
+/// Requant multipliers for every possible window count `0..=max_count`.
+fn count_multipliers(op: &'static str, sx: f32, out: &OutputQuant, max_count: usize) -> Result<Vec<f32>> {
+    (0..=max_count)
+        .map(|count| {
+            if count == 0 {
+                return Ok(0.0);
+            }
+            let m = (sx as f64 / (out.scale as f64 * count as f64)) as f32;
+            if m.is_finite() && m > 0.0 {
+                Ok(m)
+            } else {
+                Err(Error::invalid(op, format!("pool multiplier {sx} / ({} * {count}) is not a positive finite f32", out.scale)))
+            }
+        })
+        .collect()
+}
+
+/// int8 average pooling (x per-tensor).
+pub fn avg_pool2d_i8(x: &QTensor, p: &Pool2dParams, out: &OutputQuant) -> Result<QTensor> {
+    const OP: &str = "avg_pool2d_i8";
+    let g = geometry(OP, x.shape(), p)?;
+    let (sx, zx) = x.params().per_tensor_pair(OP)?;
+    let mult = count_multipliers(OP, sx, out, p.kernel[0] * p.kernel[1])?;
+    let (lo, hi) = out.bounds();
+    let xd = x.i8_data(OP)?;
+    let mut y = vec![0i8; g.batch * g.out_h * g.out_w * g.c];
+    let mut acc = vec![0i32; g.c];
+    for_each_window(&g, p, |o, inputs, count| {
+        acc.iter_mut().for_each(|a| *a = 0);
+        for &i in inputs {
+            for (a, &xv) in acc.iter_mut().zip(&xd[i..i + g.c]) {
+                *a += xv as i32 - zx;
+            }
+        }
+        for (yv, &a) in y[o..o + g.c].iter_mut().zip(&acc) {
+            *yv = requantize(a, mult[count], out.zero_point, lo, hi) as i8;
+        }
+    });
+    QTensor::from_i8(vec![g.batch, g.out_h, g.out_w, g.c], y, QParams::per_tensor(out.scale, out.zero_point)?)
+}
+
+/// int8 global average pooling: `[N, H, W, C]` -> `[N, 1, 1, C]`.
+pub fn global_avg_pool_i8(x: &QTensor, out: &OutputQuant) -> Result<QTensor> {
+    const OP: &str = "global_avg_pool_i8";
+    let &[n, h, w, c] = x.shape() else {
+        return Err(Error::shape(OP, format!("expected NHWC rank 4, got {:?}", x.shape())));
+    };
+    let (sx, zx) = x.params().per_tensor_pair(OP)?;
+    let hw = h * w;
+    super::gemm::check_int8_reduction(OP, hw)?;
+    let m = *count_multipliers(OP, sx, out, hw)?.last().unwrap_or(&0.0);
+    let (lo, hi) = out.bounds();
+    let xd = x.i8_data(OP)?;
+    let mut y = Vec::with_capacity(n * c);
+    for b in 0..n {
+        let mut acc = vec![0i32; c];
+        for px in xd[b * hw * c..(b + 1) * hw * c].chunks_exact(c.max(1)) {
+            for (a, &xv) in acc.iter_mut().zip(px) {
+                *a += xv as i32 - zx;
+            }
+        }
+        y.extend(acc.iter().map(|&a| requantize(a, m, out.zero_point, lo, hi) as i8));
+    }
+    QTensor::from_i8(vec![n, 1, 1, c], y, QParams::per_tensor(out.scale, out.zero_point)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::Activation;
+
+    #[test]
+    fn avg_pool_excludes_padding_by_default() {
+        let x = Tensor::new(vec![1, 2, 2, 1], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let p = Pool2dParams {
+            kernel: [2, 2],
+            stride: [1, 1],
+            padding: Padding::Explicit { top: 1, left: 1, bottom: 0, right: 0 },
+            count_include_pad: false,
+            ceil_mode: false,
+        };
+        let y = avg_pool2d_f32(&x, &p).unwrap();
+        assert_eq!(y.data(), &[1.0, 1.5, 2.0, 2.5]);
+        let y = avg_pool2d_f32(&x, &Pool2dParams { count_include_pad: true, ..p }).unwrap();
+        assert_eq!(y.data(), &[0.25, 0.75, 1.0, 2.5]);
+    }
+
+    #[test]
+    fn int8_global_pool_matches_f32_within_half_step() {
+        let vals: Vec<i8> = (0..2 * 3 * 3 * 4).map(|i| ((i * 29) % 256) as i32 as i8).collect();
+        let x = QTensor::from_i8(vec![2, 3, 3, 4], vals.clone(), QParams::per_tensor(0.1, 3).unwrap()).unwrap();
+        let out = OutputQuant::new(0.07, -5, Activation::None).unwrap();
+        let y = global_avg_pool_i8(&x, &out).unwrap();
+        let xf = Tensor::new(vec![2, 3, 3, 4], vals.iter().map(|&v| (v as i32 - 3) as f32 * 0.1).collect()).unwrap();
+        let yf = global_avg_pool_f32(&xf).unwrap();
+        for (&q, &f) in y.i8_data("t").unwrap().iter().zip(yf.data()) {
+            let deq = (q as i32 + 5) as f32 * 0.07;
+            assert!((deq - f).abs() <= 0.07 * 0.5 + 1e-5, "{deq} vs {f}");
+        }
+    }
+}

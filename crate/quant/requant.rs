@@ -1,0 +1,259 @@
+//! Requantization: the one way an int32 accumulator becomes an int8 value, and the
+//! f32 <-> int8 conversions. Every backend (CPU, wasm SIMD, WGSL) reproduces these
+//! bit-exactly; the WGSL mirror is `shaders/requant.wgsl` (added with the GPU backend).
+//!
+//! # Scheme: fp32 multiplier, single rounding
+//! ```text
+//! m = f32(s_in * s_w[c] / s_out)      once, at prepare time (f64 math, one rounding to f32)
+//! a = f32(acc)                        round-to-nearest-even conversion of the i32 accumulator
+//! r = round_half_even(a * m)          one correctly rounded f32 multiply, ties to even
+//! q = clamp(r, lo - zp, hi - zp) + zp clamp in f32 (exact: r and the bounds are integers),
+//!                                     zero point added as an integer afterwards
+//! ```
+//! `[lo, hi]` is `[-128, 127]` narrowed by a fused activation (ReLU: `lo = zp`;
+//! ReLU6: also `hi = zp + round(6 / s_out)`).
+//!
+//! # Why this scheme and not gemmlowp's fixed-point (multiplier, shift)
+//! - WGSL has no 64-bit integers; the fixed-point scheme needs a 32x32->64 multiply.
+//! - It is what ONNX `QLinearConv`/`QLinearMatMul` specify and onnxruntime computes
+//!   (float scale, round half to even), so imported ONNX int8 models match it exactly.
+//! - Every step is a correctly rounded IEEE-754 operation, hence deterministic, given two
+//!   precautions that the WGSL mirror must keep:
+//!   1. i32 -> f32 of `|acc| > 2^24` may round either way on GPUs (implementation-defined in
+//!      Vulkan/WGSL). The mirror converts `f32(acc >> 16) * 65536.0 + f32(acc & 0xffff)`:
+//!      both parts convert exactly, the product is exact, so the sum is one correctly rounded
+//!      addition, which equals Rust's `acc as f32` (round to nearest even). A contraction of
+//!      that expression into an FMA gives the same value because the product is exact.
+//!   2. No addition after the multiply by `m` (the zero point is added as an integer), so a
+//!      compiler's FMA contraction cannot change the result.
+//!
+//! # Int8 add
+//! `y = round_half_even(f32(a - za) * ma + f32(b - zb) * mb) + zy` with `ma = s_a / s_y`,
+//! `mb = s_b / s_y` rounded to [`ADD_MULTIPLIER_MANTISSA_BITS`] significant bits. Since
+//! `|a - za| <= 255` has 8 significant bits, each product has at most 23 and is exact in f32;
+//! the sum is then one correctly rounded addition, identical with or without FMA. The cost is
+//! a relative multiplier error below 2^-15, far under one int8 step.
+//!
+//! # Quantize / dequantize
+//! `q = clamp(round_half_even(x / s) + zp, lo, hi)` (ONNX QuantizeLinear; NaN maps to `zp`),
+//! `x = (q - zp) * s`.
+
+use crate::error::{Error, Result};
+
+/// Significant bits kept in the int8-add multipliers (see module docs).
+pub const ADD_MULTIPLIER_MANTISSA_BITS: u32 = 15;
+
+/// Requantizes one accumulator: the numerics spec (see module docs).
+#[inline]
+pub fn requantize(acc: i32, multiplier: f32, zero_point: i32, lo: i32, hi: i32) -> i32 {
+    let r = (acc as f32 * multiplier).round_ties_even();
+    // max/min rather than clamp: clamp panics when bounds are inverted; they never are here.
+    let r = r.max((lo - zero_point) as f32).min((hi - zero_point) as f32);
+    r as i32 + zero_point
+}
+
+/// Quantizes one f32 value (ONNX QuantizeLinear semantics, NaN -> zero point).
+#[inline]
+pub fn quantize_value(x: f32, scale: f32, zero_point: i32, lo: i32, hi: i32) -> i32 {
+    if x.is_nan() {
+        return zero_point.clamp(lo, hi);
+    }
+    let r = (x / scale).round_ties_even();
+    let r = r.max((lo - zero_point) as f32).min((hi - zero_point) as f32);
+    r as i32 + zero_point
+}
+
+/// Dequantizes one value.
+#[inline]
+pub fn dequantize(q: i32, scale: f32, zero_point: i32) -> f32 {
+    (q - zero_point) as f32 * scale
+}
+
+/// Rounds a positive finite `m` to `bits` significant bits (round half to even).
+pub fn round_multiplier_mantissa(m: f64, bits: u32) -> f64 {
+    if !(m.is_finite() && m > 0.0) || bits == 0 || bits >= 53 {
+        return m;
+    }
+    let exp = ((m.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+    let quantum = 2f64.powi(exp - (bits as i32 - 1));
+    (m / quantum).round_ties_even() * quantum
+}
+
+/// Activation fused into the requantization clamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Activation {
+    #[default]
+    None,
+    Relu,
+    Relu6,
+}
+
+/// Output quantization of an int8 op: scale, zero point, fused activation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OutputQuant {
+    pub scale: f32,
+    pub zero_point: i32,
+    pub activation: Activation,
+}
+
+impl OutputQuant {
+    pub fn new(scale: f32, zero_point: i32, activation: Activation) -> Result<Self> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::invalid("output quant", format!("scale must be finite and > 0, got {scale}")));
+        }
+        if !(-128..=127).contains(&zero_point) {
+            return Err(Error::invalid("output quant", format!("int8 zero point {zero_point} outside [-128, 127]")));
+        }
+        Ok(OutputQuant { scale, zero_point, activation })
+    }
+
+    /// The int8 clamp bounds `[lo, hi]` after the fused activation.
+    pub fn bounds(&self) -> (i32, i32) {
+        let zp = self.zero_point;
+        match self.activation {
+            Activation::None => (-128, 127),
+            Activation::Relu => (zp.max(-128), 127),
+            Activation::Relu6 => {
+                let six = (6.0f64 / self.scale as f64).round_ties_even();
+                let hi = (zp as f64 + six).min(127.0) as i32;
+                (zp.max(-128), hi.max(zp))
+            }
+        }
+    }
+}
+
+/// Prepared requantization of a conv/dense output: one multiplier per output channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Requant {
+    pub multipliers: Vec<f32>,
+    pub zero_point: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl Requant {
+    /// `multipliers[c] = f32(input_scale * weight_scales[c] / out.scale)` computed in f64.
+    pub fn new(op: &'static str, input_scale: f32, weight_scales: &[f32], out: &OutputQuant) -> Result<Self> {
+        let multipliers = weight_scales
+            .iter()
+            .map(|&ws| {
+                let m = (input_scale as f64 * ws as f64 / out.scale as f64) as f32;
+                if m.is_finite() && m > 0.0 {
+                    Ok(m)
+                } else {
+                    Err(Error::invalid(
+                        op,
+                        format!("requant multiplier {input_scale} * {ws} / {} is not a positive finite f32", out.scale),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<f32>>>()?;
+        let (lo, hi) = out.bounds();
+        Ok(Requant { multipliers, zero_point: out.zero_point, lo, hi })
+    }
+
+    /// Requantizes the accumulator of output channel `c`.
+    #[inline]
+    pub fn apply(&self, acc: i32, c: usize) -> i8 {
+        let m = if self.multipliers.len() == 1 { self.multipliers[0] } else { self.multipliers[c] };
+        requantize(acc, m, self.zero_point, self.lo, self.hi) as i8
+    }
+}
+
+/// Prepared int8 residual add (see module docs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AddRequant {
+    pub zero_point_a: i32,
+    pub zero_point_b: i32,
+    pub multiplier_a: f32,
+    pub multiplier_b: f32,
+    pub zero_point: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl AddRequant {
+    pub fn new(a: (f32, i32), b: (f32, i32), out: &OutputQuant) -> Result<Self> {
+        let mult = |s: f32| -> Result<f32> {
+            let m = round_multiplier_mantissa(s as f64 / out.scale as f64, ADD_MULTIPLIER_MANTISSA_BITS) as f32;
+            if m.is_finite() && m > 0.0 {
+                Ok(m)
+            } else {
+                Err(Error::invalid("add_i8", format!("multiplier {s} / {} is not a positive finite f32", out.scale)))
+            }
+        };
+        let (lo, hi) = out.bounds();
+        Ok(AddRequant {
+            zero_point_a: a.1,
+            zero_point_b: b.1,
+            multiplier_a: mult(a.0)?,
+            multiplier_b: mult(b.0)?,
+            zero_point: out.zero_point,
+            lo,
+            hi,
+        })
+    }
+
+    #[inline]
+    pub fn apply(&self, a: i8, b: i8) -> i8 {
+        let ta = (a as i32 - self.zero_point_a) as f32 * self.multiplier_a;
+        let tb = (b as i32 - self.zero_point_b) as f32 * self.multiplier_b;
+        let r = (ta + tb).round_ties_even();
+        let r = r.max((self.lo - self.zero_point) as f32).min((self.hi - self.zero_point) as f32);
+        (r as i32 + self.zero_point) as i8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requantize_rounds_half_to_even_and_saturates() {
+        // 5 * 0.5 = 2.5 -> 2 ; 7 * 0.5 = 3.5 -> 4 ; -5 * 0.5 = -2.5 -> -2
+        assert_eq!(requantize(5, 0.5, 0, -128, 127), 2);
+        assert_eq!(requantize(7, 0.5, 0, -128, 127), 4);
+        assert_eq!(requantize(-5, 0.5, 0, -128, 127), -2);
+        assert_eq!(requantize(1000, 1.0, 10, -128, 127), 127);
+        assert_eq!(requantize(-1000, 1.0, 10, -128, 127), -128);
+        assert_eq!(requantize(i32::MAX, 1e30, 0, -128, 127), 127);
+        assert_eq!(requantize(i32::MIN, 1e30, 0, -128, 127), -128);
+    }
+
+    #[test]
+    fn relu6_bounds_follow_output_scale() {
+        let q = OutputQuant::new(6.0 / 255.0, -128, Activation::Relu6).unwrap();
+        assert_eq!(q.bounds(), (-128, 127));
+        let q = OutputQuant::new(0.1, -10, Activation::Relu6).unwrap();
+        assert_eq!(q.bounds(), (-10, 50));
+        let q = OutputQuant::new(0.1, 5, Activation::Relu).unwrap();
+        assert_eq!(q.bounds(), (5, 127));
+    }
+
+    #[test]
+    fn split_conversion_equals_rust_conversion() {
+        // The WGSL mirror's f32(acc >> 16) * 65536 + f32(acc & 0xffff) must equal `acc as f32`.
+        for &acc in &[0, 1, -1, 16_777_217, -16_777_217, 33_554_435, i32::MAX, i32::MIN, 37_300_000, -37_300_001] {
+            let split = ((acc >> 16) as f32) * 65536.0 + ((acc & 0xffff) as f32);
+            assert_eq!(split, acc as f32, "acc {acc}");
+        }
+    }
+
+    #[test]
+    fn add_multiplier_products_are_exact() {
+        let m = round_multiplier_mantissa(0.123456789, ADD_MULTIPLIER_MANTISSA_BITS) as f32;
+        for x in -255i32..=255 {
+            let p = x as f32 * m;
+            assert_eq!(p as f64, x as f64 * m as f64, "x {x}");
+        }
+        assert!((m as f64 - 0.123456789).abs() / 0.123456789 < 2f64.powi(-15));
+    }
+
+    #[test]
+    fn quantize_value_handles_nan_inf() {
+        assert_eq!(quantize_value(f32::NAN, 0.1, 3, -128, 127), 3);
+        assert_eq!(quantize_value(f32::INFINITY, 0.1, 3, -128, 127), 127);
+        assert_eq!(quantize_value(f32::NEG_INFINITY, 0.1, 3, 0, 255), 0);
+        assert_eq!(quantize_value(0.25, 0.1, 0, -128, 127), 2); // 2.5 -> 2
+    }
+}
