@@ -13,12 +13,21 @@
 use crate::error::{Error, Result};
 use crate::quant::QParams;
 
-/// Number of elements of `shape`, or an error naming `op` if the product overflows `usize`.
+/// Largest element count of any tensor (2^30: 4 GiB of f32, the most a wasm32 page can
+/// address). Larger shapes are rejected before anything is allocated.
+pub const MAX_ELEMENTS: usize = 1 << 30;
+
+/// Number of elements of `shape`, or an error naming `op` if the product overflows or
+/// exceeds [`MAX_ELEMENTS`].
 pub fn numel(op: &'static str, shape: &[usize]) -> Result<usize> {
-    shape
+    let n = shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::shape(op, format!("element count of shape {shape:?} overflows")))
+        .ok_or_else(|| Error::shape(op, format!("element count of shape {shape:?} overflows")))?;
+    if n > MAX_ELEMENTS {
+        return Err(Error::shape(op, format!("shape {shape:?} has {n} elements, more than the limit of {MAX_ELEMENTS}")));
+    }
+    Ok(n)
 }
 
 /// A dense f32 tensor.

@@ -51,6 +51,7 @@ pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: 
     const OP: &str = "matmul_f32";
     check_len(OP, "A", a.len(), [m, k])?;
     check_len(OP, "B", b.len(), if b_layout == BLayout::KN { [k, n] } else { [n, k] })?;
+    crate::tensor::numel(OP, &[m, n])?;
     let mut c = vec![0.0f32; m * n];
     match b_layout {
         BLayout::KN => {
@@ -125,6 +126,7 @@ pub fn gemm_i8_acc(
     check_len(OP, "A", a.len(), [m, k])?;
     check_len(OP, "B", b.len(), [n, k])?;
     check_int8_reduction(OP, k)?;
+    crate::tensor::numel(OP, &[m, n])?;
     if zb.len() != 1 && zb.len() != n {
         return Err(Error::shape(OP, format!("{} B zero points for {n} rows", zb.len())));
     }

@@ -47,13 +47,14 @@ fn geometry(op: &'static str, shape: &[usize], p: &Pool2dParams) -> Result<PoolG
     let ah = resolve_axis(op, in_h, p.kernel[0], p.stride[0], 1, p.padding, ph, p.ceil_mode)?;
     let aw = resolve_axis(op, in_w, p.kernel[1], p.stride[1], 1, p.padding, pw, p.ceil_mode)?;
     let (padded_h, padded_w) = match p.padding {
-        Padding::Explicit { .. } => (in_h + ph.0 + ph.1, in_w + pw.0 + pw.1),
+        Padding::Explicit { .. } => (in_h.saturating_add(ph.0).saturating_add(ph.1), in_w.saturating_add(pw.0).saturating_add(pw.1)),
         // "same" padding is implicit: ONNX counts it like explicit padding when asked.
         _ => {
-            let tot = |out: usize, s: usize, k: usize, inp: usize| ((out.max(1) - 1) * s + k).max(inp);
+            let tot = |out: usize, s: usize, k: usize, inp: usize| ((out.max(1) - 1) * s).saturating_add(k).max(inp);
             (tot(ah.out, p.stride[0], p.kernel[0], in_h), tot(aw.out, p.stride[1], p.kernel[1], in_w))
         }
     };
+    crate::tensor::numel(op, &[batch, ah.out, aw.out, c])?;
     Ok(PoolGeometry {
         batch,
         in_h,

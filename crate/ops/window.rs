@@ -63,13 +63,16 @@ pub(crate) fn resolve_axis(
     match padding {
         Padding::SameUpper | Padding::SameLower => {
             let out = input.div_ceil(stride);
-            let total = ((out.max(1) - 1) * stride + k_eff).saturating_sub(input);
+            let total = ((out.max(1) - 1) * stride).saturating_add(k_eff).saturating_sub(input);
             let pad_begin = if padding == Padding::SameUpper { total / 2 } else { total - total / 2 };
             Ok(Axis { pad_begin, out })
         }
         Padding::Explicit { .. } => {
             let (pb, pe) = explicit;
-            let padded = input + pb + pe;
+            let padded = input
+                .checked_add(pb)
+                .and_then(|v| v.checked_add(pe))
+                .ok_or_else(|| Error::invalid(op, format!("padding ({pb}, {pe}) overflows")))?;
             if padded < k_eff {
                 return Err(Error::shape(
                     op,

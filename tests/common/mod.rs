@@ -1,0 +1,40 @@
+//! Helpers shared by integration tests: locating external test data and deciding whether
+//! its absence is a skip (a user's checkout) or a failure (CI / `npm test`, which install it).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// True when the environment promises the test prerequisites (`npm test` sets
+/// `EDGETUNE_REQUIRE_TEST_DATA=1`; CI sets `CI=true`).
+pub fn data_required() -> bool {
+    std::env::var("EDGETUNE_REQUIRE_TEST_DATA").is_ok_and(|v| v == "1") || std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Returns `path` if it exists; otherwise panics (data required) or prints why the test is
+/// skipped and returns `None`.
+pub fn require(path: PathBuf, what: &str, install_hint: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!("{what} not found at {} ({install_hint})", path.display());
+    if data_required() {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// `../shared` beside the repository root.
+pub fn shared_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared")
+}
+
+/// The ONNX backend node tests from Debian's libonnx-testdata.
+pub fn onnx_node_tests() -> Option<PathBuf> {
+    require(
+        PathBuf::from("/usr/share/libonnx-testdata/data/node"),
+        "ONNX backend node tests",
+        "install with: apt-get install libonnx-testdata",
+    )
+}
