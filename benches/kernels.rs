@@ -1,1 +1,201 @@
-fn main() {}
+//! Kernel benchmarks at MobileNet / EfficientNet-Lite0 shapes (224x224 input), int8 and f32.
+//!
+//! `cargo bench --bench kernels` runs criterion (throughput in elements = multiply-accumulates,
+//! so criterion's "Melem/s" reads as MMAC/s), then prints a GMAC/s table from its own
+//! median timing and writes it to `bench/kernels-native.json`. No assertions: figures only.
+//! Under `cargo test --benches` each kernel runs once as a smoke test.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use edgetune::ops::conv::{conv2d_f32, conv2d_i8, Conv2dParams};
+use edgetune::ops::gemm::{dense_f32, dense_i8};
+use edgetune::ops::Padding;
+use edgetune::quant::{Activation, OutputQuant, QParams, Requant};
+use edgetune::{QTensor, Tensor};
+
+/// Deterministic pseudo-random bytes (no RNG dependency needed for benchmarks).
+fn bytes(n: usize, seed: u32) -> Vec<i8> {
+    let mut s = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 24) as u8 as i8
+        })
+        .collect()
+}
+
+fn floats(n: usize, seed: u32) -> Vec<f32> {
+    bytes(n, seed).into_iter().map(|b| b as f32 / 128.0).collect()
+}
+
+struct Case {
+    name: &'static str,
+    /// input [N, H, W, C]
+    x: [usize; 4],
+    /// weights [Cout, KH, KW, Cin/groups]
+    w: [usize; 4],
+    stride: usize,
+    groups: usize,
+}
+
+impl Case {
+    fn params(&self) -> Conv2dParams {
+        Conv2dParams { stride: [self.stride; 2], dilation: [1, 1], padding: Padding::SameUpper, groups: self.groups }
+    }
+    fn macs(&self) -> u64 {
+        let oh = self.x[1].div_ceil(self.stride);
+        let ow = self.x[2].div_ceil(self.stride);
+        (self.x[0] * oh * ow * self.w[0] * self.w[1] * self.w[2] * self.w[3]) as u64
+    }
+}
+
+const CONVS: &[Case] = &[
+    Case { name: "stem 3x3 s2 224x224x3->32", x: [1, 224, 224, 3], w: [32, 3, 3, 3], stride: 2, groups: 1 },
+    Case { name: "dw 3x3 s1 112x112x32", x: [1, 112, 112, 32], w: [32, 3, 3, 1], stride: 1, groups: 32 },
+    Case { name: "dw 3x3 s2 112x112x96", x: [1, 112, 112, 96], w: [96, 3, 3, 1], stride: 2, groups: 96 },
+    Case { name: "dw 5x5 s1 14x14x480", x: [1, 14, 14, 480], w: [480, 5, 5, 1], stride: 1, groups: 480 },
+    Case { name: "pw 56x56 24->144", x: [1, 56, 56, 24], w: [144, 1, 1, 24], stride: 1, groups: 1 },
+    Case { name: "pw 28x28 240->40", x: [1, 28, 28, 240], w: [40, 1, 1, 240], stride: 1, groups: 1 },
+    Case { name: "pw 14x14 80->480", x: [1, 14, 14, 80], w: [480, 1, 1, 80], stride: 1, groups: 1 },
+    Case { name: "pw head 7x7 320->1280", x: [1, 7, 7, 320], w: [1280, 1, 1, 320], stride: 1, groups: 1 },
+];
+
+/// The classifier: [1, 1280] x [1000, 1280]^T.
+const DENSE: (usize, usize, usize) = (1, 1280, 1000);
+
+struct Prepared {
+    name: String,
+    dtype: &'static str,
+    macs: u64,
+    run: Box<dyn Fn()>,
+}
+
+fn prepare() -> Vec<Prepared> {
+    let mut v = vec![];
+    let out = OutputQuant::new(0.05, -3, Activation::Relu6).expect("valid output quant");
+    for (i, c) in CONVS.iter().enumerate() {
+        let nx: usize = c.x.iter().product();
+        let nw: usize = c.w.iter().product();
+        let p = c.params();
+        let xq = QTensor::from_i8(c.x.to_vec(), bytes(nx, i as u32 + 1), QParams::per_tensor(0.02, 5).expect("qp")).expect("x");
+        let wq = QTensor::from_i8(
+            c.w.to_vec(),
+            bytes(nw, i as u32 + 100).into_iter().map(|b| b.max(-127)).collect(),
+            QParams::per_axis(0, vec![0.003; c.w[0]], vec![0; c.w[0]]).expect("qp"),
+        )
+        .expect("w");
+        let bias: Vec<i32> = (0..c.w[0] as i32).map(|j| j * 31 - 500).collect();
+        let b2 = bias.clone();
+        v.push(Prepared {
+            name: c.name.to_string(),
+            dtype: "int8",
+            macs: c.macs(),
+            run: Box::new(move || {
+                black_box(conv2d_i8(&xq, &wq, Some(&b2), &p, &out).expect("conv"));
+            }),
+        });
+        let xf = Tensor::new(c.x.to_vec(), floats(nx, i as u32 + 1)).expect("x");
+        let wf = Tensor::new(c.w.to_vec(), floats(nw, i as u32 + 100)).expect("w");
+        let bf: Vec<f32> = bias.iter().map(|&b| b as f32 * 1e-3).collect();
+        v.push(Prepared {
+            name: c.name.to_string(),
+            dtype: "f32",
+            macs: c.macs(),
+            run: Box::new(move || {
+                black_box(conv2d_f32(&xf, &wf, Some(&bf), &p).expect("conv"));
+            }),
+        });
+    }
+    let (m, k, n) = DENSE;
+    let name = format!("dense {m}x{k} -> {n}");
+    let (xa, wa) = (bytes(m * k, 7), bytes(n * k, 8).into_iter().map(|b| b.max(-127)).collect::<Vec<_>>());
+    let rq = Requant::new("bench", 0.02, &vec![0.003; n], &OutputQuant::new(0.1, 0, Activation::None).expect("oq")).expect("rq");
+    v.push(Prepared {
+        name: name.clone(),
+        dtype: "int8",
+        macs: (m * k * n) as u64,
+        run: Box::new(move || {
+            black_box(dense_i8(&xa, 5, &wa, &[0], None, &rq, m, k, n).expect("dense"));
+        }),
+    });
+    let (xf, wf) = (floats(m * k, 7), floats(n * k, 8));
+    v.push(Prepared {
+        name,
+        dtype: "f32",
+        macs: (m * k * n) as u64,
+        run: Box::new(move || {
+            black_box(dense_f32(&xf, &wf, None, m, k, n).expect("dense"));
+        }),
+    });
+    v
+}
+
+/// Median seconds per run: warm-up, then up to 50 runs or about one second.
+fn median_time(f: &dyn Fn()) -> f64 {
+    for _ in 0..2 {
+        f();
+    }
+    let mut t = vec![];
+    let start = Instant::now();
+    while t.len() < 50 && (t.len() < 5 || start.elapsed() < Duration::from_secs(1)) {
+        let s = Instant::now();
+        f();
+        t.push(s.elapsed().as_secs_f64());
+    }
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[t.len() / 2]
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn main() {
+    let test_mode = std::env::args().any(|a| a == "--test");
+    let cases = prepare();
+    let mut c = Criterion::default().configure_from_args().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    {
+        let mut g = c.benchmark_group("kernels");
+        g.sample_size(10);
+        for p in &cases {
+            g.throughput(Throughput::Elements(p.macs));
+            g.bench_function(format!("{} {}", p.dtype, p.name), |b| b.iter(|| (p.run)()));
+        }
+        g.finish();
+    }
+    c.final_summary();
+    if test_mode {
+        return;
+    }
+    println!("\n{:<32} {:>5} {:>12} {:>10} {:>9}", "kernel", "dtype", "MACs", "median ms", "GMAC/s");
+    let mut rows = vec![];
+    for p in &cases {
+        let s = median_time(&*p.run);
+        let gmacs = p.macs as f64 / s / 1e9;
+        println!("{:<32} {:>5} {:>12} {:>10.3} {:>9.2}", p.name, p.dtype, p.macs, s * 1e3, gmacs);
+        rows.push(format!(
+            "    {{\"kernel\": \"{}\", \"dtype\": \"{}\", \"macs\": {}, \"median_ms\": {:.4}, \"gmac_per_s\": {:.3}}}",
+            p.name,
+            p.dtype,
+            p.macs,
+            s * 1e3,
+            gmacs
+        ));
+    }
+    let json = format!(
+        "{{\n  \"machine\": \"{}\",\n  \"threads\": 1,\n  \"command\": \"cargo bench --bench kernels\",\n  \"results\": [\n{}\n  ]\n}}\n",
+        cpu_model(),
+        rows.join(",\n")
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");
+    if std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(dir.join("kernels-native.json"), json)).is_ok() {
+        println!("\nwrote bench/kernels-native.json");
+    }
+}

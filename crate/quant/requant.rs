@@ -43,13 +43,30 @@ use crate::error::{Error, Result};
 /// Significant bits kept in the int8-add multipliers (see module docs).
 pub const ADD_MULTIPLIER_MANTISSA_BITS: u32 = 15;
 
+/// `1.5 * 2^23`: adding and subtracting it rounds an f32 of magnitude below 2^22 to an
+/// integer, half to even (the FPU's default rounding), without a libm call.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// Rounds half to even, for `|x| <= 2^22`. `f32::round_ties_even` is a libm call on
+/// x86-64 without SSE4.1, which made requantization dominate int8 kernels; this is two adds.
+#[inline]
+fn round_half_even_small(x: f32) -> f32 {
+    (x + ROUND_MAGIC) - ROUND_MAGIC
+}
+
+/// Clamps `x` to the integer bounds `[lo, hi]` then rounds half to even. Because the bounds
+/// are integers this equals rounding first and clamping after (the order in the spec), and
+/// after the clamp `|x| <= 510`, in range for [`round_half_even_small`]. NaN maps to `lo`.
+#[inline]
+fn clamp_round(x: f32, lo: i32, hi: i32) -> i32 {
+    // max/min rather than clamp: clamp panics when bounds are inverted; they never are here.
+    round_half_even_small(x.max(lo as f32).min(hi as f32)) as i32
+}
+
 /// Requantizes one accumulator: the numerics spec (see module docs).
 #[inline]
 pub fn requantize(acc: i32, multiplier: f32, zero_point: i32, lo: i32, hi: i32) -> i32 {
-    let r = (acc as f32 * multiplier).round_ties_even();
-    // max/min rather than clamp: clamp panics when bounds are inverted; they never are here.
-    let r = r.max((lo - zero_point) as f32).min((hi - zero_point) as f32);
-    r as i32 + zero_point
+    clamp_round(acc as f32 * multiplier, lo - zero_point, hi - zero_point) + zero_point
 }
 
 /// Quantizes one f32 value (ONNX QuantizeLinear semantics, NaN -> zero point).
@@ -58,9 +75,7 @@ pub fn quantize_value(x: f32, scale: f32, zero_point: i32, lo: i32, hi: i32) -> 
     if x.is_nan() {
         return zero_point.clamp(lo, hi);
     }
-    let r = (x / scale).round_ties_even();
-    let r = r.max((lo - zero_point) as f32).min((hi - zero_point) as f32);
-    r as i32 + zero_point
+    clamp_round(x / scale, lo - zero_point, hi - zero_point) + zero_point
 }
 
 /// Dequantizes one value.
@@ -198,9 +213,7 @@ impl AddRequant {
     pub fn apply(&self, a: i8, b: i8) -> i8 {
         let ta = (a as i32 - self.zero_point_a) as f32 * self.multiplier_a;
         let tb = (b as i32 - self.zero_point_b) as f32 * self.multiplier_b;
-        let r = (ta + tb).round_ties_even();
-        let r = r.max((self.lo - self.zero_point) as f32).min((self.hi - self.zero_point) as f32);
-        (r as i32 + self.zero_point) as i8
+        (clamp_round(ta + tb, self.lo - self.zero_point, self.hi - self.zero_point) + self.zero_point) as i8
     }
 }
 
@@ -218,6 +231,18 @@ mod tests {
         assert_eq!(requantize(-1000, 1.0, 10, -128, 127), -128);
         assert_eq!(requantize(i32::MAX, 1e30, 0, -128, 127), 127);
         assert_eq!(requantize(i32::MIN, 1e30, 0, -128, 127), -128);
+    }
+
+    #[test]
+    fn magic_rounding_equals_round_ties_even() {
+        let mut x = -600.0f32;
+        while x <= 600.0 {
+            assert_eq!(round_half_even_small(x), x.round_ties_even(), "{x}");
+            x += 0.125;
+        }
+        for &v in &[0.49999997f32, -0.49999997, 2.5000002, 4194303.5, -4194303.5] {
+            assert_eq!(round_half_even_small(v), v.round_ties_even(), "{v}");
+        }
     }
 
     #[test]

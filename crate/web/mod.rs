@@ -1,0 +1,56 @@
+//! The only `#[wasm_bindgen]` surface (wasm32 builds only). Errors cross the boundary as
+//! `JsError` with the engine's message; a panic hook turns any panic into a console error
+//! instead of an opaque `unreachable`. Results cross as plain JS objects
+//! (serde-wasm-bindgen).
+//!
+//! JS API (ES module `pkg/edgetune.js`, after `await init()`):
+//! - `version(): string`: the engine version.
+//! - `probeBackend(): Promise<{ backend: "webgpu" | "cpu", description: string, dot4: boolean }>`:
+//!   whether a WebGPU adapter exists (and supports `dot4I8Packed`); without one the engine
+//!   uses its CPU path and `description` says why.
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+/// Installs the panic hook once, when the module is instantiated.
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// The engine version.
+#[wasm_bindgen]
+pub fn version() -> String {
+    crate::VERSION.to_string()
+}
+
+#[derive(Serialize)]
+struct BackendReport {
+    backend: &'static str,
+    description: String,
+    dot4: bool,
+}
+
+/// True if `navigator.gpu` exists in this global scope (window or worker).
+fn has_webgpu() -> bool {
+    let global = js_sys::global();
+    let Ok(nav) = js_sys::Reflect::get(&global, &JsValue::from_str("navigator")) else { return false };
+    if nav.is_undefined() || nav.is_null() {
+        return false;
+    }
+    js_sys::Reflect::get(&nav, &JsValue::from_str("gpu")).is_ok_and(|g| !g.is_undefined() && !g.is_null())
+}
+
+/// Finds the backend the engine will use in this browser.
+#[wasm_bindgen(js_name = probeBackend)]
+pub async fn probe_backend() -> Result<JsValue, JsError> {
+    let report = if !has_webgpu() {
+        BackendReport { backend: "cpu", description: "WebGPU is not available in this browser; using the CPU".into(), dot4: false }
+    } else {
+        match crate::gpu::probe().await {
+            Ok(r) => BackendReport { backend: "webgpu", description: r.describe(), dot4: r.packed_int8_dot },
+            Err(e) => BackendReport { backend: "cpu", description: format!("{e}; using the CPU"), dot4: false },
+        }
+    };
+    serde_wasm_bindgen::to_value(&report).map_err(|e| JsError::new(&e.to_string()))
+}

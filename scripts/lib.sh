@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Shared helpers for the setup, build and test scripts. Sourced, not run.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WASM_BINDGEN_VERSION="0.2.130"
+WASM_TARGET="wasm32-unknown-unknown"
+
+say() { printf '\033[1m[edgetune]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[edgetune] error:\033[0m %s\n' "$*" >&2; exit 1; }
+
+# need CMD "what to install": fails with a clear message when CMD is missing.
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed. $2"
+}
+
+# Runs apt-get as root (directly or through sudo), or returns 1 if neither is possible.
+apt_install() {
+  local runner=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null || return 1
+    runner=(sudo -n)
+  fi
+  command -v apt-get >/dev/null 2>&1 || return 1
+  say "installing Debian packages: $*"
+  "${runner[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq || return 1
+  "${runner[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" || return 1
+}

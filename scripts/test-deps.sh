@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# What the tests need from Debian: Chromium (browser tests), Mesa's lavapipe Vulkan driver
+# (native GPU tests on the CPU), vulkan-tools (vulkaninfo, for diagnosis) and the ONNX
+# backend node tests. Installed when missing and possible, otherwise the exact command is
+# printed and the tests stop.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
+command -v vulkaninfo >/dev/null 2>&1 || missing+=(vulkan-tools)
+[ -d /usr/share/libonnx-testdata/data/node ] || missing+=(libonnx-testdata)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_install "${missing[@]}" || die "missing test prerequisites. Install them with:
+    sudo apt-get install -y ${missing[*]}"
+fi

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# npm test: every test. Native Rust tests (unit, integration, ONNX conformance, property
+# tests, benches in test mode, GPU probe on lavapipe), the release wasm build, then the
+# browser end-to-end tests in headless Chromium.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+start=$(date +%s)
+
+bash scripts/setup.sh
+bash scripts/test-deps.sh
+
+# Test prerequisites installed above are required, not optional, from here on.
+export EDGETUNE_REQUIRE_TEST_DATA=1 EDGETUNE_REQUIRE_GPU=1
+export WGPU_BACKEND=vulkan
+tmp_home=$(mktemp -d)
+trap 'rm -rf "$tmp_home"' EXIT
+export XDG_RUNTIME_DIR="$tmp_home/run" XDG_CONFIG_HOME="$tmp_home/config" XDG_CACHE_HOME="$tmp_home/cache"
+export MESA_SHADER_CACHE_DIR="$tmp_home/mesa"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+
+say "native tests (cargo test)"
+cargo test --all-targets
+
+say "wasm build"
+bash scripts/build-wasm.sh
+
+say "browser end-to-end tests (headless Chromium)"
+node --test tests/e2e/
+
+say "all tests passed in $(( $(date +%s) - start )) s"
