@@ -81,7 +81,8 @@ fn prepare() -> Vec<Prepared> {
         let nx: usize = c.x.iter().product();
         let nw: usize = c.w.iter().product();
         let p = c.params();
-        let xq = QTensor::from_i8(c.x.to_vec(), bytes(nx, i as u32 + 1), QParams::per_tensor(0.02, 5).expect("qp")).expect("x");
+        let xq = QTensor::from_i8(c.x.to_vec(), bytes(nx, i as u32 + 1), QParams::per_tensor(0.02, 5).expect("qp"))
+            .expect("x");
         let wq = QTensor::from_i8(
             c.w.to_vec(),
             bytes(nw, i as u32 + 100).into_iter().map(|b| b.max(-127)).collect(),
@@ -113,7 +114,8 @@ fn prepare() -> Vec<Prepared> {
     let (m, k, n) = DENSE;
     let name = format!("dense {m}x{k} -> {n}");
     let (xa, wa) = (bytes(m * k, 7), bytes(n * k, 8).into_iter().map(|b| b.max(-127)).collect::<Vec<_>>());
-    let rq = Requant::new("bench", 0.02, &vec![0.003; n], &OutputQuant::new(0.1, 0, Activation::None).expect("oq")).expect("rq");
+    let rq = Requant::new("bench", 0.02, &vec![0.003; n], &OutputQuant::new(0.1, 0, Activation::None).expect("oq"))
+        .expect("rq");
     v.push(Prepared {
         name: name.clone(),
         dtype: "int8",
@@ -153,14 +155,21 @@ fn median_time(f: &dyn Fn()) -> f64 {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
 fn main() {
     let test_mode = std::env::args().any(|a| a == "--test");
     let cases = prepare();
-    let mut c = Criterion::default().configure_from_args().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
     {
         let mut g = c.benchmark_group("kernels");
         g.sample_size(10);

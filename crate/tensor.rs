@@ -25,7 +25,10 @@ pub fn numel(op: &'static str, shape: &[usize]) -> Result<usize> {
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| Error::shape(op, format!("element count of shape {shape:?} overflows")))?;
     if n > MAX_ELEMENTS {
-        return Err(Error::shape(op, format!("shape {shape:?} has {n} elements, more than the limit of {MAX_ELEMENTS}")));
+        return Err(Error::shape(
+            op,
+            format!("shape {shape:?} has {n} elements, more than the limit of {MAX_ELEMENTS}"),
+        ));
     }
     Ok(n)
 }
@@ -42,10 +45,7 @@ impl Tensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
         let n = numel("tensor", &shape)?;
         if n != data.len() {
-            return Err(Error::shape(
-                "tensor",
-                format!("shape {shape:?} needs {n} values, got {}", data.len()),
-            ));
+            return Err(Error::shape("tensor", format!("shape {shape:?} needs {n} values, got {}", data.len())));
         }
         Ok(Tensor { shape, data })
     }
@@ -90,10 +90,7 @@ impl Tensor {
     /// Flattens to 2-D `[prod(shape[..axis]), prod(shape[axis..])]` (ONNX Flatten).
     pub fn flatten(self, axis: usize) -> Result<Self> {
         if axis > self.shape.len() {
-            return Err(Error::invalid(
-                "flatten",
-                format!("axis {axis} out of range for shape {:?}", self.shape),
-            ));
+            return Err(Error::invalid("flatten", format!("axis {axis} out of range for shape {:?}", self.shape)));
         }
         let outer = numel("flatten", &self.shape[..axis])?;
         let inner = numel("flatten", &self.shape[axis..])?;
@@ -136,10 +133,7 @@ impl QTensor {
     pub fn new(shape: Vec<usize>, data: QData, params: QParams) -> Result<Self> {
         let n = numel("qtensor", &shape)?;
         if n != data.len() {
-            return Err(Error::shape(
-                "qtensor",
-                format!("shape {shape:?} needs {n} values, got {}", data.len()),
-            ));
+            return Err(Error::shape("qtensor", format!("shape {shape:?} needs {n} values, got {}", data.len())));
         }
         params.check_for_shape("qtensor", &shape)?;
         Ok(QTensor { shape, data, params })

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use edgetune::onnx::graph::{load_model, load_tensor, run};
-use edgetune::onnx::proto::{data_type, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
+use edgetune::onnx::proto::{
+    data_type, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto,
+};
 use edgetune::onnx::{Data, Value};
 use prost::Message;
 
@@ -29,7 +31,12 @@ fn relu_model(weights: usize) -> ModelProto {
         opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
         graph: Some(GraphProto {
             name: "g".into(),
-            node: vec![NodeProto { op_type: "Relu".into(), input: vec!["x".into()], output: vec!["y".into()], ..Default::default() }],
+            node: vec![NodeProto {
+                op_type: "Relu".into(),
+                input: vec!["x".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            }],
             initializer: vec![big],
             input: vec![ValueInfoProto { name: "x".into(), r#type: None }],
             output: vec![ValueInfoProto { name: "y".into(), r#type: None }],
@@ -114,7 +121,11 @@ fn bad_tensor_files_name_file_and_problem() {
     assert!(e.contains("neg.pb") && e.contains("negative dimension"), "{e}");
     // unsupported element type
     let p = dir.join("string.pb");
-    std::fs::write(&p, TensorProto { dims: vec![1], data_type: data_type::STRING, ..Default::default() }.encode_to_vec()).unwrap();
+    std::fs::write(
+        &p,
+        TensorProto { dims: vec![1], data_type: data_type::STRING, ..Default::default() }.encode_to_vec(),
+    )
+    .unwrap();
     let e = err_of(load_tensor(&p));
     assert!(e.contains("string.pb") && e.contains("string"), "{e}");
 }
@@ -162,12 +173,16 @@ fn cli_reports_corrupt_cases_and_exits_nonzero() {
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stdout.contains("PASS test_good"), "{stdout}");
-    assert!(stdout.contains("FAIL test_truncated_model:") && stdout.contains("test_truncated_model/model.onnx"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL test_truncated_model:") && stdout.contains("test_truncated_model/model.onnx"),
+        "{stdout}"
+    );
     assert!(stdout.contains("FAIL test_truncated_input:") && stdout.contains("input_0.pb"), "{stdout}");
     assert!(stdout.contains("FAIL test_wrong_output:") && stdout.contains("element 1 is 3, expected 4"), "{stdout}");
     assert!(stdout.trim_end().ends_with("1 passed, 3 failed, 0 skipped"), "{stdout}");
     // A missing directory is an error (exit 2), not a panic.
-    let out = Command::new(env!("CARGO_BIN_EXE_edgetune")).args(["conformance", "/nonexistent/edgetune"]).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_edgetune")).args(["conformance", "/nonexistent/edgetune"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/edgetune"));
 }

@@ -10,7 +10,9 @@ use edgetune::ops::add::add_i8;
 use edgetune::ops::conv::{conv2d_i8, conv2d_i8_acc, Conv2dParams};
 use edgetune::ops::gemm::{dense_i8, gemm_i8_acc};
 use edgetune::ops::Padding;
-use edgetune::quant::{round_multiplier_mantissa, Activation, OutputQuant, QParams, Requant, ADD_MULTIPLIER_MANTISSA_BITS};
+use edgetune::quant::{
+    round_multiplier_mantissa, Activation, OutputQuant, QParams, Requant, ADD_MULTIPLIER_MANTISSA_BITS,
+};
 use edgetune::QTensor;
 use proptest::prelude::*;
 
@@ -129,7 +131,14 @@ impl std::fmt::Debug for ConvCase {
 }
 
 /// Output length and begin padding of one axis, computed from the ONNX/TF definitions.
-fn ref_axis(input: usize, k: usize, s: usize, d: usize, padding: Padding, explicit: (usize, usize)) -> Option<(usize, usize)> {
+fn ref_axis(
+    input: usize,
+    k: usize,
+    s: usize,
+    d: usize,
+    padding: Padding,
+    explicit: (usize, usize),
+) -> Option<(usize, usize)> {
     let keff = (k - 1) * d + 1;
     match padding {
         Padding::Explicit { .. } => {
@@ -167,7 +176,8 @@ fn ref_conv_acc(c: &ConvCase) -> Option<(Vec<usize>, Vec<i64>)> {
                                 continue;
                             }
                             for ci in 0..c.cin_g {
-                                let xv = c.x[((n * c.h + iy as usize) * c.w + ix as usize) * cin + g * c.cin_g + ci] as i64;
+                                let xv =
+                                    c.x[((n * c.h + iy as usize) * c.w + ix as usize) * cin + g * c.cin_g + ci] as i64;
                                 let wv = c.wts[((oc * c.k[0] + ky) * c.k[1] + kx) * c.cin_g + ci] as i64;
                                 let zw = if c.zw.len() == 1 { c.zw[0] } else { c.zw[oc] } as i64;
                                 acc += (xv - c.zx as i64) * (wv - zw);
@@ -189,7 +199,9 @@ fn out_quant(zp: i32, act: Activation) -> OutputQuant {
 
 fn run_conv_case(c: &ConvCase) -> Result<(), TestCaseError> {
     let Some((shape, want_acc)) = ref_conv_acc(c) else { return Ok(()) };
-    let x = QTensor::from_i8(vec![c.n, c.h, c.w, c.groups * c.cin_g], c.x.clone(), QParams::per_tensor(1.0, c.zx).unwrap()).unwrap();
+    let x =
+        QTensor::from_i8(vec![c.n, c.h, c.w, c.groups * c.cin_g], c.x.clone(), QParams::per_tensor(1.0, c.zx).unwrap())
+            .unwrap();
     let cout = c.groups * c.cout_g;
     let wp = if c.zw.len() == 1 && c.mults.len() == 1 {
         QParams::per_tensor(c.mults[0], c.zw[0]).unwrap()
@@ -221,15 +233,20 @@ fn run_conv_case(c: &ConvCase) -> Result<(), TestCaseError> {
 /// Multipliers: random magnitudes, exact powers of two (rounding ties) and large (saturation).
 fn multiplier() -> impl Strategy<Value = f32> {
     prop_oneof![
-        4 => (1e-5f32..0.05f32),
+        4 => 1e-5f32..0.05f32,
         2 => (1u32..12).prop_map(|k| 0.5f32.powi(k as i32)),
-        1 => (0.5f32..8.0f32),
+        1 => 0.5f32..8.0f32,
     ]
 }
 
 fn padding() -> impl Strategy<Value = Padding> {
     prop_oneof![
-        (0usize..3, 0usize..3, 0usize..3, 0usize..3).prop_map(|(top, left, bottom, right)| Padding::Explicit { top, left, bottom, right }),
+        (0usize..3, 0usize..3, 0usize..3, 0usize..3).prop_map(|(top, left, bottom, right)| Padding::Explicit {
+            top,
+            left,
+            bottom,
+            right
+        }),
         Just(Padding::SameUpper),
         Just(Padding::SameLower),
     ]
@@ -267,28 +284,30 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
                 activation(),
             )
         })
-        .prop_flat_map(|((n, h, w, groups, cin_g, cout_g), k, stride, dilation, padding, zx, zw, bias, mults, out_zp, act)| {
-            let xs = proptest::collection::vec(any::<i8>(), n * h * w * groups * cin_g);
-            let ws = proptest::collection::vec(-127i8..=127, groups * cout_g * k[0] * k[1] * cin_g);
-            (xs, ws).prop_map(move |(x, wts)| ConvCase {
-                n,
-                h,
-                w,
-                groups,
-                cin_g,
-                cout_g,
-                k,
-                p: Conv2dParams { stride, dilation, padding, groups },
-                x,
-                zx,
-                wts,
-                zw: zw.clone(),
-                bias: bias.clone(),
-                mults: mults.clone(),
-                out_zp,
-                act,
-            })
-        })
+        .prop_flat_map(
+            |((n, h, w, groups, cin_g, cout_g), k, stride, dilation, padding, zx, zw, bias, mults, out_zp, act)| {
+                let xs = proptest::collection::vec(any::<i8>(), n * h * w * groups * cin_g);
+                let ws = proptest::collection::vec(-127i8..=127, groups * cout_g * k[0] * k[1] * cin_g);
+                (xs, ws).prop_map(move |(x, wts)| ConvCase {
+                    n,
+                    h,
+                    w,
+                    groups,
+                    cin_g,
+                    cout_g,
+                    k,
+                    p: Conv2dParams { stride, dilation, padding, groups },
+                    x,
+                    zx,
+                    wts,
+                    zw: zw.clone(),
+                    bias: bias.clone(),
+                    mults: mults.clone(),
+                    out_zp,
+                    act,
+                })
+            },
+        )
 }
 
 proptest! {
@@ -410,7 +429,7 @@ fn regression_depthwise_same_upper_stride2_odd() {
         p: Conv2dParams { stride: [2, 2], dilation: [1, 1], padding: Padding::SameUpper, groups: 3 },
         x: (0..75).map(|i| (i * 37 % 256) as u8 as i8).collect(),
         zx: -7,
-        wts: (0..27).map(|i| (i * 53 % 255) as i32 as i8).map(|v| v.max(-127)).collect(),
+        wts: (0..27).map(|i| (i * 53 % 255) as i8).map(|v| v.max(-127)).collect(),
         zw: vec![0],
         bias: Some(vec![100, -100, 0]),
         mults: vec![0.01, 0.02, 0.004],

@@ -27,7 +27,10 @@ impl<'a> Node<'a> {
     }
 
     fn wrong_type(&self, a: &AttributeProto, want: &str) -> Error {
-        Error::invalid("onnx attribute", format!("{} '{}' should be {want} (type code {})", self.proto.op_type, a.name, a.r#type))
+        Error::invalid(
+            "onnx attribute",
+            format!("{} '{}' should be {want} (type code {})", self.proto.op_type, a.name, a.r#type),
+        )
     }
 
     pub fn int(&self, name: &str, default: i64) -> Result<i64> {
@@ -69,7 +72,10 @@ impl<'a> Node<'a> {
                 v.iter()
                     .map(|&x| {
                         usize::try_from(x).map_err(|_| {
-                            Error::invalid("onnx attribute", format!("{} '{name}' has negative value {x}", self.proto.op_type))
+                            Error::invalid(
+                                "onnx attribute",
+                                format!("{} '{name}' has negative value {x}", self.proto.op_type),
+                            )
                         })
                     })
                     .collect()
@@ -85,7 +91,10 @@ impl<'a> Node<'a> {
     /// Input `i`, required.
     pub fn input(&self, i: usize) -> Result<&'a Value> {
         self.opt(i).ok_or_else(|| {
-            Error::invalid("onnx node", format!("{} '{}' is missing required input {i}", self.proto.op_type, self.proto.name))
+            Error::invalid(
+                "onnx node",
+                format!("{} '{}' is missing required input {i}", self.proto.op_type, self.proto.name),
+            )
         })
     }
 
@@ -93,7 +102,10 @@ impl<'a> Node<'a> {
     pub fn axis(&self, axis: i64, rank: usize) -> Result<usize> {
         let a = if axis < 0 { axis + rank as i64 } else { axis };
         if a < 0 || a as usize >= rank.max(1) {
-            return Err(Error::invalid("onnx node", format!("{} axis {axis} out of range for rank {rank}", self.proto.op_type)));
+            return Err(Error::invalid(
+                "onnx node",
+                format!("{} axis {axis} out of range for rank {rank}", self.proto.op_type),
+            ));
         }
         Ok(a as usize)
     }

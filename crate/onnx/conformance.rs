@@ -57,12 +57,20 @@ pub fn compare(want: &Value, got: &Value) -> std::result::Result<(), String> {
                 let (w, g) = (w as f64, g as f64);
                 !((w.is_nan() && g.is_nan()) || w == g || (w - g).abs() <= ONNX_ATOL + ONNX_RTOL * w.abs())
             });
-            first_diff(bad, bad.map_or(String::new(), |i| w[i].to_string()), bad.map_or(String::new(), |i| g[i].to_string()))
+            first_diff(
+                bad,
+                bad.map_or(String::new(), |i| w[i].to_string()),
+                bad.map_or(String::new(), |i| g[i].to_string()),
+            )
         }
         (w, g) if std::mem::discriminant(w) == std::mem::discriminant(g) => {
             let (wi, gi) = (int_values(w), int_values(g));
             let bad = wi.iter().zip(&gi).position(|(a, b)| a != b);
-            first_diff(bad, bad.map_or(String::new(), |i| wi[i].to_string()), bad.map_or(String::new(), |i| gi[i].to_string()))
+            first_diff(
+                bad,
+                bad.map_or(String::new(), |i| wi[i].to_string()),
+                bad.map_or(String::new(), |i| gi[i].to_string()),
+            )
         }
         (w, g) => Err(format!("element type {}, expected {}", g.type_name(), w.type_name())),
     }
@@ -89,7 +97,8 @@ fn run_data_set(model: &super::proto::ModelProto, set: &Path) -> Result<Option<S
     if inputs.len() != names.len() {
         return Err(Error::parse(set, format!("{} input files for {} graph inputs", inputs.len(), names.len())));
     }
-    let feeds = names.into_iter().zip(&inputs).map(|(n, p)| Ok((n, graph::load_tensor(p)?))).collect::<Result<Vec<_>>>()?;
+    let feeds =
+        names.into_iter().zip(&inputs).map(|(n, p)| Ok((n, graph::load_tensor(p)?))).collect::<Result<Vec<_>>>()?;
     let expected = numbered(set, "output").iter().map(|p| graph::load_tensor(p)).collect::<Result<Vec<_>>>()?;
     let got = graph::run(model, feeds)?;
     if got.len() != expected.len() {

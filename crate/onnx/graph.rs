@@ -19,7 +19,10 @@ pub const MAX_PROTO_BYTES: u64 = 512 << 20;
 fn read_limited(path: &Path) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() > MAX_PROTO_BYTES {
-        return Err(Error::parse(path, format!("file is {} bytes, larger than the {MAX_PROTO_BYTES}-byte limit", meta.len())));
+        return Err(Error::parse(
+            path,
+            format!("file is {} bytes, larger than the {MAX_PROTO_BYTES}-byte limit", meta.len()),
+        ));
     }
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
@@ -27,7 +30,8 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
 /// Reads and decodes a `.onnx` file.
 pub fn load_model(path: &Path) -> Result<ModelProto> {
     let bytes = read_limited(path)?;
-    let model = ModelProto::decode(bytes.as_slice()).map_err(|e| Error::parse(path, format!("not a valid ONNX model: {e}")))?;
+    let model =
+        ModelProto::decode(bytes.as_slice()).map_err(|e| Error::parse(path, format!("not a valid ONNX model: {e}")))?;
     if model.graph.is_none() {
         return Err(Error::parse(path, "ONNX model has no graph"));
     }
@@ -37,17 +41,14 @@ pub fn load_model(path: &Path) -> Result<ModelProto> {
 /// Reads and decodes a serialized `TensorProto` (`input_0.pb`, ...).
 pub fn load_tensor(path: &Path) -> Result<Value> {
     let bytes = read_limited(path)?;
-    let t = TensorProto::decode(bytes.as_slice()).map_err(|e| Error::parse(path, format!("not a valid ONNX tensor: {e}")))?;
+    let t = TensorProto::decode(bytes.as_slice())
+        .map_err(|e| Error::parse(path, format!("not a valid ONNX tensor: {e}")))?;
     Value::from_proto(&t, &path.display().to_string())
 }
 
 /// The default-domain opset version the model imports (1 if it names none).
 pub fn opset_version(model: &ModelProto) -> i64 {
-    model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map_or(1, |o| o.version)
+    model.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(1, |o| o.version)
 }
 
 /// Every op type this interpreter executes.
@@ -96,7 +97,10 @@ pub fn run(model: &ModelProto, feeds: Vec<(String, Value)>) -> Result<Vec<Value>
                     return Ok(None);
                 }
                 env.get(name).map(Some).ok_or_else(|| {
-                    Error::invalid("onnx", format!("node '{}' ({}) reads '{name}', which nothing produced", node.name, node.op_type))
+                    Error::invalid(
+                        "onnx",
+                        format!("node '{}' ({}) reads '{name}', which nothing produced", node.name, node.op_type),
+                    )
                 })
             })
             .collect::<Result<Vec<Option<&Value>>>>()?;
@@ -112,6 +116,9 @@ pub fn run(model: &ModelProto, feeds: Vec<(String, Value)>) -> Result<Vec<Value>
     }
     g.output
         .iter()
-        .map(|o| env.remove(&o.name).ok_or_else(|| Error::invalid("onnx", format!("graph output '{}' was never produced", o.name))))
+        .map(|o| {
+            env.remove(&o.name)
+                .ok_or_else(|| Error::invalid("onnx", format!("graph output '{}' was never produced", o.name)))
+        })
         .collect()
 }

@@ -123,7 +123,11 @@ fn clip(n: &Node) -> Result<Value> {
     match &x.data {
         Data::F32(d) => {
             let mut d = d.clone();
-            activation::clip_f32(&mut d, lo.map_or(f32::NEG_INFINITY, |v| v as f32), hi.map_or(f32::INFINITY, |v| v as f32))?;
+            activation::clip_f32(
+                &mut d,
+                lo.map_or(f32::NEG_INFINITY, |v| v as f32),
+                hi.map_or(f32::INFINITY, |v| v as f32),
+            )?;
             Value::f32(x.shape.clone(), d)
         }
         Data::I8(d) => {
@@ -289,7 +293,10 @@ fn gemm(n: &Node) -> Result<Value> {
     let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
     let (kb, nn) = if trans_b { (bc, br) } else { (br, bc) };
     if k != kb {
-        return Err(Error::shape("Gemm", format!("A {:?} (transA {trans_a}) and B {:?} (transB {trans_b}) do not chain", a.shape, b.shape)));
+        return Err(Error::shape(
+            "Gemm",
+            format!("A {:?} (transA {trans_a}) and B {:?} (transB {trans_b}) do not chain", a.shape, b.shape),
+        ));
     }
     let ad = a.as_f32("Gemm A")?;
     let at = if trans_a { transpose2(ad, ar, ac) } else { ad.to_vec() };

@@ -32,7 +32,10 @@ fn zero_points(v: Option<&Value>, offset: i32, what: &str) -> Result<Vec<i32>> {
         Some(z) => {
             let (_, zoff) = as_i8(z, what)?;
             if zoff != offset {
-                return Err(Error::invalid("onnx quantized op", format!("{what} type {} does not match its data", z.data.type_name())));
+                return Err(Error::invalid(
+                    "onnx quantized op",
+                    format!("{what} type {} does not match its data", z.data.type_name()),
+                ));
             }
             Ok(z.as_i64s(what)?.into_iter().map(|x| x as i32 - offset).collect())
         }
@@ -227,4 +230,5 @@ pub(crate) fn run(op_type: &str, n: &Node) -> Option<Result<Vec<Value>>> {
 }
 
 /// Quantized op types this module executes.
-pub const OP_TYPES: &[&str] = &["ConvInteger", "QLinearConv", "MatMulInteger", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear"];
+pub const OP_TYPES: &[&str] =
+    &["ConvInteger", "QLinearConv", "MatMulInteger", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear"];

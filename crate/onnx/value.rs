@@ -75,7 +75,9 @@ impl Value {
             Data::I32(v) => v.iter().map(|&x| x as i64).collect(),
             Data::U8(v) => v.iter().map(|&x| x as i64).collect(),
             Data::I8(v) => v.iter().map(|&x| x as i64).collect(),
-            Data::F32(_) => return Err(Error::unsupported(format!("{what}: float32 where an integer tensor is expected"))),
+            Data::F32(_) => {
+                return Err(Error::unsupported(format!("{what}: float32 where an integer tensor is expected")))
+            }
         })
     }
 
@@ -85,7 +87,10 @@ impl Value {
         let shape = t
             .dims
             .iter()
-            .map(|&d| usize::try_from(d).map_err(|_| Error::shape(op, format!("{origin}: negative dimension {d} in {:?}", t.dims))))
+            .map(|&d| {
+                usize::try_from(d)
+                    .map_err(|_| Error::shape(op, format!("{origin}: negative dimension {d} in {:?}", t.dims)))
+            })
             .collect::<Result<Vec<usize>>>()?;
         let n = numel(op, &shape)?;
         if t.data_location != 0 {
@@ -97,7 +102,12 @@ impl Value {
             if n.checked_mul(width) != Some(raw.len()) {
                 return Err(Error::shape(
                     op,
-                    format!("{origin}: tensor '{}' {shape:?} needs {} raw bytes, has {}", t.name, n.saturating_mul(width), raw.len()),
+                    format!(
+                        "{origin}: tensor '{}' {shape:?} needs {} raw bytes, has {}",
+                        t.name,
+                        n.saturating_mul(width),
+                        raw.len()
+                    ),
                 ));
             }
             Ok(())

@@ -32,11 +32,7 @@ pub fn clip_f32(x: &mut [f32], lo: f32, hi: f32) -> Result<()> {
 
 pub fn relu6_f32(x: &mut [f32]) {
     for v in x {
-        if *v < 0.0 {
-            *v = 0.0;
-        } else if *v > 6.0 {
-            *v = 6.0;
-        }
+        *v = v.clamp(0.0, 6.0); // NaN stays NaN
     }
 }
 

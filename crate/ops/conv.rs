@@ -15,7 +15,9 @@
 //! The f32 sum starts at 0, runs over taps in (ky, kx, ci) order and adds the bias last, in
 //! every path, so fast paths give the same bits as the general loop.
 
-use super::gemm::{check_int8_reduction, gemm_i8_acc, matmul_f32, requantize_channels_last, BLayout};
+use super::gemm::{
+    check_int8_reduction, check_int8_zero_points, gemm_i8_acc, matmul_f32, requantize_channels_last, BLayout,
+};
 use super::window::{explicit_pads, resolve_axis};
 use super::Padding;
 use crate::error::{Error, Result};
@@ -135,47 +137,57 @@ impl ConvGeometry {
     }
 }
 
-/// Multiply-accumulate over already zero-point-centred values: f32, or i32 (wrapping, exact
-/// within [`super::gemm::MAX_INT8_REDUCTION`]).
+/// Multiply-accumulate over already zero-point-centred values: f32 into f32, or i16 into
+/// i32. Centred int8 values `q - z` lie in [-255, 255] and fit i16; widening i16 products
+/// let the compiler use 16-bit multiplies (SSE2 `pmaddwd`, wasm `i32x4.dot_i16x8_s`), where
+/// 32-bit lanes would need a slow emulated multiply. The i32 sum wraps, and is exact within
+/// [`super::gemm::MAX_INT8_REDUCTION`].
 trait Mac: Copy + Default {
-    fn mac(self, a: Self, b: Self) -> Self;
-    fn add(self, b: Self) -> Self;
+    type Acc: Copy + Default;
+    fn mac(acc: Self::Acc, a: Self, b: Self) -> Self::Acc;
+    fn add(acc: Self::Acc, b: Self::Acc) -> Self::Acc;
 }
 impl Mac for f32 {
+    type Acc = f32;
     #[inline]
-    fn mac(self, a: f32, b: f32) -> f32 {
-        self + a * b
+    fn mac(acc: f32, a: f32, b: f32) -> f32 {
+        acc + a * b
     }
     #[inline]
-    fn add(self, b: f32) -> f32 {
-        self + b
+    fn add(acc: f32, b: f32) -> f32 {
+        acc + b
     }
 }
-impl Mac for i32 {
+impl Mac for i16 {
+    type Acc = i32;
     #[inline]
-    fn mac(self, a: i32, b: i32) -> i32 {
-        self.wrapping_add(a.wrapping_mul(b))
+    fn mac(acc: i32, a: i16, b: i16) -> i32 {
+        acc.wrapping_add(a as i32 * b as i32)
     }
     #[inline]
-    fn add(self, b: i32) -> i32 {
-        self.wrapping_add(b)
+    fn add(acc: i32, b: i32) -> i32 {
+        acc.wrapping_add(b)
     }
 }
 
 /// General direct convolution (any groups, stride, dilation, padding).
-fn conv_general<T: Mac>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeometry) -> Vec<T> {
+fn conv_general<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry) -> Vec<T::Acc> {
     let [kh, kw] = g.kernel;
     let cig = g.in_c_group;
-    let mut y = vec![T::default(); g.batch * g.out_h * g.out_w * g.out_c];
+    let mut y = vec![T::Acc::default(); g.batch * g.out_h * g.out_w * g.out_c];
     let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw); // (input pixel offset, weight tap offset)
     for n in 0..g.batch {
         for oy in 0..g.out_h {
             for ox in 0..g.out_w {
                 taps.clear();
                 for ky in 0..kh {
-                    let Some(iy) = ConvGeometry::tap(oy, ky, g.stride[0], g.dilation[0], g.pad_top, g.in_h) else { continue };
+                    let Some(iy) = ConvGeometry::tap(oy, ky, g.stride[0], g.dilation[0], g.pad_top, g.in_h) else {
+                        continue;
+                    };
                     for kx in 0..kw {
-                        let Some(ix) = ConvGeometry::tap(ox, kx, g.stride[1], g.dilation[1], g.pad_left, g.in_w) else { continue };
+                        let Some(ix) = ConvGeometry::tap(ox, kx, g.stride[1], g.dilation[1], g.pad_left, g.in_w) else {
+                            continue;
+                        };
                         taps.push((((n * g.in_h + iy) * g.in_w + ix) * g.in_c, (ky * kw + kx) * cig));
                     }
                 }
@@ -183,16 +195,16 @@ fn conv_general<T: Mac>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeometry) 
                 for oc in 0..g.out_c {
                     let ci0 = (oc / g.out_c_group) * cig;
                     let wo = oc * kh * kw * cig;
-                    let mut acc = T::default();
+                    let mut acc = T::Acc::default();
                     for &(xo, wt) in &taps {
                         let xs = &x[xo + ci0..xo + ci0 + cig];
                         let ws = &w[wo + wt..wo + wt + cig];
                         for (&a, &b) in xs.iter().zip(ws) {
-                            acc = acc.mac(a, b);
+                            acc = T::mac(acc, a, b);
                         }
                     }
                     if let Some(b) = bias {
-                        acc = acc.add(b[oc]);
+                        acc = T::add(acc, b[oc]);
                     }
                     y[out + oc] = acc;
                 }
@@ -203,7 +215,7 @@ fn conv_general<T: Mac>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeometry) 
 }
 
 /// Depthwise fast path: channels innermost and contiguous in input, weights and output.
-fn conv_depthwise<T: Mac>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeometry) -> Vec<T> {
+fn conv_depthwise<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry) -> Vec<T::Acc> {
     let [kh, kw] = g.kernel;
     let c = g.in_c;
     // Weights [C, KH, KW, 1] -> [KH, KW, C] so each tap reads a contiguous channel vector.
@@ -213,25 +225,29 @@ fn conv_depthwise<T: Mac>(x: &[T], w: &[T], bias: Option<&[T]>, g: &ConvGeometry
             wt[t * c + ch] = w[ch * kh * kw + t];
         }
     }
-    let mut y = vec![T::default(); g.batch * g.out_h * g.out_w * c];
+    let mut y = vec![T::Acc::default(); g.batch * g.out_h * g.out_w * c];
     for n in 0..g.batch {
         for oy in 0..g.out_h {
             for ox in 0..g.out_w {
                 let out = &mut y[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
                 for ky in 0..kh {
-                    let Some(iy) = ConvGeometry::tap(oy, ky, g.stride[0], g.dilation[0], g.pad_top, g.in_h) else { continue };
+                    let Some(iy) = ConvGeometry::tap(oy, ky, g.stride[0], g.dilation[0], g.pad_top, g.in_h) else {
+                        continue;
+                    };
                     for kx in 0..kw {
-                        let Some(ix) = ConvGeometry::tap(ox, kx, g.stride[1], g.dilation[1], g.pad_left, g.in_w) else { continue };
+                        let Some(ix) = ConvGeometry::tap(ox, kx, g.stride[1], g.dilation[1], g.pad_left, g.in_w) else {
+                            continue;
+                        };
                         let xs = &x[((n * g.in_h + iy) * g.in_w + ix) * c..][..c];
                         let ws = &wt[(ky * kw + kx) * c..][..c];
                         for ((o, &a), &b) in out.iter_mut().zip(xs).zip(ws) {
-                            *o = o.mac(a, b);
+                            *o = T::mac(*o, a, b);
                         }
                     }
                 }
                 if let Some(b) = bias {
                     for (o, &bv) in out.iter_mut().zip(b) {
-                        *o = o.add(bv);
+                        *o = T::add(*o, bv);
                     }
                 }
             }
@@ -277,34 +293,43 @@ fn weight_zero_points(op: &'static str, w: &QTensor) -> Result<Vec<i32>> {
     match p.axis() {
         None => Ok(vec![p.zero_point(0)]),
         Some(0) => Ok(p.zero_points().to_vec()),
-        Some(a) => Err(Error::invalid(op, format!("weights must be quantized per output channel (axis 0), got axis {a}"))),
+        Some(a) => {
+            Err(Error::invalid(op, format!("weights must be quantized per output channel (axis 0), got axis {a}")))
+        }
     }
 }
 
 /// int8 convolution accumulators (before requantization): `[N, OH, OW, Cout]` i32.
 /// `x` must be per-tensor quantized; `w` per-tensor or per output channel.
-pub fn conv2d_i8_acc(x: &QTensor, w: &QTensor, bias: Option<&[i32]>, p: &Conv2dParams) -> Result<(ConvGeometry, Vec<i32>)> {
+pub fn conv2d_i8_acc(
+    x: &QTensor,
+    w: &QTensor,
+    bias: Option<&[i32]>,
+    p: &Conv2dParams,
+) -> Result<(ConvGeometry, Vec<i32>)> {
     const OP: &str = "conv2d_i8";
     let g = ConvGeometry::new(OP, x.shape(), w.shape(), p)?;
     check_bias(OP, bias.map(<[i32]>::len), g.out_c)?;
     check_int8_reduction(OP, g.reduction_len())?;
     let (_, zx) = x.params().per_tensor_pair(OP)?;
     let zw = weight_zero_points(OP, w)?;
+    check_int8_zero_points(OP, &[zx])?;
+    check_int8_zero_points(OP, &zw)?;
     let xd = x.i8_data(OP)?;
     let wd = w.i8_data(OP)?;
     if g.is_pointwise() {
         let rows = g.batch * g.in_h * g.in_w;
         return Ok((g, gemm_i8_acc(xd, zx, wd, &zw, bias, rows, g.in_c, g.out_c)?));
     }
-    // Centre once: (x - zx) and (w - zw[oc]) as i32, then exact integer MACs.
-    let xc: Vec<i32> = xd.iter().map(|&v| v as i32 - zx).collect();
+    // Centre once: (x - zx) and (w - zw[oc]) as i16 (both in [-255, 255]), then exact MACs.
+    let xc: Vec<i16> = xd.iter().map(|&v| (v as i32 - zx) as i16).collect();
     let per_oc = g.reduction_len().max(1);
-    let wc: Vec<i32> = wd
+    let wc: Vec<i16> = wd
         .chunks_exact(per_oc)
         .enumerate()
         .flat_map(|(oc, row)| {
             let z = if zw.len() == 1 { zw[0] } else { zw[oc] };
-            row.iter().map(move |&v| v as i32 - z)
+            row.iter().map(move |&v| (v as i32 - z) as i16)
         })
         .collect();
     let acc = if g.is_depthwise() { conv_depthwise(&xc, &wc, bias, &g) } else { conv_general(&xc, &wc, bias, &g) };
@@ -313,7 +338,13 @@ pub fn conv2d_i8_acc(x: &QTensor, w: &QTensor, bias: Option<&[i32]>, p: &Conv2dP
 
 /// int8 convolution with fused bias, requantization and activation.
 /// `x` per-tensor int8, `w` int8 per output channel, `bias` i32 with scale `s_x * s_w[oc]`.
-pub fn conv2d_i8(x: &QTensor, w: &QTensor, bias: Option<&[i32]>, p: &Conv2dParams, out: &OutputQuant) -> Result<QTensor> {
+pub fn conv2d_i8(
+    x: &QTensor,
+    w: &QTensor,
+    bias: Option<&[i32]>,
+    p: &Conv2dParams,
+    out: &OutputQuant,
+) -> Result<QTensor> {
     const OP: &str = "conv2d_i8";
     let (sx, _) = x.params().per_tensor_pair(OP)?;
     let rq = Requant::new(OP, sx, w.params().scales(), out)?;
@@ -376,8 +407,12 @@ mod tests {
     #[test]
     fn int8_conv_requantizes_per_channel() {
         let x = QTensor::from_i8(vec![1, 1, 1, 2], vec![10, -4], QParams::per_tensor(0.5, 2).unwrap()).unwrap();
-        let w = QTensor::from_i8(vec![2, 1, 1, 2], vec![1, 2, -3, 1], QParams::per_axis(0, vec![0.1, 0.2], vec![0, 0]).unwrap())
-            .unwrap();
+        let w = QTensor::from_i8(
+            vec![2, 1, 1, 2],
+            vec![1, 2, -3, 1],
+            QParams::per_axis(0, vec![0.1, 0.2], vec![0, 0]).unwrap(),
+        )
+        .unwrap();
         // centred x = [8, -6]; acc0 = 8 - 12 = -4 (+bias 4 = 0), acc1 = -24 - 6 = -30
         let out = OutputQuant::new(0.05, -1, crate::quant::Activation::None).unwrap();
         let y = conv2d_i8(&x, &w, Some(&[4, 0]), &Conv2dParams::default(), &out).unwrap();

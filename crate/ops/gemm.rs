@@ -29,6 +29,15 @@ pub fn check_int8_reduction(op: &'static str, k: usize) -> Result<()> {
     Ok(())
 }
 
+/// Errors unless every zero point of int8 data lies in [-128, 127], which bounds centred
+/// values `q - z` to [-255, 255] (the accumulator bound and the i16 centring rely on it).
+pub fn check_int8_zero_points(op: &'static str, zps: &[i32]) -> Result<()> {
+    match zps.iter().find(|z| !(-128..=127).contains(*z)) {
+        Some(z) => Err(Error::invalid(op, format!("int8 zero point {z} outside [-128, 127]"))),
+        None => Ok(()),
+    }
+}
+
 /// Layout of the right-hand operand of a product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BLayout {
@@ -66,6 +75,12 @@ pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: 
                     }
                 }
             }
+        }
+        BLayout::NK if m >= 4 => {
+            // Transposing B to [K, N] once lets every row use the vectorizable axpy loop
+            // above; the sum over k runs in the same order, so the bits are the same.
+            let bt: Vec<f32> = (0..k).flat_map(|p| (0..n).map(move |j| b[j * k + p])).collect();
+            return matmul_f32(a, &bt, m, k, n, BLayout::KN);
         }
         BLayout::NK => {
             for i in 0..m {
@@ -126,6 +141,8 @@ pub fn gemm_i8_acc(
     check_len(OP, "A", a.len(), [m, k])?;
     check_len(OP, "B", b.len(), [n, k])?;
     check_int8_reduction(OP, k)?;
+    check_int8_zero_points(OP, &[za])?;
+    check_int8_zero_points(OP, zb)?;
     crate::tensor::numel(OP, &[m, n])?;
     if zb.len() != 1 && zb.len() != n {
         return Err(Error::shape(OP, format!("{} B zero points for {n} rows", zb.len())));
@@ -134,6 +151,9 @@ pub fn gemm_i8_acc(
         if bias.len() != n {
             return Err(Error::shape(OP, format!("bias has {} values, expected {n}", bias.len())));
         }
+    }
+    if m >= 4 {
+        return Ok(gemm_i8_acc_rows(a, za, b, zb, bias, m, k, n));
     }
     let row_sum = |r: &[i8]| r.iter().map(|&v| v as i32).sum::<i32>();
     let a_sums: Vec<i32> = a.chunks_exact(k.max(1)).map(row_sum).collect();
@@ -162,18 +182,50 @@ pub fn gemm_i8_acc(
     Ok(acc)
 }
 
+/// The many-rows form of [`gemm_i8_acc`]: B centred and transposed once to `[K, N]` i16
+/// (`b - zb` lies in [-255, 255]), then each output row is built by row updates
+/// `acc[i, :] += (a[i, p] - za) * Bt[p, :]`, a contiguous widening i16 multiply-add the
+/// compiler vectorizes. Integer sums are exact in any order, so this equals the dot form.
+#[allow(clippy::too_many_arguments)]
+fn gemm_i8_acc_rows(a: &[i8], za: i32, b: &[i8], zb: &[i32], bias: Option<&[i32]>, m: usize, k: usize, n: usize) -> Vec<i32> {
+    let mut bt = vec![0i16; k * n];
+    for j in 0..n {
+        let z = zp_at(zb, j);
+        for p in 0..k {
+            bt[p * n + j] = (b[j * k + p] as i32 - z) as i16;
+        }
+    }
+    let mut acc = vec![0i32; m * n];
+    for (i, row) in acc.chunks_exact_mut(n.max(1)).enumerate().take(m) {
+        if let Some(bias) = bias {
+            row.copy_from_slice(bias);
+        }
+        for p in 0..k {
+            let av = (a[i * k + p] as i32 - za) as i16;
+            for (o, &bv) in row.iter_mut().zip(&bt[p * n..(p + 1) * n]) {
+                *o = o.wrapping_add(av as i32 * bv as i32);
+            }
+        }
+    }
+    acc
+}
+
 /// Requantizes accumulators laid out `[.., C]` (channel last) with per-channel multipliers.
 pub fn requantize_channels_last(acc: &[i32], channels: usize, rq: &Requant) -> Result<Vec<i8>> {
-    if rq.multipliers.len() != 1 && rq.multipliers.len() != channels {
-        return Err(Error::shape(
-            "requantize",
-            format!("{} multipliers for {channels} channels", rq.multipliers.len()),
-        ));
+    let c = channels.max(1);
+    let mults: Vec<f32> = match rq.multipliers.len() {
+        1 => vec![rq.multipliers[0]; c],
+        n if n == channels => rq.multipliers.clone(),
+        n => return Err(Error::shape("requantize", format!("{n} multipliers for {channels} channels"))),
+    };
+    let mut out = vec![0i8; acc.len()];
+    // Row by row with the multipliers zipped in: a straight loop the compiler can vectorize.
+    for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
+        for ((o, &a), &m) in orow.iter_mut().zip(arow).zip(&mults) {
+            *o = crate::quant::requantize(a, m, rq.zero_point, rq.lo, rq.hi) as i8;
+        }
     }
-    Ok(acc
-        .chunks_exact(channels.max(1))
-        .flat_map(|row| row.iter().enumerate().map(|(c, &v)| rq.apply(v, c)))
-        .collect())
+    Ok(out)
 }
 
 /// int8 dense layer: `y = requant(x · wᵀ + bias)` with x `[m, k]` per-tensor and w `[n, k]`
@@ -207,6 +259,14 @@ mod tests {
         let c2 = matmul_f32(&a, &b_nk, 2, 3, 2, BLayout::NK).unwrap();
         assert_eq!(c1, vec![-1.0, 8.0, 0.5, 17.0]);
         assert_eq!(c1, c2);
+        // The transposing path (m >= 4) and the dot-product path give identical bits.
+        let a: Vec<f32> = (0..5 * 7).map(|i| ((i * 37 % 19) as f32 - 9.0) * 0.173).collect();
+        let b: Vec<f32> = (0..3 * 7).map(|i| ((i * 11 % 13) as f32 - 6.0) * 0.291).collect();
+        let fast = matmul_f32(&a, &b, 5, 7, 3, BLayout::NK).unwrap();
+        for i in 0..5 {
+            let row = matmul_f32(&a[i * 7..(i + 1) * 7], &b, 1, 7, 3, BLayout::NK).unwrap();
+            assert_eq!(&fast[i * 3..(i + 1) * 3], &row[..]);
+        }
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl BatchNorm {
 pub fn batch_norm_f32(x: &mut [f32], bn: &BatchNorm) -> Result<()> {
     const OP: &str = "batch_norm_f32";
     let c = bn.check(OP)?;
-    if x.len() % c != 0 {
+    if !x.len().is_multiple_of(c) {
         return Err(Error::shape(OP, format!("{} values are not a multiple of {c} channels", x.len())));
     }
     for px in x.chunks_exact_mut(c) {
@@ -64,7 +64,7 @@ pub fn batch_norm_f32(x: &mut [f32], bn: &BatchNorm) -> Result<()> {
 pub fn fold_into_conv(w: &mut [f32], bias: &mut [f32], bn: &BatchNorm) -> Result<()> {
     const OP: &str = "fold_bn";
     let c = bn.check(OP)?;
-    if bias.len() != c || w.len() % c != 0 {
+    if bias.len() != c || !w.len().is_multiple_of(c) {
         return Err(Error::shape(OP, format!("weights {} / bias {} do not fit {c} channels", w.len(), bias.len())));
     }
     let per = w.len() / c;
@@ -81,7 +81,13 @@ mod tests {
 
     #[test]
     fn folding_equals_applying() {
-        let bn = BatchNorm { gamma: vec![2.0, 0.5], beta: vec![1.0, -1.0], mean: vec![0.5, 2.0], var: vec![4.0, 0.25], eps: 1e-3 };
+        let bn = BatchNorm {
+            gamma: vec![2.0, 0.5],
+            beta: vec![1.0, -1.0],
+            mean: vec![0.5, 2.0],
+            var: vec![4.0, 0.25],
+            eps: 1e-3,
+        };
         // a 1x1 conv with identity weights: folding must equal BN applied to the input.
         let mut w = vec![1.0, 0.0, 0.0, 1.0];
         let mut b = vec![0.0, 0.0];

@@ -47,7 +47,9 @@ fn geometry(op: &'static str, shape: &[usize], p: &Pool2dParams) -> Result<PoolG
     let ah = resolve_axis(op, in_h, p.kernel[0], p.stride[0], 1, p.padding, ph, p.ceil_mode)?;
     let aw = resolve_axis(op, in_w, p.kernel[1], p.stride[1], 1, p.padding, pw, p.ceil_mode)?;
     let (padded_h, padded_w) = match p.padding {
-        Padding::Explicit { .. } => (in_h.saturating_add(ph.0).saturating_add(ph.1), in_w.saturating_add(pw.0).saturating_add(pw.1)),
+        Padding::Explicit { .. } => {
+            (in_h.saturating_add(ph.0).saturating_add(ph.1), in_w.saturating_add(pw.0).saturating_add(pw.1))
+        }
         // "same" padding is implicit: ONNX counts it like explicit padding when asked.
         _ => {
             let tot = |out: usize, s: usize, k: usize, inp: usize| ((out.max(1) - 1) * s).saturating_add(k).max(inp);
@@ -85,7 +87,9 @@ fn for_each_window(g: &PoolGeometry, p: &Pool2dParams, mut f: impl FnMut(usize, 
                         if py < g.padded_h && px < g.padded_w {
                             padded_count += 1;
                         }
-                        let (Some(iy), Some(ix)) = (py.checked_sub(g.pad_top), px.checked_sub(g.pad_left)) else { continue };
+                        let (Some(iy), Some(ix)) = (py.checked_sub(g.pad_top), px.checked_sub(g.pad_left)) else {
+                            continue;
+                        };
                         if iy < g.in_h && ix < g.in_w {
                             inputs.push(((n * g.in_h + iy) * g.in_w + ix) * g.c);
                         }
@@ -150,7 +154,10 @@ fn count_multipliers(op: &'static str, sx: f32, out: &OutputQuant, max_count: us
             if m.is_finite() && m > 0.0 {
                 Ok(m)
             } else {
-                Err(Error::invalid(op, format!("pool multiplier {sx} / ({} * {count}) is not a positive finite f32", out.scale)))
+                Err(Error::invalid(
+                    op,
+                    format!("pool multiplier {sx} / ({} * {count}) is not a positive finite f32", out.scale),
+                ))
             }
         })
         .collect()
@@ -228,7 +235,7 @@ mod tests {
 
     #[test]
     fn int8_global_pool_matches_f32_within_half_step() {
-        let vals: Vec<i8> = (0..2 * 3 * 3 * 4).map(|i| ((i * 29) % 256) as i32 as i8).collect();
+        let vals: Vec<i8> = (0..2 * 3 * 3 * 4).map(|i| ((i * 29) % 256) as u8 as i8).collect();
         let x = QTensor::from_i8(vec![2, 3, 3, 4], vals.clone(), QParams::per_tensor(0.1, 3).unwrap()).unwrap();
         let out = OutputQuant::new(0.07, -5, Activation::None).unwrap();
         let y = global_avg_pool_i8(&x, &out).unwrap();

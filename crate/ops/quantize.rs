@@ -18,8 +18,7 @@ fn channel_of(shape: &[usize], axis: Option<usize>) -> impl Fn(usize) -> usize {
 pub fn quantize_to_range(x: &Tensor, params: &QParams, lo: i32, hi: i32) -> Result<Vec<i32>> {
     params.check_for_shape("quantize", x.shape())?;
     let ch = channel_of(x.shape(), params.axis());
-    Ok(x
-        .data()
+    Ok(x.data()
         .iter()
         .enumerate()
         .map(|(i, &v)| {

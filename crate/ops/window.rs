@@ -76,7 +76,9 @@ pub(crate) fn resolve_axis(
             if padded < k_eff {
                 return Err(Error::shape(
                     op,
-                    format!("window {k_eff} (kernel {kernel}, dilation {dilation}) is larger than padded input {padded}"),
+                    format!(
+                        "window {k_eff} (kernel {kernel}, dilation {dilation}) is larger than padded input {padded}"
+                    ),
                 ));
             }
             let span = padded - k_eff;

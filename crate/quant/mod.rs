@@ -13,6 +13,6 @@ pub mod requant;
 
 pub use params::QParams;
 pub use requant::{
-    dequantize, quantize_value, requantize, round_multiplier_mantissa, AddRequant, Activation,
-    OutputQuant, Requant, ADD_MULTIPLIER_MANTISSA_BITS,
+    dequantize, quantize_value, requantize, round_multiplier_mantissa, Activation, AddRequant, OutputQuant, Requant,
+    ADD_MULTIPLIER_MANTISSA_BITS,
 };

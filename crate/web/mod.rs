@@ -45,7 +45,11 @@ fn has_webgpu() -> bool {
 #[wasm_bindgen(js_name = probeBackend)]
 pub async fn probe_backend() -> Result<JsValue, JsError> {
     let report = if !has_webgpu() {
-        BackendReport { backend: "cpu", description: "WebGPU is not available in this browser; using the CPU".into(), dot4: false }
+        BackendReport {
+            backend: "cpu",
+            description: "WebGPU is not available in this browser; using the CPU".into(),
+            dot4: false,
+        }
     } else {
         match crate::gpu::probe().await {
             Ok(r) => BackendReport { backend: "webgpu", description: r.describe(), dot4: r.packed_int8_dot },

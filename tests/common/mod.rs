@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// True when the environment promises the test prerequisites (`npm test` sets
 /// `EDGETUNE_REQUIRE_TEST_DATA=1`; CI sets `CI=true`).
 pub fn data_required() -> bool {
-    std::env::var("EDGETUNE_REQUIRE_TEST_DATA").is_ok_and(|v| v == "1") || std::env::var("CI").is_ok_and(|v| v == "true")
+    std::env::var("EDGETUNE_REQUIRE_TEST_DATA").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 /// Returns `path` if it exists; otherwise panics (data required) or prints why the test is
