@@ -114,9 +114,24 @@ fn qlinear_conv(n: &Node) -> Result<Value> {
     restore(s, yd, yo)
 }
 
-/// `B[.., K, N]` slice -> `[N, K]` rows (one per output column) for the int8 GEMM.
-fn transpose_kn(b: &[i8], k: usize, n: usize) -> Vec<i8> {
-    (0..n).flat_map(|j| (0..k).map(move |p| b[p * n + j])).collect()
+/// Runs `f(A[i] as [M, K], B[i] as [N, K])` for each batch of a (batched) integer matmul
+/// and concatenates the results. ONNX stores B as `[.., K, N]`; the int8 GEMM wants one row
+/// per output column, so each B slice is transposed. `dims` comes from [`matmul_dims`].
+fn per_batch<T>(
+    a: &[i8],
+    b: &[i8],
+    dims: (usize, usize, usize, usize, bool),
+    f: impl Fn(&[i8], &[i8]) -> Result<Vec<T>>,
+) -> Result<Vec<T>> {
+    let (batch, m, k, n, b_batched) = dims;
+    let mut y = Vec::with_capacity(batch * m * n);
+    for i in 0..batch {
+        let bi = if b_batched { i } else { 0 };
+        let bs = &b[bi * k * n..][..k * n];
+        let bt: Vec<i8> = (0..n).flat_map(|j| (0..k).map(move |p| bs[p * n + j])).collect();
+        y.extend(f(&a[i * m * k..][..m * k], &bt)?);
+    }
+    Ok(y)
 }
 
 fn matmul_integer(n: &Node) -> Result<Value> {
@@ -130,12 +145,7 @@ fn matmul_integer(n: &Node) -> Result<Value> {
     if za.len() != 1 {
         return Err(Error::unsupported("MatMulInteger with per-row a_zero_point"));
     }
-    let mut y = Vec::with_capacity(batch * m * nn);
-    for i in 0..batch {
-        let bi = if b_batched { i } else { 0 };
-        let bt = transpose_kn(&bd[bi * k * nn..][..k * nn], k, nn);
-        y.extend(gemm_i8_acc(&ad[i * m * k..][..m * k], za[0], &bt, &zb, None, m, k, nn)?);
-    }
+    let y = per_batch(&ad, &bd, (batch, m, k, nn, b_batched), |a, bt| gemm_i8_acc(a, za[0], bt, &zb, None, m, k, nn))?;
     Value::new(shape, Data::I32(y))
 }
 
@@ -158,12 +168,8 @@ fn qlinear_matmul(n: &Node) -> Result<Value> {
     }
     let out = OutputQuant::new(ys[0], yz[0], Activation::None)?;
     let rq = Requant::new("QLinearMatMul", a_s[0], &b_s, &out)?;
-    let mut y = Vec::with_capacity(batch * m * nn);
-    for i in 0..batch {
-        let bi = if b_batched { i } else { 0 };
-        let bt = transpose_kn(&bd[bi * k * nn..][..k * nn], k, nn);
-        y.extend(dense_i8(&ad[i * m * k..][..m * k], za[0], &bt, &zb, None, &rq, m, k, nn)?);
-    }
+    let y =
+        per_batch(&ad, &bd, (batch, m, k, nn, b_batched), |a, bt| dense_i8(a, za[0], bt, &zb, None, &rq, m, k, nn))?;
     restore(shape, y, yo)
 }
 

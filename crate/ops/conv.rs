@@ -135,6 +135,24 @@ impl ConvGeometry {
     fn tap(o: usize, k: usize, stride: usize, dilation: usize, pad: usize, len: usize) -> Option<usize> {
         (o * stride + k * dilation).checked_sub(pad).filter(|&i| i < len)
     }
+
+    /// Calls `f(ky * KW + kx, offset of input pixel [n, iy, ix, 0])` for each kernel tap of
+    /// output pixel `(n, oy, ox)` that falls inside the input (padding taps are skipped).
+    #[inline]
+    fn for_each_tap(&self, n: usize, oy: usize, ox: usize, mut f: impl FnMut(usize, usize)) {
+        let [kh, kw] = self.kernel;
+        for ky in 0..kh {
+            let Some(iy) = Self::tap(oy, ky, self.stride[0], self.dilation[0], self.pad_top, self.in_h) else {
+                continue;
+            };
+            for kx in 0..kw {
+                let Some(ix) = Self::tap(ox, kx, self.stride[1], self.dilation[1], self.pad_left, self.in_w) else {
+                    continue;
+                };
+                f(ky * kw + kx, ((n * self.in_h + iy) * self.in_w + ix) * self.in_c);
+            }
+        }
+    }
 }
 
 /// Multiply-accumulate over already zero-point-centred values: f32 into f32, or i16 into
@@ -180,17 +198,7 @@ fn conv_general<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeome
         for oy in 0..g.out_h {
             for ox in 0..g.out_w {
                 taps.clear();
-                for ky in 0..kh {
-                    let Some(iy) = ConvGeometry::tap(oy, ky, g.stride[0], g.dilation[0], g.pad_top, g.in_h) else {
-                        continue;
-                    };
-                    for kx in 0..kw {
-                        let Some(ix) = ConvGeometry::tap(ox, kx, g.stride[1], g.dilation[1], g.pad_left, g.in_w) else {
-                            continue;
-                        };
-                        taps.push((((n * g.in_h + iy) * g.in_w + ix) * g.in_c, (ky * kw + kx) * cig));
-                    }
-                }
+                g.for_each_tap(n, oy, ox, |t, xo| taps.push((xo, t * cig)));
                 let out = ((n * g.out_h + oy) * g.out_w + ox) * g.out_c;
                 for oc in 0..g.out_c {
                     let ci0 = (oc / g.out_c_group) * cig;
@@ -230,21 +238,12 @@ fn conv_depthwise<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeo
         for oy in 0..g.out_h {
             for ox in 0..g.out_w {
                 let out = &mut y[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
-                for ky in 0..kh {
-                    let Some(iy) = ConvGeometry::tap(oy, ky, g.stride[0], g.dilation[0], g.pad_top, g.in_h) else {
-                        continue;
-                    };
-                    for kx in 0..kw {
-                        let Some(ix) = ConvGeometry::tap(ox, kx, g.stride[1], g.dilation[1], g.pad_left, g.in_w) else {
-                            continue;
-                        };
-                        let xs = &x[((n * g.in_h + iy) * g.in_w + ix) * c..][..c];
-                        let ws = &wt[(ky * kw + kx) * c..][..c];
-                        for ((o, &a), &b) in out.iter_mut().zip(xs).zip(ws) {
-                            *o = T::mac(*o, a, b);
-                        }
+                g.for_each_tap(n, oy, ox, |t, xo| {
+                    let (xs, ws) = (&x[xo..][..c], &wt[t * c..][..c]);
+                    for ((o, &a), &b) in out.iter_mut().zip(xs).zip(ws) {
+                        *o = T::mac(*o, a, b);
                     }
-                }
+                });
                 if let Some(b) = bias {
                     for (o, &bv) in out.iter_mut().zip(b) {
                         *o = T::add(*o, bv);

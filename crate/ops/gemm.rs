@@ -187,7 +187,16 @@ pub fn gemm_i8_acc(
 /// `acc[i, :] += (a[i, p] - za) * Bt[p, :]`, a contiguous widening i16 multiply-add the
 /// compiler vectorizes. Integer sums are exact in any order, so this equals the dot form.
 #[allow(clippy::too_many_arguments)]
-fn gemm_i8_acc_rows(a: &[i8], za: i32, b: &[i8], zb: &[i32], bias: Option<&[i32]>, m: usize, k: usize, n: usize) -> Vec<i32> {
+fn gemm_i8_acc_rows(
+    a: &[i8],
+    za: i32,
+    b: &[i8],
+    zb: &[i32],
+    bias: Option<&[i32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<i32> {
     let mut bt = vec![0i16; k * n];
     for j in 0..n {
         let z = zp_at(zb, j);

@@ -34,3 +34,26 @@ test('rejects path escapes and unknown files', async () => {
   const post = await fetch(url, { method: 'POST' });
   assert.equal(post.status, 405);
 });
+
+test('`node scripts/serve.mjs` (what npm start runs last) says where to open the page and serves it', async () => {
+  const { spawn } = await import('node:child_process');
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+  const child = spawn(process.execPath, [path.join(root, 'scripts/serve.mjs')], { env: { ...process.env, PORT: '0' } });
+  try {
+    const pageUrl = await new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`no URL printed: ${out}`)), 10_000);
+      child.stdout.on('data', (d) => {
+        out += d;
+        const m = out.match(/open (http:\/\/127\.0\.0\.1:\d+\/) in a browser/);
+        if (m) { clearTimeout(timer); resolve(m[1]); }
+      });
+      child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
+    });
+    const r = await fetch(pageUrl);
+    assert.equal(r.status, 200);
+    assert.match(await r.text(), /<title>edgetune<\/title>/);
+  } finally {
+    child.kill();
+  }
+});
