@@ -164,7 +164,9 @@ fn cpu_model() -> String {
 }
 
 fn main() {
-    let test_mode = std::env::args().any(|a| a == "--test");
+    // `cargo bench` passes --bench; `cargo test --benches` does not (criterion then runs
+    // each benchmark once as a test), and then no timing table is made.
+    let test_mode = !std::env::args().any(|a| a == "--bench");
     let cases = prepare();
     let mut c = Criterion::default()
         .configure_from_args()
