@@ -10,10 +10,13 @@
 //! - [`gpu`]: adapter probing (the WGSL kernels arrive with the GPU backend).
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` surface used by the page.
 
+pub mod data;
 pub mod error;
 pub mod gpu;
+pub mod model;
 pub mod onnx;
 pub mod ops;
+pub mod preprocess;
 pub mod quant;
 pub mod tensor;
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod commands;
 use edgetune::onnx::conformance::{self, Outcome};
 
 #[derive(Parser)]
@@ -29,6 +31,62 @@ enum Command {
     },
     /// Find a GPU adapter and say what it is.
     Probe,
+    /// Import a model into .etm (PyTorch legacy checkpoint of EfficientNet-Lite0).
+    Import {
+        /// The checkpoint (.pth).
+        input: PathBuf,
+        /// Output .etm file.
+        output: PathBuf,
+        /// Class labels: text (one per line) or JSON ({"0": "tench", ...}).
+        #[arg(long)]
+        labels: PathBuf,
+        /// Architecture of the checkpoint.
+        #[arg(long, default_value = "efficientnet_lite0")]
+        arch: String,
+        /// Where the checkpoint came from (recorded in the model).
+        #[arg(long, default_value = "")]
+        source: String,
+    },
+    /// Print what a model file holds.
+    Info { model: PathBuf },
+    /// Post-training quantization to int8.
+    Quantize {
+        /// Calibration images: a folder of images or cifar10:PATH.
+        #[arg(long)]
+        calib: String,
+        /// minmax, percentile or mse.
+        #[arg(long, default_value = "mse")]
+        method: String,
+        /// Number of calibration images (the first N of the source).
+        #[arg(long, default_value_t = 100)]
+        samples: usize,
+        input: PathBuf,
+        output: PathBuf,
+    },
+    /// Classify images: top-5 labels with probabilities and the inference time.
+    Classify {
+        #[arg(long)]
+        model: PathBuf,
+        /// auto, cpu or gpu.
+        #[arg(long, default_value = "auto")]
+        backend: String,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Compare a model with a reference model (and report accuracy on labelled data when the
+    /// model's classes are the data's).
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// cifar10:PATH or a folder of images.
+        #[arg(long)]
+        data: String,
+        /// Evaluate only the first N images.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
 }
 
 fn conformance_cmd(dir: PathBuf, only: Option<PathBuf>, quiet: bool) -> edgetune::Result<bool> {
@@ -44,6 +102,17 @@ fn conformance_cmd(dir: PathBuf, only: Option<PathBuf>, quiet: bool) -> edgetune
     Ok(summary.failed == 0)
 }
 
+fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(len as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} {elapsed_precise} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -52,6 +121,17 @@ fn main() -> ExitCode {
             println!("GPU: {}", r.describe());
             true
         }),
+        Command::Import { input, output, labels, arch, source } => {
+            commands::import(&input, &output, &labels, &arch, &source)
+        }
+        Command::Info { model } => commands::info(&model),
+        Command::Quantize { calib, method, samples, input, output } => {
+            commands::quantize(&calib, &method, samples, &input, &output, &progress_bar)
+        }
+        Command::Classify { model, backend, images } => commands::classify(&model, &backend, &images),
+        Command::Eval { model, reference, data, limit } => {
+            commands::eval(&model, reference.as_deref(), &data, limit, &progress_bar)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 //! See [`requant`] for how int32 accumulators become int8 (the numerics spec that
 //! every backend, CPU, wasm and WGSL, reproduces bit-exactly).
 
+pub mod calibrate;
 mod params;
 pub mod requant;
 

@@ -95,7 +95,8 @@ pub fn round_multiplier_mantissa(m: f64, bits: u32) -> f64 {
 }
 
 /// Activation fused into the requantization clamp.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Activation {
     #[default]
     None,

@@ -1,0 +1,247 @@
+//! The model commands of the CLI: import, info, quantize, classify, eval.
+
+use std::path::Path;
+use std::time::Instant;
+
+use edgetune::data::images::{load_preprocessed, ImageSource};
+use edgetune::data::labels::read_labels;
+use edgetune::model::efficientnet::import_lite0_checkpoint;
+use edgetune::model::etm::{Header, ModelFile, Provenance, Stored, FORMAT, VERSION};
+use edgetune::model::quantize::{quantize_model, Calibration};
+use edgetune::model::{top_k, Classifier};
+use edgetune::preprocess::Preprocess;
+use edgetune::quant::calibrate::Method;
+use edgetune::{Error, Result};
+
+type Bar<'a> = &'a dyn Fn(usize, &str) -> indicatif::ProgressBar;
+
+pub fn import(input: &Path, output: &Path, labels: &Path, arch: &str, source: &str) -> Result<bool> {
+    if arch != "efficientnet_lite0" {
+        return Err(Error::unsupported(format!("architecture '{arch}' (supported: efficientnet_lite0)")));
+    }
+    let start = Instant::now();
+    let (graph, tensors) = import_lite0_checkpoint(input)?;
+    let classes = graph.num_classes(&tensors)?;
+    let labels = read_labels(labels, Some(classes))?;
+    let source = if source.is_empty() { input.display().to_string() } else { source.to_string() };
+    let header = Header {
+        format: FORMAT.into(),
+        version: VERSION,
+        architecture: arch.into(),
+        graph,
+        preprocess: Preprocess::default(),
+        labels,
+        quantization: None,
+        provenance: Provenance {
+            source,
+            license: "Apache-2.0".into(),
+            created_by: format!("edgetune {}", edgetune::VERSION),
+            steps: vec![format!("imported from a PyTorch legacy checkpoint by edgetune {}", edgetune::VERSION)],
+        },
+    };
+    let model = ModelFile { header, tensors: tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect() };
+    model.validate()?;
+    model.save(output)?;
+    println!(
+        "wrote {} ({} bytes) in {:.1} s",
+        output.display(),
+        std::fs::metadata(output).map(|m| m.len()).unwrap_or(0),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(true)
+}
+
+pub fn info(path: &Path) -> Result<bool> {
+    let m = ModelFile::load(path)?;
+    let h = &m.header;
+    let shapes: std::collections::HashMap<_, _> = m
+        .tensors
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), edgetune::Tensor::zeros(v.shape().to_vec())?)))
+        .collect::<Result<_>>()?;
+    let params: usize = m
+        .tensors
+        .iter()
+        .filter(|(k, _)| !k.ends_with(".scale"))
+        .map(|(_, v)| v.shape().iter().product::<usize>())
+        .sum();
+    println!("file          {} ({} bytes)", path.display(), std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
+    println!("format        {} v{}", h.format, h.version);
+    println!("architecture  {} ({} nodes)", h.architecture, h.graph.nodes.len());
+    println!(
+        "precision     {}",
+        if m.is_int8() { "int8 (per-channel weights, int8 activations, f32 logits)" } else { "f32" }
+    );
+    println!("input         {}x{}x{}", h.graph.input[0], h.graph.input[1], h.graph.input[2]);
+    let p = &h.preprocess;
+    println!(
+        "preprocess    centre crop {:.1}%, resize to {} (area down / bilinear up), (x - {}) / {}",
+        p.crop_fraction * 100.0,
+        p.size,
+        p.mean,
+        p.scale
+    );
+    println!("parameters    {params}");
+    println!("MACs          {}", h.graph.macs(&shapes)?);
+    let shown: Vec<&str> = h.labels.iter().take(5).map(String::as_str).collect();
+    println!(
+        "classes       {}: {}{}",
+        h.labels.len(),
+        shown.join(" | "),
+        if h.labels.len() > 5 { " | ..." } else { "" }
+    );
+    if let Some(q) = &h.quantization {
+        println!("quantization  {} calibration on {} images from {}", q.method, q.samples, q.calibration_source);
+    }
+    println!("source        {} (licence {})", h.provenance.source, h.provenance.license);
+    for s in &h.provenance.steps {
+        println!("              - {s}");
+    }
+    Ok(true)
+}
+
+pub fn quantize(calib: &str, method: &str, samples: usize, input: &Path, output: &Path, bar: Bar) -> Result<bool> {
+    let method: Method = method.parse()?;
+    let model = ModelFile::load(input)?;
+    let src = ImageSource::open(calib)?;
+    if samples == 0 || samples > src.len() {
+        return Err(Error::invalid("quantize", format!("--samples {samples}: the source has {} images", src.len())));
+    }
+    let p = model.header.preprocess;
+    let start = Instant::now();
+    let pb = bar(samples, "calibrating");
+    let progress = |pass: usize, done: usize, _total: usize| {
+        pb.set_message(format!("pass {pass}/{}", if method == Method::MinMax { 1 } else { 2 }));
+        pb.set_position(done as u64);
+    };
+    let sample = |i: usize| src.preprocessed(i, &p);
+    let q = quantize_model(
+        &model,
+        &Calibration { method, samples, source: src.describe(), sample: &sample, progress: &progress },
+    )?;
+    pb.finish_and_clear();
+    q.save(output)?;
+    println!(
+        "wrote {} ({} bytes, {method:?} calibration on {samples} images) in {:.1} s",
+        output.display(),
+        std::fs::metadata(output).map(|m| m.len()).unwrap_or(0),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(true)
+}
+
+fn check_backend(backend: &str) -> Result<()> {
+    match backend {
+        "auto" | "cpu" => Ok(()),
+        "gpu" => {
+            Err(Error::unsupported("--backend gpu: the WebGPU kernels are not in this build yet (use cpu or auto)"))
+        }
+        other => Err(Error::invalid("classify", format!("unknown backend '{other}' (auto, cpu, gpu)"))),
+    }
+}
+
+pub fn classify(model: &Path, backend: &str, images: &[std::path::PathBuf]) -> Result<bool> {
+    check_backend(backend)?;
+    let c = Classifier::load(model)?;
+    println!("model {} ({}), backend cpu", model.display(), c.precision());
+    let p = c.file.header.preprocess;
+    let mut ok = true;
+    for img in images {
+        let x = match load_preprocessed(img, &p) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ok = false;
+                continue;
+            }
+        };
+        let start = Instant::now();
+        let logits = c.logits(x)?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        println!("{} ({ms:.1} ms)", img.display());
+        for (class, prob) in top_k(logits.data(), 5) {
+            println!("  {:>6.2}%  {}", prob * 100.0, c.file.header.labels[class]);
+        }
+    }
+    Ok(ok)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
+
+/// `10 log10(sum r^2 / sum (r - m)^2)` in dB (infinite when identical).
+pub fn sqnr_db(reference: &[f32], model: &[f32]) -> f64 {
+    let s: f64 = reference.iter().map(|&r| (r as f64).powi(2)).sum();
+    let n: f64 = reference.iter().zip(model).map(|(&r, &m)| (r as f64 - m as f64).powi(2)).sum();
+    10.0 * (s / n).log10()
+}
+
+pub fn eval(model: &Path, reference: Option<&Path>, data: &str, limit: Option<usize>, bar: Bar) -> Result<bool> {
+    let m = Classifier::load(model)?;
+    let r = reference.map(Classifier::load).transpose()?;
+    let src = ImageSource::open(data)?;
+    let n = limit.unwrap_or(src.len()).min(src.len());
+    let classes = m.file.header.labels.len();
+    let labelled = src.label(0).is_some() && classes == 10;
+    if r.is_none() && !labelled {
+        return Err(Error::invalid(
+            "eval",
+            "nothing to compare: give --reference, or labelled data with a matching head",
+        ));
+    }
+    let p = m.file.header.preprocess;
+    let (mut agree, mut top5, mut correct, mut ref_correct) = (0usize, 0usize, 0usize, 0usize);
+    let mut sqnr = vec![];
+    let (mut t_model, mut t_ref) = (0f64, 0f64);
+    let pb = bar(n, "evaluating");
+    for i in 0..n {
+        let x = src.preprocessed(i, &p)?;
+        let s = Instant::now();
+        let lm = m.logits(x.clone())?;
+        t_model += s.elapsed().as_secs_f64();
+        let pm = argmax(lm.data());
+        if labelled && Some(pm) == src.label(i) {
+            correct += 1;
+        }
+        if let Some(r) = &r {
+            let s = Instant::now();
+            let lr = r.logits(x)?;
+            t_ref += s.elapsed().as_secs_f64();
+            if lr.len() != lm.len() {
+                return Err(Error::invalid("eval", format!("model has {} logits, reference {}", lm.len(), lr.len())));
+            }
+            let pr = argmax(lr.data());
+            agree += usize::from(pm == pr);
+            top5 += usize::from(top_k(lr.data(), 5).iter().any(|&(c, _)| c == pm));
+            sqnr.push(sqnr_db(lr.data(), lm.data()));
+            if labelled && Some(pr) == src.label(i) {
+                ref_correct += 1;
+            }
+        }
+        pb.set_position(i as u64 + 1);
+    }
+    pb.finish_and_clear();
+    let pct = |k: usize| 100.0 * k as f64 / n.max(1) as f64;
+    println!("data            {} ({n} images)", src.describe());
+    println!(
+        "model           {} ({}), {:.1} ms/image",
+        model.display(),
+        m.precision(),
+        t_model * 1e3 / n.max(1) as f64
+    );
+    if let (Some(r), Some(rp)) = (&r, reference) {
+        sqnr.sort_by(|a, b| a.total_cmp(b));
+        println!("reference       {} ({}), {:.1} ms/image", rp.display(), r.precision(), t_ref * 1e3 / n.max(1) as f64);
+        println!("top-1 agreement {:.2}% ({agree}/{n})", pct(agree));
+        println!("top-1 in ref top-5 {:.2}% ({top5}/{n})", pct(top5));
+        println!("median logit SQNR {:.2} dB", sqnr.get(sqnr.len() / 2).copied().unwrap_or(f64::NAN));
+    }
+    if labelled {
+        println!("accuracy        {:.2}% ({correct}/{n})", pct(correct));
+        if r.is_some() {
+            println!("reference accuracy {:.2}% ({ref_correct}/{n})", pct(ref_correct));
+        }
+    }
+    Ok(true)
+}

@@ -1,0 +1,89 @@
+//! Image files (JPEG, PNG, BMP) decoded by the `image` crate into 8-bit RGB, and image
+//! sources for calibration/evaluation: `cifar10:PATH` or a folder of image files.
+
+use std::path::{Path, PathBuf};
+
+use super::cifar::{CifarFile, SIDE};
+use crate::error::{Error, Result};
+use crate::preprocess::{preprocess, Preprocess};
+use crate::tensor::Tensor;
+
+/// Decodes an image file to `(width, height, RGB bytes)`.
+pub fn load_rgb(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
+    let img = image::open(path).map_err(|e| Error::parse(path, format!("cannot decode image: {e}")))?.to_rgb8();
+    Ok((img.width() as usize, img.height() as usize, img.into_raw()))
+}
+
+/// Loads and preprocesses an image file.
+pub fn load_preprocessed(path: &Path, p: &Preprocess) -> Result<Tensor> {
+    let (w, h, rgb) = load_rgb(path)?;
+    preprocess(&rgb, w, h, 3, p).map_err(|e| Error::parse(path, e.to_string()))
+}
+
+/// A set of images to calibrate or evaluate on.
+pub enum ImageSource {
+    Cifar { path: PathBuf, file: CifarFile },
+    Folder { path: PathBuf, files: Vec<PathBuf> },
+}
+
+impl ImageSource {
+    /// Parses `cifar10:PATH` or a folder path.
+    pub fn open(spec: &str) -> Result<Self> {
+        if let Some(p) = spec.strip_prefix("cifar10:") {
+            let path = PathBuf::from(p);
+            return Ok(ImageSource::Cifar { file: CifarFile::open(&path)?, path });
+        }
+        let path = PathBuf::from(spec);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
+            .map_err(|e| Error::io(&path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png" | "bmp"))
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(Error::invalid(
+                "images",
+                format!("{} has no .jpg, .png or .bmp files (or use cifar10:PATH)", path.display()),
+            ));
+        }
+        Ok(ImageSource::Folder { path, files })
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            ImageSource::Cifar { file, .. } => file.len(),
+            ImageSource::Folder { files, .. } => files.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The label of image `i` where the source has labels (CIFAR-10).
+    pub fn label(&self, i: usize) -> Option<usize> {
+        match self {
+            ImageSource::Cifar { file, .. } => Some(file.label(i)),
+            ImageSource::Folder { .. } => None,
+        }
+    }
+
+    /// Image `i`, preprocessed.
+    pub fn preprocessed(&self, i: usize, p: &Preprocess) -> Result<Tensor> {
+        match self {
+            ImageSource::Cifar { file, .. } => preprocess(&file.rgb(i), SIDE, SIDE, 3, p),
+            ImageSource::Folder { files, .. } => load_preprocessed(&files[i], p),
+        }
+    }
+
+    /// Description for model provenance and reports.
+    pub fn describe(&self) -> String {
+        match self {
+            ImageSource::Cifar { path, .. } => format!("CIFAR-10 file {}", path.display()),
+            ImageSource::Folder { path, .. } => format!("image folder {}", path.display()),
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Reading inputs: image files (via the `image` crate, native only), the CIFAR-10 binary
+//! format, and label lists. Sources for calibration and evaluation are named
+//! `cifar10:PATH` (a CIFAR-10 `.bin` file) or a folder of images.
+
+pub mod cifar;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod images;
+pub mod labels;

@@ -1,0 +1,303 @@
+//! The `.etm` model file: a safetensors container whose `__metadata__["edgetune"]` holds a
+//! versioned JSON [`Header`] (architecture and graph, input preprocessing, labels,
+//! quantization parameters, provenance). Weights are ordinary safetensors tensors (F32 for
+//! float models; I8 weights with F32 per-channel `<weight>.scale` and I32 biases for int8
+//! models), so any safetensors reader can open them.
+//!
+//! Loading validates everything before returning: the container, the header's format name
+//! and version, that every tensor the graph names exists with a consistent shape and dtype,
+//! labels matching the classifier width, and quantization parameters (finite positive
+//! scales, int8 zero points). A bad file is an error saying what is wrong, never a panic.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+
+use super::graph::{Graph, Op};
+use crate::error::{Error, Result};
+use crate::preprocess::Preprocess;
+use crate::tensor::{numel, Tensor};
+
+/// Format name in every header.
+pub const FORMAT: &str = "edgetune-model";
+/// Current header version; loading rejects newer versions.
+pub const VERSION: u32 = 1;
+/// Largest model file read.
+pub const MAX_MODEL_BYTES: u64 = 512 << 20;
+
+/// Quantization of one value (activation tensor): `real = (q - zero_point) * scale`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValueQuant {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+/// How an int8 model was quantized.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quantization {
+    /// Calibration method: "minmax", "percentile" or "mse".
+    pub method: String,
+    /// Calibration images used.
+    pub samples: usize,
+    /// Where they came from.
+    pub calibration_source: String,
+    /// Per graph value (index 0 = input); `None` for values kept in f32 (the logits).
+    pub values: Vec<Option<ValueQuant>>,
+}
+
+/// Where a model came from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub source: String,
+    pub license: String,
+    pub created_by: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+}
+
+/// The JSON header.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub version: u32,
+    pub architecture: String,
+    pub graph: Graph,
+    pub preprocess: Preprocess,
+    pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
+    pub provenance: Provenance,
+}
+
+/// A stored tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stored {
+    F32(Tensor),
+    I8 { shape: Vec<usize>, data: Vec<i8> },
+    I32 { shape: Vec<usize>, data: Vec<i32> },
+}
+
+impl Stored {
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Stored::F32(t) => t.shape(),
+            Stored::I8 { shape, .. } | Stored::I32 { shape, .. } => shape,
+        }
+    }
+    fn dtype_name(&self) -> &'static str {
+        match self {
+            Stored::F32(_) => "F32",
+            Stored::I8 { .. } => "I8",
+            Stored::I32 { .. } => "I32",
+        }
+    }
+}
+
+/// A model: header plus named tensors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelFile {
+    pub header: Header,
+    pub tensors: HashMap<String, Stored>,
+}
+
+impl ModelFile {
+    /// The f32 tensors (the whole store of a float model).
+    pub fn f32_tensors(&self) -> HashMap<String, Tensor> {
+        self.tensors
+            .iter()
+            .filter_map(|(k, v)| if let Stored::F32(t) = v { Some((k.clone(), t.clone())) } else { None })
+            .collect()
+    }
+
+    /// True if the model holds int8 weights and quantization parameters.
+    pub fn is_int8(&self) -> bool {
+        self.header.quantization.is_some()
+    }
+
+    /// Serializes to `.etm` bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let header = serde_json::to_string(&self.header).map_err(|e| Error::invalid("etm", format!("header: {e}")))?;
+        let mut raw: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = self
+            .tensors
+            .iter()
+            .map(|(k, v)| match v {
+                Stored::F32(t) => {
+                    (k.clone(), Dtype::F32, t.shape().to_vec(), t.data().iter().flat_map(|x| x.to_le_bytes()).collect())
+                }
+                Stored::I8 { shape, data } => {
+                    (k.clone(), Dtype::I8, shape.clone(), data.iter().map(|&x| x as u8).collect())
+                }
+                Stored::I32 { shape, data } => {
+                    (k.clone(), Dtype::I32, shape.clone(), data.iter().flat_map(|x| x.to_le_bytes()).collect())
+                }
+            })
+            .collect();
+        raw.sort_by(|a, b| a.0.cmp(&b.0));
+        let views = raw
+            .iter()
+            .map(|(k, dt, s, d)| {
+                Ok((
+                    k.clone(),
+                    TensorView::new(*dt, s.clone(), d).map_err(|e| Error::invalid("etm", format!("{k}: {e}")))?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let meta = HashMap::from([("edgetune".to_string(), header)]);
+        safetensors::serialize(views, Some(meta)).map_err(|e| Error::invalid("etm", e.to_string()))
+    }
+
+    /// Writes atomically: to a temporary file beside `path`, then renamed over it, so a crash
+    /// never leaves a half-written model where a good one was.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        let tmp = path.with_extension("etm.tmp");
+        std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// Reads and validates a `.etm` file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.len() > MAX_MODEL_BYTES {
+            return Err(Error::parse(
+                path,
+                format!("{} bytes is larger than the {MAX_MODEL_BYTES}-byte limit", meta.len()),
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&bytes).map_err(|e| Error::parse(path, e.to_string()))
+    }
+
+    /// Parses and validates `.etm` bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |m: String| Error::invalid("etm", m);
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("not a valid safetensors container: {e}")))?;
+        let (_, md) =
+            safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("bad safetensors header: {e}")))?;
+        let json = md
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("edgetune"))
+            .ok_or_else(|| bad("no edgetune header in the file's metadata (not an .etm model)".into()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+            return Err(bad(format!("header format is not '{FORMAT}'")));
+        }
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v as u32 == VERSION => {}
+            Some(v) => {
+                return Err(bad(format!("format version {v} is not supported (this build reads version {VERSION})")))
+            }
+            None => return Err(bad("header has no version".into())),
+        }
+        let header: Header = serde_json::from_value(value).map_err(|e| bad(format!("header: {e}")))?;
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            let shape = view.shape().to_vec();
+            numel("etm tensor", &shape)?;
+            let d = view.data();
+            let t = match view.dtype() {
+                Dtype::F32 => Stored::F32(Tensor::new(
+                    shape,
+                    d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+                )?),
+                Dtype::I8 => Stored::I8 { shape, data: d.iter().map(|&b| b as i8).collect() },
+                Dtype::I32 => Stored::I32 {
+                    shape,
+                    data: d.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+                },
+                other => return Err(bad(format!("tensor '{name}' has unsupported dtype {other:?}"))),
+            };
+            tensors.insert(name, t);
+        }
+        let m = ModelFile { header, tensors };
+        m.validate()?;
+        Ok(m)
+    }
+
+    /// Checks the header against the tensors (see module docs).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Error::invalid("etm", m);
+        let h = &self.header;
+        let p = &h.preprocess;
+        if p.size == 0 || !(p.crop_fraction > 0.0 && p.crop_fraction <= 1.0) || !(p.scale.is_finite() && p.scale != 0.0)
+        {
+            return Err(bad(format!("invalid preprocessing {p:?}")));
+        }
+        if h.graph.input[0] == 0 || h.graph.input[1] == 0 || h.graph.input[2] != 3 {
+            return Err(bad(format!("input {:?} must be [H, W, 3]", h.graph.input)));
+        }
+        // Shape checks run on a float view: int8 weights stand in with their shapes.
+        let shapes: HashMap<String, Tensor> = self
+            .tensors
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), Tensor::zeros(v.shape().to_vec())?)))
+            .collect::<Result<_>>()?;
+        let value_shapes = h.graph.infer_shapes(&shapes, 1)?;
+        let classes = value_shapes[h.graph.logits][1];
+        if h.labels.len() != classes {
+            return Err(bad(format!("{} labels for {classes} classes", h.labels.len())));
+        }
+        let int8 = self.is_int8();
+        for n in &h.graph.nodes {
+            let (weight, bias) = match &n.op {
+                Op::Conv2d { weight, bias, batch_norm, .. } => {
+                    if int8 && batch_norm.is_some() {
+                        return Err(bad(format!("node '{}': an int8 model must have batch norm folded", n.name)));
+                    }
+                    (weight, bias)
+                }
+                Op::Dense { weight, bias, .. } => (weight, bias),
+                _ => continue,
+            };
+            let w = &self.tensors[weight];
+            let want_w = if int8 { "I8" } else { "F32" };
+            if w.dtype_name() != want_w {
+                return Err(bad(format!(
+                    "node '{}': weight '{weight}' is {}, expected {want_w}",
+                    n.name,
+                    w.dtype_name()
+                )));
+            }
+            if let Some(b) = bias {
+                let want_b = if int8 { "I32" } else { "F32" };
+                if self.tensors[b].dtype_name() != want_b {
+                    return Err(bad(format!(
+                        "node '{}': bias '{b}' is {}, expected {want_b}",
+                        n.name,
+                        self.tensors[b].dtype_name()
+                    )));
+                }
+            }
+            if int8 {
+                let sname = format!("{weight}.scale");
+                match self.tensors.get(&sname) {
+                    Some(Stored::F32(s))
+                        if s.shape() == [w.shape()[0]] && s.data().iter().all(|v| v.is_finite() && *v > 0.0) => {}
+                    _ => {
+                        return Err(bad(format!("node '{}': missing or invalid per-channel scales '{sname}'", n.name)))
+                    }
+                }
+            }
+        }
+        if let Some(q) = &h.quantization {
+            if q.values.len() != value_shapes.len() {
+                return Err(bad(format!("{} value quantizations for {} values", q.values.len(), value_shapes.len())));
+            }
+            for (i, v) in q.values.iter().enumerate() {
+                if let Some(v) = v {
+                    if !(v.scale.is_finite() && v.scale > 0.0) || !(-128..=127).contains(&v.zero_point) {
+                        return Err(bad(format!("value {i}: invalid quantization {v:?}")));
+                    }
+                } else if i != h.graph.logits {
+                    return Err(bad(format!("value {i} has no quantization")));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! f32 execution of a [`Graph`]: a prepared plan (batch norm folded into convolutions once,
+//! `w' = w * gamma / sqrt(var + eps)`, `b' = (b - mean) * gamma / sqrt(var + eps) + beta`)
+//! and a forward pass that returns every value (input, then each node's output), which is
+//! what calibration and embedding extraction need.
+
+use std::collections::HashMap;
+
+use super::graph::{Graph, Op};
+use crate::error::{Error, Result};
+use crate::ops::activation::{relu6_f32, relu_f32};
+use crate::ops::add::add_f32;
+use crate::ops::conv::{conv2d_f32, Conv2dParams};
+use crate::ops::gemm::dense_f32;
+use crate::ops::norm::{fold_into_conv, BatchNorm};
+use crate::ops::pool::global_avg_pool_f32;
+use crate::quant::Activation;
+use crate::tensor::Tensor;
+
+/// Applies a fused activation in place.
+pub fn apply_activation(v: &mut [f32], act: Activation) {
+    match act {
+        Activation::None => {}
+        Activation::Relu => relu_f32(v),
+        Activation::Relu6 => relu6_f32(v),
+    }
+}
+
+/// One prepared node.
+#[derive(Clone, Debug)]
+pub enum PreparedOp {
+    Conv { weight: Tensor, bias: Vec<f32>, params: Conv2dParams, activation: Activation },
+    Add { activation: Activation },
+    GlobalAvgPool,
+    Dense { weight: Tensor, bias: Option<Vec<f32>>, activation: Activation },
+}
+
+/// A graph ready to run in f32.
+#[derive(Clone, Debug)]
+pub struct PreparedF32 {
+    pub graph: Graph,
+    pub ops: Vec<PreparedOp>,
+}
+
+fn get(tensors: &HashMap<String, Tensor>, name: &str) -> Result<Tensor> {
+    tensors.get(name).cloned().ok_or_else(|| Error::invalid("prepare", format!("missing tensor '{name}'")))
+}
+
+impl PreparedF32 {
+    /// Validates the graph against its weights and folds batch norms.
+    pub fn new(graph: &Graph, tensors: &HashMap<String, Tensor>) -> Result<Self> {
+        graph.infer_shapes(tensors, 1)?;
+        let ops = graph
+            .nodes
+            .iter()
+            .map(|n| {
+                Ok(match &n.op {
+                    Op::Conv2d { weight, bias, batch_norm, activation, .. } => {
+                        let mut w = get(tensors, weight)?;
+                        let cout = w.shape()[0];
+                        let mut b = match bias {
+                            Some(b) => get(tensors, b)?.into_data(),
+                            None => vec![0.0; cout],
+                        };
+                        if let Some(bn) = batch_norm {
+                            let bn = BatchNorm {
+                                gamma: get(tensors, &bn.gamma)?.into_data(),
+                                beta: get(tensors, &bn.beta)?.into_data(),
+                                mean: get(tensors, &bn.mean)?.into_data(),
+                                var: get(tensors, &bn.var)?.into_data(),
+                                eps: bn.eps,
+                            };
+                            fold_into_conv(w.data_mut(), &mut b, &bn)?;
+                        }
+                        let params = n.op.conv_params().ok_or_else(|| Error::invalid("prepare", "conv params"))?;
+                        PreparedOp::Conv { weight: w, bias: b, params, activation: *activation }
+                    }
+                    Op::Add { activation } => PreparedOp::Add { activation: *activation },
+                    Op::GlobalAvgPool => PreparedOp::GlobalAvgPool,
+                    Op::Dense { weight, bias, activation } => PreparedOp::Dense {
+                        weight: get(tensors, weight)?,
+                        bias: bias.as_ref().map(|b| get(tensors, b).map(Tensor::into_data)).transpose()?,
+                        activation: *activation,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(PreparedF32 { graph: graph.clone(), ops })
+    }
+
+    /// Runs the network on an NHWC batch; returns every value (index 0 = the input).
+    pub fn forward_all(&self, input: Tensor) -> Result<Vec<Tensor>> {
+        let [h, w, c] = self.graph.input;
+        if input.shape().len() != 4 || input.shape()[1..] != [h, w, c] {
+            return Err(Error::shape(
+                "forward",
+                format!("input {:?} does not match the model's [N, {h}, {w}, {c}]", input.shape()),
+            ));
+        }
+        let mut values = vec![input];
+        for (node, op) in self.graph.nodes.iter().zip(&self.ops) {
+            let x = &values[node.inputs[0]];
+            let y = match op {
+                PreparedOp::Conv { weight, bias, params, activation } => {
+                    let mut y = conv2d_f32(x, weight, Some(bias), params)?;
+                    apply_activation(y.data_mut(), *activation);
+                    y
+                }
+                PreparedOp::Add { activation } => {
+                    let mut y = add_f32(x, &values[node.inputs[1]])?;
+                    apply_activation(y.data_mut(), *activation);
+                    y
+                }
+                PreparedOp::GlobalAvgPool => {
+                    let y = global_avg_pool_f32(x)?;
+                    let (n, c) = (y.shape()[0], y.shape()[3]);
+                    y.reshape(vec![n, c])?
+                }
+                PreparedOp::Dense { weight, bias, activation } => {
+                    let (m, k) = (x.shape()[0], x.shape()[1]);
+                    let n = weight.shape()[0];
+                    let mut y = dense_f32(x.data(), weight.data(), bias.as_deref(), m, k, n)?;
+                    apply_activation(&mut y, *activation);
+                    Tensor::new(vec![m, n], y)?
+                }
+            };
+            values.push(y);
+        }
+        Ok(values)
+    }
+
+    /// Logits `[N, classes]` of an NHWC batch.
+    pub fn logits(&self, input: Tensor) -> Result<Tensor> {
+        let logits = self.graph.logits;
+        self.forward_all(input)?.into_iter().nth(logits).ok_or_else(|| Error::invalid("forward", "no logits value"))
+    }
+}

@@ -1,0 +1,231 @@
+//! The network graph: nodes in topological order, each reading earlier values by index
+//! (value 0 is the network input, value `i + 1` is node `i`'s output), weights referenced by
+//! name in a tensor store. Serializable as the `.etm` header's `graph`.
+//!
+//! Ops (activations NHWC, batch 1 or more):
+//! - `conv2d`: OHWI weights, optional bias `[Cout]`, optional batch norm (folded into the
+//!   weights when a plan is prepared), stride, padding (`same` = TF SAME_UPPER), groups,
+//!   fused activation.
+//! - `add`: element-wise sum of two values (residual), fused activation.
+//! - `global_avg_pool`: `[N, H, W, C]` -> `[N, C]` (the embedding).
+//! - `dense`: `[N, K]` x `[Nout, K]`ᵀ + bias, fused activation (the classifier head).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::ops::conv::{Conv2dParams, ConvGeometry};
+use crate::ops::Padding;
+use crate::quant::Activation;
+use crate::tensor::Tensor;
+
+/// Names of a batch norm's four tensors and its epsilon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormRef {
+    pub gamma: String,
+    pub beta: String,
+    pub mean: String,
+    pub var: String,
+    pub eps: f32,
+}
+
+/// Padding as stored in the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PadSpec {
+    /// TensorFlow "SAME" (SAME_UPPER): output `ceil(in / stride)`, odd pad at the end.
+    Same,
+    Valid,
+    Explicit {
+        top: usize,
+        left: usize,
+        bottom: usize,
+        right: usize,
+    },
+}
+
+impl PadSpec {
+    pub fn padding(self) -> Padding {
+        match self {
+            PadSpec::Same => Padding::SameUpper,
+            PadSpec::Valid => Padding::VALID,
+            PadSpec::Explicit { top, left, bottom, right } => Padding::Explicit { top, left, bottom, right },
+        }
+    }
+}
+
+/// One operation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    Conv2d {
+        weight: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bias: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch_norm: Option<BatchNormRef>,
+        stride: [usize; 2],
+        padding: PadSpec,
+        groups: usize,
+        activation: Activation,
+    },
+    Add {
+        activation: Activation,
+    },
+    GlobalAvgPool,
+    Dense {
+        weight: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bias: Option<String>,
+        activation: Activation,
+    },
+}
+
+impl Op {
+    /// Conv hyper-parameters (for conv nodes).
+    pub fn conv_params(&self) -> Option<Conv2dParams> {
+        match self {
+            Op::Conv2d { stride, padding, groups, .. } => {
+                Some(Conv2dParams { stride: *stride, dilation: [1, 1], padding: padding.padding(), groups: *groups })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A node: an op applied to earlier values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    #[serde(flatten)]
+    pub op: Op,
+    pub inputs: Vec<usize>,
+}
+
+/// A network: input size, nodes, and which values are the embedding and the logits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Graph {
+    /// `[height, width, channels]` of one input image.
+    pub input: [usize; 3],
+    pub nodes: Vec<Node>,
+    /// Value index of the embedding (the global pool's output).
+    pub embedding: usize,
+    /// Value index of the logits.
+    pub logits: usize,
+}
+
+fn tensor<'a>(tensors: &'a HashMap<String, Tensor>, node: &str, name: &str) -> Result<&'a Tensor> {
+    tensors.get(name).ok_or_else(|| {
+        Error::invalid("graph", format!("node '{node}' needs tensor '{name}', which the model does not have"))
+    })
+}
+
+fn expect_len(node: &str, name: &str, t: &Tensor, len: usize) -> Result<()> {
+    if t.shape() != [len] {
+        return Err(Error::shape(
+            "graph",
+            format!("node '{node}': tensor '{name}' has shape {:?}, expected [{len}]", t.shape()),
+        ));
+    }
+    Ok(())
+}
+
+impl Graph {
+    /// Value shapes for a batch of `batch` images (`[0]` = input), validating every node's
+    /// inputs and weights. Any inconsistency is an error naming the node.
+    pub fn infer_shapes(&self, tensors: &HashMap<String, Tensor>, batch: usize) -> Result<Vec<Vec<usize>>> {
+        let [h, w, c] = self.input;
+        let mut shapes = vec![vec![batch, h, w, c]];
+        for (i, n) in self.nodes.iter().enumerate() {
+            let arity = match n.op {
+                Op::Add { .. } => 2,
+                _ => 1,
+            };
+            if n.inputs.len() != arity || n.inputs.iter().any(|&v| v > i) {
+                return Err(Error::invalid(
+                    "graph",
+                    format!("node '{}' (#{i}) has inputs {:?}: needs {arity} earlier values", n.name, n.inputs),
+                ));
+            }
+            let x = &shapes[n.inputs[0]];
+            let out = match &n.op {
+                Op::Conv2d { weight, bias, batch_norm, .. } => {
+                    let wt = tensor(tensors, &n.name, weight)?;
+                    let p = n.op.conv_params().ok_or_else(|| Error::invalid("graph", "conv params"))?;
+                    let g = ConvGeometry::new("graph conv2d", x, wt.shape(), &p)
+                        .map_err(|e| Error::shape("graph", format!("node '{}': {e}", n.name)))?;
+                    if let Some(b) = bias {
+                        expect_len(&n.name, b, tensor(tensors, &n.name, b)?, g.out_c)?;
+                    }
+                    if let Some(bn) = batch_norm {
+                        for t in [&bn.gamma, &bn.beta, &bn.mean, &bn.var] {
+                            expect_len(&n.name, t, tensor(tensors, &n.name, t)?, g.out_c)?;
+                        }
+                    }
+                    g.out_shape().to_vec()
+                }
+                Op::Add { .. } => {
+                    if shapes[n.inputs[1]] != *x {
+                        return Err(Error::shape(
+                            "graph",
+                            format!("node '{}' adds {:?} and {:?}", n.name, x, shapes[n.inputs[1]]),
+                        ));
+                    }
+                    x.clone()
+                }
+                Op::GlobalAvgPool => match x[..] {
+                    [b, _, _, c] => vec![b, c],
+                    _ => return Err(Error::shape("graph", format!("node '{}' pools a {x:?} value", n.name))),
+                },
+                Op::Dense { weight, bias, .. } => {
+                    let wt = tensor(tensors, &n.name, weight)?;
+                    match (&x[..], wt.shape()) {
+                        ([b, k], [nout, k2]) if k == k2 => {
+                            if let Some(bn) = bias {
+                                expect_len(&n.name, bn, tensor(tensors, &n.name, bn)?, *nout)?;
+                            }
+                            vec![*b, *nout]
+                        }
+                        _ => {
+                            return Err(Error::shape(
+                                "graph",
+                                format!("node '{}': input {x:?} does not fit weights {:?}", n.name, wt.shape()),
+                            ))
+                        }
+                    }
+                }
+            };
+            shapes.push(out);
+        }
+        for (what, v) in [("embedding", self.embedding), ("logits", self.logits)] {
+            if v >= shapes.len() || shapes[v].len() != 2 {
+                return Err(Error::invalid("graph", format!("{what} value {v} is not a [batch, features] value")));
+            }
+        }
+        Ok(shapes)
+    }
+
+    /// Number of classes (the logits' width) given the weights.
+    pub fn num_classes(&self, tensors: &HashMap<String, Tensor>) -> Result<usize> {
+        Ok(self.infer_shapes(tensors, 1)?[self.logits][1])
+    }
+
+    /// Multiply-accumulates of one forward pass (batch 1).
+    pub fn macs(&self, tensors: &HashMap<String, Tensor>) -> Result<u64> {
+        let shapes = self.infer_shapes(tensors, 1)?;
+        let mut total = 0u64;
+        for (i, n) in self.nodes.iter().enumerate() {
+            let out = &shapes[i + 1];
+            total += match &n.op {
+                Op::Conv2d { weight, .. } => {
+                    let w = tensor(tensors, &n.name, weight)?.shape();
+                    (out.iter().product::<usize>() * w[1] * w[2] * w[3]) as u64
+                }
+                Op::Dense { weight, .. } => tensor(tensors, &n.name, weight)?.len() as u64,
+                _ => 0,
+            };
+        }
+        Ok(total)
+    }
+}

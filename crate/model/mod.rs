@@ -1,0 +1,66 @@
+//! Models: importers (PyTorch legacy checkpoints), architectures as code, the graph and
+//! its f32 executor.
+
+pub mod efficientnet;
+pub mod etm;
+pub mod forward;
+pub mod graph;
+pub mod int8;
+pub mod pickle;
+pub mod quantize;
+pub mod torch_checkpoint;
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// A loaded model ready to classify: f32 or int8, chosen by the file's contents.
+pub struct Classifier {
+    pub file: etm::ModelFile,
+    runner: Runner,
+}
+
+enum Runner {
+    F32(forward::PreparedF32),
+    I8(int8::PreparedI8),
+}
+
+impl Classifier {
+    pub fn new(file: etm::ModelFile) -> Result<Self> {
+        let runner = if file.is_int8() {
+            Runner::I8(int8::PreparedI8::new(&file)?)
+        } else {
+            Runner::F32(forward::PreparedF32::new(&file.header.graph, &file.f32_tensors())?)
+        };
+        Ok(Classifier { file, runner })
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::new(etm::ModelFile::load(path)?)
+    }
+
+    /// "int8" or "f32".
+    pub fn precision(&self) -> &'static str {
+        match self.runner {
+            Runner::F32(_) => "f32",
+            Runner::I8(_) => "int8",
+        }
+    }
+
+    /// Logits `[N, classes]` of a preprocessed NHWC batch.
+    pub fn logits(&self, input: Tensor) -> Result<Tensor> {
+        match &self.runner {
+            Runner::F32(p) => p.logits(input),
+            Runner::I8(p) => p.logits(&input),
+        }
+    }
+}
+
+/// The `k` best `(class, probability)` of one row of logits, best first.
+pub fn top_k(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let probs = crate::ops::softmax::softmax_row(logits);
+    let mut idx: Vec<usize> = (0..probs.len()).collect();
+    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    idx.into_iter().take(k).map(|i| (i, probs[i])).collect()
+}

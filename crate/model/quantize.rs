@@ -1,0 +1,127 @@
+//! Post-training quantization of a float model into an int8 `.etm`.
+//!
+//! 1. Prepare the float plan (batch norm folded into the convolutions).
+//! 2. Calibrate activations on sample images (two passes, see [`crate::quant::calibrate`]);
+//!    the input's parameters follow from the preprocessing exactly
+//!    (`[(0 - mean) / scale, (255 - mean) / scale]`, for Lite0 `scale = 1/128, zp = -1`).
+//! 3. Weights: int8 symmetric per output channel; biases: `round(b / (s_in * s_w[c]))` in i32.
+//! 4. The graph keeps its shape; conv nodes lose their batch norm and gain an int32 bias
+//!    `<node>.bias_q`; each weight gets `<weight>.scale`.
+
+use std::collections::HashMap;
+
+use super::etm::{ModelFile, Quantization, Stored, ValueQuant};
+use super::forward::{PreparedF32, PreparedOp};
+use super::graph::Op;
+use crate::error::{Error, Result};
+use crate::quant::calibrate::{
+    choose_range, params_from_range, quantize_weights_per_channel, Histogram, Method, MinMax,
+};
+use crate::tensor::Tensor;
+
+/// Calibration settings.
+pub struct Calibration<'a> {
+    pub method: Method,
+    /// Number of calibration images.
+    pub samples: usize,
+    /// Human-readable description of where they come from (stored in the model).
+    pub source: String,
+    /// Returns preprocessed sample `i` (`[1, H, W, 3]`).
+    pub sample: &'a dyn Fn(usize) -> Result<Tensor>,
+    /// Progress: `(pass 1 or 2, images done, images per pass)`.
+    pub progress: &'a dyn Fn(usize, usize, usize),
+}
+
+/// Quantizes a float model.
+pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile> {
+    if model.is_int8() {
+        return Err(Error::invalid("quantize", "the model is already quantized"));
+    }
+    if cal.samples == 0 {
+        return Err(Error::invalid("quantize", "need at least one calibration image"));
+    }
+    let plan = PreparedF32::new(&model.header.graph, &model.f32_tensors())?;
+    let nvalues = plan.graph.nodes.len() + 1;
+    let mut ranges = vec![MinMax::default(); nvalues];
+    for i in 0..cal.samples {
+        for (r, v) in ranges.iter_mut().zip(plan.forward_all((cal.sample)(i)?)?) {
+            r.observe(v.data());
+        }
+        (cal.progress)(1, i + 1, cal.samples);
+    }
+    let mut hists: Vec<Histogram> = ranges.iter().map(|r| Histogram::new(r.range())).collect();
+    if cal.method != Method::MinMax {
+        for i in 0..cal.samples {
+            for (h, v) in hists.iter_mut().zip(plan.forward_all((cal.sample)(i)?)?) {
+                h.observe(v.data());
+            }
+            (cal.progress)(2, i + 1, cal.samples);
+        }
+    }
+    let p = &model.header.preprocess;
+    let mut values: Vec<Option<ValueQuant>> = ranges
+        .iter()
+        .zip(&hists)
+        .map(|(r, h)| {
+            let (lo, hi) = choose_range(cal.method, r, h);
+            let (scale, zero_point) = params_from_range(lo, hi);
+            Some(ValueQuant { scale, zero_point })
+        })
+        .collect();
+    let (scale, zero_point) = params_from_range((0.0 - p.mean) / p.scale, (255.0 - p.mean) / p.scale);
+    values[0] = Some(ValueQuant { scale, zero_point });
+    values[plan.graph.logits] = None;
+
+    let mut graph = plan.graph.clone();
+    let mut tensors: HashMap<String, Stored> = HashMap::new();
+    for (node, op) in graph.nodes.iter_mut().zip(&plan.ops) {
+        let in_scale =
+            values[node.inputs[0]].map(|v| v.scale).ok_or_else(|| Error::invalid("quantize", "unquantized input"))?;
+        let (weight, bias, wname, bname) = match (op, &mut node.op) {
+            (PreparedOp::Conv { weight, bias, .. }, Op::Conv2d { weight: wn, bias: bn, batch_norm, .. }) => {
+                *batch_norm = None;
+                let b = format!("{}.bias_q", node.name);
+                *bn = Some(b.clone());
+                (weight, Some(bias.clone()), wn.clone(), Some(b))
+            }
+            (PreparedOp::Dense { weight, bias, .. }, Op::Dense { weight: wn, bias: bn, .. }) => {
+                let b = bn.as_ref().map(|_| format!("{}.bias_q", node.name));
+                *bn = b.clone();
+                (weight, bias.clone(), wn.clone(), b)
+            }
+            _ => continue,
+        };
+        let cout = weight.shape()[0];
+        let (q, s) = quantize_weights_per_channel(weight.data(), cout)?;
+        if let (Some(b), Some(bname)) = (bias, bname) {
+            let bq: Vec<i32> = b
+                .iter()
+                .zip(&s)
+                .map(|(&bv, &sw)| {
+                    (bv as f64 / (in_scale as f64 * sw as f64)).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32
+                })
+                .collect();
+            tensors.insert(bname, Stored::I32 { shape: vec![cout], data: bq });
+        }
+        tensors.insert(format!("{wname}.scale"), Stored::F32(Tensor::new(vec![cout], s)?));
+        tensors.insert(wname, Stored::I8 { shape: weight.shape().to_vec(), data: q });
+    }
+    let mut header = model.header.clone();
+    header.graph = graph;
+    header.quantization = Some(Quantization {
+        method: cal.method.name().to_string(),
+        samples: cal.samples,
+        calibration_source: cal.source.clone(),
+        values,
+    });
+    header.provenance.steps.push(format!(
+        "quantized to int8 by edgetune {} (per-channel weights, {} calibration on {} images from {})",
+        crate::VERSION,
+        cal.method.name(),
+        cal.samples,
+        cal.source
+    ));
+    let out = ModelFile { header, tensors };
+    out.validate()?;
+    Ok(out)
+}
