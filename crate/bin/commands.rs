@@ -177,11 +177,21 @@ pub fn sqnr_db(reference: &[f32], model: &[f32]) -> f64 {
     10.0 * (s / n).log10()
 }
 
-pub fn eval(model: &Path, reference: Option<&Path>, data: &str, limit: Option<usize>, bar: Bar) -> Result<bool> {
+pub fn eval(
+    model: &Path,
+    reference: Option<&Path>,
+    data: &str,
+    limit: Option<usize>,
+    offset: usize,
+    bar: Bar,
+) -> Result<bool> {
     let m = Classifier::load(model)?;
     let r = reference.map(Classifier::load).transpose()?;
     let src = ImageSource::open(data)?;
-    let n = limit.unwrap_or(src.len()).min(src.len());
+    if offset >= src.len() {
+        return Err(Error::invalid("eval", format!("--offset {offset}: the source has {} images", src.len())));
+    }
+    let n = limit.unwrap_or(src.len()).min(src.len() - offset);
     let classes = m.file.header.labels.len();
     let labelled = src.label(0).is_some() && classes == 10;
     if r.is_none() && !labelled {
@@ -195,7 +205,7 @@ pub fn eval(model: &Path, reference: Option<&Path>, data: &str, limit: Option<us
     let mut sqnr = vec![];
     let (mut t_model, mut t_ref) = (0f64, 0f64);
     let pb = bar(n, "evaluating");
-    for i in 0..n {
+    for i in offset..offset + n {
         let x = src.preprocessed(i, &p)?;
         let s = Instant::now();
         let lm = m.logits(x.clone())?;
@@ -219,11 +229,11 @@ pub fn eval(model: &Path, reference: Option<&Path>, data: &str, limit: Option<us
                 ref_correct += 1;
             }
         }
-        pb.set_position(i as u64 + 1);
+        pb.set_position((i - offset) as u64 + 1);
     }
     pb.finish_and_clear();
     let pct = |k: usize| 100.0 * k as f64 / n.max(1) as f64;
-    println!("data            {} ({n} images)", src.describe());
+    println!("data            {} ({n} images from #{offset})", src.describe());
     println!(
         "model           {} ({}), {:.1} ms/image",
         model.display(),

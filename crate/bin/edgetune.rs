@@ -83,9 +83,12 @@ enum Command {
         /// cifar10:PATH or a folder of images.
         #[arg(long)]
         data: String,
-        /// Evaluate only the first N images.
+        /// Evaluate only N images.
         #[arg(long)]
         limit: Option<usize>,
+        /// Skip the first N images (e.g. those used for calibration).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
     },
 }
 
@@ -129,8 +132,8 @@ fn main() -> ExitCode {
             commands::quantize(&calib, &method, samples, &input, &output, &progress_bar)
         }
         Command::Classify { model, backend, images } => commands::classify(&model, &backend, &images),
-        Command::Eval { model, reference, data, limit } => {
-            commands::eval(&model, reference.as_deref(), &data, limit, &progress_bar)
+        Command::Eval { model, reference, data, limit, offset } => {
+            commands::eval(&model, reference.as_deref(), &data, limit, offset, &progress_bar)
         }
     };
     match result {

@@ -244,14 +244,15 @@ impl ModelFile {
         }
         let int8 = self.is_int8();
         for n in &h.graph.nodes {
-            let (weight, bias) = match &n.op {
+            // int8 convs take int32 biases; the head reads the f32 embedding and keeps an f32 bias.
+            let (weight, bias, int_bias) = match &n.op {
                 Op::Conv2d { weight, bias, batch_norm, .. } => {
                     if int8 && batch_norm.is_some() {
                         return Err(bad(format!("node '{}': an int8 model must have batch norm folded", n.name)));
                     }
-                    (weight, bias)
+                    (weight, bias, int8)
                 }
-                Op::Dense { weight, bias, .. } => (weight, bias),
+                Op::Dense { weight, bias, .. } => (weight, bias, false),
                 _ => continue,
             };
             let w = &self.tensors[weight];
@@ -264,7 +265,7 @@ impl ModelFile {
                 )));
             }
             if let Some(b) = bias {
-                let want_b = if int8 { "I32" } else { "F32" };
+                let want_b = if int_bias { "I32" } else { "F32" };
                 if self.tensors[b].dtype_name() != want_b {
                     return Err(bad(format!(
                         "node '{}': bias '{b}' is {}, expected {want_b}",
@@ -293,7 +294,7 @@ impl ModelFile {
                     if !(v.scale.is_finite() && v.scale > 0.0) || !(-128..=127).contains(&v.zero_point) {
                         return Err(bad(format!("value {i}: invalid quantization {v:?}")));
                     }
-                } else if i != h.graph.logits {
+                } else if i != h.graph.logits && i != h.graph.embedding {
                     return Err(bad(format!("value {i} has no quantization")));
                 }
             }

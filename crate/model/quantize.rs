@@ -4,7 +4,8 @@
 //! 2. Calibrate activations on sample images (two passes, see [`crate::quant::calibrate`]);
 //!    the input's parameters follow from the preprocessing exactly
 //!    (`[(0 - mean) / scale, (255 - mean) / scale]`, for Lite0 `scale = 1/128, zp = -1`).
-//! 3. Weights: int8 symmetric per output channel; biases: `round(b / (s_in * s_w[c]))` in i32.
+//! 3. Weights: int8 symmetric per output channel; biases: `round(b / (s_in * s_w[c]))` in i32,
+//!    except the head's, which reads the f32 embedding and keeps an f32 bias.
 //! 4. The graph keeps its shape; conv nodes lose their batch norm and gain an int32 bias
 //!    `<node>.bias_q`; each weight gets `<weight>.scale`.
 
@@ -15,7 +16,7 @@ use super::forward::{PreparedF32, PreparedOp};
 use super::graph::Op;
 use crate::error::{Error, Result};
 use crate::quant::calibrate::{
-    choose_range, params_from_range, quantize_weights_per_channel, Histogram, Method, MinMax,
+    choose_range, params_from_range, quantize_weights_per_channel, Histogram, Method, MinMax, MAX_BIAS_Q,
 };
 use crate::tensor::Tensor;
 
@@ -70,13 +71,14 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
         .collect();
     let (scale, zero_point) = params_from_range((0.0 - p.mean) / p.scale, (255.0 - p.mean) / p.scale);
     values[0] = Some(ValueQuant { scale, zero_point });
+    // The embedding and the logits stay f32 (see `int8`).
+    values[plan.graph.embedding] = None;
     values[plan.graph.logits] = None;
 
     let mut graph = plan.graph.clone();
     let mut tensors: HashMap<String, Stored> = HashMap::new();
     for (node, op) in graph.nodes.iter_mut().zip(&plan.ops) {
-        let in_scale =
-            values[node.inputs[0]].map(|v| v.scale).ok_or_else(|| Error::invalid("quantize", "unquantized input"))?;
+        let in_scale = values[node.inputs[0]].map_or(1.0, |v| v.scale);
         let (weight, bias, wname, bname) = match (op, &mut node.op) {
             (PreparedOp::Conv { weight, bias, .. }, Op::Conv2d { weight: wn, bias: bn, batch_norm, .. }) => {
                 *batch_norm = None;
@@ -92,13 +94,20 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
             _ => continue,
         };
         let cout = weight.shape()[0];
-        let (q, s) = quantize_weights_per_channel(weight.data(), cout)?;
-        if let (Some(b), Some(bname)) = (bias, bname) {
+        // Scale floor that keeps every int32 bias within MAX_BIAS_Q (see quantize_weights_per_channel).
+        let floor: Option<Vec<f32>> = bias
+            .as_ref()
+            .map(|b| b.iter().map(|&bv| (bv.abs() as f64 / (in_scale as f64 * MAX_BIAS_Q)) as f32).collect());
+        let (q, s) = quantize_weights_per_channel(weight.data(), cout, floor.as_deref())?;
+        let float_input = values[node.inputs[0]].is_none();
+        if let (Some(b), Some(bname), true) = (&bias, &bname, float_input) {
+            tensors.insert(bname.clone(), Stored::F32(Tensor::new(vec![cout], b.clone())?));
+        } else if let (Some(b), Some(bname)) = (bias, bname) {
             let bq: Vec<i32> = b
                 .iter()
                 .zip(&s)
                 .map(|(&bv, &sw)| {
-                    (bv as f64 / (in_scale as f64 * sw as f64)).round().clamp(i32::MIN as f64, i32::MAX as f64) as i32
+                    (bv as f64 / (in_scale as f64 * sw as f64)).round().clamp(-MAX_BIAS_Q, MAX_BIAS_Q) as i32
                 })
                 .collect();
             tensors.insert(bname, Stored::I32 { shape: vec![cout], data: bq });

@@ -168,22 +168,32 @@ pub fn choose_range(method: Method, mm: &MinMax, hist: &Histogram) -> (f32, f32)
 }
 
 /// Symmetric per-output-channel int8 weights (`[-127, 127]`, zero point 0) of a `[Cout, ...]`
-/// tensor: `scale[c] = max|w[c]| / 127`.
-pub fn quantize_weights_per_channel(w: &[f32], cout: usize) -> Result<(Vec<i8>, Vec<f32>)> {
-    if cout == 0 || w.len() % cout != 0 {
+/// tensor: `scale[c] = max(max|w[c]| / 127, min_scale[c])`.
+///
+/// `min_scale` keeps the channel's int32 bias in range: the bias is stored as
+/// `b / (s_in * s_w[c])`, and a nearly dead channel (BN-folded weights ~1e-10 next to a bias of
+/// several units, which EfficientNet-Lite0's stem has) would overflow i32 and silently lose its
+/// bias. Raising that channel's scale only rounds its negligible weights to zero.
+pub fn quantize_weights_per_channel(w: &[f32], cout: usize, min_scale: Option<&[f32]>) -> Result<(Vec<i8>, Vec<f32>)> {
+    if cout == 0 || w.len() % cout != 0 || min_scale.is_some_and(|m| m.len() != cout) {
         return Err(Error::shape("quantize weights", format!("{} values for {cout} channels", w.len())));
     }
     let per = w.len() / cout;
     let mut q = Vec::with_capacity(w.len());
     let mut scales = Vec::with_capacity(cout);
-    for row in w.chunks_exact(per.max(1)) {
+    for (c, row) in w.chunks_exact(per.max(1)).enumerate() {
         let m = row.iter().fold(0f32, |a, &v| a.max(v.abs()));
-        let s = if m > 0.0 && m.is_finite() { m / 127.0 } else { 1.0 };
+        let floor = min_scale.map_or(0.0, |ms| ms[c]);
+        let s = if m > 0.0 && m.is_finite() { (m / 127.0).max(floor) } else { floor.max(1.0) };
         scales.push(s);
         q.extend(row.iter().map(|&v| super::quantize_value(v, s, 0, -127, 127) as i8));
     }
     Ok((q, scales))
 }
+
+/// Largest |int32 bias| a quantized layer may carry, leaving the other half of the i32 range
+/// to the accumulated products (at most 32,000 * 255 * 255 < 2^31).
+pub const MAX_BIAS_Q: f64 = (1u64 << 30) as f64;
 
 #[cfg(test)]
 mod tests {
@@ -216,8 +226,11 @@ mod tests {
 
     #[test]
     fn weights_are_symmetric_per_channel() {
-        let (q, s) = quantize_weights_per_channel(&[0.5, -1.0, 0.25, 2.0, 0.0, -0.5], 2).unwrap();
+        let (q, s) = quantize_weights_per_channel(&[0.5, -1.0, 0.25, 2.0, 0.0, -0.5], 2, None).unwrap();
         assert_eq!(q, vec![64, -127, 32, 127, 0, -32]);
         assert!((s[0] - 1.0 / 127.0).abs() < 1e-9 && (s[1] - 2.0 / 127.0).abs() < 1e-9);
+        // A nearly dead channel gets the floor scale and rounds to zero.
+        let (q, s) = quantize_weights_per_channel(&[1e-10, -1e-10, 1.0, 0.5], 2, Some(&[1e-3, 0.0])).unwrap();
+        assert_eq!((q, s[0]), (vec![0, 0, 127, 64], 1e-3));
     }
 }
