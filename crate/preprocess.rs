@@ -76,7 +76,7 @@ pub fn preprocess(pixels: &[u8], width: usize, height: usize, channels: usize, p
             format!("{width}x{height}x{channels} image needs {need:?} bytes, got {}", pixels.len()),
         ));
     }
-    if !(p.crop_fraction > 0.0 && p.crop_fraction <= 1.0) || !(p.scale.is_finite() && p.scale != 0.0) {
+    if !(p.crop_fraction > 0.0 && p.crop_fraction <= 1.0 && p.scale.is_finite() && p.scale != 0.0) {
         return Err(Error::invalid(OP, format!("crop fraction {} must be in (0, 1], scale non-zero", p.crop_fraction)));
     }
     let side = ((width.min(height) as f64 * p.crop_fraction as f64).round() as usize).max(1);

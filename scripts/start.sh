@@ -4,4 +4,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 bash scripts/setup.sh
 bash scripts/build-wasm.sh
+bash scripts/models.sh
 exec node scripts/serve.mjs

@@ -18,6 +18,10 @@ export XDG_RUNTIME_DIR="$tmp_home/run" XDG_CONFIG_HOME="$tmp_home/config" XDG_CA
 export MESA_SHADER_CACHE_DIR="$tmp_home/mesa"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
+export EDGETUNE_CACHE="${EDGETUNE_CACHE:-$HOME/.cache/edgetune}"
+say "default models (import + quantize, cached)"
+bash scripts/models.sh
+
 say "native tests (cargo test)"
 cargo test --all-targets
 

@@ -291,7 +291,7 @@ impl ModelFile {
             }
             for (i, v) in q.values.iter().enumerate() {
                 if let Some(v) = v {
-                    if !(v.scale.is_finite() && v.scale > 0.0) || !(-128..=127).contains(&v.zero_point) {
+                    if !(v.scale.is_finite() && v.scale > 0.0 && (-128..=127).contains(&v.zero_point)) {
                         return Err(bad(format!("value {i}: invalid quantization {v:?}")));
                     }
                 } else if i != h.graph.logits && i != h.graph.embedding {

@@ -126,7 +126,7 @@ impl Machine<'_> {
     }
 
     fn set_items(&mut self, pairs: Vec<PyValue>) -> Result<()> {
-        if pairs.len() % 2 != 0 {
+        if !pairs.len().is_multiple_of(2) {
             return Err(self.err("odd number of dict items"));
         }
         let e = self.err("SETITEM(S) target is not a dict");

@@ -175,7 +175,7 @@ pub fn choose_range(method: Method, mm: &MinMax, hist: &Histogram) -> (f32, f32)
 /// several units, which EfficientNet-Lite0's stem has) would overflow i32 and silently lose its
 /// bias. Raising that channel's scale only rounds its negligible weights to zero.
 pub fn quantize_weights_per_channel(w: &[f32], cout: usize, min_scale: Option<&[f32]>) -> Result<(Vec<i8>, Vec<f32>)> {
-    if cout == 0 || w.len() % cout != 0 || min_scale.is_some_and(|m| m.len() != cout) {
+    if cout == 0 || !w.len().is_multiple_of(cout) || min_scale.is_some_and(|m| m.len() != cout) {
         return Err(Error::shape("quantize weights", format!("{} values for {cout} channels", w.len())));
     }
     let per = w.len() / cout;

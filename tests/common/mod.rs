@@ -39,3 +39,43 @@ pub fn onnx_node_tests() -> Option<PathBuf> {
         "install with: apt-get install libonnx-testdata",
     )
 }
+
+/// The repository root.
+pub fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A default model built by `scripts/models.sh` (`npm start` / `npm test` run it).
+pub fn default_model(precision: &str) -> Option<PathBuf> {
+    require(
+        repo_dir().join(format!("www/models/efficientnet_lite0.{precision}.etm")),
+        "the default model",
+        "build it with: bash scripts/models.sh (npm test does this)",
+    )
+}
+
+/// The EfficientNet-Lite0 checkpoint extracted by `scripts/models.sh` into the cache.
+pub fn lite0_checkpoint() -> Option<PathBuf> {
+    let cache = std::env::var_os("EDGETUNE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/edgetune"));
+    require(
+        cache.join("lite0/efficientnet-lite0-57934424.pth"),
+        "the EfficientNet-Lite0 checkpoint",
+        "fetch it with: bash scripts/models.sh (npm test does this)",
+    )
+}
+
+/// `../shared` data, required only in CI.
+pub fn shared(rel: &str) -> Option<PathBuf> {
+    let p = shared_dir().join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    let msg = format!("{} not found (../shared beside the repository holds the test data)", p.display());
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
