@@ -6,6 +6,7 @@ pub mod etm;
 pub mod forward;
 pub mod graph;
 pub mod int8;
+pub mod mobilenet_v2;
 pub mod pickle;
 pub mod quantize;
 pub mod torch_checkpoint;
