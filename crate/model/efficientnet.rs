@@ -43,11 +43,13 @@ pub const LITE0_STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
 pub(crate) struct Builder {
     pub nodes: Vec<Node>,
     pub cur: usize,
+    /// Batch-norm epsilon of the architecture.
+    pub bn_eps: f32,
 }
 
 impl Builder {
-    pub fn new() -> Self {
-        Builder { nodes: vec![], cur: 0 }
+    pub fn new(bn_eps: f32) -> Self {
+        Builder { nodes: vec![], cur: 0, bn_eps }
     }
     pub fn push(&mut self, name: String, op: Op, inputs: Vec<usize>) -> usize {
         self.nodes.push(Node { name, op, inputs });
@@ -73,7 +75,7 @@ impl Builder {
                 beta: format!("{bn}.bias"),
                 mean: format!("{bn}.running_mean"),
                 var: format!("{bn}.running_var"),
-                eps: BN_EPS,
+                eps: self.bn_eps,
             }),
             stride: [stride, stride],
             padding,
@@ -87,7 +89,7 @@ impl Builder {
 
 /// The EfficientNet-Lite0 graph (the class count is the fc weights' first dimension).
 pub fn efficientnet_lite0_graph() -> Graph {
-    let mut b = Builder::new();
+    let mut b = Builder::new(BN_EPS);
     b.conv_bn("_conv_stem", "_bn0", 2, 1, PadSpec::Same, Activation::Relu6);
     let mut idx = 0;
     // The kernel size comes with the depthwise weights; the table keeps it for reference.

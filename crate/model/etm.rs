@@ -159,14 +159,7 @@ impl ModelFile {
 
     /// Reads and validates a `.etm` file.
     pub fn load(path: &Path) -> Result<Self> {
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if meta.len() > MAX_MODEL_BYTES {
-            return Err(Error::parse(
-                path,
-                format!("{} bytes is larger than the {MAX_MODEL_BYTES}-byte limit", meta.len()),
-            ));
-        }
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::data::read_limited(path, MAX_MODEL_BYTES)?;
         Self::from_bytes(&bytes).map_err(|e| Error::parse(path, e.to_string()))
     }
 

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use super::efficientnet::Builder;
-use super::graph::{BatchNormRef, Graph, Op, PadSpec};
+use super::graph::{Graph, Op, PadSpec};
 use crate::error::{Error, Result};
 use crate::quant::Activation;
 use crate::tensor::Tensor;
@@ -76,6 +76,7 @@ impl Init<'_> {
     }
 }
 
+/// A conv + BN node with torchvision's symmetric `kernel / 2` padding.
 fn conv_bn_node(
     b: &mut Builder,
     conv: &str,
@@ -86,23 +87,7 @@ fn conv_bn_node(
     act: Activation,
 ) -> usize {
     let pad = kernel / 2;
-    let op = Op::Conv2d {
-        weight: format!("{conv}.weight"),
-        bias: None,
-        batch_norm: Some(BatchNormRef {
-            gamma: format!("{bn}.weight"),
-            beta: format!("{bn}.bias"),
-            mean: format!("{bn}.running_mean"),
-            var: format!("{bn}.running_var"),
-            eps: BN_EPS,
-        }),
-        stride: [stride, stride],
-        padding: PadSpec::Explicit { top: pad, left: pad, bottom: pad, right: pad },
-        groups,
-        activation: act,
-    };
-    let input = b.cur;
-    b.push(conv.to_string(), op, vec![input])
+    b.conv_bn(conv, bn, stride, groups, PadSpec::Explicit { top: pad, left: pad, bottom: pad, right: pad }, act)
 }
 
 /// MobileNetV2 at `width` with `classes` outputs: the graph and initialized weights.
@@ -112,7 +97,7 @@ pub fn mobilenet_v2(width: f32, classes: usize, seed: u64) -> Result<(Graph, Has
     }
     let mut tensors = HashMap::new();
     let mut init = Init { rng: Normal(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1), tensors: &mut tensors };
-    let mut b = Builder::new();
+    let mut b = Builder::new(BN_EPS);
     let mut cin = make_divisible(32.0 * width as f64);
     init.conv_bn("features.0.0", "features.0.1", [cin, 3, 3, 3])?;
     conv_bn_node(&mut b, "features.0.0", "features.0.1", 3, 2, 1, Activation::Relu6);

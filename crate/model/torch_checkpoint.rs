@@ -26,14 +26,7 @@ pub const MAX_CHECKPOINT_BYTES: u64 = 1 << 30;
 /// Reads every float tensor of a legacy checkpoint, in file order, as contiguous row-major
 /// tensors. `num_batches_tracked` counters (integer storages) are skipped.
 pub fn read_legacy_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.len() > MAX_CHECKPOINT_BYTES {
-        return Err(Error::parse(
-            path,
-            format!("{} bytes is larger than the {MAX_CHECKPOINT_BYTES}-byte limit", meta.len()),
-        ));
-    }
-    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let data = crate::data::read_limited(path, MAX_CHECKPOINT_BYTES)?;
     parse_legacy_checkpoint(&data, &path.display().to_string())
 }
 

@@ -17,14 +17,7 @@ use crate::error::{Error, Result};
 pub const MAX_PROTO_BYTES: u64 = 512 << 20;
 
 fn read_limited(path: &Path) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.len() > MAX_PROTO_BYTES {
-        return Err(Error::parse(
-            path,
-            format!("file is {} bytes, larger than the {MAX_PROTO_BYTES}-byte limit", meta.len()),
-        ));
-    }
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+    crate::data::read_limited(path, MAX_PROTO_BYTES)
 }
 
 /// Reads and decodes a `.onnx` file.
