@@ -42,13 +42,14 @@ pub fn import(input: &Path, output: &Path, labels: &Path, arch: &str, source: &s
     let model = ModelFile { header, tensors: tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect() };
     model.validate()?;
     model.save(output)?;
-    println!(
-        "wrote {} ({} bytes) in {:.1} s",
-        output.display(),
-        std::fs::metadata(output).map(|m| m.len()).unwrap_or(0),
-        start.elapsed().as_secs_f64()
-    );
+    report_written(output, "", start);
     Ok(true)
+}
+
+/// One line saying what was written, its size and how long it took.
+fn report_written(path: &Path, detail: &str, start: Instant) {
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    println!("wrote {} ({bytes} bytes{detail}) in {:.1} s", path.display(), start.elapsed().as_secs_f64());
 }
 
 pub fn info(path: &Path) -> Result<bool> {
@@ -121,12 +122,7 @@ pub fn quantize(calib: &str, method: &str, samples: usize, input: &Path, output:
     )?;
     pb.finish_and_clear();
     q.save(output)?;
-    println!(
-        "wrote {} ({} bytes, {method:?} calibration on {samples} images) in {:.1} s",
-        output.display(),
-        std::fs::metadata(output).map(|m| m.len()).unwrap_or(0),
-        start.elapsed().as_secs_f64()
-    );
+    report_written(output, &format!(", {} calibration on {samples} images", method.name()), start);
     Ok(true)
 }
 
