@@ -36,6 +36,29 @@ pub fn relu6_f32(x: &mut [f32]) {
     }
 }
 
+/// ReLU backward from the forward's output: `dx += dy` where `y > 0`.
+pub fn relu_backward_f32(y: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    clamp_backward("relu_backward_f32", y, dy, dx, f32::INFINITY)
+}
+
+/// ReLU6 backward from the forward's output: `dx += dy` where `0 < y < 6` (PyTorch's
+/// hardtanh rule: no gradient at or beyond the bounds).
+pub fn relu6_backward_f32(y: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    clamp_backward("relu6_backward_f32", y, dy, dx, 6.0)
+}
+
+fn clamp_backward(op: &'static str, y: &[f32], dy: &[f32], dx: &mut [f32], hi: f32) -> Result<()> {
+    if y.len() != dy.len() || y.len() != dx.len() {
+        return Err(Error::shape(op, format!("y {}, dy {}, dx {} values differ", y.len(), dy.len(), dx.len())));
+    }
+    for ((g, &yv), &d) in dx.iter_mut().zip(y).zip(dy) {
+        if yv > 0.0 && yv < hi {
+            *g += d;
+        }
+    }
+    Ok(())
+}
+
 /// Clamps int8 values to `[lo, hi]` (which may be given wider than int8's range).
 pub fn clip_i8(x: &mut [i8], lo: i32, hi: i32) {
     // Clip with min > max saturates everything to max, as ONNX's reference does.
@@ -47,6 +70,28 @@ pub fn clip_i8(x: &mut [i8], lo: i32, hi: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relu_and_relu6_gradients_match_finite_differences() {
+        use crate::ops::gradcheck::{check, values};
+        // Values away from the kinks at 0 and 6.
+        let x: Vec<f32> =
+            values(40, 1).iter().map(|v| v * 8.0 + 0.05).filter(|v| v.abs() > 0.1 && (v - 6.0).abs() > 0.1).collect();
+        let dy = values(x.len(), 2);
+        for (name, act, back) in [
+            ("relu", relu_f32 as fn(&mut [f32]), relu_backward_f32 as fn(&[f32], &[f32], &mut [f32]) -> Result<()>),
+            ("relu6", relu6_f32, relu6_backward_f32),
+        ] {
+            let f = |v: &[f32]| {
+                let mut y = v.to_vec();
+                act(&mut y);
+                y
+            };
+            let mut dx = vec![0.0; x.len()];
+            back(&f(&x), &dy, &mut dx).unwrap();
+            check(name, &f, &x, &dy, &dx, 1e-3);
+        }
+    }
 
     #[test]
     fn clip_and_relu6() {

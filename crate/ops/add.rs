@@ -74,6 +74,41 @@ pub fn add_f32(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Tensor::new(shape, y)
 }
 
+/// Backward of [`add_f32`], accumulating: `da += dy` and `db += dy`, each summed over the
+/// axes along which that input was broadcast.
+pub fn add_backward_f32(
+    a_shape: &[usize],
+    b_shape: &[usize],
+    dy: &[f32],
+    da: &mut [f32],
+    db: &mut [f32],
+) -> Result<()> {
+    const OP: &str = "add_backward_f32";
+    let out = broadcast_shape(OP, a_shape, b_shape)?;
+    if dy.len() != numel(OP, &out)? || da.len() != numel(OP, a_shape)? || db.len() != numel(OP, b_shape)? {
+        return Err(Error::shape(OP, format!("gradient lengths do not match {a_shape:?} + {b_shape:?}")));
+    }
+    if a_shape == b_shape {
+        da.iter_mut().zip(dy).for_each(|(g, &d)| *g += d);
+        db.iter_mut().zip(dy).for_each(|(g, &d)| *g += d);
+        return Ok(());
+    }
+    let (sa, sb) = (broadcast_strides(a_shape, &out), broadcast_strides(b_shape, &out));
+    let mut idx = vec![0usize; out.len()];
+    for &d in dy {
+        da[idx.iter().zip(&sa).map(|(i, s)| i * s).sum::<usize>()] += d;
+        db[idx.iter().zip(&sb).map(|(i, s)| i * s).sum::<usize>()] += d;
+        for k in (0..out.len()).rev() {
+            idx[k] += 1;
+            if idx[k] < out[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+    Ok(())
+}
+
 /// int8 residual addition of two per-tensor quantized tensors of the same shape.
 pub fn add_i8(a: &QTensor, b: &QTensor, out: &OutputQuant) -> Result<QTensor> {
     const OP: &str = "add_i8";
@@ -89,6 +124,19 @@ pub fn add_i8(a: &QTensor, b: &QTensor, out: &OutputQuant) -> Result<QTensor> {
 mod tests {
     use super::*;
     use crate::quant::Activation;
+
+    #[test]
+    fn add_gradients_reduce_over_broadcast_axes() {
+        use crate::ops::gradcheck::{check, values};
+        let (sa, sb) = ([2usize, 1, 3], [4usize, 1]);
+        let (a, b) = (values(6, 1), values(4, 2));
+        let dy = values(24, 3);
+        let (mut da, mut db) = (vec![0.0; 6], vec![0.0; 4]);
+        add_backward_f32(&sa, &sb, &dy, &mut da, &mut db).unwrap();
+        let t = |s: &[usize], v: &[f32]| Tensor::new(s.to_vec(), v.to_vec()).unwrap();
+        check("add da", &|v| add_f32(&t(&sa, v), &t(&sb, &b)).unwrap().into_data(), &a, &dy, &da, 1e-3);
+        check("add db", &|v| add_f32(&t(&sa, &a), &t(&sb, v)).unwrap().into_data(), &b, &dy, &db, 1e-3);
+    }
 
     #[test]
     fn broadcasting() {

@@ -352,10 +352,156 @@ pub fn conv2d_i8(
     QTensor::from_i8(g.out_shape().to_vec(), y, crate::quant::QParams::per_tensor(out.scale, out.zero_point)?)
 }
 
+/// f32 convolution backward, accumulating into the gradients:
+/// ```text
+/// db[oc]              += sum_{n, oy, ox} dy[n, oy, ox, oc]
+/// dw[oc, ky, kx, ci]  += sum_{n, oy, ox} dy[n, oy, ox, oc] * x[n, iy, ix, g*Cin_g + ci]
+/// dx[n, iy, ix, g*Cin_g + ci] += sum_{oc in group g, taps reaching (iy, ix)} dy[n, oy, ox, oc] * w[oc, ky, kx, ci]
+/// ```
+/// with `iy = oy*sh - pt + ky*dh` (taps in the padding contribute nothing). Pointwise
+/// convolutions use the matrix-product form, depthwise ones run channels innermost.
+/// `dx` and `db` are skipped when `None`.
+pub fn conv2d_backward_f32(
+    x: &Tensor,
+    w: &Tensor,
+    dy: &[f32],
+    p: &Conv2dParams,
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) -> Result<()> {
+    const OP: &str = "conv2d_backward_f32";
+    let g = ConvGeometry::new(OP, x.shape(), w.shape(), p)?;
+    let out_len = g.batch * g.out_h * g.out_w * g.out_c;
+    let lens = [(dy.len(), out_len, "dy"), (dw.len(), w.len(), "dw")];
+    let opt = [(dx.as_ref().map(|d| d.len()), x.len(), "dx"), (db.as_ref().map(|d| d.len()), g.out_c, "db")];
+    for (got, want, what) in lens.into_iter().chain(opt.into_iter().filter_map(|(l, w, n)| l.map(|l| (l, w, n)))) {
+        if got != want {
+            return Err(Error::shape(OP, format!("{what} has {got} values, expected {want}")));
+        }
+    }
+    if let Some(db) = db {
+        for row in dy.chunks_exact(g.out_c.max(1)) {
+            db.iter_mut().zip(row).for_each(|(a, &d)| *a += d);
+        }
+    }
+    let (xd, wd) = (x.data(), w.data());
+    if g.is_pointwise() {
+        let rows = g.batch * g.in_h * g.in_w;
+        if let Some(dx) = dx {
+            let t = matmul_f32(dy, wd, rows, g.out_c, g.in_c, BLayout::KN)?;
+            dx.iter_mut().zip(t).for_each(|(a, b)| *a += b);
+        }
+        for (xr, dyr) in xd.chunks_exact(g.in_c.max(1)).zip(dy.chunks_exact(g.out_c.max(1))) {
+            for (oc, &d) in dyr.iter().enumerate() {
+                if d != 0.0 {
+                    dw[oc * g.in_c..(oc + 1) * g.in_c].iter_mut().zip(xr).for_each(|(a, &xv)| *a += d * xv);
+                }
+            }
+        }
+        return Ok(());
+    }
+    let [kh, kw] = g.kernel;
+    let mut dx = dx;
+    if g.is_depthwise() {
+        let c = g.in_c;
+        // Weights and their gradient as [KH, KW, C]: every tap reads contiguous channels.
+        let mut wt = vec![0f32; wd.len()];
+        let mut dwt = vec![0f32; wd.len()];
+        for ch in 0..c {
+            for t in 0..kh * kw {
+                wt[t * c + ch] = wd[ch * kh * kw + t];
+            }
+        }
+        for n in 0..g.batch {
+            for oy in 0..g.out_h {
+                for ox in 0..g.out_w {
+                    let d = &dy[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
+                    g.for_each_tap(n, oy, ox, |t, xo| {
+                        let (xs, gw) = (&xd[xo..xo + c], &mut dwt[t * c..(t + 1) * c]);
+                        gw.iter_mut().zip(xs).zip(d).for_each(|((a, &xv), &dv)| *a += dv * xv);
+                        if let Some(dx) = dx.as_deref_mut() {
+                            let ws = &wt[t * c..(t + 1) * c];
+                            dx[xo..xo + c].iter_mut().zip(ws).zip(d).for_each(|((a, &wv), &dv)| *a += dv * wv);
+                        }
+                    });
+                }
+            }
+        }
+        for ch in 0..c {
+            for t in 0..kh * kw {
+                dw[ch * kh * kw + t] += dwt[t * c + ch];
+            }
+        }
+        return Ok(());
+    }
+    let cig = g.in_c_group;
+    let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw);
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                taps.clear();
+                g.for_each_tap(n, oy, ox, |t, xo| taps.push((xo, t * cig)));
+                let out = ((n * g.out_h + oy) * g.out_w + ox) * g.out_c;
+                for oc in 0..g.out_c {
+                    let d = dy[out + oc];
+                    if d == 0.0 {
+                        continue;
+                    }
+                    let ci0 = (oc / g.out_c_group) * cig;
+                    let wo = oc * kh * kw * cig;
+                    for &(xo, wt) in &taps {
+                        let xs = &xd[xo + ci0..xo + ci0 + cig];
+                        dw[wo + wt..wo + wt + cig].iter_mut().zip(xs).for_each(|(a, &xv)| *a += d * xv);
+                        if let Some(dx) = dx.as_deref_mut() {
+                            let ws = &wd[wo + wt..wo + wt + cig];
+                            dx[xo + ci0..xo + ci0 + cig].iter_mut().zip(ws).for_each(|(a, &wv)| *a += d * wv);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::quant::QParams;
+
+    #[test]
+    fn conv_gradients_match_finite_differences() {
+        use crate::ops::gradcheck::{check, values};
+        // (input NHWC, weights OHWI, params): regular strided "same", grouped dilated,
+        // depthwise 3x3 stride 2, pointwise.
+        let same = Padding::SameUpper;
+        let cases = [
+            ([2, 5, 4, 3], [4, 3, 3, 3], Conv2dParams { stride: [2, 1], padding: same, ..Default::default() }),
+            ([1, 6, 5, 4], [6, 2, 2, 2], Conv2dParams { groups: 2, dilation: [2, 1], ..Default::default() }),
+            (
+                [1, 5, 5, 3],
+                [3, 3, 3, 1],
+                Conv2dParams { groups: 3, stride: [2, 2], padding: same, ..Default::default() },
+            ),
+            ([2, 3, 3, 4], [5, 1, 1, 4], Conv2dParams::default()),
+        ];
+        for (ci, (xs, ws, p)) in cases.into_iter().enumerate() {
+            let x = t(&xs, |i| values(i + 1, ci as u64 * 7 + 1)[i]);
+            let w = t(&ws, |i| values(i + 1, ci as u64 * 7 + 2)[i]);
+            let b = values(ws[0], ci as u64 * 7 + 3);
+            let y = conv2d_f32(&x, &w, Some(&b), &p).unwrap();
+            let dy = values(y.len(), ci as u64 * 7 + 4);
+            let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; b.len()]);
+            conv2d_backward_f32(&x, &w, &dy, &p, Some(&mut dx), &mut dw, Some(&mut db)).unwrap();
+            let fx = |v: &[f32]| conv2d_f32(&t(&xs, |i| v[i]), &w, Some(&b), &p).unwrap().into_data();
+            let fw = |v: &[f32]| conv2d_f32(&x, &t(&ws, |i| v[i]), Some(&b), &p).unwrap().into_data();
+            let fb = |v: &[f32]| conv2d_f32(&x, &w, Some(v), &p).unwrap().into_data();
+            check(&format!("conv case {ci} dx"), &fx, x.data(), &dy, &dx, 1e-3);
+            check(&format!("conv case {ci} dw"), &fw, w.data(), &dy, &dw, 1e-3);
+            check(&format!("conv case {ci} db"), &fb, &b, &dy, &db, 1e-3);
+        }
+    }
 
     fn t(shape: &[usize], f: impl Fn(usize) -> f32) -> Tensor {
         let n: usize = shape.iter().product();

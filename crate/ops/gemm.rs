@@ -115,6 +115,46 @@ pub fn dense_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize,
     Ok(y)
 }
 
+/// Dense backward, accumulating: `dx += dy · w` (`[m, k]`), `dw += dyᵀ · x` (`[n, k]`),
+/// `db += sum_m dy`. `dx` is skipped when `None` (a first layer needs no input gradient).
+#[allow(clippy::too_many_arguments)]
+pub fn dense_backward_f32(
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    (m, k, n): (usize, usize, usize),
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) -> Result<()> {
+    const OP: &str = "dense_backward_f32";
+    check_len(OP, "x", x.len(), [m, k])?;
+    check_len(OP, "w", w.len(), [n, k])?;
+    check_len(OP, "dy", dy.len(), [m, n])?;
+    check_len(OP, "dw", dw.len(), [n, k])?;
+    if let Some(dx) = dx {
+        check_len(OP, "dx", dx.len(), [m, k])?;
+        let g = matmul_f32(dy, w, m, n, k, BLayout::KN)?;
+        dx.iter_mut().zip(g).for_each(|(a, b)| *a += b);
+    }
+    for (xr, dyr) in x.chunks_exact(k.max(1)).zip(dy.chunks_exact(n.max(1))) {
+        for (o, &d) in dyr.iter().enumerate() {
+            if d != 0.0 {
+                dw[o * k..(o + 1) * k].iter_mut().zip(xr).for_each(|(g, &xv)| *g += d * xv);
+            }
+        }
+    }
+    if let Some(db) = db {
+        if db.len() != n {
+            return Err(Error::shape(OP, format!("db has {} values, expected {n}", db.len())));
+        }
+        for dyr in dy.chunks_exact(n.max(1)) {
+            db.iter_mut().zip(dyr).for_each(|(g, &d)| *g += d);
+        }
+    }
+    Ok(())
+}
+
 /// Zero point of row `j` of B: per-tensor (len 1) or per-row.
 #[inline]
 fn zp_at(zb: &[i32], j: usize) -> i32 {
@@ -258,6 +298,18 @@ pub fn dense_i8(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dense_gradients_match_finite_differences() {
+        use crate::ops::gradcheck::{check, values};
+        let (m, k, n) = (3, 5, 4);
+        let (x, w, b, dy) = (values(m * k, 1), values(n * k, 2), values(n, 3), values(m * n, 4));
+        let (mut dx, mut dw, mut db) = (vec![0.0; m * k], vec![0.0; n * k], vec![0.0; n]);
+        dense_backward_f32(&x, &w, &dy, (m, k, n), Some(&mut dx), &mut dw, Some(&mut db)).unwrap();
+        check("dense dx", &|v| dense_f32(v, &w, Some(&b), m, k, n).unwrap(), &x, &dy, &dx, 1e-3);
+        check("dense dw", &|v| dense_f32(&x, v, Some(&b), m, k, n).unwrap(), &w, &dy, &dw, 1e-3);
+        check("dense db", &|v| dense_f32(&x, &w, Some(v), m, k, n).unwrap(), &b, &dy, &db, 1e-3);
+    }
 
     #[test]
     fn matmul_layouts_agree() {

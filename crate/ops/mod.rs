@@ -19,3 +19,40 @@ pub mod softmax;
 mod window;
 
 pub use window::Padding;
+
+/// Finite-difference gradient checks shared by the backward-pass tests.
+#[cfg(test)]
+pub(crate) mod gradcheck {
+    /// Deterministic pseudo-random values in [-1, 1).
+    pub fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Checks `analytic` against central differences of `L(x) = sum(dy * f(x))`, computed in
+    /// f64 from f32 forwards; `tol` is relative to the gradient's largest magnitude.
+    pub fn check(name: &str, f: &dyn Fn(&[f32]) -> Vec<f32>, x: &[f32], dy: &[f32], analytic: &[f32], tol: f32) {
+        assert_eq!(x.len(), analytic.len(), "{name}: gradient length");
+        let h = 1e-2f32;
+        let loss = |v: &[f32]| f(v).iter().zip(dy).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>();
+        let scale = analytic.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        for i in 0..x.len() {
+            let (mut a, mut b) = (x.to_vec(), x.to_vec());
+            a[i] += h;
+            b[i] -= h;
+            let numeric = ((loss(&a) - loss(&b)) / (2.0 * h as f64)) as f32;
+            assert!(
+                (numeric - analytic[i]).abs() <= tol * scale,
+                "{name}: d/dx[{i}] analytic {} vs numeric {numeric}",
+                analytic[i]
+            );
+        }
+    }
+}

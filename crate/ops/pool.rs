@@ -143,6 +143,45 @@ pub fn global_avg_pool_f32(x: &Tensor) -> Result<Tensor> {
     Tensor::new(vec![n, 1, 1, c], y)
 }
 
+/// Backward of [`avg_pool2d_f32`], accumulating: each output gradient is spread evenly over
+/// its window's input pixels, `dx[i] += dy[o] / count`.
+pub fn avg_pool2d_backward_f32(x_shape: &[usize], p: &Pool2dParams, dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    const OP: &str = "avg_pool2d_backward_f32";
+    let g = geometry(OP, x_shape, p)?;
+    if dy.len() != g.batch * g.out_h * g.out_w * g.c || dx.len() != g.batch * g.in_h * g.in_w * g.c {
+        return Err(Error::shape(OP, format!("dy {} / dx {} do not fit input {x_shape:?}", dy.len(), dx.len())));
+    }
+    for_each_window(&g, p, |out, inputs, count| {
+        if count == 0 {
+            return;
+        }
+        for &i in inputs {
+            for (gx, &d) in dx[i..i + g.c].iter_mut().zip(&dy[out..out + g.c]) {
+                *gx += d / count as f32;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Backward of [`global_avg_pool_f32`], accumulating: `dx[n, h, w, c] += dy[n, c] / (H * W)`.
+pub fn global_avg_pool_backward_f32(x_shape: &[usize], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    const OP: &str = "global_avg_pool_backward_f32";
+    let &[n, h, w, c] = x_shape else {
+        return Err(Error::shape(OP, format!("expected NHWC rank 4, got {x_shape:?}")));
+    };
+    if dy.len() != n * c || dx.len() != n * h * w * c {
+        return Err(Error::shape(OP, format!("dy {} / dx {} do not fit input {x_shape:?}", dy.len(), dx.len())));
+    }
+    let inv = 1.0 / (h * w).max(1) as f32;
+    for (dxb, dyb) in dx.chunks_exact_mut((h * w * c).max(1)).zip(dy.chunks_exact(c.max(1))) {
+        for px in dxb.chunks_exact_mut(c.max(1)) {
+            px.iter_mut().zip(dyb).for_each(|(g, &d)| *g += d * inv);
+        }
+    }
+    Ok(())
+}
+
 /// Requant multipliers for every possible window count `0..=max_count`.
 fn count_multipliers(op: &'static str, sx: f32, out: &OutputQuant, max_count: usize) -> Result<Vec<f32>> {
     (0..=max_count)
@@ -216,6 +255,32 @@ pub fn global_avg_pool_i8(x: &QTensor, out: &OutputQuant) -> Result<QTensor> {
 mod tests {
     use super::*;
     use crate::quant::Activation;
+
+    #[test]
+    fn pool_gradients_match_finite_differences() {
+        use crate::ops::gradcheck::{check, values};
+        let shape = [2usize, 5, 4, 3];
+        let x = values(120, 1);
+        let t = |v: &[f32]| Tensor::new(shape.to_vec(), v.to_vec()).unwrap();
+        let dy = values(6, 2);
+        let mut dx = vec![0.0; 120];
+        global_avg_pool_backward_f32(&shape, &dy, &mut dx).unwrap();
+        check("global pool", &|v| global_avg_pool_f32(&t(v)).unwrap().into_data(), &x, &dy, &dx, 1e-3);
+        for include in [false, true] {
+            let p = Pool2dParams {
+                kernel: [3, 2],
+                stride: [2, 1],
+                padding: Padding::Explicit { top: 1, left: 0, bottom: 1, right: 1 },
+                count_include_pad: include,
+                ceil_mode: false,
+            };
+            let y = avg_pool2d_f32(&t(&x), &p).unwrap();
+            let dy = values(y.len(), 3);
+            let mut dx = vec![0.0; 120];
+            avg_pool2d_backward_f32(&shape, &p, &dy, &mut dx).unwrap();
+            check("avg pool", &|v| avg_pool2d_f32(&t(v), &p).unwrap().into_data(), &x, &dy, &dx, 1e-3);
+        }
+    }
 
     #[test]
     fn avg_pool_excludes_padding_by_default() {
