@@ -7,6 +7,7 @@
 //! - [`quant`]: quantization parameters and the one requantization function.
 //! - [`ops`]: CPU reference kernels, the numerics spec for every backend.
 //! - [`onnx`]: ONNX protobuf reading and the conformance runner over ONNX node tests.
+//! - [`train`]: losses, optimizers, schedules, metrics and the trainer.
 //! - [`gpu`]: adapter probing (the WGSL kernels arrive with the GPU backend).
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` surface used by the page.
 
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod preprocess;
 pub mod quant;
 pub mod tensor;
+pub mod train;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -1,0 +1,9 @@
+//! On-device training: losses, optimizers (pure step functions), learning-rate schedules,
+//! the classification head, metrics, augmentation and the trainer that ties them together.
+//! Backward passes live next to their forwards in [`crate::ops`].
+
+pub mod head;
+pub mod loss;
+pub mod optim;
+pub mod rng;
+pub mod schedule;
