@@ -2,8 +2,11 @@
 //! the classification head, metrics, augmentation and the trainer that ties them together.
 //! Backward passes live next to their forwards in [`crate::ops`].
 
+pub mod augment;
 pub mod head;
 pub mod loss;
+pub mod metrics;
 pub mod optim;
 pub mod rng;
 pub mod schedule;
+pub mod trainer;
