@@ -3,6 +3,7 @@
 //! Backward passes live next to their forwards in [`crate::ops`].
 
 pub mod augment;
+pub mod blocks;
 pub mod head;
 pub mod loss;
 pub mod metrics;

@@ -92,7 +92,7 @@ pub trait Trainable: Clone {
     fn forward(&mut self, batch: &[&[f32]]) -> Result<Vec<f32>>;
     /// Gradients of the last forward, one per parameter tensor in [`Self::params_mut`] order.
     fn backward(&mut self, dlogits: &[f32]) -> Result<Vec<Vec<f32>>>;
-    fn params_mut(&mut self) -> Vec<&mut Vec<f32>>;
+    fn params_mut(&mut self) -> Vec<&mut [f32]>;
 }
 
 /// What a run produced.
@@ -319,7 +319,7 @@ impl Trainable for HeadModel {
         let (dw, db) = self.head.gradients(&self.batch, n, dlogits)?;
         Ok(vec![dw, db])
     }
-    fn params_mut(&mut self) -> Vec<&mut Vec<f32>> {
+    fn params_mut(&mut self) -> Vec<&mut [f32]> {
         vec![&mut self.head.weight, &mut self.head.bias]
     }
 }

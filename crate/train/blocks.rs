@@ -1,0 +1,354 @@
+//! Fine-tuning the last blocks of a float network, the rest frozen.
+//!
+//! Blocks are maximal runs of consecutive nodes whose names share a prefix up to the last
+//! dot (`_blocks.15._expand_conv`, `_blocks.15._add` -> `_blocks.15`); the trailing nodes
+//! up to the embedding (head conv, global pool) are always trained. The network is cut at
+//! the input of the first trained node: value `cut` must be the only earlier value the
+//! trained nodes read, so the frozen prefix runs once per sample (and augmented copy) and
+//! its output is cached. Batch norm stays frozen (folded into the convolutions, the usual
+//! choice with a few samples per class); convolution weights and biases and the new head
+//! are trained.
+//!
+//! Backward runs the nodes in reverse: activation backward from each node's output
+//! (ReLU6: `0 < y < 6`), then [`conv2d_backward_f32`], [`add_backward_f32`] or
+//! [`global_avg_pool_backward_f32`], gradients accumulating per value.
+
+use crate::error::{Error, Result};
+use crate::model::forward::{apply_activation, PreparedF32, PreparedOp};
+use crate::model::graph::Graph;
+use crate::ops::activation::{relu6_backward_f32, relu_backward_f32};
+use crate::ops::add::{add_backward_f32, add_f32};
+use crate::ops::conv::{conv2d_backward_f32, conv2d_f32};
+use crate::ops::gemm::dense_backward_f32;
+use crate::ops::pool::{global_avg_pool_backward_f32, global_avg_pool_f32};
+use crate::quant::Activation;
+use crate::tensor::Tensor;
+
+use super::head::LinearHead;
+use super::trainer::Trainable;
+
+/// Where a network is cut for last-blocks training.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockSplit {
+    /// Value index of the cached input (the frozen prefix's output).
+    pub cut: usize,
+    /// First trained node; nodes `first..=last` are trained, `last` produces the embedding.
+    pub first: usize,
+    pub last: usize,
+    /// Names of the trained blocks.
+    pub blocks: Vec<String>,
+}
+
+fn block_key(name: &str) -> &str {
+    name.rsplit_once('.').map_or("", |(a, _)| a)
+}
+
+/// Finds the cut for training the last `k` blocks (0: only the nodes after the last block).
+pub fn split_last_blocks(graph: &Graph, k: usize) -> Result<BlockSplit> {
+    const OP: &str = "last blocks";
+    let last = graph
+        .embedding
+        .checked_sub(1)
+        .filter(|&i| i < graph.nodes.len())
+        .ok_or_else(|| Error::invalid(OP, "the graph has no embedding node"))?;
+    // Runs of named blocks before the embedding.
+    let mut runs: Vec<(usize, String)> = vec![];
+    for (i, n) in graph.nodes[..=last].iter().enumerate() {
+        let key = block_key(&n.name);
+        if !key.is_empty() && runs.last().is_none_or(|(_, k)| k != key) {
+            runs.push((i, key.to_string()));
+        }
+    }
+    let tail_start = match graph.nodes[..=last].iter().rposition(|n| !block_key(&n.name).is_empty()) {
+        Some(i) => i + 1,
+        None => 0,
+    };
+    if k > runs.len() {
+        return Err(Error::invalid(OP, format!("asked for the last {k} blocks, the network has {}", runs.len())));
+    }
+    let first = if k == 0 { tail_start } else { runs[runs.len() - k].0 };
+    if first > last {
+        return Err(Error::invalid(OP, "nothing to train between the cut and the embedding"));
+    }
+    let cut = first;
+    for (i, n) in graph.nodes.iter().enumerate().take(last + 1).skip(first) {
+        if let Some(&v) = n.inputs.iter().find(|&&v| v != cut && !(first < v && v <= i)) {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "node '{}' reads value {v} from before the cut at value {cut}: choose another block count",
+                    n.name
+                ),
+            ));
+        }
+    }
+    Ok(BlockSplit { cut, first, last, blocks: runs[runs.len() - k..].iter().map(|r| r.1.clone()).collect() })
+}
+
+/// The trained part: nodes `first..=last` of a float plan, then a new head.
+#[derive(Clone, Debug)]
+pub struct SuffixModel {
+    pub split: BlockSplit,
+    /// `[H, W, C]` of the cached cut value.
+    pub cut_shape: [usize; 3],
+    /// Per node: local input indices (0 = the cut value, `j + 1` = node j's output) and op.
+    pub nodes: Vec<(Vec<usize>, PreparedOp)>,
+    pub head: LinearHead,
+    values: Vec<Tensor>,
+}
+
+impl SuffixModel {
+    pub fn new(plan: &PreparedF32, split: BlockSplit, head: LinearHead) -> Result<Self> {
+        let nodes: Vec<(Vec<usize>, PreparedOp)> = (split.first..=split.last)
+            .map(|i| (plan.graph.nodes[i].inputs.iter().map(|&v| v - split.cut).collect(), plan.ops[i].clone()))
+            .collect();
+        if nodes.iter().any(|(_, op)| matches!(op, PreparedOp::Dense { .. })) {
+            return Err(Error::invalid("last blocks", "a dense layer before the embedding cannot be fine-tuned here"));
+        }
+        let cut_shape = cut_shape_by_running(plan, split.cut)?;
+        Ok(SuffixModel { split, cut_shape, nodes, head, values: vec![] })
+    }
+
+    /// Length of one cached cut value.
+    pub fn input_len(&self) -> usize {
+        self.cut_shape.iter().product()
+    }
+}
+
+fn cut_shape_by_running(plan: &PreparedF32, cut: usize) -> Result<[usize; 3]> {
+    let [h, w, c] = plan.graph.input;
+    let v = plan.forward_prefix(Tensor::zeros(vec![1, h, w, c])?, cut)?;
+    match v.last().map(|t| t.shape().to_vec()) {
+        Some(s) if s.len() == 4 => Ok([s[1], s[2], s[3]]),
+        s => Err(Error::invalid("last blocks", format!("cut value has shape {s:?}, expected NHWC"))),
+    }
+}
+
+fn act_backward(act: Activation, y: &Tensor, dy: Vec<f32>) -> Result<Vec<f32>> {
+    match act {
+        Activation::None => Ok(dy),
+        Activation::Relu | Activation::Relu6 => {
+            let mut dx = vec![0f32; dy.len()];
+            if act == Activation::Relu {
+                relu_backward_f32(y.data(), &dy, &mut dx)?;
+            } else {
+                relu6_backward_f32(y.data(), &dy, &mut dx)?;
+            }
+            Ok(dx)
+        }
+    }
+}
+
+fn accumulate(slot: &mut Option<Vec<f32>>, len: usize) -> &mut Vec<f32> {
+    slot.get_or_insert_with(|| vec![0f32; len])
+}
+
+impl Trainable for SuffixModel {
+    fn classes(&self) -> usize {
+        self.head.classes
+    }
+
+    fn forward(&mut self, batch: &[&[f32]]) -> Result<Vec<f32>> {
+        let [h, w, c] = self.cut_shape;
+        if batch.iter().any(|x| x.len() != h * w * c) {
+            return Err(Error::shape("last blocks", format!("cached inputs must have {} values", h * w * c)));
+        }
+        let mut values = vec![Tensor::new(vec![batch.len(), h, w, c], batch.concat())?];
+        for (inputs, op) in &self.nodes {
+            let x = &values[inputs[0]];
+            let y = match op {
+                PreparedOp::Conv { weight, bias, params, activation } => {
+                    let mut y = conv2d_f32(x, weight, Some(bias), params)?;
+                    apply_activation(y.data_mut(), *activation);
+                    y
+                }
+                PreparedOp::Add { activation } => {
+                    let mut y = add_f32(x, &values[inputs[1]])?;
+                    apply_activation(y.data_mut(), *activation);
+                    y
+                }
+                PreparedOp::GlobalAvgPool => {
+                    let y = global_avg_pool_f32(x)?;
+                    let (n, c) = (y.shape()[0], y.shape()[3]);
+                    y.reshape(vec![n, c])?
+                }
+                PreparedOp::Dense { .. } => return Err(Error::invalid("last blocks", "unexpected dense layer")),
+            };
+            values.push(y);
+        }
+        let emb = values.last().ok_or_else(|| Error::invalid("last blocks", "no nodes"))?;
+        if emb.shape() != [batch.len(), self.head.dim] {
+            return Err(Error::shape("last blocks", format!("embedding {:?} does not fit the head", emb.shape())));
+        }
+        let logits = self.head.logits(emb.data(), batch.len())?;
+        self.values = values;
+        Ok(logits)
+    }
+
+    fn backward(&mut self, dlogits: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let n = self.values.first().map_or(0, |v| v.shape()[0]);
+        let emb = self.values.last().ok_or_else(|| Error::invalid("last blocks", "backward before forward"))?;
+        let (d, k) = (self.head.dim, self.head.classes);
+        let mut grads: Vec<Option<Vec<f32>>> = vec![None; self.values.len()];
+        let (mut hw, mut hb, mut demb) = (vec![0f32; d * k], vec![0f32; k], vec![0f32; n * d]);
+        dense_backward_f32(emb.data(), &self.head.weight, dlogits, (n, d, k), Some(&mut demb), &mut hw, Some(&mut hb))?;
+        *grads.last_mut().ok_or_else(|| Error::invalid("last blocks", "no values"))? = Some(demb);
+        let mut param_grads: Vec<Vec<f32>> = vec![];
+        for (j, (inputs, op)) in self.nodes.iter().enumerate().rev() {
+            let y = &self.values[j + 1];
+            let Some(dy) = grads[j + 1].take() else { continue };
+            let x = &self.values[inputs[0]];
+            match op {
+                PreparedOp::Conv { weight, bias, params, activation } => {
+                    let dpre = act_backward(*activation, y, dy)?;
+                    let (mut dw, mut db) = (vec![0f32; weight.len()], vec![0f32; bias.len()]);
+                    // The cut value is frozen input: no gradient needed for it.
+                    let dx = if inputs[0] == 0 { None } else { Some(accumulate(&mut grads[inputs[0]], x.len())) };
+                    conv2d_backward_f32(
+                        x,
+                        weight,
+                        &dpre,
+                        params,
+                        dx.map(|v| v.as_mut_slice()),
+                        &mut dw,
+                        Some(&mut db),
+                    )?;
+                    param_grads.push(db);
+                    param_grads.push(dw);
+                }
+                PreparedOp::Add { activation } => {
+                    let dpre = act_backward(*activation, y, dy)?;
+                    let b = &self.values[inputs[1]];
+                    let (mut da, mut dbv) = (vec![0f32; x.len()], vec![0f32; b.len()]);
+                    add_backward_f32(x.shape(), b.shape(), &dpre, &mut da, &mut dbv)?;
+                    for (input, g) in [(inputs[0], da), (inputs[1], dbv)] {
+                        if input != 0 {
+                            let len = g.len();
+                            accumulate(&mut grads[input], len).iter_mut().zip(g).for_each(|(a, b)| *a += b);
+                        }
+                    }
+                }
+                PreparedOp::GlobalAvgPool => {
+                    if inputs[0] != 0 {
+                        let slot = accumulate(&mut grads[inputs[0]], x.len());
+                        global_avg_pool_backward_f32(x.shape(), &dy, slot)?;
+                    }
+                }
+                PreparedOp::Dense { .. } => return Err(Error::invalid("last blocks", "unexpected dense layer")),
+            }
+        }
+        // Collected in reverse as (bias, weight) pairs: flip to node order (weight, bias).
+        param_grads.reverse();
+        param_grads.push(hw);
+        param_grads.push(hb);
+        Ok(param_grads)
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut [f32]> {
+        let mut p: Vec<&mut [f32]> = vec![];
+        for (_, op) in self.nodes.iter_mut() {
+            if let PreparedOp::Conv { weight, bias, .. } = op {
+                p.push(weight.data_mut());
+                p.push(bias.as_mut_slice());
+            }
+        }
+        p.push(&mut self.head.weight);
+        p.push(&mut self.head.bias);
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::efficientnet::Builder;
+    use crate::model::graph::{Op, PadSpec};
+    use crate::ops::gradcheck::values;
+    use crate::train::loss::Loss;
+    use crate::train::rng::Rng;
+    use std::collections::HashMap;
+
+    /// stem conv -> one inverted-residual block (expand, depthwise, project, add) -> head
+    /// conv -> pool -> fc, on 6x6 inputs, with random weights and batch norms.
+    fn tiny() -> PreparedF32 {
+        let mut b = Builder::new(1e-3);
+        let mut t: HashMap<String, Tensor> = HashMap::new();
+        let mut seed = 0;
+        let mut add = |t: &mut HashMap<String, Tensor>, name: &str, shape: Vec<usize>, positive: bool| {
+            seed += 1;
+            let n = shape.iter().product();
+            let v = values(n, seed).into_iter().map(|x| if positive { 1.0 + 0.5 * x } else { 0.5 * x }).collect();
+            t.insert(name.to_string(), Tensor::new(shape, v).unwrap());
+        };
+        let mut conv =
+            |b: &mut Builder, t: &mut HashMap<String, Tensor>, name: &str, shape: [usize; 4], groups: usize, act| {
+                add(t, &format!("{name}.weight"), shape.to_vec(), false);
+                let bn = format!("{name}.bn");
+                for (k, pos) in [("weight", true), ("bias", false), ("running_mean", false), ("running_var", true)] {
+                    add(t, &format!("{bn}.{k}"), vec![shape[0]], pos);
+                }
+                b.conv_bn(name, &bn, 1, groups, PadSpec::Same, act)
+            };
+        conv(&mut b, &mut t, "stem", [4, 3, 3, 3], 1, Activation::Relu6);
+        let block_in = b.cur;
+        conv(&mut b, &mut t, "blocks.0.expand", [8, 1, 1, 4], 1, Activation::Relu6);
+        conv(&mut b, &mut t, "blocks.0.dw", [8, 3, 3, 1], 8, Activation::Relu6);
+        let proj = conv(&mut b, &mut t, "blocks.0.project", [4, 1, 1, 8], 1, Activation::None);
+        b.push("blocks.0.add".into(), Op::Add { activation: Activation::None }, vec![proj, block_in]);
+        conv(&mut b, &mut t, "head", [6, 1, 1, 4], 1, Activation::Relu6);
+        let input = b.cur;
+        let embedding = b.push("pool".into(), Op::GlobalAvgPool, vec![input]);
+        t.insert("fc.weight".into(), Tensor::new(vec![3, 6], values(18, 99)).unwrap());
+        let logits = b.push(
+            "fc".into(),
+            Op::Dense { weight: "fc.weight".into(), bias: None, activation: Activation::None },
+            vec![embedding],
+        );
+        let g = Graph { input: [6, 6, 3], nodes: b.nodes, embedding, logits };
+        PreparedF32::new(&g, &t).unwrap()
+    }
+
+    #[test]
+    fn splits_at_block_boundaries() {
+        let plan = tiny();
+        let s = split_last_blocks(&plan.graph, 1).unwrap();
+        assert_eq!((s.cut, s.first, s.last), (1, 1, 6));
+        assert_eq!(s.blocks, vec!["blocks.0".to_string()]);
+        let s0 = split_last_blocks(&plan.graph, 0).unwrap();
+        assert_eq!((s0.cut, s0.first), (5, 5));
+        assert!(split_last_blocks(&plan.graph, 2).is_err());
+    }
+
+    #[test]
+    fn suffix_gradients_match_finite_differences() {
+        let plan = tiny();
+        let split = split_last_blocks(&plan.graph, 1).unwrap();
+        let head = LinearHead::new(6, 3, &mut Rng::new(1)).unwrap();
+        let mut m = SuffixModel::new(&plan, split, head).unwrap();
+        assert_eq!(m.cut_shape, [6, 6, 4]);
+        let xs: Vec<Vec<f32>> = (0..2).map(|i| values(m.input_len(), 50 + i)).collect();
+        let batch: Vec<&[f32]> = xs.iter().map(|v| v.as_slice()).collect();
+        let labels = [2, 0];
+        let loss = |m: &mut SuffixModel| {
+            let l = m.forward(&batch).unwrap();
+            Loss::cross_entropy().compute(&l, &labels, 3).unwrap()
+        };
+        let (_, d) = loss(&mut m);
+        let grads = m.backward(&d).unwrap();
+        assert_eq!(grads.len(), m.params_mut().len());
+        // Check a spread of entries of every parameter tensor.
+        // A small step keeps pre-activations from crossing ReLU6's kinks.
+        let h = 2e-3f32;
+        for (p, g) in grads.iter().enumerate() {
+            for i in (0..g.len()).step_by((g.len() / 5).max(1)) {
+                let mut plus = m.clone();
+                plus.params_mut()[p][i] += h;
+                let mut minus = m.clone();
+                minus.params_mut()[p][i] -= h;
+                let numeric = (loss(&mut plus).0 - loss(&mut minus).0) / (2.0 * h);
+                let scale = g.iter().fold(1e-3f32, |a, v| a.max(v.abs()));
+                assert!((numeric - g[i]).abs() <= 3e-2 * scale, "param {p}[{i}]: analytic {} numeric {numeric}", g[i]);
+            }
+        }
+    }
+}
