@@ -7,7 +7,7 @@ use edgetune::data::images::{load_preprocessed, ImageSource};
 use edgetune::data::labels::read_labels;
 use edgetune::model::efficientnet::import_lite0_checkpoint;
 use edgetune::model::etm::{Header, ModelFile, Provenance, Stored, FORMAT, VERSION};
-use edgetune::model::quantize::{quantize_model, Calibration};
+use edgetune::model::quantize::{quantize_model, BiasCorrection, Calibration};
 use edgetune::model::{top_k, Classifier};
 use edgetune::preprocess::Preprocess;
 use edgetune::quant::calibrate::Method;
@@ -101,8 +101,18 @@ pub fn info(path: &Path) -> Result<bool> {
     Ok(true)
 }
 
-pub fn quantize(calib: &str, method: &str, samples: usize, input: &Path, output: &Path, bar: Bar) -> Result<bool> {
+/// What `edgetune quantize` was asked for.
+pub struct QuantizeArgs<'a> {
+    pub calib: &'a str,
+    pub method: &'a str,
+    pub samples: usize,
+    pub bias_correction: &'a str,
+}
+
+pub fn quantize(args: &QuantizeArgs, input: &Path, output: &Path, bar: Bar) -> Result<bool> {
+    let QuantizeArgs { calib, method, samples, .. } = *args;
     let method: Method = method.parse()?;
+    let bias_correction = BiasCorrection::parse(args.bias_correction)?;
     let model = ModelFile::load(input)?;
     let src = ImageSource::open(calib)?;
     if samples == 0 || samples > src.len() {
@@ -111,14 +121,24 @@ pub fn quantize(calib: &str, method: &str, samples: usize, input: &Path, output:
     let p = model.header.preprocess;
     let start = Instant::now();
     let pb = bar(samples, "calibrating");
-    let progress = |pass: usize, done: usize, _total: usize| {
-        pb.set_message(format!("pass {pass}/{}", if method == Method::MinMax { 1 } else { 2 }));
+    let passes = 1 + usize::from(method != Method::MinMax) + usize::from(bias_correction == BiasCorrection::Empirical);
+    let progress = |pass: usize, done: usize, total: usize| {
+        let pass = if pass == 3 { passes } else { pass };
+        pb.set_message(format!(
+            "pass {pass}/{passes}{}",
+            if pass == passes && passes > 1 && bias_correction == BiasCorrection::Empirical {
+                " (bias correction, layers)"
+            } else {
+                ""
+            }
+        ));
+        pb.set_length(total as u64);
         pb.set_position(done as u64);
     };
     let sample = |i: usize| src.preprocessed(i, &p);
     let q = quantize_model(
         &model,
-        &Calibration { method, samples, source: src.describe(), sample: &sample, progress: &progress },
+        &Calibration { method, samples, source: src.describe(), sample: &sample, progress: &progress, bias_correction },
     )?;
     pb.finish_and_clear();
     q.save(output)?;

@@ -60,6 +60,9 @@ enum Command {
         /// Number of calibration images (the first N of the source).
         #[arg(long, default_value_t = 100)]
         samples: usize,
+        /// none, analytic (from weight rounding) or empirical (analytic, then measured layer by layer).
+        #[arg(long, default_value = "empirical")]
+        bias_correction: String,
         input: PathBuf,
         output: PathBuf,
     },
@@ -128,8 +131,10 @@ fn main() -> ExitCode {
             commands::import(&input, &output, &labels, &arch, &source)
         }
         Command::Info { model } => commands::info(&model),
-        Command::Quantize { calib, method, samples, input, output } => {
-            commands::quantize(&calib, &method, samples, &input, &output, &progress_bar)
+        Command::Quantize { calib, method, samples, bias_correction, input, output } => {
+            let args =
+                commands::QuantizeArgs { calib: &calib, method: &method, samples, bias_correction: &bias_correction };
+            commands::quantize(&args, &input, &output, &progress_bar)
         }
         Command::Classify { model, backend, images } => commands::classify(&model, &backend, &images),
         Command::Eval { model, reference, data, limit, offset } => {

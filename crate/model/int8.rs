@@ -10,8 +10,9 @@ use super::forward::apply_activation;
 use super::graph::{Graph, Op};
 use crate::error::{Error, Result};
 use crate::ops::add::add_i8;
-use crate::ops::conv::{conv2d_i8, Conv2dParams};
+use crate::ops::conv::{conv2d_i8, conv2d_i8_acc, Conv2dParams};
 use crate::ops::quantize::quantize_i8;
+use crate::quant::calibrate::MAX_BIAS_Q;
 use crate::quant::{Activation, OutputQuant, QParams};
 use crate::tensor::{QTensor, Tensor};
 
@@ -44,7 +45,7 @@ pub struct PreparedI8 {
     ops: Vec<Int8Op>,
 }
 
-enum Val {
+pub(super) enum Val {
     Q(QTensor),
     F(Tensor),
 }
@@ -164,6 +165,16 @@ impl PreparedI8 {
     }
 
     fn run(&self, input: &Tensor) -> Result<Vec<Val>> {
+        let mut values = vec![self.input_value(input)?];
+        for i in 0..self.ops.len() {
+            let y = self.step(i, &values)?;
+            values.push(y);
+        }
+        Ok(values)
+    }
+
+    /// The quantized input value (value 0) of a preprocessed f32 NHWC batch.
+    pub(super) fn input_value(&self, input: &Tensor) -> Result<Val> {
         let [h, w, c] = self.graph.input;
         if input.shape().len() != 4 || input.shape()[1..] != [h, w, c] {
             return Err(Error::shape(
@@ -177,41 +188,98 @@ impl PreparedI8 {
             .copied()
             .flatten()
             .ok_or_else(|| Error::invalid("forward_i8", "input has no quantization"))?;
-        let mut values = vec![Val::Q(quantize_i8(input, &QParams::per_tensor(iq.scale, iq.zero_point)?)?)];
-        for (node, op) in self.graph.nodes.iter().zip(&self.ops) {
-            let y = match (op, &values[node.inputs[0]]) {
-                (Int8Op::Conv { weight, bias, params, out }, Val::Q(x)) => {
-                    Val::Q(conv2d_i8(x, weight, bias.as_deref(), params, out)?)
+        Ok(Val::Q(quantize_i8(input, &QParams::per_tensor(iq.scale, iq.zero_point)?)?))
+    }
+
+    /// Runs node `i` on the values computed so far (`values[..=i]`).
+    pub(super) fn step(&self, i: usize, values: &[Val]) -> Result<Val> {
+        let (node, op) = match (self.graph.nodes.get(i), self.ops.get(i)) {
+            (Some(n), Some(o)) => (n, o),
+            _ => return Err(Error::invalid("forward_i8", format!("no node {i}"))),
+        };
+        let input = |k: usize| {
+            node.inputs
+                .get(k)
+                .and_then(|&v| values.get(v))
+                .ok_or_else(|| Error::invalid("forward_i8", format!("node '{}' input {k} is not computed", node.name)))
+        };
+        Ok(match (op, input(0)?) {
+            (Int8Op::Conv { weight, bias, params, out }, Val::Q(x)) => {
+                Val::Q(conv2d_i8(x, weight, bias.as_deref(), params, out)?)
+            }
+            (Int8Op::Add { out }, Val::Q(x)) => match input(1)? {
+                Val::Q(b) => Val::Q(add_i8(x, b, out)?),
+                Val::F(_) => {
+                    return Err(Error::invalid("forward_i8", format!("node '{}' adds a float value", node.name)))
                 }
-                (Int8Op::Add { out }, Val::Q(x)) => match &values[node.inputs[1]] {
-                    Val::Q(b) => Val::Q(add_i8(x, b, out)?),
-                    Val::F(_) => {
-                        return Err(Error::invalid("forward_i8", format!("node '{}' adds a float value", node.name)))
+            },
+            (Int8Op::GlobalAvgPool, Val::Q(x)) => Val::F(global_avg_pool_i8_to_f32(x)?),
+            (Int8Op::Dense { weight, scales, bias, activation }, Val::F(x)) => {
+                let (m, k) = (x.shape()[0], x.shape()[1]);
+                let n = scales.len();
+                let mut y = vec![0f32; m * n];
+                for (row, e) in y.chunks_exact_mut(n.max(1)).zip(x.data().chunks_exact(k.max(1))) {
+                    for (c, out) in row.iter_mut().enumerate() {
+                        let dot: f32 = weight[c * k..(c + 1) * k].iter().zip(e).map(|(&w, &v)| w as f32 * v).sum();
+                        *out = dot * scales[c] + bias.as_ref().map_or(0.0, |b| b[c]);
                     }
-                },
-                (Int8Op::GlobalAvgPool, Val::Q(x)) => Val::F(global_avg_pool_i8_to_f32(x)?),
-                (Int8Op::Dense { weight, scales, bias, activation }, Val::F(x)) => {
-                    let (m, k) = (x.shape()[0], x.shape()[1]);
-                    let n = scales.len();
-                    let mut y = vec![0f32; m * n];
-                    for (row, e) in y.chunks_exact_mut(n.max(1)).zip(x.data().chunks_exact(k.max(1))) {
-                        for (c, out) in row.iter_mut().enumerate() {
-                            let dot: f32 = weight[c * k..(c + 1) * k].iter().zip(e).map(|(&w, &v)| w as f32 * v).sum();
-                            *out = dot * scales[c] + bias.as_ref().map_or(0.0, |b| b[c]);
-                        }
+                }
+                apply_activation(&mut y, *activation);
+                Val::F(Tensor::new(vec![m, n], y)?)
+            }
+            _ => {
+                return Err(Error::invalid("forward_i8", format!("node '{}' got a value of the wrong kind", node.name)))
+            }
+        })
+    }
+
+    /// Per-channel sums of node `i`'s dequantized pre-activation output (`acc * s_x * s_w[c]`
+    /// for a convolution, the logits for an activation-free head) and the number of pixels
+    /// summed; `None` for nodes without a bias to correct.
+    pub(super) fn pre_activation_sums(&self, i: usize, values: &[Val]) -> Result<Option<(Vec<f64>, usize)>> {
+        let x = self.graph.nodes.get(i).and_then(|n| values.get(n.inputs[0]));
+        match (self.ops.get(i), x) {
+            (Some(Int8Op::Conv { weight, bias: Some(bias), params, .. }), Some(Val::Q(x))) => {
+                let (sx, _) = x.params().per_tensor_pair("bias correction")?;
+                let (g, acc) = conv2d_i8_acc(x, weight, Some(bias), params)?;
+                let sw = weight.params().scales();
+                let mut sums = vec![0f64; g.out_c];
+                for px in acc.chunks_exact(g.out_c.max(1)) {
+                    for ((s, &a), &w) in sums.iter_mut().zip(px).zip(sw) {
+                        *s += a as f64 * sx as f64 * w as f64;
                     }
-                    apply_activation(&mut y, *activation);
-                    Val::F(Tensor::new(vec![m, n], y)?)
                 }
-                _ => {
-                    return Err(Error::invalid(
-                        "forward_i8",
-                        format!("node '{}' got a value of the wrong kind", node.name),
-                    ))
+                Ok(Some((sums, acc.len() / g.out_c.max(1))))
+            }
+            (Some(Int8Op::Dense { bias: Some(_), activation: Activation::None, .. }), Some(Val::F(_))) => {
+                let Val::F(y) = self.step(i, values)? else { return Ok(None) };
+                let c = *y.shape().last().unwrap_or(&1);
+                let mut sums = vec![0f64; c];
+                for row in y.data().chunks_exact(c.max(1)) {
+                    sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
                 }
-            };
-            values.push(y);
+                Ok(Some((sums, y.len() / c.max(1))))
+            }
+            _ => Ok(None),
         }
-        Ok(values)
+    }
+
+    /// Moves node `i`'s output down by `shift[c]` (real units) through its bias; returns the
+    /// new bias as stored in the model file (i32 for convolutions, f32 for the head).
+    pub(super) fn shift_bias(&mut self, i: usize, shift: &[f64], in_scale: f32) -> Result<Option<Stored>> {
+        match self.ops.get_mut(i) {
+            Some(Int8Op::Conv { weight, bias: Some(bias), .. }) => {
+                for ((b, &d), &sw) in bias.iter_mut().zip(shift).zip(weight.params().scales()) {
+                    let step = (d / (in_scale as f64 * sw as f64)).round();
+                    *b = (*b as f64 - step).clamp(-MAX_BIAS_Q, MAX_BIAS_Q) as i32;
+                }
+                Ok(Some(Stored::I32 { shape: vec![bias.len()], data: bias.clone() }))
+            }
+            Some(Int8Op::Dense { bias: Some(bias), .. }) => {
+                bias.iter_mut().zip(shift).for_each(|(b, &d)| *b -= d as f32);
+                Ok(Some(Stored::F32(Tensor::new(vec![bias.len()], bias.clone())?)))
+            }
+            _ => Ok(None),
+        }
     }
 }

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use super::etm::{ModelFile, Quantization, Stored, ValueQuant};
 use super::forward::{PreparedF32, PreparedOp};
 use super::graph::Op;
+use super::int8::{PreparedI8, Val};
 use crate::error::{Error, Result};
 use crate::quant::calibrate::{
     choose_range, params_from_range, quantize_weights_per_channel, Histogram, Method, MinMax, MAX_BIAS_Q,
@@ -34,8 +35,39 @@ pub struct Calibration<'a> {
     pub source: String,
     /// Returns preprocessed sample `i` (`[1, H, W, 3]`).
     pub sample: &'a dyn Fn(usize) -> Result<Tensor>,
-    /// Progress: `(pass 1 or 2, images done, images per pass)`.
+    /// Progress: `(pass 1, 2 or 3, images done, images per pass)`.
     pub progress: &'a dyn Fn(usize, usize, usize),
+    pub bias_correction: BiasCorrection,
+}
+
+/// How rounding-induced shifts of layer outputs are removed (see the module header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BiasCorrection {
+    None,
+    /// From the weights' rounding error and the float input means.
+    Analytic,
+    /// Analytic, then measured layer by layer on the int8 network itself.
+    Empirical,
+}
+
+impl BiasCorrection {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "none" => Ok(Self::None),
+            "analytic" => Ok(Self::Analytic),
+            "empirical" => Ok(Self::Empirical),
+            _ => {
+                Err(Error::invalid("quantize", format!("unknown bias correction '{name}' (none, analytic, empirical)")))
+            }
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Analytic => "analytic",
+            Self::Empirical => "empirical",
+        }
+    }
 }
 
 /// Quantizes a float model.
@@ -51,8 +83,22 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
     let mut ranges = vec![MinMax::default(); nvalues];
     // Per-channel means of every value (channels last), for bias correction.
     let mut means: Vec<Vec<f64>> = vec![vec![]; nvalues];
+    // Per-channel means of every node's output before its activation, for empirical correction.
+    let mut pre_means: Vec<Vec<f64>> = vec![vec![]; plan.ops.len()];
     for i in 0..cal.samples {
-        for ((r, m), v) in ranges.iter_mut().zip(means.iter_mut()).zip(plan.forward_all((cal.sample)(i)?)?) {
+        let mut observe = |node: usize, y: &Tensor| {
+            let c = *y.shape().last().unwrap_or(&1);
+            let m = &mut pre_means[node];
+            if m.is_empty() {
+                *m = vec![0.0; c];
+            }
+            let rows = (y.len() / c.max(1)).max(1) as f64 * cal.samples as f64;
+            for px in y.data().chunks_exact(c.max(1)) {
+                m.iter_mut().zip(px).for_each(|(acc, &x)| *acc += x as f64 / rows);
+            }
+        };
+        let all = plan.forward_observed((cal.sample)(i)?, &mut observe)?;
+        for ((r, m), v) in ranges.iter_mut().zip(means.iter_mut()).zip(all) {
             r.observe(v.data());
             let c = *v.shape().last().unwrap_or(&1);
             if m.is_empty() {
@@ -118,7 +164,11 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
         let (q, s) = quantize_weights_per_channel(weight.data(), cout, floor.as_deref())?;
         // Bias correction: quantizing the weights shifts each output's expectation by
         // sum (w_q * s_w - w) * E[x]; subtract that shift (E[x] per input channel, calibrated).
+        let analytic = cal.bias_correction != BiasCorrection::None;
         let bias = bias.map(|mut b| {
+            if !analytic {
+                return b;
+            }
             let mean = &means[node.inputs[0]];
             let per = weight.len() / cout.max(1);
             let cin_g = *weight.shape().last().unwrap_or(&1);
@@ -160,13 +210,70 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
         values,
     });
     header.provenance.steps.push(format!(
-        "quantized to int8 by edgetune {} (per-channel weights, {} calibration on {} images from {})",
+        "quantized to int8 by edgetune {} (per-channel weights, {} calibration on {} images from {}, {} bias correction)",
         crate::VERSION,
         cal.method.name(),
         cal.samples,
-        cal.source
+        cal.source,
+        cal.bias_correction.name()
     ));
-    let out = ModelFile { header, tensors };
+    let mut out = ModelFile { header, tensors };
     out.validate()?;
+    if cal.bias_correction == BiasCorrection::Empirical {
+        correct_biases_empirically(&mut out, &pre_means, cal)?;
+        out.validate()?;
+    }
     Ok(out)
+}
+
+/// Empirical bias correction: runs the int8 network on the calibration images node by node
+/// (all images advance together) and, before each convolution (and the head) produces its
+/// output, shifts its bias by the mean difference between its dequantized pre-activation and
+/// the float network's, per channel. Upstream corrections are in place when a node is
+/// measured, so each node removes only the shift that reaches it; this catches what the
+/// analytic correction cannot see: mean shifts carried in from rounded, clipped and
+/// rectified activations.
+fn correct_biases_empirically(model: &mut ModelFile, float_means: &[Vec<f64>], cal: &Calibration) -> Result<()> {
+    let mut net = PreparedI8::new(model)?;
+    let mut values: Vec<Vec<Val>> = Vec::with_capacity(cal.samples);
+    for i in 0..cal.samples {
+        values.push(vec![net.input_value(&(cal.sample)(i)?)?]);
+    }
+    let nodes = net.graph.nodes.clone();
+    for (i, node) in nodes.iter().enumerate() {
+        let mut sums: Option<(Vec<f64>, usize)> = None;
+        for v in &values {
+            if let Some((s, n)) = net.pre_activation_sums(i, v)? {
+                match &mut sums {
+                    Some((acc, count)) => {
+                        acc.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+                        *count += n;
+                    }
+                    None => sums = Some((s, n)),
+                }
+            }
+        }
+        if let (Some((s, count)), Some(f)) = (sums, float_means.get(i)) {
+            let shift: Vec<f64> = s.iter().zip(f).map(|(q, f)| q / count.max(1) as f64 - f).collect();
+            let in_scale = model
+                .header
+                .quantization
+                .as_ref()
+                .and_then(|q| q.values.get(node.inputs[0]).copied().flatten())
+                .map_or(1.0, |v| v.scale);
+            let bias_name = match &node.op {
+                Op::Conv2d { bias, .. } | Op::Dense { bias, .. } => bias.clone(),
+                _ => None,
+            };
+            if let (Some(stored), Some(name)) = (net.shift_bias(i, &shift, in_scale)?, bias_name) {
+                model.tensors.insert(name, stored);
+            }
+        }
+        for v in values.iter_mut() {
+            let y = net.step(i, v)?;
+            v.push(y);
+        }
+        (cal.progress)(3, i + 1, nodes.len());
+    }
+    Ok(())
 }
