@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use edgetune::data::cifar::CLASSES;
 use edgetune::data::images::{load_preprocessed, ImageSource};
 use edgetune::data::labels::read_labels;
 use edgetune::model::efficientnet::import_lite0_checkpoint;
@@ -11,6 +12,7 @@ use edgetune::model::quantize::{quantize_model, BiasCorrection, Calibration};
 use edgetune::model::{top_k, Classifier};
 use edgetune::preprocess::Preprocess;
 use edgetune::quant::calibrate::Method;
+use edgetune::train::metrics::Confusion;
 use edgetune::{Error, Result};
 
 type Bar<'a> = &'a dyn Fn(usize, &str) -> indicatif::ProgressBar;
@@ -209,7 +211,8 @@ pub fn eval(
     }
     let n = limit.unwrap_or(src.len()).min(src.len() - offset);
     let classes = m.file.header.labels.len();
-    let labelled = src.label(0).is_some() && classes == 10;
+    let labelled = src.label(0).is_some() && m.file.header.labels.iter().map(String::as_str).eq(CLASSES);
+    let mut confusion = Confusion::new(classes);
     if r.is_none() && !labelled {
         return Err(Error::invalid(
             "eval",
@@ -227,8 +230,9 @@ pub fn eval(
         let lm = m.logits(x.clone())?;
         t_model += s.elapsed().as_secs_f64();
         let pm = argmax(lm.data());
-        if labelled && Some(pm) == src.label(i) {
-            correct += 1;
+        if let (true, Some(y)) = (labelled, src.label(i)) {
+            correct += usize::from(pm == y);
+            confusion.add(y, pm)?;
         }
         if let Some(r) = &r {
             let s = Instant::now();
@@ -265,6 +269,7 @@ pub fn eval(
     }
     if labelled {
         println!("accuracy        {:.2}% ({correct}/{n})", pct(correct));
+        print!("{}", confusion.report(&m.file.header.labels));
         if r.is_some() {
             println!("reference accuracy {:.2}% ({ref_correct}/{n})", pct(ref_correct));
         }

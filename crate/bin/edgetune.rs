@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod train_cmd;
 use edgetune::onnx::conformance::{self, Outcome};
 
 #[derive(Parser)]
@@ -14,6 +15,88 @@ use edgetune::onnx::conformance::{self, Outcome};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Training options shared by `finetune` and `fewshot`.
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// The backbone .etm (f32 or int8; last-blocks needs f32).
+    #[arg(long)]
+    backbone: PathBuf,
+    /// cifar10:PATH, or a folder with one sub-folder of images per class.
+    #[arg(long)]
+    data: String,
+    /// head or last-blocks:K.
+    #[arg(long, default_value = "head")]
+    mode: String,
+    /// sgd, momentum, nesterov, adam, adamw or rmsprop.
+    #[arg(long, default_value = "adam")]
+    optimizer: String,
+    /// ce, mse or hinge.
+    #[arg(long, default_value = "ce")]
+    loss: String,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    /// Peak learning rate (cosine decay to 0).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f32,
+    /// Augmented copies per sample (random crop, flip, brightness/contrast).
+    #[arg(long, default_value_t = 0)]
+    augment: usize,
+    /// Fraction of each class held out for validation (keeps the best epoch).
+    #[arg(long, default_value_t = 0.0)]
+    validation: f32,
+    /// Stop after this many epochs without a better validation loss.
+    #[arg(long)]
+    patience: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// last-blocks: learning rate of the blocks relative to the head's.
+    #[arg(long, default_value_t = 0.1)]
+    backbone_lr_scale: f32,
+}
+
+impl TrainArgs {
+    fn into_finetune(self, per_class: usize, out: PathBuf) -> train_cmd::FinetuneArgs {
+        let TrainArgs {
+            backbone,
+            data,
+            mode,
+            optimizer,
+            loss,
+            epochs,
+            lr,
+            batch_size,
+            weight_decay,
+            augment,
+            validation,
+            patience,
+            seed,
+            backbone_lr_scale,
+        } = self;
+        train_cmd::FinetuneArgs {
+            backbone,
+            data,
+            per_class,
+            mode,
+            optimizer,
+            loss,
+            epochs,
+            lr,
+            batch_size,
+            weight_decay,
+            augment,
+            validation,
+            patience,
+            seed,
+            backbone_lr_scale,
+            out,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -78,6 +161,36 @@ enum Command {
     },
     /// Compare a model with a reference model (and report accuracy on labelled data when the
     /// model's classes are the data's).
+    /// Fine-tune a backbone on labelled images: a new head, or the last blocks too.
+    Finetune {
+        #[command(flatten)]
+        args: TrainArgs,
+        /// Use the first N images of each class.
+        #[arg(long)]
+        per_class: usize,
+        /// Output .etm.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Few-shot table: fine-tune on the first N images per class for each N, test on a
+    /// labelled source (features of the test images computed once).
+    Fewshot {
+        #[command(flatten)]
+        args: TrainArgs,
+        /// Comma-separated N values.
+        #[arg(long, default_value = "5,10,20,50", value_delimiter = ',')]
+        per_class: Vec<usize>,
+        /// Labelled test images (cifar10:PATH).
+        #[arg(long)]
+        test: String,
+        #[arg(long, default_value_t = 0)]
+        test_offset: usize,
+        #[arg(long)]
+        test_limit: Option<usize>,
+        /// Also write the table as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     Eval {
         #[arg(long)]
         model: PathBuf,
@@ -137,6 +250,14 @@ fn main() -> ExitCode {
             commands::quantize(&args, &input, &output, &progress_bar)
         }
         Command::Classify { model, backend, images } => commands::classify(&model, &backend, &images),
+        Command::Finetune { args, per_class, out } => {
+            train_cmd::run(&args.into_finetune(per_class, out), &progress_bar)
+        }
+        Command::Fewshot { args, per_class, test, test_offset, test_limit, json } => {
+            let max = per_class.iter().copied().max().unwrap_or(1);
+            let a = args.into_finetune(max, PathBuf::new());
+            train_cmd::fewshot(&a, &per_class, &test, (test_offset, test_limit), json.as_deref())
+        }
         Command::Eval { model, reference, data, limit, offset } => {
             commands::eval(&model, reference.as_deref(), &data, limit, offset, &progress_bar)
         }

@@ -164,9 +164,22 @@ impl PreparedI8 {
             .collect()
     }
 
+    /// The f32 embedding `[N, D]` (the global pool's output); the head is not run.
+    pub fn embeddings(&self, input: &Tensor) -> Result<Tensor> {
+        match self.run_nodes(input, self.graph.embedding)?.pop() {
+            Some(Val::F(t)) => Ok(t),
+            _ => Err(Error::invalid("forward_i8", "the embedding value is not the float pool output")),
+        }
+    }
+
     fn run(&self, input: &Tensor) -> Result<Vec<Val>> {
+        self.run_nodes(input, self.ops.len())
+    }
+
+    /// Values `0..=nodes` (the first `nodes` nodes run).
+    fn run_nodes(&self, input: &Tensor, nodes: usize) -> Result<Vec<Val>> {
         let mut values = vec![self.input_value(input)?];
-        for i in 0..self.ops.len() {
+        for i in 0..nodes.min(self.ops.len()) {
             let y = self.step(i, &values)?;
             values.push(y);
         }

@@ -58,6 +58,23 @@ impl Classifier {
     }
 }
 
+impl Classifier {
+    /// Embeddings `[N, D]` (the global pool's output) of a preprocessed NHWC batch: what the
+    /// head reads, and what head-only training caches.
+    pub fn embeddings(&self, input: Tensor) -> Result<Tensor> {
+        match &self.runner {
+            Runner::F32(p) => {
+                let e = p.graph.embedding;
+                p.forward_prefix(input, e)?
+                    .into_iter()
+                    .nth(e)
+                    .ok_or_else(|| crate::Error::invalid("forward", "no embedding value"))
+            }
+            Runner::I8(p) => p.embeddings(&input),
+        }
+    }
+}
+
 /// The `k` best `(class, probability)` of one row of logits, best first.
 pub fn top_k(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
     let probs = crate::ops::softmax::softmax_row(logits);

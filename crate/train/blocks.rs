@@ -94,6 +94,8 @@ pub struct SuffixModel {
     /// Per node: local input indices (0 = the cut value, `j + 1` = node j's output) and op.
     pub nodes: Vec<(Vec<usize>, PreparedOp)>,
     pub head: LinearHead,
+    /// Learning-rate factor of the block parameters relative to the head's.
+    pub backbone_lr_scale: f32,
     values: Vec<Tensor>,
 }
 
@@ -106,7 +108,7 @@ impl SuffixModel {
             return Err(Error::invalid("last blocks", "a dense layer before the embedding cannot be fine-tuned here"));
         }
         let cut_shape = cut_shape_by_running(plan, split.cut)?;
-        Ok(SuffixModel { split, cut_shape, nodes, head, values: vec![] })
+        Ok(SuffixModel { split, cut_shape, nodes, head, backbone_lr_scale: 1.0, values: vec![] })
     }
 
     /// Length of one cached cut value.
@@ -149,6 +151,29 @@ impl Trainable for SuffixModel {
     }
 
     fn forward(&mut self, batch: &[&[f32]]) -> Result<Vec<f32>> {
+        let emb = self.embeddings(batch)?;
+        self.head.logits(&emb, batch.len())
+    }
+
+    fn lr_scales(&self) -> Vec<f32> {
+        let convs = self.nodes.iter().filter(|(_, op)| matches!(op, PreparedOp::Conv { .. })).count();
+        let mut s = vec![self.backbone_lr_scale; 2 * convs];
+        s.extend([1.0, 1.0]);
+        s
+    }
+
+    fn backward(&mut self, dlogits: &[f32]) -> Result<Vec<Vec<f32>>> {
+        self.backward_impl(dlogits)
+    }
+
+    fn params_mut(&mut self) -> Vec<&mut [f32]> {
+        self.params_impl()
+    }
+}
+
+impl SuffixModel {
+    /// Embeddings `[batch, dim]` of cached cut values; keeps every value for the backward.
+    pub fn embeddings(&mut self, batch: &[&[f32]]) -> Result<Vec<f32>> {
         let [h, w, c] = self.cut_shape;
         if batch.iter().any(|x| x.len() != h * w * c) {
             return Err(Error::shape("last blocks", format!("cached inputs must have {} values", h * w * c)));
@@ -180,12 +205,12 @@ impl Trainable for SuffixModel {
         if emb.shape() != [batch.len(), self.head.dim] {
             return Err(Error::shape("last blocks", format!("embedding {:?} does not fit the head", emb.shape())));
         }
-        let logits = self.head.logits(emb.data(), batch.len())?;
+        let out = emb.data().to_vec();
         self.values = values;
-        Ok(logits)
+        Ok(out)
     }
 
-    fn backward(&mut self, dlogits: &[f32]) -> Result<Vec<Vec<f32>>> {
+    fn backward_impl(&mut self, dlogits: &[f32]) -> Result<Vec<Vec<f32>>> {
         let n = self.values.first().map_or(0, |v| v.shape()[0]);
         let emb = self.values.last().ok_or_else(|| Error::invalid("last blocks", "backward before forward"))?;
         let (d, k) = (self.head.dim, self.head.classes);
@@ -244,7 +269,7 @@ impl Trainable for SuffixModel {
         Ok(param_grads)
     }
 
-    fn params_mut(&mut self) -> Vec<&mut [f32]> {
+    fn params_impl(&mut self) -> Vec<&mut [f32]> {
         let mut p: Vec<&mut [f32]> = vec![];
         for (_, op) in self.nodes.iter_mut() {
             if let PreparedOp::Conv { weight, bias, .. } = op {

@@ -4,6 +4,7 @@
 
 pub mod augment;
 pub mod blocks;
+pub mod finetune;
 pub mod head;
 pub mod loss;
 pub mod metrics;

@@ -93,6 +93,10 @@ pub trait Trainable: Clone {
     /// Gradients of the last forward, one per parameter tensor in [`Self::params_mut`] order.
     fn backward(&mut self, dlogits: &[f32]) -> Result<Vec<Vec<f32>>>;
     fn params_mut(&mut self) -> Vec<&mut [f32]>;
+    /// Learning-rate factor per parameter tensor (empty: all 1).
+    fn lr_scales(&self) -> Vec<f32> {
+        vec![]
+    }
 }
 
 /// What a run produced.
@@ -229,8 +233,9 @@ pub fn train<M: Trainable>(
                 clip_grad_norm(&mut views, max)?;
             }
             let lr = schedule.lr(t);
-            for ((p, g), st) in model.params_mut().into_iter().zip(&grads).zip(states.iter_mut()) {
-                step(&cfg.optimizer, lr, p, g, st)?;
+            let scales = model.lr_scales();
+            for (i, ((p, g), st)) in model.params_mut().into_iter().zip(&grads).zip(states.iter_mut()).enumerate() {
+                step(&cfg.optimizer, lr * scales.get(i).copied().unwrap_or(1.0), p, g, st)?;
             }
             t += 1;
             loss_sum += l as f64 * chunk.len() as f64;
