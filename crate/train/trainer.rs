@@ -192,60 +192,117 @@ fn evaluate<M: Trainable>(
     Ok(((total / idx.len().max(1) as f64) as f32, conf))
 }
 
-/// Trains `model` on `data`; `progress` returns `false` to stop.
-pub fn train<M: Trainable>(
-    mut model: M,
-    data: &Dataset,
-    cfg: &TrainConfig,
-    progress: &mut dyn FnMut(&Progress) -> bool,
-) -> Result<TrainResult<M>> {
-    data.check()?;
-    if model.classes() != data.classes {
-        return Err(Error::invalid("train", format!("model has {} classes, data {}", model.classes(), data.classes)));
+/// A training run that advances one epoch at a time, so a caller (the page's worker) can
+/// yield between epochs and stop it. [`train`] runs one to the end.
+pub struct Session<M> {
+    model: M,
+    cfg: TrainConfig,
+    rng: Rng,
+    train_idx: Vec<usize>,
+    val_idx: Vec<usize>,
+    schedule: Schedule,
+    steps_per_epoch: usize,
+    states: Vec<State>,
+    best: Option<(f32, M, Confusion)>,
+    history: Vec<Progress>,
+    since_best: usize,
+    step: usize,
+    epoch: usize,
+    stopped_early: bool,
+    cancelled: bool,
+}
+
+impl<M: Trainable> Session<M> {
+    /// Validates the data and settings and splits the samples.
+    pub fn new(mut model: M, data: &Dataset, cfg: &TrainConfig) -> Result<Self> {
+        data.check()?;
+        if model.classes() != data.classes {
+            return Err(Error::invalid(
+                "train",
+                format!("model has {} classes, data {}", model.classes(), data.classes),
+            ));
+        }
+        if cfg.epochs == 0 || cfg.batch_size == 0 {
+            return Err(Error::invalid("train", "epochs and batch size must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&cfg.validation) {
+            return Err(Error::invalid("train", format!("validation fraction {} outside [0, 1)", cfg.validation)));
+        }
+        let mut rng = Rng::new(cfg.seed);
+        let (train_idx, val_idx) = split(data.labels, data.classes, cfg.validation, &mut rng);
+        let steps_per_epoch = train_idx.len().div_ceil(cfg.batch_size);
+        let schedule =
+            Schedule::new(cfg.lr, cfg.warmup_epochs * steps_per_epoch, steps_per_epoch * cfg.epochs, cfg.decay)?;
+        let states = vec![State::default(); model.params_mut().len()];
+        Ok(Session {
+            model,
+            cfg: cfg.clone(),
+            rng,
+            train_idx,
+            val_idx,
+            schedule,
+            steps_per_epoch,
+            states,
+            best: None,
+            history: vec![],
+            since_best: 0,
+            step: 0,
+            epoch: 0,
+            stopped_early: false,
+            cancelled: false,
+        })
     }
-    if cfg.epochs == 0 || cfg.batch_size == 0 {
-        return Err(Error::invalid("train", "epochs and batch size must be at least 1"));
+
+    /// True once every epoch ran, early stopping triggered or the run was stopped.
+    pub fn finished(&self) -> bool {
+        self.epoch >= self.cfg.epochs || self.stopped_early || self.cancelled
     }
-    if !(0.0..1.0).contains(&cfg.validation) {
-        return Err(Error::invalid("train", format!("validation fraction {} outside [0, 1)", cfg.validation)));
+
+    /// Stops the run; [`Self::finish`] then returns the best model so far.
+    pub fn stop(&mut self) {
+        self.cancelled = true;
     }
-    let mut rng = Rng::new(cfg.seed);
-    let (train_idx, val_idx) = split(data.labels, data.classes, cfg.validation, &mut rng);
-    let steps_per_epoch = train_idx.len().div_ceil(cfg.batch_size);
-    let total_steps = steps_per_epoch * cfg.epochs;
-    let schedule = Schedule::new(cfg.lr, cfg.warmup_epochs * steps_per_epoch, total_steps, cfg.decay)?;
-    let mut states: Vec<State> = vec![State::default(); model.params_mut().len()];
-    let mut best: Option<(f32, M, Confusion)> = None;
-    let (mut history, mut since_best, mut t) = (vec![], 0usize, 0usize);
-    let (mut stopped_early, mut cancelled) = (false, false);
-    'epochs: for epoch in 0..cfg.epochs {
-        let mut order = train_idx.clone();
-        rng.shuffle(&mut order);
+
+    /// Runs one epoch (see the module header); `None` when already finished. `progress` sees
+    /// every step and returns `false` to stop.
+    pub fn run_epoch(
+        &mut self,
+        data: &Dataset,
+        progress: &mut dyn FnMut(&Progress) -> bool,
+    ) -> Result<Option<Progress>> {
+        if self.finished() {
+            return Ok(None);
+        }
+        let cfg = &self.cfg;
+        let mut order = self.train_idx.clone();
+        self.rng.shuffle(&mut order);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        let epoch = self.epoch + 1;
         for (s, chunk) in order.chunks(cfg.batch_size).enumerate() {
-            let xs: Vec<&[f32]> = chunk.iter().map(|&i| data.sample(i, rng.below(data.variants))).collect();
+            let xs: Vec<&[f32]> = chunk.iter().map(|&i| data.sample(i, self.rng.below(data.variants))).collect();
             let ys: Vec<usize> = chunk.iter().map(|&i| data.labels[i]).collect();
-            let logits = model.forward(&xs)?;
+            let logits = self.model.forward(&xs)?;
             let (l, dlogits) = cfg.loss.compute(&logits, &ys, data.classes)?;
-            let mut grads = model.backward(&dlogits)?;
+            let mut grads = self.model.backward(&dlogits)?;
             if let Some(max) = cfg.clip_norm {
                 let mut views: Vec<&mut [f32]> = grads.iter_mut().map(|g| g.as_mut_slice()).collect();
                 clip_grad_norm(&mut views, max)?;
             }
-            let lr = schedule.lr(t);
-            let scales = model.lr_scales();
-            for (i, ((p, g), st)) in model.params_mut().into_iter().zip(&grads).zip(states.iter_mut()).enumerate() {
+            let lr = self.schedule.lr(self.step);
+            let scales = self.model.lr_scales();
+            let params = self.model.params_mut();
+            for (i, ((p, g), st)) in params.into_iter().zip(&grads).zip(self.states.iter_mut()).enumerate() {
                 step(&cfg.optimizer, lr * scales.get(i).copied().unwrap_or(1.0), p, g, st)?;
             }
-            t += 1;
+            self.step += 1;
             loss_sum += l as f64 * chunk.len() as f64;
             seen += chunk.len();
             correct += logits.chunks_exact(data.classes).zip(&ys).filter(|(r, &y)| argmax(r) == y).count();
             let ev = Progress {
-                epoch: epoch + 1,
+                epoch,
                 epochs: cfg.epochs,
                 step: s + 1,
-                steps: steps_per_epoch,
+                steps: self.steps_per_epoch,
                 loss: (loss_sum / seen as f64) as f32,
                 accuracy: correct as f32 / seen as f32,
                 val_loss: None,
@@ -254,48 +311,70 @@ pub fn train<M: Trainable>(
                 lr,
             };
             if !progress(&ev) {
-                cancelled = true;
-                break 'epochs;
+                self.cancelled = true;
+                return Ok(None);
             }
         }
+        self.epoch = epoch;
         let mut ev = Progress {
-            epoch: epoch + 1,
+            epoch,
             epochs: cfg.epochs,
-            step: steps_per_epoch,
-            steps: steps_per_epoch,
+            step: self.steps_per_epoch,
+            steps: self.steps_per_epoch,
             loss: (loss_sum / seen.max(1) as f64) as f32,
             accuracy: correct as f32 / seen.max(1) as f32,
             val_loss: None,
             val_accuracy: None,
             end_of_epoch: true,
-            lr: schedule.lr(t.saturating_sub(1)),
+            lr: self.schedule.lr(self.step.saturating_sub(1)),
         };
-        if !val_idx.is_empty() {
-            let (vl, conf) = evaluate(&mut model, data, &val_idx, &cfg.loss, cfg.batch_size)?;
+        if !self.val_idx.is_empty() {
+            let (vl, conf) = evaluate(&mut self.model, data, &self.val_idx, &cfg.loss, cfg.batch_size)?;
             ev.val_loss = Some(vl);
             ev.val_accuracy = Some(conf.accuracy() as f32);
-            if best.as_ref().is_none_or(|b| vl < b.0) {
-                best = Some((vl, model.clone(), conf));
-                since_best = 0;
+            if self.best.as_ref().is_none_or(|b| vl < b.0) {
+                self.best = Some((vl, self.model.clone(), conf));
+                self.since_best = 0;
             } else {
-                since_best += 1;
+                self.since_best += 1;
             }
         }
-        history.push(ev.clone());
+        self.history.push(ev.clone());
         if !progress(&ev) {
-            cancelled = true;
-            break;
+            self.cancelled = true;
         }
-        if cfg.patience.is_some_and(|p| since_best >= p) {
-            stopped_early = true;
-            break;
+        if cfg.patience.is_some_and(|p| self.since_best >= p) {
+            self.stopped_early = true;
+        }
+        Ok(Some(ev))
+    }
+
+    /// The model with the lowest validation loss (the last one without validation).
+    pub fn finish(self) -> TrainResult<M> {
+        let (model, validation) = match self.best {
+            Some((_, m, conf)) => (m, Some(conf)),
+            None => (self.model, None),
+        };
+        TrainResult {
+            model,
+            history: self.history,
+            validation,
+            stopped_early: self.stopped_early,
+            cancelled: self.cancelled,
         }
     }
-    let (model, validation) = match best {
-        Some((_, m, conf)) => (m, Some(conf)),
-        None => (model, None),
-    };
-    Ok(TrainResult { model, history, validation, stopped_early, cancelled })
+}
+
+/// Trains `model` on `data` to the end; `progress` returns `false` to stop.
+pub fn train<M: Trainable>(
+    model: M,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    progress: &mut dyn FnMut(&Progress) -> bool,
+) -> Result<TrainResult<M>> {
+    let mut session = Session::new(model, data, cfg)?;
+    while session.run_epoch(data, progress)?.is_some() {}
+    Ok(session.finish())
 }
 
 /// Head-only training: a [`LinearHead`] on cached embeddings.

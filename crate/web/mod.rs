@@ -8,6 +8,9 @@
 //! - `probeBackend(): Promise<{ backend: "webgpu" | "cpu", description: string, dot4: boolean }>`:
 //!   whether a WebGPU adapter exists (and supports `dot4I8Packed`); without one the engine
 //!   uses its CPU path and `description` says why.
+//! - `HeadTrainer`: head-only training on embeddings, one epoch per call (see [`trainer`]).
+
+mod trainer;
 
 use serde::Serialize;
 use wasm_bindgen::prelude::*;

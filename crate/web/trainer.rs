@@ -1,0 +1,197 @@
+//! `HeadTrainer`: head-only training for the page (and its Web Worker), advancing one epoch
+//! per call so the caller can yield between epochs, draw progress and stop the run.
+//!
+//! ```js
+//! const t = new HeadTrainer(1280, ["mug", "plant"], { epochs: 100, lr: 3e-3, optimizer: "adam" });
+//! t.addSample(embedding /* Float32Array(1280) */, 0);            // ... for every sample
+//! t.start();                                                     // validates, splits
+//! let p;
+//! while ((p = t.runEpoch()) !== null) { draw(p); await new Promise(r => setTimeout(r)); }
+//! const r = t.result();  // { weight, bias, classes, dim, history, validationAccuracy, confusion, ... }
+//! ```
+//! Options (all optional): `epochs`, `lr`, `optimizer` (sgd, momentum, nesterov, adam,
+//! adamw, rmsprop), `loss` (ce, mse, hinge), `batchSize`, `weightDecay`, `validation`
+//! (fraction held out), `patience`, `seed`. Errors (no samples, one class, NaN features,
+//! wrong lengths, unknown names) are thrown as `Error`s with the engine's message.
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::train::head::LinearHead;
+use crate::train::loss::Loss;
+use crate::train::optim::Optimizer;
+use crate::train::rng::Rng;
+use crate::train::trainer::{Dataset, HeadModel, Progress, Session, TrainConfig};
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Options {
+    epochs: Option<usize>,
+    lr: Option<f32>,
+    optimizer: Option<String>,
+    loss: Option<String>,
+    batch_size: Option<usize>,
+    weight_decay: Option<f32>,
+    validation: Option<f32>,
+    patience: Option<usize>,
+    seed: Option<u64>,
+}
+
+/// Head-only trainer on embeddings supplied by the page.
+#[wasm_bindgen]
+pub struct HeadTrainer {
+    dim: usize,
+    classes: Vec<String>,
+    cfg: TrainConfig,
+    features: Vec<f32>,
+    labels: Vec<usize>,
+    session: Option<Session<HeadModel>>,
+    trained: Option<LinearHead>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TrainOutput {
+    dim: usize,
+    classes: Vec<String>,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    history: Vec<Progress>,
+    validation_accuracy: Option<f64>,
+    confusion: Option<Vec<u64>>,
+    stopped_early: bool,
+    cancelled: bool,
+}
+
+impl HeadTrainer {
+    fn data(&self) -> Dataset<'_> {
+        Dataset {
+            features: &self.features,
+            labels: &self.labels,
+            dim: self.dim,
+            variants: 1,
+            classes: self.classes.len(),
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl HeadTrainer {
+    #[wasm_bindgen(constructor)]
+    pub fn new(dim: usize, classes: JsValue, options: JsValue) -> Result<HeadTrainer, JsError> {
+        let classes: Vec<String> = serde_wasm_bindgen::from_value(classes).map_err(js_err)?;
+        let o: Options = if options.is_undefined() {
+            Options::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(js_err)?
+        };
+        if dim == 0 {
+            return Err(JsError::new("train: embedding dimension must be positive"));
+        }
+        if classes.len() < 2 {
+            return Err(JsError::new("train: need at least two classes"));
+        }
+        let d = TrainConfig::default();
+        let cfg = TrainConfig {
+            epochs: o.epochs.unwrap_or(100),
+            lr: o.lr.unwrap_or(3e-3),
+            optimizer: Optimizer::parse(o.optimizer.as_deref().unwrap_or("adam"), o.weight_decay.unwrap_or(0.0))
+                .map_err(js_err)?,
+            loss: Loss::parse(o.loss.as_deref().unwrap_or("ce")).map_err(js_err)?,
+            batch_size: o.batch_size.unwrap_or(d.batch_size),
+            validation: o.validation.unwrap_or(0.0),
+            patience: o.patience,
+            seed: o.seed.unwrap_or(0),
+            ..d
+        };
+        Ok(HeadTrainer { dim, classes, cfg, features: vec![], labels: vec![], session: None, trained: None })
+    }
+
+    /// Adds one sample (before `start`).
+    #[wasm_bindgen(js_name = addSample)]
+    pub fn add_sample(&mut self, embedding: &[f32], label: usize) -> Result<(), JsError> {
+        if self.session.is_some() {
+            return Err(JsError::new("train: samples cannot be added while training"));
+        }
+        if embedding.len() != self.dim {
+            return Err(JsError::new(&format!(
+                "train: embedding has {} values, expected {}",
+                embedding.len(),
+                self.dim
+            )));
+        }
+        if label >= self.classes.len() {
+            return Err(JsError::new(&format!("train: label {label} outside 0..{}", self.classes.len())));
+        }
+        self.features.extend_from_slice(embedding);
+        self.labels.push(label);
+        Ok(())
+    }
+
+    #[wasm_bindgen(js_name = sampleCount)]
+    pub fn sample_count(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Validates the samples and settings and starts a run.
+    pub fn start(&mut self) -> Result<(), JsError> {
+        let head = LinearHead::new(self.dim, self.classes.len(), &mut Rng::new(self.cfg.seed)).map_err(js_err)?;
+        let session = Session::new(HeadModel::new(head), &self.data(), &self.cfg).map_err(js_err)?;
+        self.session = Some(session);
+        self.trained = None;
+        Ok(())
+    }
+
+    /// Runs one epoch; returns its progress event, or `null` when the run is over.
+    #[wasm_bindgen(js_name = runEpoch)]
+    pub fn run_epoch(&mut self) -> Result<JsValue, JsError> {
+        let data = Dataset {
+            features: &self.features,
+            labels: &self.labels,
+            dim: self.dim,
+            variants: 1,
+            classes: self.classes.len(),
+        };
+        let session = self.session.as_mut().ok_or_else(|| JsError::new("train: call start() first"))?;
+        match session.run_epoch(&data, &mut |_| true).map_err(js_err)? {
+            Some(p) => serde_wasm_bindgen::to_value(&p).map_err(js_err),
+            None => Ok(JsValue::NULL),
+        }
+    }
+
+    /// Stops the run after the current epoch; `result()` returns the best head so far.
+    pub fn stop(&mut self) {
+        if let Some(s) = self.session.as_mut() {
+            s.stop();
+        }
+    }
+
+    /// The trained head and how training went (ends the run).
+    pub fn result(&mut self) -> Result<JsValue, JsError> {
+        let session = self.session.take().ok_or_else(|| JsError::new("train: nothing trained (call start())"))?;
+        let r = session.finish();
+        let out = TrainOutput {
+            dim: self.dim,
+            classes: self.classes.clone(),
+            weight: r.model.head.weight.clone(),
+            bias: r.model.head.bias.clone(),
+            history: r.history,
+            validation_accuracy: r.validation.as_ref().map(|c| c.accuracy()),
+            confusion: r.validation.map(|c| c.counts),
+            stopped_early: r.stopped_early,
+            cancelled: r.cancelled,
+        };
+        self.trained = Some(r.model.head);
+        serde_wasm_bindgen::to_value(&out).map_err(js_err)
+    }
+
+    /// Logits of one embedding under the trained head (after `result()`).
+    pub fn logits(&self, embedding: &[f32]) -> Result<Vec<f32>, JsError> {
+        let head = self.trained.as_ref().ok_or_else(|| JsError::new("train: no trained head yet"))?;
+        head.logits(embedding, 1).map_err(js_err)
+    }
+}
