@@ -89,20 +89,15 @@ impl PreparedF32 {
 
     /// Runs the network on an NHWC batch; returns every value (index 0 = the input).
     pub fn forward_all(&self, input: Tensor) -> Result<Vec<Tensor>> {
-        self.forward_observed(input, &mut |_, _| {})
-    }
-
-    /// [`Self::forward_all`], also showing `observe(node, output before its activation)`.
-    pub fn forward_observed(&self, input: Tensor, observe: &mut dyn FnMut(usize, &Tensor)) -> Result<Vec<Tensor>> {
-        self.run(input, self.ops.len(), observe)
+        self.run(input, self.ops.len())
     }
 
     /// Values `0..=upto` only (the nodes producing them), e.g. a frozen prefix's output.
     pub fn forward_prefix(&self, input: Tensor, upto: usize) -> Result<Vec<Tensor>> {
-        self.run(input, upto.min(self.ops.len()), &mut |_, _| {})
+        self.run(input, upto.min(self.ops.len()))
     }
 
-    fn run(&self, input: Tensor, nodes: usize, observe: &mut dyn FnMut(usize, &Tensor)) -> Result<Vec<Tensor>> {
+    fn run(&self, input: Tensor, nodes: usize) -> Result<Vec<Tensor>> {
         let [h, w, c] = self.graph.input;
         if input.shape().len() != 4 || input.shape()[1..] != [h, w, c] {
             return Err(Error::shape(
@@ -111,12 +106,11 @@ impl PreparedF32 {
             ));
         }
         let mut values = vec![input];
-        for (i, (node, op)) in self.graph.nodes.iter().zip(&self.ops).enumerate().take(nodes) {
+        for (node, op) in self.graph.nodes.iter().zip(&self.ops).take(nodes) {
             let x = &values[node.inputs[0]];
             let y = match op {
                 PreparedOp::Conv { weight, bias, params, activation } => {
                     let mut y = conv2d_f32(x, weight, Some(bias), params)?;
-                    observe(i, &y);
                     apply_activation(y.data_mut(), *activation);
                     y
                 }
@@ -133,11 +127,9 @@ impl PreparedF32 {
                 PreparedOp::Dense { weight, bias, activation } => {
                     let (m, k) = (x.shape()[0], x.shape()[1]);
                     let n = weight.shape()[0];
-                    let y = Tensor::new(vec![m, n], dense_f32(x.data(), weight.data(), bias.as_deref(), m, k, n)?)?;
-                    observe(i, &y);
-                    let mut y = y;
-                    apply_activation(y.data_mut(), *activation);
-                    y
+                    let mut y = dense_f32(x.data(), weight.data(), bias.as_deref(), m, k, n)?;
+                    apply_activation(&mut y, *activation);
+                    Tensor::new(vec![m, n], y)?
                 }
             };
             values.push(y);

@@ -10,7 +10,7 @@ use super::forward::apply_activation;
 use super::graph::{Graph, Op};
 use crate::error::{Error, Result};
 use crate::ops::add::add_i8;
-use crate::ops::conv::{conv2d_i8, conv2d_i8_acc, Conv2dParams};
+use crate::ops::conv::{conv2d_i8, Conv2dParams};
 use crate::ops::quantize::quantize_i8;
 use crate::quant::calibrate::MAX_BIAS_Q;
 use crate::quant::{Activation, OutputQuant, QParams};
@@ -246,39 +246,24 @@ impl PreparedI8 {
         })
     }
 
-    /// Per-channel sums of node `i`'s dequantized pre-activation output (`acc * s_x * s_w[c]`
-    /// for a convolution, the logits for an activation-free head) and the number of pixels
-    /// summed; `None` for nodes without a bias to correct.
-    pub(super) fn pre_activation_sums(&self, i: usize, values: &[Val]) -> Result<Option<(Vec<f64>, usize)>> {
-        let x = self.graph.nodes.get(i).and_then(|n| values.get(n.inputs[0]));
-        match (self.ops.get(i), x) {
-            (Some(Int8Op::Conv { weight, bias: Some(bias), params, .. }), Some(Val::Q(x))) => {
-                let (sx, _) = x.params().per_tensor_pair("bias correction")?;
-                let (g, acc) = conv2d_i8_acc(x, weight, Some(bias), params)?;
-                let sw = weight.params().scales();
-                let mut sums = vec![0f64; g.out_c];
-                for px in acc.chunks_exact(g.out_c.max(1)) {
-                    for ((s, &a), &w) in sums.iter_mut().zip(px).zip(sw) {
-                        *s += a as f64 * sx as f64 * w as f64;
-                    }
-                }
-                Ok(Some((sums, acc.len() / g.out_c.max(1))))
-            }
-            (Some(Int8Op::Dense { bias: Some(_), activation: Activation::None, .. }), Some(Val::F(_))) => {
-                let Val::F(y) = self.step(i, values)? else { return Ok(None) };
-                let c = *y.shape().last().unwrap_or(&1);
-                let mut sums = vec![0f64; c];
-                for row in y.data().chunks_exact(c.max(1)) {
-                    sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
-                }
-                Ok(Some((sums, y.len() / c.max(1))))
-            }
-            _ => Ok(None),
+    /// Per-channel sums of node `i`'s dequantized output (after its activation) and the
+    /// number of pixels summed; `None` for nodes without a bias to correct.
+    pub(super) fn output_sums(&self, i: usize, values: &[Val]) -> Result<Option<(Vec<f64>, usize)>> {
+        if !matches!(self.ops.get(i), Some(Int8Op::Conv { bias: Some(_), .. })) {
+            return Ok(None);
         }
+        let Val::Q(y) = self.step(i, values)? else { return Ok(None) };
+        let (sy, zy) = y.params().per_tensor_pair("bias correction")?;
+        let c = *y.shape().last().unwrap_or(&1);
+        let mut sums = vec![0f64; c];
+        for px in y.i8_data("bias correction")?.chunks_exact(c.max(1)) {
+            sums.iter_mut().zip(px).for_each(|(s, &q)| *s += (q as i32 - zy) as f64 * sy as f64);
+        }
+        Ok(Some((sums, y.len() / c.max(1))))
     }
 
-    /// Moves node `i`'s output down by `shift[c]` (real units) through its bias; returns the
-    /// new bias as stored in the model file (i32 for convolutions, f32 for the head).
+    /// Moves convolution `i`'s output down by `shift[c]` (real units) through its int32 bias;
+    /// returns the new bias as stored in the model file.
     pub(super) fn shift_bias(&mut self, i: usize, shift: &[f64], in_scale: f32) -> Result<Option<Stored>> {
         match self.ops.get_mut(i) {
             Some(Int8Op::Conv { weight, bias: Some(bias), .. }) => {
@@ -287,10 +272,6 @@ impl PreparedI8 {
                     *b = (*b as f64 - step).clamp(-MAX_BIAS_Q, MAX_BIAS_Q) as i32;
                 }
                 Ok(Some(Stored::I32 { shape: vec![bias.len()], data: bias.clone() }))
-            }
-            Some(Int8Op::Dense { bias: Some(bias), .. }) => {
-                bias.iter_mut().zip(shift).for_each(|(b, &d)| *b -= d as f32);
-                Ok(Some(Stored::F32(Tensor::new(vec![bias.len()], bias.clone())?)))
             }
             _ => Ok(None),
         }

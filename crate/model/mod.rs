@@ -9,6 +9,8 @@ pub mod int8;
 pub mod mobilenet_v2;
 pub mod pickle;
 pub mod quantize;
+#[cfg(test)]
+pub(crate) mod testnet;
 pub mod torch_checkpoint;
 
 use std::path::Path;

@@ -6,11 +6,15 @@
 //!    (`[(0 - mean) / scale, (255 - mean) / scale]`, for Lite0 `scale = 1/128, zp = -1`).
 //! 3. Weights: int8 symmetric per output channel; biases: `round(b / (s_in * s_w[c]))` in i32,
 //!    except the head's, which reads the f32 embedding and keeps an f32 bias.
-//! 4. Bias correction: rounding the weights moves each output's expected value by
-//!    `sum_k (w_q[o, k] * s_w[o] - w[o, k]) * E[x_k]`; that shift, with `E[x]` the per-channel
-//!    mean of the layer's input over the calibration images, is subtracted from the bias.
-//!    On held-out CIFAR-10 training images (calibrated on other photos) it raised top-1
-//!    agreement with f32 from 75.5% to 81% and the median logit SQNR from 14.3 to 16.3 dB.
+//! 4. Bias correction, in two steps. Analytic: rounding the weights moves each output's
+//!    expected value by `sum_k (w_q[o, k] * s_w[o] - w[o, k]) * E[x_k]`; that shift, with
+//!    `E[x]` the per-channel mean of the layer's input over the calibration images, is
+//!    subtracted from the bias. Empirical (the default): the int8 network then runs on the
+//!    calibration images layer by layer, and each convolution's bias absorbs the remaining
+//!    mean error of its output after the activation (see [`correct_biases_empirically`]).
+//!    On held-out CIFAR-10 training images 4000-4499 (calibrated on other photos) the median
+//!    logit SQNR went from 16.3 dB (analytic) to 17.8 dB, top-1 agreement from 80.4% to 83.8%;
+//!    on the calibration photos themselves from 22.6 to 23.9 dB.
 //! 5. The graph keeps its shape; conv nodes lose their batch norm and gain an int32 bias
 //!    `<node>.bias_q`; each weight gets `<weight>.scale`.
 
@@ -83,21 +87,8 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
     let mut ranges = vec![MinMax::default(); nvalues];
     // Per-channel means of every value (channels last), for bias correction.
     let mut means: Vec<Vec<f64>> = vec![vec![]; nvalues];
-    // Per-channel means of every node's output before its activation, for empirical correction.
-    let mut pre_means: Vec<Vec<f64>> = vec![vec![]; plan.ops.len()];
     for i in 0..cal.samples {
-        let mut observe = |node: usize, y: &Tensor| {
-            let c = *y.shape().last().unwrap_or(&1);
-            let m = &mut pre_means[node];
-            if m.is_empty() {
-                *m = vec![0.0; c];
-            }
-            let rows = (y.len() / c.max(1)).max(1) as f64 * cal.samples as f64;
-            for px in y.data().chunks_exact(c.max(1)) {
-                m.iter_mut().zip(px).for_each(|(acc, &x)| *acc += x as f64 / rows);
-            }
-        };
-        let all = plan.forward_observed((cal.sample)(i)?, &mut observe)?;
+        let all = plan.forward_all((cal.sample)(i)?)?;
         for ((r, m), v) in ranges.iter_mut().zip(means.iter_mut()).zip(all) {
             r.observe(v.data());
             let c = *v.shape().last().unwrap_or(&1);
@@ -220,19 +211,22 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
     let mut out = ModelFile { header, tensors };
     out.validate()?;
     if cal.bias_correction == BiasCorrection::Empirical {
-        correct_biases_empirically(&mut out, &pre_means, cal)?;
+        correct_biases_empirically(&mut out, &means[1..], cal)?;
         out.validate()?;
     }
     Ok(out)
 }
 
 /// Empirical bias correction: runs the int8 network on the calibration images node by node
-/// (all images advance together) and, before each convolution (and the head) produces its
-/// output, shifts its bias by the mean difference between its dequantized pre-activation and
-/// the float network's, per channel. Upstream corrections are in place when a node is
-/// measured, so each node removes only the shift that reaches it; this catches what the
-/// analytic correction cannot see: mean shifts carried in from rounded, clipped and
-/// rectified activations.
+/// (all images advance together) and, before each convolution's output is passed on, shifts
+/// its bias by the mean difference, per channel, between its dequantized output and the float
+/// network's output (both after the activation; `float_means[i]` is node i's). Upstream
+/// corrections are in place when a node is measured, so each node removes only the shift that
+/// reaches it; this catches what the analytic correction cannot see: mean shifts carried in
+/// from rounded, clipped and rectified activations. Measuring after the activation matters:
+/// the same correction measured before ReLU6 lowered the logit SQNR on the calibration photos
+/// themselves (22.6 -> 19.9 dB), because the mean of a mostly-negative pre-activation says
+/// little about the values that survive the clamp.
 fn correct_biases_empirically(model: &mut ModelFile, float_means: &[Vec<f64>], cal: &Calibration) -> Result<()> {
     let mut net = PreparedI8::new(model)?;
     let mut values: Vec<Vec<Val>> = Vec::with_capacity(cal.samples);
@@ -243,7 +237,7 @@ fn correct_biases_empirically(model: &mut ModelFile, float_means: &[Vec<f64>], c
     for (i, node) in nodes.iter().enumerate() {
         let mut sums: Option<(Vec<f64>, usize)> = None;
         for v in &values {
-            if let Some((s, n)) = net.pre_activation_sums(i, v)? {
+            if let Some((s, n)) = net.output_sums(i, v)? {
                 match &mut sums {
                     Some((acc, count)) => {
                         acc.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
@@ -276,4 +270,71 @@ fn correct_biases_empirically(model: &mut ModelFile, float_means: &[Vec<f64>], c
         (cal.progress)(3, i + 1, nodes.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::etm::{Header, Provenance, FORMAT, VERSION};
+    use crate::model::int8::PreparedI8;
+    use crate::model::testnet::tiny_network;
+    use crate::ops::gradcheck::values;
+    use crate::preprocess::Preprocess;
+
+    fn float_model() -> ModelFile {
+        let (graph, tensors) = tiny_network();
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            architecture: "tiny".into(),
+            graph,
+            preprocess: Preprocess { size: 6, ..Default::default() },
+            labels: (0..3).map(|i| format!("class {i}")).collect(),
+            quantization: None,
+            provenance: Provenance { source: "test".into(), license: "".into(), created_by: "".into(), steps: vec![] },
+        };
+        ModelFile { header, tensors: tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect() }
+    }
+
+    fn image(i: usize) -> Tensor {
+        Tensor::new(vec![1, 6, 6, 3], values(108, 1000 + i as u64)).unwrap()
+    }
+
+    /// Mean squared logit error of the int8 model against the float one over `images`.
+    fn logit_mse(f: &PreparedF32, q: &PreparedI8, images: std::ops::Range<usize>) -> f64 {
+        let mut err = 0f64;
+        for i in images {
+            let (a, b) = (f.logits(image(i)).unwrap(), q.logits(&image(i)).unwrap());
+            err += a.data().iter().zip(b.data()).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>();
+        }
+        err
+    }
+
+    #[test]
+    fn every_bias_correction_gives_a_valid_close_model_and_empirical_helps_in_sample() {
+        let m = float_model();
+        let f = PreparedF32::new(&m.header.graph, &m.f32_tensors()).unwrap();
+        let mut errors = vec![];
+        for bc in [BiasCorrection::None, BiasCorrection::Analytic, BiasCorrection::Empirical] {
+            let cal = Calibration {
+                method: Method::MinMax,
+                samples: 16,
+                source: "random".into(),
+                sample: &|i| Ok(image(i)),
+                progress: &|_, _, _| {},
+                bias_correction: bc,
+            };
+            let q = quantize_model(&m, &cal).unwrap();
+            assert!(q.is_int8() && q.header.provenance.steps[0].contains(bc.name()));
+            let qi = PreparedI8::new(&q).unwrap();
+            let signal: f64 = (16..32)
+                .map(|i| f.logits(image(i)).unwrap().data().iter().map(|v| (*v as f64).powi(2)).sum::<f64>())
+                .sum();
+            let sqnr = 10.0 * (signal / logit_mse(&f, &qi, 16..32)).log10();
+            assert!(sqnr > 20.0, "{}: held-out logit SQNR {sqnr:.1} dB", bc.name());
+            errors.push(logit_mse(&f, &qi, 0..16));
+        }
+        assert!(errors[2] <= errors[0], "empirical {} vs none {} on the calibration images", errors[2], errors[0]);
+        assert!(BiasCorrection::parse("later").is_err());
+    }
 }
