@@ -17,88 +17,6 @@ struct Cli {
     command: Command,
 }
 
-/// Training options shared by `finetune` and `fewshot`.
-#[derive(clap::Args)]
-struct TrainArgs {
-    /// The backbone .etm (f32 or int8; last-blocks needs f32).
-    #[arg(long)]
-    backbone: PathBuf,
-    /// cifar10:PATH, or a folder with one sub-folder of images per class.
-    #[arg(long)]
-    data: String,
-    /// head or last-blocks:K.
-    #[arg(long, default_value = "head")]
-    mode: String,
-    /// sgd, momentum, nesterov, adam, adamw or rmsprop.
-    #[arg(long, default_value = "adam")]
-    optimizer: String,
-    /// ce, mse or hinge.
-    #[arg(long, default_value = "ce")]
-    loss: String,
-    #[arg(long, default_value_t = 30)]
-    epochs: usize,
-    /// Peak learning rate (cosine decay to 0).
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f32,
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 0.0)]
-    weight_decay: f32,
-    /// Augmented copies per sample (random crop, flip, brightness/contrast).
-    #[arg(long, default_value_t = 0)]
-    augment: usize,
-    /// Fraction of each class held out for validation (keeps the best epoch).
-    #[arg(long, default_value_t = 0.0)]
-    validation: f32,
-    /// Stop after this many epochs without a better validation loss.
-    #[arg(long)]
-    patience: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// last-blocks: learning rate of the blocks relative to the head's.
-    #[arg(long, default_value_t = 0.1)]
-    backbone_lr_scale: f32,
-}
-
-impl TrainArgs {
-    fn into_finetune(self, per_class: usize, out: PathBuf) -> train_cmd::FinetuneArgs {
-        let TrainArgs {
-            backbone,
-            data,
-            mode,
-            optimizer,
-            loss,
-            epochs,
-            lr,
-            batch_size,
-            weight_decay,
-            augment,
-            validation,
-            patience,
-            seed,
-            backbone_lr_scale,
-        } = self;
-        train_cmd::FinetuneArgs {
-            backbone,
-            data,
-            per_class,
-            mode,
-            optimizer,
-            loss,
-            epochs,
-            lr,
-            batch_size,
-            weight_decay,
-            augment,
-            validation,
-            patience,
-            seed,
-            backbone_lr_scale,
-            out,
-        }
-    }
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Run ONNX backend node tests (e.g. /usr/share/libonnx-testdata/data/node) on the reference kernels.
@@ -164,7 +82,7 @@ enum Command {
     /// Fine-tune a backbone on labelled images: a new head, or the last blocks too.
     Finetune {
         #[command(flatten)]
-        args: TrainArgs,
+        args: train_cmd::TrainArgs,
         /// Use the first N images of each class.
         #[arg(long)]
         per_class: usize,
@@ -176,7 +94,7 @@ enum Command {
     /// labelled source (features of the test images computed once).
     Fewshot {
         #[command(flatten)]
-        args: TrainArgs,
+        args: train_cmd::TrainArgs,
         /// Comma-separated N values.
         #[arg(long, default_value = "5,10,20,50", value_delimiter = ',')]
         per_class: Vec<usize>,
@@ -250,13 +168,9 @@ fn main() -> ExitCode {
             commands::quantize(&args, &input, &output, &progress_bar)
         }
         Command::Classify { model, backend, images } => commands::classify(&model, &backend, &images),
-        Command::Finetune { args, per_class, out } => {
-            train_cmd::run(&args.into_finetune(per_class, out), &progress_bar)
-        }
+        Command::Finetune { args, per_class, out } => train_cmd::run(&args, per_class, &out, &progress_bar),
         Command::Fewshot { args, per_class, test, test_offset, test_limit, json } => {
-            let max = per_class.iter().copied().max().unwrap_or(1);
-            let a = args.into_finetune(max, PathBuf::new());
-            train_cmd::fewshot(&a, &per_class, &test, (test_offset, test_limit), json.as_deref())
+            train_cmd::fewshot(&args, &per_class, &test, (test_offset, test_limit), json.as_deref())
         }
         Command::Eval { model, reference, data, limit, offset } => {
             commands::eval(&model, reference.as_deref(), &data, limit, offset, &progress_bar)

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use edgetune::data::cifar::{CifarFile, CLASSES, SIDE};
-use edgetune::data::images::load_rgb;
+use edgetune::data::images::{list_images, load_rgb};
 use edgetune::model::etm::ModelFile;
 use edgetune::train::augment::{Augment, RgbImage};
 use edgetune::train::finetune::{finetune, Event, FinetuneOptions, Mode, Samples};
@@ -14,24 +14,47 @@ use edgetune::train::schedule::Decay;
 use edgetune::train::trainer::TrainConfig;
 use edgetune::{Error, Result};
 
-/// What `edgetune finetune` was asked for.
-pub struct FinetuneArgs {
+/// Training options shared by `finetune` and `fewshot`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// The backbone .etm (f32 or int8; last-blocks needs f32).
+    #[arg(long)]
     pub backbone: PathBuf,
+    /// cifar10:PATH, or a folder with one sub-folder of images per class.
+    #[arg(long)]
     pub data: String,
-    pub per_class: usize,
+    /// head or last-blocks:K.
+    #[arg(long, default_value = "head")]
     pub mode: String,
+    /// sgd, momentum, nesterov, adam, adamw or rmsprop.
+    #[arg(long, default_value = "adam")]
     pub optimizer: String,
+    /// ce, mse or hinge.
+    #[arg(long, default_value = "ce")]
     pub loss: String,
+    #[arg(long, default_value_t = 100)]
     pub epochs: usize,
+    /// Peak learning rate (cosine decay to 0).
+    #[arg(long, default_value_t = 3e-3)]
     pub lr: f32,
+    #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
+    /// Augmented copies per sample (random crop, flip, brightness/contrast).
+    #[arg(long, default_value_t = 0)]
     pub augment: usize,
+    /// Fraction of each class held out for validation (keeps the best epoch).
+    #[arg(long, default_value_t = 0.0)]
     pub validation: f32,
+    /// Stop after this many epochs without a better validation loss.
+    #[arg(long)]
     pub patience: Option<usize>,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// last-blocks: learning rate of the blocks relative to the head's.
+    #[arg(long, default_value_t = 0.1)]
     pub backbone_lr_scale: f32,
-    pub out: PathBuf,
 }
 
 /// The first `per_class` images of each class: from a CIFAR-10 file, or from a folder with
@@ -62,16 +85,7 @@ fn load_samples(spec: &str, per_class: usize) -> Result<Samples> {
     classes.sort();
     let (mut images, mut labels, mut names) = (vec![], vec![], vec![]);
     for dir in &classes {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png" | "bmp"))
-            })
-            .collect();
-        files.sort();
+        let files = list_images(dir)?;
         if files.is_empty() {
             return Err(Error::invalid("finetune", format!("class folder {} has no images", dir.display())));
         }
@@ -91,7 +105,7 @@ fn load_samples(spec: &str, per_class: usize) -> Result<Samples> {
     Ok(Samples { images, labels, class_names: names })
 }
 
-fn options(a: &FinetuneArgs) -> Result<FinetuneOptions> {
+fn options(a: &TrainArgs) -> Result<FinetuneOptions> {
     let train = TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -114,9 +128,14 @@ fn options(a: &FinetuneArgs) -> Result<FinetuneOptions> {
     })
 }
 
-pub fn run(a: &FinetuneArgs, bar: &dyn Fn(usize, &str) -> indicatif::ProgressBar) -> Result<bool> {
+pub fn run(
+    a: &TrainArgs,
+    per_class: usize,
+    out: &Path,
+    bar: &dyn Fn(usize, &str) -> indicatif::ProgressBar,
+) -> Result<bool> {
     let backbone = ModelFile::load(&a.backbone)?;
-    let samples = load_samples(&a.data, a.per_class)?;
+    let samples = load_samples(&a.data, per_class)?;
     let opts = options(a)?;
     println!(
         "fine-tuning {} ({}) on {} images of {} classes from {}",
@@ -172,11 +191,11 @@ pub fn run(a: &FinetuneArgs, bar: &dyn Fn(usize, &str) -> indicatif::ProgressBar
     if let Some(v) = &r.validation {
         println!("validation accuracy {:.2}% ({} images)", v.accuracy() * 100.0, v.total());
     }
-    r.model.save(&a.out)?;
+    r.model.save(out)?;
     println!(
         "wrote {} ({} bytes, labels: {})",
-        a.out.display(),
-        std::fs::metadata(&a.out).map_or(0, |m| m.len()),
+        out.display(),
+        std::fs::metadata(out).map_or(0, |m| m.len()),
         samples.class_names.join(", ")
     );
     Ok(true)
@@ -186,7 +205,7 @@ pub fn run(a: &FinetuneArgs, bar: &dyn Fn(usize, &str) -> indicatif::ProgressBar
 /// class of the training source and measures accuracy on the test source, whose features
 /// (embeddings, or cut activations for last-blocks) are computed once and reused.
 pub fn fewshot(
-    a: &FinetuneArgs,
+    a: &TrainArgs,
     shots: &[usize],
     test: &str,
     test_range: (usize, Option<usize>),

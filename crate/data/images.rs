@@ -26,6 +26,21 @@ pub enum ImageSource {
     Folder { path: PathBuf, files: Vec<PathBuf> },
 }
 
+/// The JPEG, PNG and BMP files directly inside `dir`, sorted by name.
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png" | "bmp"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 impl ImageSource {
     /// Parses `cifar10:PATH` or a folder path.
     pub fn open(spec: &str) -> Result<Self> {
@@ -34,16 +49,7 @@ impl ImageSource {
             return Ok(ImageSource::Cifar { file: CifarFile::open(&path)?, path });
         }
         let path = PathBuf::from(spec);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
-            .map_err(|e| Error::io(&path, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png" | "bmp"))
-            })
-            .collect();
-        files.sort();
+        let files = list_images(&path)?;
         if files.is_empty() {
             return Err(Error::invalid(
                 "images",
