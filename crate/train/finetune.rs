@@ -21,7 +21,7 @@ use crate::quant::calibrate::quantize_weights_per_channel;
 use crate::tensor::Tensor;
 
 use super::augment::{Augment, RgbImage};
-use super::blocks::{split_last_blocks, SuffixModel};
+use super::blocks::{split_last_blocks, BlockSplit, SuffixModel};
 use super::head::LinearHead;
 use super::rng::Rng;
 use super::trainer::{train, Dataset, HeadModel, Progress, TrainConfig, TrainResult};
@@ -179,20 +179,7 @@ pub fn finetune(
             (m, r.model.head, None, r.history, r.validation, r.stopped_early, r.cancelled)
         }
         Some((plan, split)) => {
-            // Linear probe, then fine-tune (LP-FT): a head trained on the frozen blocks'
-            // embeddings starts the joint training, so the blocks' first updates follow a
-            // sensible head instead of a random one.
-            let emb_dim = embedding_dim(&plan)?;
-            let mut suffix = SuffixModel::new(&plan, split, LinearHead::new(emb_dim, classes, &mut init)?)?;
-            let mut embs = Vec::with_capacity(total * emb_dim);
-            for chunk in features.chunks(dim * 32) {
-                let batch: Vec<&[f32]> = chunk.chunks(dim).collect();
-                embs.extend(suffix.embeddings(&batch)?);
-            }
-            let probe_data = Dataset { features: &embs, labels: &samples.labels, dim: emb_dim, variants, classes };
-            let probe = train(HeadModel::new(suffix.head.clone()), &probe_data, &opts.train, &mut |_| true)?;
-            suffix.head = probe.model.head;
-            suffix.backbone_lr_scale = opts.backbone_lr_scale;
+            let suffix = probed_suffix(&plan, split, &data, &opts.train, opts.backbone_lr_scale)?;
             let r = train(suffix, &data, &opts.train, &mut on_progress)?;
             let m = with_suffix(backbone, &r.model, &samples.class_names)?;
             (m, r.model.head.clone(), Some(r.model), r.history, r.validation, r.stopped_early, r.cancelled)
@@ -214,6 +201,31 @@ pub fn finetune(
     ));
     model.validate()?;
     Ok(Finetuned { model, head, suffix, history, validation, stopped_early, cancelled, feature_seconds, train_seconds })
+}
+
+/// The starting point of last-blocks training, by linear probe then fine-tune (LP-FT): a
+/// head trained (with `cfg`) on the embeddings of the frozen blocks starts the joint
+/// training, so the blocks' first updates follow a sensible head instead of a random one.
+pub fn probed_suffix(
+    plan: &PreparedF32,
+    split: BlockSplit,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    backbone_lr_scale: f32,
+) -> Result<SuffixModel> {
+    let emb_dim = embedding_dim(plan)?;
+    let head = LinearHead::new(emb_dim, data.classes, &mut Rng::new(cfg.seed))?;
+    let mut suffix = SuffixModel::new(plan, split, head)?;
+    let mut embs = Vec::with_capacity(data.labels.len() * data.variants * emb_dim);
+    for chunk in data.features.chunks(data.dim * 32) {
+        let batch: Vec<&[f32]> = chunk.chunks(data.dim).collect();
+        embs.extend(suffix.embeddings(&batch)?);
+    }
+    let probe_data = Dataset { features: &embs, dim: emb_dim, ..*data };
+    let probe = train(HeadModel::new(suffix.head.clone()), &probe_data, cfg, &mut |_| true)?;
+    suffix.head = probe.model.head;
+    suffix.backbone_lr_scale = backbone_lr_scale;
+    Ok(suffix)
 }
 
 fn embedding_dim(plan: &PreparedF32) -> Result<usize> {
@@ -255,7 +267,7 @@ pub fn with_head(backbone: &ModelFile, head: &LinearHead, labels: &[String]) -> 
 }
 
 /// `backbone` with trained convolutions (folded, batch norm removed), head and labels.
-fn with_suffix(backbone: &ModelFile, suffix: &SuffixModel, labels: &[String]) -> Result<ModelFile> {
+pub fn with_suffix(backbone: &ModelFile, suffix: &SuffixModel, labels: &[String]) -> Result<ModelFile> {
     let mut m = backbone.clone();
     let mut dropped: Vec<String> = vec![];
     for (j, (_, op)) in suffix.nodes.iter().enumerate() {

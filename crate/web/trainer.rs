@@ -84,30 +84,10 @@ impl HeadTrainer {
     #[wasm_bindgen(constructor)]
     pub fn new(dim: usize, classes: JsValue, options: JsValue) -> Result<HeadTrainer, JsError> {
         let classes: Vec<String> = serde_wasm_bindgen::from_value(classes).map_err(js_err)?;
-        let o: Options = if options.is_undefined() {
-            Options::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(js_err)?
-        };
         if dim == 0 {
             return Err(JsError::new("train: embedding dimension must be positive"));
         }
-        if classes.len() < 2 {
-            return Err(JsError::new("train: need at least two classes"));
-        }
-        let d = TrainConfig::default();
-        let cfg = TrainConfig {
-            epochs: o.epochs.unwrap_or(100),
-            lr: o.lr.unwrap_or(3e-3),
-            optimizer: Optimizer::parse(o.optimizer.as_deref().unwrap_or("adam"), o.weight_decay.unwrap_or(0.0))
-                .map_err(js_err)?,
-            loss: Loss::parse(o.loss.as_deref().unwrap_or("ce")).map_err(js_err)?,
-            batch_size: o.batch_size.unwrap_or(d.batch_size),
-            validation: o.validation.unwrap_or(0.0),
-            patience: o.patience,
-            seed: o.seed.unwrap_or(0),
-            ..d
-        };
+        let cfg = parse_options(&classes, options)?;
         Ok(HeadTrainer { dim, classes, cfg, features: vec![], labels: vec![], session: None, trained: None })
     }
 
@@ -193,5 +173,172 @@ impl HeadTrainer {
     pub fn logits(&self, embedding: &[f32]) -> Result<Vec<f32>, JsError> {
         let head = self.trained.as_ref().ok_or_else(|| JsError::new("train: no trained head yet"))?;
         head.logits(embedding, 1).map_err(js_err)
+    }
+}
+
+/// Last-blocks fine-tuning in the page: the float backbone's frozen prefix runs once per
+/// added image, then the last `blocks` blocks, the head convolution and a new head train
+/// (after a linear probe), one epoch per `runEpoch()` call.
+///
+/// ```js
+/// const t = new BlockTrainer(f32EtmBytes, 1, ["mug", "plant"], { epochs: 20, lr: 3e-3 });
+/// t.addImage(rgbaBytes, width, height, 0);     // ... every sample (RGBA, e.g. from a canvas)
+/// t.start(); while (t.runEpoch() !== null) { ... }
+/// const r = t.result();   // { history, validationAccuracy, confusion, model: Uint8Array (.etm) }
+/// ```
+#[wasm_bindgen]
+pub struct BlockTrainer {
+    backbone: crate::model::etm::ModelFile,
+    plan: crate::model::forward::PreparedF32,
+    split: crate::train::blocks::BlockSplit,
+    classes: Vec<String>,
+    cfg: TrainConfig,
+    features: Vec<f32>,
+    labels: Vec<usize>,
+    dim: usize,
+    session: Option<Session<crate::train::blocks::SuffixModel>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BlockOutput {
+    history: Vec<Progress>,
+    validation_accuracy: Option<f64>,
+    confusion: Option<Vec<u64>>,
+    stopped_early: bool,
+    cancelled: bool,
+    #[serde(with = "serde_bytes_as_array")]
+    model: Vec<u8>,
+}
+
+/// Model bytes cross as a `Uint8Array`.
+mod serde_bytes_as_array {
+    pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+}
+
+fn parse_options(classes: &[String], options: JsValue) -> Result<TrainConfig, JsError> {
+    let o: Options = if options.is_undefined() {
+        Options::default()
+    } else {
+        serde_wasm_bindgen::from_value(options).map_err(js_err)?
+    };
+    if classes.len() < 2 {
+        return Err(JsError::new("train: need at least two classes"));
+    }
+    let d = TrainConfig::default();
+    Ok(TrainConfig {
+        epochs: o.epochs.unwrap_or(100),
+        lr: o.lr.unwrap_or(3e-3),
+        optimizer: Optimizer::parse(o.optimizer.as_deref().unwrap_or("adam"), o.weight_decay.unwrap_or(0.0))
+            .map_err(js_err)?,
+        loss: Loss::parse(o.loss.as_deref().unwrap_or("ce")).map_err(js_err)?,
+        batch_size: o.batch_size.unwrap_or(d.batch_size),
+        validation: o.validation.unwrap_or(0.0),
+        patience: o.patience,
+        seed: o.seed.unwrap_or(0),
+        ..d
+    })
+}
+
+#[wasm_bindgen]
+impl BlockTrainer {
+    #[wasm_bindgen(constructor)]
+    pub fn new(model: &[u8], blocks: usize, classes: JsValue, options: JsValue) -> Result<BlockTrainer, JsError> {
+        let classes: Vec<String> = serde_wasm_bindgen::from_value(classes).map_err(js_err)?;
+        let cfg = parse_options(&classes, options)?;
+        let backbone = crate::model::etm::ModelFile::from_bytes(model).map_err(js_err)?;
+        if backbone.is_int8() {
+            return Err(JsError::new("train: last-blocks fine-tuning needs the float backbone"));
+        }
+        let plan =
+            crate::model::forward::PreparedF32::new(&backbone.header.graph, &backbone.f32_tensors()).map_err(js_err)?;
+        let split = crate::train::blocks::split_last_blocks(&plan.graph, blocks).map_err(js_err)?;
+        Ok(BlockTrainer {
+            backbone,
+            plan,
+            split,
+            classes,
+            cfg,
+            features: vec![],
+            labels: vec![],
+            dim: 0,
+            session: None,
+        })
+    }
+
+    /// Adds one RGBA (or RGB, `channels` 3) image: preprocessed and run through the frozen prefix.
+    #[wasm_bindgen(js_name = addImage)]
+    pub fn add_image(&mut self, pixels: &[u8], width: usize, height: usize, label: usize) -> Result<(), JsError> {
+        if label >= self.classes.len() {
+            return Err(JsError::new(&format!("train: label {label} outside 0..{}", self.classes.len())));
+        }
+        let channels = if width * height * 4 == pixels.len() { 4 } else { 3 };
+        let x = crate::preprocess::preprocess(pixels, width, height, channels, &self.backbone.header.preprocess)
+            .map_err(js_err)?;
+        let values = self.plan.forward_prefix(x, self.split.cut).map_err(js_err)?;
+        let cut = values.last().ok_or_else(|| JsError::new("train: empty prefix"))?;
+        self.dim = cut.len();
+        self.features.extend_from_slice(cut.data());
+        self.labels.push(label);
+        Ok(())
+    }
+
+    #[wasm_bindgen(js_name = sampleCount)]
+    pub fn sample_count(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn start(&mut self) -> Result<(), JsError> {
+        let data = Dataset {
+            features: &self.features,
+            labels: &self.labels,
+            dim: self.dim.max(1),
+            variants: 1,
+            classes: self.classes.len(),
+        };
+        let suffix = crate::train::finetune::probed_suffix(&self.plan, self.split.clone(), &data, &self.cfg, 0.1)
+            .map_err(js_err)?;
+        self.session = Some(Session::new(suffix, &data, &self.cfg).map_err(js_err)?);
+        Ok(())
+    }
+
+    #[wasm_bindgen(js_name = runEpoch)]
+    pub fn run_epoch(&mut self) -> Result<JsValue, JsError> {
+        let data = Dataset {
+            features: &self.features,
+            labels: &self.labels,
+            dim: self.dim.max(1),
+            variants: 1,
+            classes: self.classes.len(),
+        };
+        let session = self.session.as_mut().ok_or_else(|| JsError::new("train: call start() first"))?;
+        match session.run_epoch(&data, &mut |_| true).map_err(js_err)? {
+            Some(p) => serde_wasm_bindgen::to_value(&p).map_err(js_err),
+            None => Ok(JsValue::NULL),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(s) = self.session.as_mut() {
+            s.stop();
+        }
+    }
+
+    /// How training went and the fine-tuned model as `.etm` bytes (ends the run).
+    pub fn result(&mut self) -> Result<JsValue, JsError> {
+        let session = self.session.take().ok_or_else(|| JsError::new("train: nothing trained (call start())"))?;
+        let r = session.finish();
+        let model = crate::train::finetune::with_suffix(&self.backbone, &r.model, &self.classes).map_err(js_err)?;
+        let out = BlockOutput {
+            history: r.history,
+            validation_accuracy: r.validation.as_ref().map(|c| c.accuracy()),
+            confusion: r.validation.map(|c| c.counts),
+            stopped_early: r.stopped_early,
+            cancelled: r.cancelled,
+            model: model.to_bytes().map_err(js_err)?,
+        };
+        serde_wasm_bindgen::to_value(&out).map_err(js_err)
     }
 }

@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { launch, openPage, startServer, OUT_DIR } from './browser.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -150,4 +151,54 @@ test('time per epoch in the browser (benchmark figures, not asserted)', async ()
   }
   fs.writeFileSync(path.join(OUT_DIR, 'train-timing.json'), JSON.stringify({ chromium: true, dim: 1280, rows }, null, 2));
   assert.equal(rows.length, 5);
+});
+
+test('the last block fine-tunes in the browser and yields a model the CLI reads', async () => {
+  const model = path.join(ROOT, 'www/models/efficientnet_lite0.f32.etm');
+  assert.ok(fs.existsSync(model), 'www/models/ must be built first (scripts/models.sh, run by npm test)');
+  const r = await page.evaluate(async () => {
+    const { m } = globalThis;
+    const bytes = new Uint8Array(await (await fetch('/models/efficientnet_lite0.f32.etm')).arrayBuffer());
+    // Three classes of 32x32 RGBA images: mostly red, green or blue, with a deterministic texture.
+    const image = (c, i) => {
+      const px = new Uint8Array(32 * 32 * 4);
+      for (let p = 0; p < 32 * 32; p++) {
+        const t = ((p * 7 + i * 13) % 17) * 6;
+        for (let ch = 0; ch < 3; ch++) px[p * 4 + ch] = ch === c ? 180 + (t % 60) : 30 + t;
+        px[p * 4 + 3] = 255;
+      }
+      return px;
+    };
+    const t = new m.BlockTrainer(bytes, 1, ['red', 'green', 'blue'], { epochs: 3, lr: 3e-3, seed: 1 });
+    const t0 = performance.now();
+    for (let c = 0; c < 3; c++) for (let i = 0; i < 4; i++) t.addImage(image(c, i), 32, 32, c);
+    const addMs = (performance.now() - t0) / 12;
+    const t1 = performance.now();
+    t.start();
+    const startMs = performance.now() - t1;
+    const epochs = [];
+    let p;
+    while ((p = t.runEpoch()) !== null) epochs.push(p);
+    const trainMs = performance.now() - t1 - startMs;
+    const out = t.result();
+    const errors = [];
+    try { new m.BlockTrainer(new Uint8Array([1, 2, 3]), 1, ['a', 'b']); } catch (e) { errors.push(String(e.message)); }
+    try { new m.BlockTrainer(bytes, 99, ['a', 'b']); } catch (e) { errors.push(String(e.message)); }
+    return { addMs, startMs, msPerEpoch: trainMs / epochs.length, epochs: epochs.length, last: epochs.at(-1),
+             model: Array.from(out.model), errors };
+  });
+  console.log(`browser last-block training: ${r.addMs.toFixed(0)} ms per added image (prefix forward), ` +
+    `${r.startMs.toFixed(0)} ms linear probe, ${r.msPerEpoch.toFixed(0)} ms/epoch for 12 samples`);
+  assert.equal(r.epochs, 3);
+  assert.equal(r.last.accuracy, 1, 'three colour classes are learned');
+  assert.equal(r.errors.length, 2);
+  assert.ok(r.errors.every((e) => e.length > 10), r.errors.join(' | '));
+  const file = path.join(OUT_DIR, 'browser-finetuned.etm');
+  fs.writeFileSync(file, Buffer.from(r.model));
+  const info = execFileSync(path.join(ROOT, 'target/release/edgetune'), ['info', file], { encoding: 'utf8' });
+  assert.match(info, /red/);
+  assert.match(info, /fine-tuned|blue/);
+  const timing = JSON.parse(fs.readFileSync(path.join(OUT_DIR, 'train-timing.json'), 'utf8'));
+  timing.lastBlocks = { samples: 12, msPerAddedImage: r.addMs, msLinearProbe: r.startMs, msPerEpoch: r.msPerEpoch };
+  fs.writeFileSync(path.join(OUT_DIR, 'train-timing.json'), JSON.stringify(timing, null, 2));
 });
