@@ -69,13 +69,24 @@ struct TrainOutput {
 
 impl HeadTrainer {
     fn data(&self) -> Dataset<'_> {
-        Dataset {
-            features: &self.features,
-            labels: &self.labels,
-            dim: self.dim,
-            variants: 1,
-            classes: self.classes.len(),
-        }
+        dataset(&self.features, &self.labels, self.dim, self.classes.len())
+    }
+}
+
+/// The trainers' samples as a training set (one variant per sample).
+fn dataset<'a>(features: &'a [f32], labels: &'a [usize], dim: usize, classes: usize) -> Dataset<'a> {
+    Dataset { features, labels, dim, variants: 1, classes }
+}
+
+/// One epoch of a started session, as the JS progress object (or `null` when over).
+fn epoch_js<M: crate::train::trainer::Trainable>(
+    session: &mut Option<Session<M>>,
+    data: &Dataset,
+) -> Result<JsValue, JsError> {
+    let session = session.as_mut().ok_or_else(|| JsError::new("train: call start() first"))?;
+    match session.run_epoch(data, &mut |_| true).map_err(js_err)? {
+        Some(p) => serde_wasm_bindgen::to_value(&p).map_err(js_err),
+        None => Ok(JsValue::NULL),
     }
 }
 
@@ -129,18 +140,8 @@ impl HeadTrainer {
     /// Runs one epoch; returns its progress event, or `null` when the run is over.
     #[wasm_bindgen(js_name = runEpoch)]
     pub fn run_epoch(&mut self) -> Result<JsValue, JsError> {
-        let data = Dataset {
-            features: &self.features,
-            labels: &self.labels,
-            dim: self.dim,
-            variants: 1,
-            classes: self.classes.len(),
-        };
-        let session = self.session.as_mut().ok_or_else(|| JsError::new("train: call start() first"))?;
-        match session.run_epoch(&data, &mut |_| true).map_err(js_err)? {
-            Some(p) => serde_wasm_bindgen::to_value(&p).map_err(js_err),
-            None => Ok(JsValue::NULL),
-        }
+        let data = dataset(&self.features, &self.labels, self.dim, self.classes.len());
+        epoch_js(&mut self.session, &data)
     }
 
     /// Stops the run after the current epoch; `result()` returns the best head so far.
@@ -291,13 +292,7 @@ impl BlockTrainer {
     }
 
     pub fn start(&mut self) -> Result<(), JsError> {
-        let data = Dataset {
-            features: &self.features,
-            labels: &self.labels,
-            dim: self.dim.max(1),
-            variants: 1,
-            classes: self.classes.len(),
-        };
+        let data = dataset(&self.features, &self.labels, self.dim.max(1), self.classes.len());
         let suffix = crate::train::finetune::probed_suffix(&self.plan, self.split.clone(), &data, &self.cfg, 0.1)
             .map_err(js_err)?;
         self.session = Some(Session::new(suffix, &data, &self.cfg).map_err(js_err)?);
@@ -306,18 +301,8 @@ impl BlockTrainer {
 
     #[wasm_bindgen(js_name = runEpoch)]
     pub fn run_epoch(&mut self) -> Result<JsValue, JsError> {
-        let data = Dataset {
-            features: &self.features,
-            labels: &self.labels,
-            dim: self.dim.max(1),
-            variants: 1,
-            classes: self.classes.len(),
-        };
-        let session = self.session.as_mut().ok_or_else(|| JsError::new("train: call start() first"))?;
-        match session.run_epoch(&data, &mut |_| true).map_err(js_err)? {
-            Some(p) => serde_wasm_bindgen::to_value(&p).map_err(js_err),
-            None => Ok(JsValue::NULL),
-        }
+        let data = dataset(&self.features, &self.labels, self.dim.max(1), self.classes.len());
+        epoch_js(&mut self.session, &data)
     }
 
     pub fn stop(&mut self) {
