@@ -150,7 +150,18 @@ fn progress_bar(len: usize, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// Restores the default SIGPIPE action, so `edgetune ... | head` ends quietly like other
+/// command-line tools instead of panicking on a failed write (Rust ignores SIGPIPE).
+fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Conformance { dir, only, quiet } => conformance_cmd(dir, only, quiet),
