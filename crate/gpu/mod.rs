@@ -1,9 +1,16 @@
 //! GPU access through wgpu (WebGPU in the browser; Vulkan/Metal/DX12 natively).
 //!
-//! For now this module finds an adapter and reports what it is and whether WGSL's
+//! This module finds an adapter and reports what it is and whether WGSL's
 //! `packed_4x8_integer_dot_product` (`dot4I8Packed`) is available, which decides the int8
-//! GEMM variant. The WGSL kernels, pipelines and the execution plan arrive with the
-//! WebGPU backend; the device is created by the caller and passed in, never inside kernels.
+//! GEMM variant. [`context`] holds the device kernels run on (created by the caller, passed
+//! in); [`gemm`] is the first WGSL kernel, the int8 GEMM with fused requantization, in both
+//! variants (native builds only for now: its readback blocks). The rest of the kernels and
+//! the execution plan are the WebGPU backend's work.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod context;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod gemm;
 
 use crate::error::{Error, Result};
 
@@ -43,6 +50,11 @@ pub async fn probe() -> Result<AdapterReport> {
         })
         .await
         .map_err(|e| Error::Gpu(format!("no GPU adapter: {e}")))?;
+    Ok(report(&instance, &adapter))
+}
+
+/// What `adapter` is and whether `instance` compiles WGSL's packed int8 dot product.
+fn report(instance: &wgpu::Instance, adapter: &wgpu::Adapter) -> AdapterReport {
     let info = adapter.get_info();
     let device_type = match info.device_type {
         wgpu::DeviceType::DiscreteGpu => "discrete",
@@ -51,12 +63,12 @@ pub async fn probe() -> Result<AdapterReport> {
         wgpu::DeviceType::Cpu => "cpu",
         wgpu::DeviceType::Other => "other",
     };
-    Ok(AdapterReport {
+    AdapterReport {
         name: info.name.clone(),
         backend: info.backend.to_str().to_string(),
         device_type: device_type.to_string(),
         packed_int8_dot: instance
             .wgsl_language_features()
             .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct),
-    })
+    }
 }

@@ -1,0 +1,116 @@
+//! The WGSL int8 GEMM (both dot-product variants) against the CPU reference, bit-exact:
+//! `requantize(gemm_i8_acc(...))` from `crate::ops` and `crate::quant`. Runs on whatever
+//! adapter wgpu finds (lavapipe in CI); with `EDGETUNE_REQUIRE_GPU=1` (set by `npm test`)
+//! a missing adapter fails instead of skipping.
+
+use std::sync::OnceLock;
+
+use edgetune::gpu::context::GpuContext;
+use edgetune::gpu::gemm::{pack_rows, DotVariant, GemmI8, GemmOutput};
+use edgetune::ops::gemm::gemm_i8_acc;
+use edgetune::quant::requantize;
+use proptest::prelude::*;
+
+struct Gpu {
+    ctx: GpuContext,
+    kernels: Vec<GemmI8>,
+}
+
+fn gpu() -> Option<&'static Gpu> {
+    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match pollster::block_on(GpuContext::new()) {
+        Ok(ctx) => {
+            let mut kernels = vec![GemmI8::new(&ctx, DotVariant::Unpacked).expect("unpacked kernel compiles")];
+            if ctx.report.packed_int8_dot {
+                kernels.push(GemmI8::new(&ctx, DotVariant::Packed).expect("dot4I8Packed kernel compiles"));
+            }
+            eprintln!("GPU: {} ({} variants)", ctx.report.describe(), kernels.len());
+            Some(Gpu { ctx, kernels })
+        }
+        Err(e) if std::env::var("EDGETUNE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("{e} (install Mesa's Vulkan drivers: apt-get install mesa-vulkan-drivers)")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    })
+    .as_ref()
+}
+
+#[derive(Debug)]
+struct Case {
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Vec<i8>,
+    za: i32,
+    b: Vec<i8>,
+    bias: Option<Vec<i32>>,
+    mult: Vec<f32>,
+    zp: i32,
+    lo: i32,
+    hi: i32,
+}
+
+fn cpu(c: &Case) -> Vec<i8> {
+    let acc = gemm_i8_acc(&c.a, c.za, &c.b, &[0], c.bias.as_deref(), c.m, c.k, c.n).expect("cpu gemm");
+    acc.iter().enumerate().map(|(i, &v)| requantize(v, c.mult[i % c.n], c.zp, c.lo, c.hi) as i8).collect()
+}
+
+fn check(c: &Case) {
+    let Some(g) = gpu() else { return };
+    let want = cpu(c);
+    let out = GemmOutput { multipliers: &c.mult, zero_point: c.zp, lo: c.lo, hi: c.hi };
+    for kernel in &g.kernels {
+        let got = kernel.run(&g.ctx, &c.a, c.za, &c.b, c.bias.as_deref(), &out, (c.m, c.k, c.n)).expect("gpu gemm");
+        assert_eq!(got, want, "{} variant, m {} k {} n {}", kernel.variant.name(), c.m, c.k, c.n);
+    }
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (1usize..12, 1usize..40, 1usize..12, -128i32..=127, -128i32..=127, any::<bool>(), any::<u64>()).prop_map(
+        |(m, k, n, za, zp, relu6, seed)| {
+            let mut s = seed | 1;
+            let mut next = move || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s
+            };
+            let a = (0..m * k).map(|_| next() as i8).collect();
+            let b = (0..n * k).map(|_| (next() % 255) as i8).map(|v| v.max(-127)).collect();
+            let bias = (next() % 2 == 0).then(|| (0..n).map(|_| (next() % 200_001) as i32 - 100_000).collect());
+            // Multipliers spanning the realistic range; some land results on exact .5 ties.
+            let mult =
+                (0..n).map(|_| [1e-4f32, 3.7e-4, 0.0019, 0.0125, 0.5, 1.0 / 1024.0][next() as usize % 6]).collect();
+            let (lo, hi) = if relu6 { (zp, (zp + 40).min(127)) } else { (-128, 127) };
+            Case { m, k, n, a, za, b, bias, mult, zp, lo, hi }
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn gpu_gemm_equals_cpu_reference(c in case()) {
+        check(&c);
+    }
+}
+
+/// Accumulators beyond 2^24, where a GPU's own i32 -> f32 conversion may round differently:
+/// the WGSL requant's split conversion must still match Rust's `acc as f32`.
+#[test]
+fn large_accumulators_convert_exactly() {
+    let (m, k, n) = (3, 1000, 5);
+    let a: Vec<i8> = (0..m * k).map(|i| if i % 7 == 0 { 127 } else { -128 }).collect();
+    let b: Vec<i8> = (0..n * k).map(|i| if i % 5 == 0 { 1 } else { -127 }).collect();
+    let bias = Some((0..n as i32).map(|c| c * 12_345 + 1).collect());
+    let mult = vec![3.0e-6, 1.0 / 262_144.0, 4.1e-6, 2.9e-6, 1.0e-6];
+    check(&Case { m, k, n, a, za: 127, b, bias, mult, zp: -3, lo: -128, hi: 127 });
+}
+
+#[test]
+fn packing_puts_byte_zero_at_the_lowest_k() {
+    assert_eq!(pack_rows(&[1, -1, 2, -2, 3], 1, 5), vec![0xFE02_FF01, 0x0000_0003]);
+}
