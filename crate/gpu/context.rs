@@ -19,14 +19,7 @@ pub struct GpuContext {
 impl GpuContext {
     /// Requests an adapter and a device with the adapter's own limits.
     pub async fn new() -> Result<Self> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| Error::Gpu(format!("no GPU adapter: {e}")))?;
+        let (instance, adapter) = super::adapter().await?;
         let report = super::report(&instance, &adapter);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {

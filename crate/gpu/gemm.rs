@@ -13,11 +13,11 @@
 //! This is the plain kernel (one invocation per output, no tiling): it fixes the numerics
 //! and the plumbing; tiling and the rest of the network's kernels come next.
 
-use wgpu::util::DeviceExt;
-
 use super::context::GpuContext;
+use super::kernel::{bytes, compile, run_once, REQUANT_WGSL};
 use crate::error::{Error, Result};
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
+use crate::quant::Requant;
 
 /// Which 4-lane int8 dot product the kernel uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +37,6 @@ impl DotVariant {
     }
 }
 
-const REQUANT: &str = include_str!("../../shaders/requant.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm_i8_requant.wgsl");
 const DOT_PACKED: &str = include_str!("../../shaders/dot4_i8_packed.wgsl");
 const DOT_UNPACKED: &str = include_str!("../../shaders/dot4_i8_unpacked.wgsl");
@@ -48,21 +47,13 @@ pub fn shader_source(variant: DotVariant) -> String {
         DotVariant::Packed => DOT_PACKED,
         DotVariant::Unpacked => DOT_UNPACKED,
     };
-    format!("{dot}\n{REQUANT}\n{GEMM}")
+    format!("{dot}\n{REQUANT_WGSL}\n{GEMM}")
 }
 
 /// A compiled GEMM pipeline.
 pub struct GemmI8 {
     pub variant: DotVariant,
     pipeline: wgpu::ComputePipeline,
-}
-
-/// Requantization of the GEMM's outputs: per-column multipliers, zero point and clamp bounds.
-pub struct GemmOutput<'a> {
-    pub multipliers: &'a [f32],
-    pub zero_point: i32,
-    pub lo: i32,
-    pub hi: i32,
 }
 
 /// Packs rows of `k` int8 values into `ceil(k / 4)` u32 words each, zero-padded.
@@ -83,46 +74,30 @@ impl GemmI8 {
         if variant == DotVariant::Packed && !ctx.report.packed_int8_dot {
             return Err(Error::Gpu(format!("{} has no packed_4x8_integer_dot_product", ctx.report.describe())));
         }
-        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("gemm_i8_requant"),
-            source: wgpu::ShaderSource::Wgsl(shader_source(variant).into()),
-        });
-        let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("gemm_i8_requant"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("gemm_i8_requant ({}): {e}", variant.name())));
-        }
+        let pipeline = compile(ctx, &format!("gemm_i8_requant ({})", variant.name()), &shader_source(variant))?;
         Ok(GemmI8 { variant, pipeline })
     }
 
-    /// Runs `requantize(A · Bᵀ + bias)` and returns `[m, n]` int8 values.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs `requantize(A · Bᵀ + bias)` (the CPU's [`Requant`] for the output) and returns
+    /// `[m, n]` int8 values.
     pub fn run(
         &self,
         ctx: &GpuContext,
-        a: &[i8],
-        za: i32,
+        (a, za): (&[i8], i32),
         b: &[i8],
         bias: Option<&[i32]>,
-        out: &GemmOutput,
+        rq: &Requant,
         (m, k, n): (usize, usize, usize),
     ) -> Result<Vec<i8>> {
         const OP: &str = "gemm_i8 (gpu)";
         if m == 0 || n == 0 || k == 0 || a.len() != m * k || b.len() != n * k {
             return Err(Error::shape(OP, format!("A {} / B {} values for m {m}, k {k}, n {n}", a.len(), b.len())));
         }
-        if bias.is_some_and(|v| v.len() != n) || out.multipliers.len() != n {
+        if bias.is_some_and(|v| v.len() != n) || rq.multipliers.len() != n {
             return Err(Error::shape(OP, format!("bias and multipliers must have {n} values")));
         }
         check_int8_reduction(OP, k)?;
-        check_int8_zero_points(OP, &[za, out.zero_point])?;
+        check_int8_zero_points(OP, &[za, rq.zero_point])?;
         let k4 = k.div_ceil(4);
         let bias_eff: Vec<i32> = (0..n)
             .map(|c| {
@@ -130,78 +105,16 @@ impl GemmI8 {
                 bias.map_or(0, |v| v[c]).wrapping_sub(za.wrapping_mul(rowsum))
             })
             .collect();
-        let params: [u32; 8] =
-            [m as u32, n as u32, k4 as u32, out.zero_point as u32, out.lo as u32, out.hi as u32, 0, 0];
-        let dev = &ctx.device;
-        let storage = |label: &str, bytes: &[u8]| {
-            dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytes,
-                usage: wgpu::BufferUsages::STORAGE,
-            })
-        };
-        let words = |v: &[u32]| v.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
-        let pa = words(&pack_rows(a, m, k));
-        let pb = words(&pack_rows(b, n, k));
-        let pbias: Vec<u8> = bias_eff.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let pmult: Vec<u8> = out.multipliers.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
-        let uniform = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("gemm params"),
-            contents: &words(&params),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let (ba, bb, bbias, bmult) =
-            (storage("A", &pa), storage("B", &pb), storage("bias", &pbias), storage("mult", &pmult));
-        let out_bytes = (m * n * 4) as u64;
-        let bout = dev.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("out"),
-            size: out_bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let readback = dev.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: out_bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let entries: Vec<wgpu::BindGroupEntry> = [&uniform, &ba, &bb, &bbias, &bmult, &bout]
-            .iter()
-            .enumerate()
-            .map(|(i, buf)| wgpu::BindGroupEntry { binding: i as u32, resource: buf.as_entire_binding() })
-            .collect();
-        let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("gemm"),
-            layout: &self.pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("gemm") });
-        {
-            let mut pass =
-                enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("gemm"), timestamp_writes: None });
-            pass.set_pipeline(&self.pipeline);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(n.div_ceil(8) as u32, m.div_ceil(8) as u32, 1);
-        }
-        enc.copy_buffer_to_buffer(&bout, 0, &readback, 0, out_bytes);
-        ctx.queue.submit(Some(enc.finish()));
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("gemm_i8 dispatch: {e}")));
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        readback.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("device poll: {e}")))?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("readback never completed".into()))?
-            .map_err(|e| Error::Gpu(format!("readback: {e}")))?;
-        let view = readback.get_mapped_range(..).map_err(|e| Error::Gpu(format!("readback view: {e}")))?;
-        let values: Vec<i8> =
-            view.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i8).collect();
-        drop(view);
-        readback.unmap();
-        Ok(values)
+        let params = [m as u32, n as u32, k4 as u32, rq.zero_point as u32, rq.lo as u32, rq.hi as u32, 0, 0];
+        let out = run_once(
+            ctx,
+            &self.pipeline,
+            OP,
+            &bytes(&params),
+            &[&bytes(&pack_rows(a, m, k)), &bytes(&pack_rows(b, n, k)), &bytes(&bias_eff), &bytes(&rq.multipliers)],
+            m * n,
+            [n.div_ceil(8) as u32, m.div_ceil(8) as u32, 1],
+        )?;
+        Ok(out.into_iter().map(|v| v as i8).collect())
     }
 }

@@ -10,7 +10,11 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod context;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod dwconv;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod gemm;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod kernel;
 
 use crate::error::{Error, Result};
 
@@ -42,6 +46,12 @@ impl AdapterReport {
 
 /// Requests a high-performance adapter and reports it; an error when none exists.
 pub async fn probe() -> Result<AdapterReport> {
+    let (instance, adapter) = adapter().await?;
+    Ok(report(&instance, &adapter))
+}
+
+/// A high-performance adapter (backends from `WGPU_BACKEND`), with its instance.
+async fn adapter() -> Result<(wgpu::Instance, wgpu::Adapter)> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapter = instance
         .request_adapter(&wgpu::RequestAdapterOptions {
@@ -50,7 +60,7 @@ pub async fn probe() -> Result<AdapterReport> {
         })
         .await
         .map_err(|e| Error::Gpu(format!("no GPU adapter: {e}")))?;
-    Ok(report(&instance, &adapter))
+    Ok((instance, adapter))
 }
 
 /// What `adapter` is and whether `instance` compiles WGSL's packed int8 dot product.

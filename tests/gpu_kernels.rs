@@ -1,19 +1,25 @@
-//! The WGSL int8 GEMM (both dot-product variants) against the CPU reference, bit-exact:
-//! `requantize(gemm_i8_acc(...))` from `crate::ops` and `crate::quant`. Runs on whatever
+//! The WGSL kernels against the CPU reference, bit-exact: the int8 GEMM (both dot-product
+//! variants) against `requantize(gemm_i8_acc(...))`, the depthwise convolution against
+//! `conv2d_i8`, over property-tested shapes and quantization parameters. Runs on whatever
 //! adapter wgpu finds (lavapipe in CI); with `EDGETUNE_REQUIRE_GPU=1` (set by `npm test`)
 //! a missing adapter fails instead of skipping.
 
 use std::sync::OnceLock;
 
 use edgetune::gpu::context::GpuContext;
-use edgetune::gpu::gemm::{pack_rows, DotVariant, GemmI8, GemmOutput};
+use edgetune::gpu::dwconv::DwConvI8;
+use edgetune::gpu::gemm::{pack_rows, DotVariant, GemmI8};
+use edgetune::ops::conv::{conv2d_i8, Conv2dParams};
 use edgetune::ops::gemm::gemm_i8_acc;
-use edgetune::quant::requantize;
+use edgetune::ops::Padding;
+use edgetune::quant::{requantize, Activation, OutputQuant, QParams, Requant};
+use edgetune::QTensor;
 use proptest::prelude::*;
 
 struct Gpu {
     ctx: GpuContext,
     kernels: Vec<GemmI8>,
+    dwconv: DwConvI8,
 }
 
 fn gpu() -> Option<&'static Gpu> {
@@ -24,8 +30,9 @@ fn gpu() -> Option<&'static Gpu> {
             if ctx.report.packed_int8_dot {
                 kernels.push(GemmI8::new(&ctx, DotVariant::Packed).expect("dot4I8Packed kernel compiles"));
             }
-            eprintln!("GPU: {} ({} variants)", ctx.report.describe(), kernels.len());
-            Some(Gpu { ctx, kernels })
+            eprintln!("GPU: {} ({} GEMM variants)", ctx.report.describe(), kernels.len());
+            let dwconv = DwConvI8::new(&ctx).expect("depthwise kernel compiles");
+            Some(Gpu { ctx, kernels, dwconv })
         }
         Err(e) if std::env::var("EDGETUNE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
             panic!("{e} (install Mesa's Vulkan drivers: apt-get install mesa-vulkan-drivers)")
@@ -61,9 +68,9 @@ fn cpu(c: &Case) -> Vec<i8> {
 fn check(c: &Case) {
     let Some(g) = gpu() else { return };
     let want = cpu(c);
-    let out = GemmOutput { multipliers: &c.mult, zero_point: c.zp, lo: c.lo, hi: c.hi };
+    let rq = Requant { multipliers: c.mult.clone(), zero_point: c.zp, lo: c.lo, hi: c.hi };
     for kernel in &g.kernels {
-        let got = kernel.run(&g.ctx, &c.a, c.za, &c.b, c.bias.as_deref(), &out, (c.m, c.k, c.n)).expect("gpu gemm");
+        let got = kernel.run(&g.ctx, (&c.a, c.za), &c.b, c.bias.as_deref(), &rq, (c.m, c.k, c.n)).expect("gpu gemm");
         assert_eq!(got, want, "{} variant, m {} k {} n {}", kernel.variant.name(), c.m, c.k, c.n);
     }
 }
@@ -113,4 +120,73 @@ fn large_accumulators_convert_exactly() {
 #[test]
 fn packing_puts_byte_zero_at_the_lowest_k() {
     assert_eq!(pack_rows(&[1, -1, 2, -2, 3], 1, 5), vec![0xFE02_FF01, 0x0000_0003]);
+}
+
+#[derive(Debug)]
+struct DwCase {
+    shape: [usize; 4],
+    kernel: usize,
+    stride: usize,
+    same: bool,
+    x: Vec<i8>,
+    sx: f32,
+    zx: i32,
+    w: Vec<i8>,
+    sw: Vec<f32>,
+    bias: Option<Vec<i32>>,
+    out: (f32, i32, Activation),
+}
+
+fn dw_case() -> impl Strategy<Value = DwCase> {
+    (1usize..3, 1usize..10, 1usize..10, 1usize..12, prop::bool::ANY, 1usize..3, any::<bool>(), any::<u64>()).prop_map(
+        |(n, h, w, c, five, stride, same, seed)| {
+            let kernel = if five { 5 } else { 3 };
+            let (h, w) = if same { (h, w) } else { (h + kernel, w + kernel) };
+            let mut s = seed | 1;
+            let mut next = move || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                s
+            };
+            let x = (0..n * h * w * c).map(|_| next() as i8).collect();
+            let wts = (0..c * kernel * kernel).map(|_| (next() % 255) as i8).map(|v| v.max(-127)).collect();
+            let sw = (0..c).map(|_| 0.001 + (next() % 1000) as f32 * 1e-5).collect();
+            let bias = (next() % 2 == 0).then(|| (0..c).map(|_| (next() % 20_001) as i32 - 10_000).collect());
+            let act = [Activation::None, Activation::Relu, Activation::Relu6][next() as usize % 3];
+            let out = (0.02 + (next() % 100) as f32 * 0.003, (next() % 256) as i32 - 128, act);
+            let zx = (next() % 256) as i32 - 128;
+            DwCase { shape: [n, h, w, c], kernel, stride, same, x, sx: 0.05, zx, w: wts, sw, bias, out }
+        },
+    )
+}
+
+fn check_dw(c: &DwCase) {
+    let Some(g) = gpu() else { return };
+    let [_, _, _, ch] = c.shape;
+    let p = Conv2dParams {
+        stride: [c.stride, c.stride],
+        padding: if c.same { Padding::SameUpper } else { Padding::VALID },
+        groups: ch,
+        ..Default::default()
+    };
+    let w_shape = [ch, c.kernel, c.kernel, 1];
+    let xq = QTensor::from_i8(c.shape.to_vec(), c.x.clone(), QParams::per_tensor(c.sx, c.zx).unwrap()).unwrap();
+    let wq = QTensor::from_i8(w_shape.to_vec(), c.w.clone(), QParams::per_axis(0, c.sw.clone(), vec![0; ch]).unwrap())
+        .unwrap();
+    let out = OutputQuant::new(c.out.0, c.out.1, c.out.2).unwrap();
+    let want = conv2d_i8(&xq, &wq, c.bias.as_deref(), &p, &out).expect("cpu conv");
+    let rq = Requant::new("test", c.sx, &c.sw, &out).unwrap();
+    let (got, shape) =
+        g.dwconv.run(&g.ctx, (&c.x, &c.shape, c.zx), (&c.w, &w_shape), c.bias.as_deref(), &p, &rq).expect("gpu dwconv");
+    assert_eq!(shape.to_vec(), want.shape().to_vec());
+    assert_eq!(got, want.i8_data("test").unwrap(), "{c:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn gpu_depthwise_conv_equals_cpu_reference(c in dw_case()) {
+        check_dw(&c);
+    }
 }
