@@ -1,18 +1,20 @@
 //! The WGSL kernels against the CPU reference, bit-exact: the int8 GEMM (both dot-product
 //! variants) against `requantize(gemm_i8_acc(...))`, the depthwise convolution against
-//! `conv2d_i8`, over property-tested shapes and quantization parameters. Runs on whatever
+//! `conv2d_i8`, the residual add against `add_i8`, over property-tested shapes and quantization parameters. Runs on whatever
 //! adapter wgpu finds (lavapipe in CI); with `EDGETUNE_REQUIRE_GPU=1` (set by `npm test`)
 //! a missing adapter fails instead of skipping.
 
 use std::sync::OnceLock;
 
+use edgetune::gpu::add::AddI8;
 use edgetune::gpu::context::GpuContext;
 use edgetune::gpu::dwconv::DwConvI8;
 use edgetune::gpu::gemm::{pack_rows, DotVariant, GemmI8};
+use edgetune::ops::add::add_i8;
 use edgetune::ops::conv::{conv2d_i8, Conv2dParams};
 use edgetune::ops::gemm::gemm_i8_acc;
 use edgetune::ops::Padding;
-use edgetune::quant::{requantize, Activation, OutputQuant, QParams, Requant};
+use edgetune::quant::{requantize, Activation, AddRequant, OutputQuant, QParams, Requant};
 use edgetune::QTensor;
 use proptest::prelude::*;
 
@@ -20,6 +22,7 @@ struct Gpu {
     ctx: GpuContext,
     kernels: Vec<GemmI8>,
     dwconv: DwConvI8,
+    add: AddI8,
 }
 
 fn gpu() -> Option<&'static Gpu> {
@@ -32,7 +35,8 @@ fn gpu() -> Option<&'static Gpu> {
             }
             eprintln!("GPU: {} ({} GEMM variants)", ctx.report.describe(), kernels.len());
             let dwconv = DwConvI8::new(&ctx).expect("depthwise kernel compiles");
-            Some(Gpu { ctx, kernels, dwconv })
+            let add = AddI8::new(&ctx).expect("add kernel compiles");
+            Some(Gpu { ctx, kernels, dwconv, add })
         }
         Err(e) if std::env::var("EDGETUNE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
             panic!("{e} (install Mesa's Vulkan drivers: apt-get install mesa-vulkan-drivers)")
@@ -188,5 +192,27 @@ proptest! {
     #[test]
     fn gpu_depthwise_conv_equals_cpu_reference(c in dw_case()) {
         check_dw(&c);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn gpu_int8_add_equals_cpu_reference(
+        a in prop::collection::vec(any::<i8>(), 1..700),
+        seed in any::<u64>(),
+        (sa, za, sb, zb, sy, zy) in (0.001f32..0.5, -128i32..=127, 0.001f32..0.5, -128i32..=127, 0.001f32..0.5, -128i32..=127),
+        act in 0usize..3,
+    ) {
+        let Some(g) = gpu() else { return Ok(()) };
+        let b: Vec<i8> = a.iter().enumerate().map(|(i, &v)| (v as i64 * 31 + i as i64 * 7 + seed as i64 % 97) as i8).collect();
+        let out = OutputQuant::new(sy, zy, [Activation::None, Activation::Relu, Activation::Relu6][act]).unwrap();
+        let shape = vec![a.len()];
+        let qa = QTensor::from_i8(shape.clone(), a.clone(), QParams::per_tensor(sa, za).unwrap()).unwrap();
+        let qb = QTensor::from_i8(shape, b.clone(), QParams::per_tensor(sb, zb).unwrap()).unwrap();
+        let want = add_i8(&qa, &qb, &out).unwrap();
+        let rq = AddRequant::new((sa, za), (sb, zb), &out).unwrap();
+        let got = g.add.run(&g.ctx, &a, &b, &rq).expect("gpu add");
+        prop_assert_eq!(got.as_slice(), want.i8_data("test").unwrap());
     }
 }

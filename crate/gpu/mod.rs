@@ -8,6 +8,8 @@
 //! the execution plan are the WebGPU backend's work.
 
 #[cfg(not(target_arch = "wasm32"))]
+pub mod add;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod context;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod dwconv;
