@@ -1,6 +1,6 @@
 //! The WGSL kernels against the CPU reference, bit-exact: the int8 GEMM (both dot-product
-//! variants) against `requantize(gemm_i8_acc(...))`, the depthwise convolution against
-//! `conv2d_i8`, the residual add against `add_i8`, over property-tested shapes and quantization parameters. Runs on whatever
+//! variants) against `requantize(gemm_i8_acc(...))`, the direct convolution (regular,
+//! grouped, depthwise) against `conv2d_i8`, the residual add against `add_i8`, over property-tested shapes and quantization parameters. Runs on whatever
 //! adapter wgpu finds (lavapipe in CI); with `EDGETUNE_REQUIRE_GPU=1` (set by `npm test`)
 //! a missing adapter fails instead of skipping.
 
@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use edgetune::gpu::add::AddI8;
 use edgetune::gpu::context::GpuContext;
-use edgetune::gpu::dwconv::DwConvI8;
+use edgetune::gpu::conv::ConvI8;
 use edgetune::gpu::gemm::{pack_rows, DotVariant, GemmI8};
 use edgetune::ops::add::add_i8;
 use edgetune::ops::conv::{conv2d_i8, Conv2dParams};
@@ -21,7 +21,7 @@ use proptest::prelude::*;
 struct Gpu {
     ctx: GpuContext,
     kernels: Vec<GemmI8>,
-    dwconv: DwConvI8,
+    conv: ConvI8,
     add: AddI8,
 }
 
@@ -34,9 +34,9 @@ fn gpu() -> Option<&'static Gpu> {
                 kernels.push(GemmI8::new(&ctx, DotVariant::Packed).expect("dot4I8Packed kernel compiles"));
             }
             eprintln!("GPU: {} ({} GEMM variants)", ctx.report.describe(), kernels.len());
-            let dwconv = DwConvI8::new(&ctx).expect("depthwise kernel compiles");
+            let conv = ConvI8::new(&ctx).expect("conv kernel compiles");
             let add = AddI8::new(&ctx).expect("add kernel compiles");
-            Some(Gpu { ctx, kernels, dwconv, add })
+            Some(Gpu { ctx, kernels, conv, add })
         }
         Err(e) if std::env::var("EDGETUNE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
             panic!("{e} (install Mesa's Vulkan drivers: apt-get install mesa-vulkan-drivers)")
@@ -127,8 +127,11 @@ fn packing_puts_byte_zero_at_the_lowest_k() {
 }
 
 #[derive(Debug)]
-struct DwCase {
+struct ConvCase {
     shape: [usize; 4],
+    /// Output channels and groups (depthwise: both equal the input channels).
+    cout: usize,
+    groups: usize,
     kernel: usize,
     stride: usize,
     same: bool,
@@ -141,9 +144,15 @@ struct DwCase {
     out: (f32, i32, Activation),
 }
 
-fn dw_case() -> impl Strategy<Value = DwCase> {
+fn conv_case() -> impl Strategy<Value = ConvCase> {
     (1usize..3, 1usize..10, 1usize..10, 1usize..12, prop::bool::ANY, 1usize..3, any::<bool>(), any::<u64>()).prop_map(
         |(n, h, w, c, five, stride, same, seed)| {
+            // Every third case a regular or grouped convolution instead of a depthwise one.
+            let (cout, groups) = match seed % 3 {
+                0 => (1 + (seed >> 8) as usize % 8, 1),
+                1 if c % 2 == 0 => (c, 2),
+                _ => (c, c),
+            };
             let kernel = if five { 5 } else { 3 };
             let (h, w) = if same { (h, w) } else { (h + kernel, w + kernel) };
             let mut s = seed | 1;
@@ -154,35 +163,37 @@ fn dw_case() -> impl Strategy<Value = DwCase> {
                 s
             };
             let x = (0..n * h * w * c).map(|_| next() as i8).collect();
-            let wts = (0..c * kernel * kernel).map(|_| (next() % 255) as i8).map(|v| v.max(-127)).collect();
-            let sw = (0..c).map(|_| 0.001 + (next() % 1000) as f32 * 1e-5).collect();
-            let bias = (next() % 2 == 0).then(|| (0..c).map(|_| (next() % 20_001) as i32 - 10_000).collect());
+            let wts =
+                (0..cout * kernel * kernel * (c / groups)).map(|_| (next() % 255) as i8).map(|v| v.max(-127)).collect();
+            let sw = (0..cout).map(|_| 0.001 + (next() % 1000) as f32 * 1e-5).collect();
+            let bias = (next() % 2 == 0).then(|| (0..cout).map(|_| (next() % 20_001) as i32 - 10_000).collect());
             let act = [Activation::None, Activation::Relu, Activation::Relu6][next() as usize % 3];
             let out = (0.02 + (next() % 100) as f32 * 0.003, (next() % 256) as i32 - 128, act);
             let zx = (next() % 256) as i32 - 128;
-            DwCase { shape: [n, h, w, c], kernel, stride, same, x, sx: 0.05, zx, w: wts, sw, bias, out }
+            ConvCase { shape: [n, h, w, c], cout, groups, kernel, stride, same, x, sx: 0.05, zx, w: wts, sw, bias, out }
         },
     )
 }
 
-fn check_dw(c: &DwCase) {
+fn check_conv(c: &ConvCase) {
     let Some(g) = gpu() else { return };
     let [_, _, _, ch] = c.shape;
     let p = Conv2dParams {
         stride: [c.stride, c.stride],
         padding: if c.same { Padding::SameUpper } else { Padding::VALID },
-        groups: ch,
+        groups: c.groups,
         ..Default::default()
     };
-    let w_shape = [ch, c.kernel, c.kernel, 1];
+    let w_shape = [c.cout, c.kernel, c.kernel, ch / c.groups];
     let xq = QTensor::from_i8(c.shape.to_vec(), c.x.clone(), QParams::per_tensor(c.sx, c.zx).unwrap()).unwrap();
-    let wq = QTensor::from_i8(w_shape.to_vec(), c.w.clone(), QParams::per_axis(0, c.sw.clone(), vec![0; ch]).unwrap())
-        .unwrap();
+    let wq =
+        QTensor::from_i8(w_shape.to_vec(), c.w.clone(), QParams::per_axis(0, c.sw.clone(), vec![0; c.cout]).unwrap())
+            .unwrap();
     let out = OutputQuant::new(c.out.0, c.out.1, c.out.2).unwrap();
     let want = conv2d_i8(&xq, &wq, c.bias.as_deref(), &p, &out).expect("cpu conv");
     let rq = Requant::new("test", c.sx, &c.sw, &out).unwrap();
     let (got, shape) =
-        g.dwconv.run(&g.ctx, (&c.x, &c.shape, c.zx), (&c.w, &w_shape), c.bias.as_deref(), &p, &rq).expect("gpu dwconv");
+        g.conv.run(&g.ctx, (&c.x, &c.shape, c.zx), (&c.w, &w_shape), c.bias.as_deref(), &p, &rq).expect("gpu conv");
     assert_eq!(shape.to_vec(), want.shape().to_vec());
     assert_eq!(got, want.i8_data("test").unwrap(), "{c:?}");
 }
@@ -190,8 +201,8 @@ fn check_dw(c: &DwCase) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
     #[test]
-    fn gpu_depthwise_conv_equals_cpu_reference(c in dw_case()) {
-        check_dw(&c);
+    fn gpu_conv_equals_cpu_reference(c in conv_case()) {
+        check_conv(&c);
     }
 }
 

@@ -12,7 +12,7 @@ pub mod add;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod context;
 #[cfg(not(target_arch = "wasm32"))]
-pub mod dwconv;
+pub mod conv;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod gemm;
 #[cfg(not(target_arch = "wasm32"))]

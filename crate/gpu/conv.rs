@@ -1,8 +1,9 @@
-//! int8 depthwise convolution with fused bias + per-channel requantization on the GPU
-//! (`shaders/dwconv_i8_requant.wgsl`): the spec of [`crate::ops::conv::conv2d_i8`] for one
-//! input and one output channel per group, any kernel size, stride and padding (3x3 and 5x5,
-//! stride 1 and 2 in EfficientNet-Lite0). Activations cross as one int8 value per 32-bit word
-//! for now (the plain form; packed activations come with the execution plan).
+//! int8 direct convolution with fused bias + per-channel requantization on the GPU
+//! (`shaders/conv_i8_requant.wgsl`): the spec of [`crate::ops::conv::conv2d_i8`] for regular,
+//! grouped and depthwise convolutions, any kernel size, stride and padding, no dilation (the
+//! stem's 3x3 stride 2 and the depthwise 3x3/5x5 stride 1/2 of EfficientNet-Lite0; pointwise
+//! convolutions are GEMMs). Activations cross as one int8 value per 32-bit word for now (the
+//! plain form; packed activations come with the execution plan).
 
 use super::context::GpuContext;
 use super::kernel::{bytes, compile, run_once, REQUANT_WGSL};
@@ -11,20 +12,20 @@ use crate::ops::conv::{Conv2dParams, ConvGeometry};
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
 use crate::quant::Requant;
 
-const DWCONV: &str = include_str!("../../shaders/dwconv_i8_requant.wgsl");
+const CONV: &str = include_str!("../../shaders/conv_i8_requant.wgsl");
 
-/// A compiled depthwise-convolution pipeline.
-pub struct DwConvI8 {
+/// A compiled convolution pipeline.
+pub struct ConvI8 {
     pipeline: wgpu::ComputePipeline,
 }
 
-impl DwConvI8 {
+impl ConvI8 {
     pub fn new(ctx: &GpuContext) -> Result<Self> {
-        Ok(DwConvI8 { pipeline: compile(ctx, "dwconv_i8_requant", &format!("{REQUANT_WGSL}\n{DWCONV}"))? })
+        Ok(ConvI8 { pipeline: compile(ctx, "conv_i8_requant", &format!("{REQUANT_WGSL}\n{CONV}"))? })
     }
 
-    /// `x` NHWC int8 with zero point `zx` (shape `x_shape`), `w` `[C, KH, KW, 1]` symmetric
-    /// int8, `bias` int32 `[C]`; returns the NHWC int8 output and its shape.
+    /// `x` NHWC int8 with zero point `zx` (shape `x_shape`), `w` OHWI symmetric int8,
+    /// `bias` int32 `[Cout]`; returns the NHWC int8 output and its shape.
     pub fn run(
         &self,
         ctx: &GpuContext,
@@ -34,10 +35,10 @@ impl DwConvI8 {
         p: &Conv2dParams,
         rq: &Requant,
     ) -> Result<(Vec<i8>, [usize; 4])> {
-        const OP: &str = "dwconv_i8 (gpu)";
+        const OP: &str = "conv_i8 (gpu)";
         let g = ConvGeometry::new(OP, x_shape, w_shape, p)?;
-        if !g.is_depthwise() || p.dilation != [1, 1] {
-            return Err(Error::invalid(OP, "only depthwise convolutions without dilation"));
+        if p.dilation != [1, 1] {
+            return Err(Error::invalid(OP, "dilation is not supported on the GPU"));
         }
         if x.len() != x_shape.iter().product::<usize>() || w.len() != w_shape.iter().product::<usize>() {
             return Err(Error::shape(OP, "data lengths do not match the shapes"));
@@ -48,11 +49,14 @@ impl DwConvI8 {
         check_int8_reduction(OP, g.reduction_len())?;
         check_int8_zero_points(OP, &[zx, rq.zero_point])?;
         let [kh, kw] = g.kernel;
-        let params: [u32; 16] = [
+        let params: [u32; 24] = [
             g.batch as u32,
             g.in_h as u32,
             g.in_w as u32,
             g.in_c as u32,
+            g.out_c as u32,
+            g.in_c_group as u32,
+            g.out_c_group as u32,
             g.out_h as u32,
             g.out_w as u32,
             kh as u32,
@@ -65,6 +69,11 @@ impl DwConvI8 {
             rq.zero_point as u32,
             rq.lo as u32,
             rq.hi as u32,
+            0,
+            0,
+            0,
+            0,
+            0,
         ];
         let widen = |v: &[i8]| v.iter().map(|&q| q as i32).collect::<Vec<i32>>();
         let zeros = vec![0i32; g.out_c];
