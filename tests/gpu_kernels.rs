@@ -1,6 +1,7 @@
 //! The WGSL kernels against the CPU reference, bit-exact: the int8 GEMM (both dot-product
 //! variants) against `requantize(gemm_i8_acc(...))`, the direct convolution (regular,
-//! grouped, depthwise) against `conv2d_i8`, the residual add against `add_i8`, over property-tested shapes and quantization parameters. Runs on whatever
+//! grouped, depthwise) against `conv2d_i8`, the global-pool sums against `global_sums_i8`,
+//! the residual add against `add_i8`, over property-tested shapes and quantization parameters. Runs on whatever
 //! adapter wgpu finds (lavapipe in CI); with `EDGETUNE_REQUIRE_GPU=1` (set by `npm test`)
 //! a missing adapter fails instead of skipping.
 
@@ -10,6 +11,8 @@ use edgetune::gpu::add::AddI8;
 use edgetune::gpu::context::GpuContext;
 use edgetune::gpu::conv::ConvI8;
 use edgetune::gpu::gemm::{pack_rows, DotVariant, GemmI8};
+use edgetune::gpu::pool::GlobalSumI8;
+use edgetune::model::int8::global_sums_i8;
 use edgetune::ops::add::add_i8;
 use edgetune::ops::conv::{conv2d_i8, Conv2dParams};
 use edgetune::ops::gemm::gemm_i8_acc;
@@ -23,6 +26,7 @@ struct Gpu {
     kernels: Vec<GemmI8>,
     conv: ConvI8,
     add: AddI8,
+    sum: GlobalSumI8,
 }
 
 fn gpu() -> Option<&'static Gpu> {
@@ -36,7 +40,8 @@ fn gpu() -> Option<&'static Gpu> {
             eprintln!("GPU: {} ({} GEMM variants)", ctx.report.describe(), kernels.len());
             let conv = ConvI8::new(&ctx).expect("conv kernel compiles");
             let add = AddI8::new(&ctx).expect("add kernel compiles");
-            Some(Gpu { ctx, kernels, conv, add })
+            let sum = GlobalSumI8::new(&ctx).expect("global sum kernel compiles");
+            Some(Gpu { ctx, kernels, conv, add, sum })
         }
         Err(e) if std::env::var("EDGETUNE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
             panic!("{e} (install Mesa's Vulkan drivers: apt-get install mesa-vulkan-drivers)")
@@ -225,5 +230,17 @@ proptest! {
         let rq = AddRequant::new((sa, za), (sb, zb), &out).unwrap();
         let got = g.add.run(&g.ctx, &a, &b, &rq).expect("gpu add");
         prop_assert_eq!(got.as_slice(), want.i8_data("test").unwrap());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #[test]
+    fn gpu_global_sums_equal_cpu_reference(n in 1usize..3, h in 1usize..9, w in 1usize..9, c in 1usize..150, zx in -128i32..=127, seed in any::<u8>()) {
+        let Some(g) = gpu() else { return Ok(()) };
+        let x: Vec<i8> = (0..n * h * w * c).map(|i| (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed as u32) as i8).collect();
+        let q = QTensor::from_i8(vec![n, h, w, c], x.clone(), QParams::per_tensor(0.1, zx).unwrap()).unwrap();
+        let (want, _) = global_sums_i8(&q).unwrap();
+        prop_assert_eq!(g.sum.run(&g.ctx, &x, [n, h, w, c], zx).expect("gpu sums"), want);
     }
 }

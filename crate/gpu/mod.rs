@@ -17,6 +17,8 @@ pub mod conv;
 pub mod gemm;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod kernel;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod pool;
 
 use crate::error::{Error, Result};
 

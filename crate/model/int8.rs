@@ -53,25 +53,36 @@ pub(super) enum Val {
 /// Global average pool of an int8 NHWC value to the f32 `[N, C]` embedding:
 /// `e = s_x * sum(x - zx) / (H * W)`, summed exactly in i32.
 fn global_avg_pool_i8_to_f32(x: &QTensor) -> Result<Tensor> {
+    let (sx, _) = x.params().per_tensor_pair("global_avg_pool")?;
+    let (sums, hw) = global_sums_i8(x)?;
+    let c = *x.shape().last().unwrap_or(&1);
+    Tensor::new(vec![sums.len() / c.max(1), c], embedding_from_sums(&sums, sx, hw))
+}
+
+/// The integer half of global average pooling: `sum[n, c] = sum_{h, w} (x - zx)` (exact in
+/// i32) and `H * W`. The GPU computes the same sums (`shaders/global_sum_i8.wgsl`).
+pub fn global_sums_i8(x: &QTensor) -> Result<(Vec<i32>, usize)> {
     let &[n, h, w, c] = x.shape() else {
         return Err(Error::shape("global_avg_pool", format!("expected NHWC, got {:?}", x.shape())));
     };
-    let (sx, zx) = x.params().per_tensor_pair("global_avg_pool")?;
+    let (_, zx) = x.params().per_tensor_pair("global_avg_pool")?;
     crate::ops::gemm::check_int8_reduction("global_avg_pool", h * w)?;
     let xd = x.i8_data("global_avg_pool")?;
-    let mut out = vec![0f32; n * c];
-    for b in 0..n {
-        let mut acc = vec![0i32; c];
+    let mut sums = vec![0i32; n * c];
+    for (b, acc) in sums.chunks_exact_mut(c.max(1)).enumerate() {
         for px in xd[b * h * w * c..(b + 1) * h * w * c].chunks_exact(c.max(1)) {
             for (a, &v) in acc.iter_mut().zip(px) {
                 *a += v as i32 - zx;
             }
         }
-        for (o, &a) in out[b * c..(b + 1) * c].iter_mut().zip(&acc) {
-            *o = a as f32 * sx / (h * w) as f32;
-        }
     }
-    Tensor::new(vec![n, c], out)
+    Ok((sums, h * w))
+}
+
+/// The float half: `e = s_x * sum / (H * W)`, on the CPU for every backend (so the embedding
+/// is bit-identical whether the sums came from the CPU or the GPU).
+pub fn embedding_from_sums(sums: &[i32], sx: f32, hw: usize) -> Vec<f32> {
+    sums.iter().map(|&a| a as f32 * sx / hw as f32).collect()
 }
 
 fn int8(m: &ModelFile, name: &str) -> Result<(Vec<usize>, Vec<i8>)> {
