@@ -8,10 +8,12 @@
 //! - [`ops`]: CPU reference kernels, the numerics spec for every backend.
 //! - [`onnx`]: ONNX protobuf reading and the conformance runner over ONNX node tests.
 //! - [`train`]: losses, optimizers, schedules, metrics and the trainer.
-//! - [`gpu`]: adapter probing (the WGSL kernels arrive with the GPU backend).
+//! - [`gpu`]: the WebGPU backend: adapter probing, WGSL int8 kernels, the network's plan.
+//! - [`engine`]: backend choice (`auto`/`cpu`/`gpu`), GPU self-test, lost-device recovery.
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` surface used by the page.
 
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod gpu;
 pub mod model;

@@ -1,23 +1,26 @@
-// conv_i8_requant.wgsl: int8 direct convolution (regular, grouped or depthwise; any KH x KW,
-// stride, padding; no dilation) with fused bias + per-channel requantization + clamp, the spec
-// of crate/ops/conv.rs:
-//   acc[n, oy, ox, oc] = bias[oc] + sum_{ky, kx inside the input, ci < Cin_g}
-//                        (x[n, iy, ix, g * Cin_g + ci] - zx) * w[oc, ky, kx, ci],  g = oc / Cout_g
+// conv_i8_requant.wgsl: int8 direct convolution, one group (groups = 1; any KH x KW, stride,
+// padding, no dilation), with fused bias + per-channel requantization + clamp, the spec of
+// crate/ops/conv.rs:
+//   acc[n, oy, ox, oc] = bias[oc] + sum_{ky, kx inside the input, ci} (x[n, iy, ix, ci] - zx) * w[oc, ky, kx, ci]
 //   iy = oy * stride_h - pad_top + ky,  ix = ox * stride_w - pad_left + kx
 //   out = requantize(acc, mult[oc], zp, lo, hi)
-// Layouts: x NHWC (C = Cin) and out NHWC (C = Cout) as one int8 value per i32 word; w OHWI
-// [Cout, KH, KW, Cin_g] i32 (symmetric weights, zero point 0); bias [Cout] i32; mult [Cout] f32.
-// Taps in the padding contribute nothing (a padded value equals zx). Pointwise convolutions go
-// to the GEMM kernel instead. Dispatch: (ceil(Cout / 64), OW, N * OH), one invocation per output.
-// Needs `requantize` (requant.wgsl).
+// Computed as bias_eff[oc] + sum_taps dot4(x word, w word) with
+// bias_eff[oc] = bias[oc] - zx * sum_{ky, kx, ci} w[oc, ky, kx, ci] (prepare time, wrapping i32):
+// a tap in the padding reads the word `zx_word` (zx in all four lanes), whose dot product
+// cancels exactly the zx * sum w of that tap that bias_eff took away, i.e. it adds nothing,
+// as on the CPU.
+// Layouts (4 x i8 per u32, channels padded to a multiple of 4 with zero weights):
+// x [N, H, W, Cin4] u32; w [Cout4 * 4, KH, KW, Cin4] u32 (OHWI, padded rows zero);
+// bias_eff [Cout4] vec4<i32>; mult [Cout4] vec4<f32>; out [N, OH, OW, Cout4] u32.
+// Dispatch: (ceil(Cout4 / 8), ceil(OW / 8), N * OH), 8 x 8 invocations per workgroup, one
+// output word (4 channels of one pixel) per invocation.
+// Needs `dot4`, `requantize` and `requantize4`.
 struct Params {
     n: u32,
     h: u32,
     w: u32,
-    cin: u32,
-    cout: u32,
-    cin_g: u32,
-    cout_g: u32,
+    cin4: u32,
+    cout4: u32,
     oh: u32,
     ow: u32,
     kh: u32,
@@ -26,54 +29,55 @@ struct Params {
     stride_w: u32,
     pad_top: u32,
     pad_left: u32,
-    zx: i32,
+    zx_word: u32,
     zp: i32,
     lo: i32,
     hi: i32,
     pad0: u32,
     pad1: u32,
     pad2: u32,
-    pad3: u32,
-    pad4: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<i32>;
-@group(0) @binding(2) var<storage, read> wt: array<i32>;
-@group(0) @binding(3) var<storage, read> bias: array<i32>;
-@group(0) @binding(4) var<storage, read> mult: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<i32>;
+@group(0) @binding(1) var<storage, read> x: array<u32>;
+@group(0) @binding(2) var<storage, read> wt: array<u32>;
+@group(0) @binding(3) var<storage, read> bias_eff: array<vec4<i32>>;
+@group(0) @binding(4) var<storage, read> mult: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out: array<u32>;
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    let oc = id.x;
+    let cw = id.x;
     let ox = id.y;
     let b = id.z / p.oh;
     let oy = id.z % p.oh;
-    if (oc >= p.cout || ox >= p.ow || b >= p.n) {
+    if (cw >= p.cout4 || ox >= p.ow || b >= p.n) {
         return;
     }
-    let ci0 = (oc / p.cout_g) * p.cin_g;
-    var acc = 0;
+    let taps = p.kh * p.kw * p.cin4;
+    let w0 = 4u * cw * taps;
+    var acc = bias_eff[cw];
     for (var ky = 0u; ky < p.kh; ky++) {
         let py = oy * p.stride_h + ky;
-        if (py < p.pad_top || py - p.pad_top >= p.h) {
-            continue;
-        }
-        let iy = py - p.pad_top;
+        let row_inside = py >= p.pad_top && py - p.pad_top < p.h;
         for (var kx = 0u; kx < p.kw; kx++) {
             let px = ox * p.stride_w + kx;
-            if (px < p.pad_left || px - p.pad_left >= p.w) {
-                continue;
-            }
-            let ix = px - p.pad_left;
-            let xo = ((b * p.h + iy) * p.w + ix) * p.cin + ci0;
-            let wo = ((oc * p.kh + ky) * p.kw + kx) * p.cin_g;
-            for (var ci = 0u; ci < p.cin_g; ci++) {
-                acc += (x[xo + ci] - p.zx) * wt[wo + ci];
+            let inside = row_inside && px >= p.pad_left && px - p.pad_left < p.w;
+            let xo = ((b * p.h + (py - p.pad_top)) * p.w + (px - p.pad_left)) * p.cin4;
+            let wo = w0 + (ky * p.kw + kx) * p.cin4;
+            for (var c = 0u; c < p.cin4; c++) {
+                var xv = p.zx_word;
+                if (inside) {
+                    xv = x[xo + c];
+                }
+                acc += vec4<i32>(
+                    dot4(xv, wt[wo + c]),
+                    dot4(xv, wt[wo + taps + c]),
+                    dot4(xv, wt[wo + 2u * taps + c]),
+                    dot4(xv, wt[wo + 3u * taps + c]),
+                );
             }
         }
     }
-    acc += bias[oc];
-    out[((b * p.oh + oy) * p.ow + ox) * p.cout + oc] = requantize(acc, mult[oc], p.zp, p.lo, p.hi);
+    out[((b * p.oh + oy) * p.ow + ox) * p.cout4 + cw] = requantize4(acc, mult[cw], p.zp, p.lo, p.hi);
 }

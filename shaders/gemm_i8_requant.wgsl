@@ -1,14 +1,19 @@
-// gemm_i8_requant.wgsl: int8 GEMM with fused bias + per-channel requantization + clamp.
+// gemm_i8_requant.wgsl: int8 GEMM with fused bias + per-channel requantization + clamp
+// (pointwise convolutions and dense layers on packed activations):
 //   out[m, n] = requantize(bias_eff[n] + sum_t dot4(A[m, t], B[n, t]), mult[n], zp, lo, hi)
-// A: [M, K4] u32, 4 x i8 per word along K (K zero-padded to a multiple of 4);
-// B: [N, K4] likewise (weights, symmetric: zero point 0);
+// A: [M, K4] u32, 4 x i8 per word along K (an NHWC activation with C = K, channels padded
+// to a multiple of 4); B: [N4 * 4, K4] u32 weights (symmetric, zero point 0; padded lanes
+// and padded rows are zero, so they add nothing); bias_eff [N4 * 4] i32 with
 // bias_eff[n] = bias[n] - za * sum_k B[n, k] (folds the input zero point, computed at prepare
-// time in wrapping i32, like the CPU's expansion); the i32 sum wraps like the CPU's.
-// Output: [M, N] i32 holding int8 values. Dispatch: (ceil(N / 8), ceil(M / 8), 1), one
-// invocation per output. Needs `dot4` (dot4_i8_*.wgsl) and `requantize` (requant.wgsl).
+// time in wrapping i32 like the CPU's expansion; exact whenever the CPU's accumulator is);
+// mult [N4 * 4] f32. Output: [M, N4] u32, packed like A, ready for the next layer.
+// Register tile: each invocation computes 4 rows x 4 columns (one output word per row), so
+// each A word is used 4 times and each B word 4 times from registers.
+// Dispatch: (ceil(N4 / 8), ceil(M / 32), 1) with 8 x 8 invocations per workgroup.
+// Needs `dot4` (dot4_i8_*.wgsl), `requantize` (requant.wgsl), `requantize4` (int8_lanes.wgsl).
 struct Params {
     m: u32,
-    n: u32,
+    n4: u32,
     k4: u32,
     zp: i32,
     lo: i32,
@@ -20,20 +25,49 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<u32>;
 @group(0) @binding(2) var<storage, read> b: array<u32>;
-@group(0) @binding(3) var<storage, read> bias_eff: array<i32>;
-@group(0) @binding(4) var<storage, read> mult: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<i32>;
+@group(0) @binding(3) var<storage, read> bias_eff: array<vec4<i32>>;
+@group(0) @binding(4) var<storage, read> mult: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out: array<u32>;
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
-    let col = id.x;
-    let row = id.y;
-    if (col >= p.n || row >= p.m) {
+    let cw = id.x;
+    let r0 = id.y * 4u;
+    if (cw >= p.n4 || r0 >= p.m) {
         return;
     }
-    var acc = bias_eff[col];
+    // Rows past M repeat the last row (cheaper than branching); their results are not stored.
+    let last = p.m - 1u;
+    let rows = vec4<u32>(r0, min(r0 + 1u, last), min(r0 + 2u, last), min(r0 + 3u, last)) * p.k4;
+    let cols = vec4<u32>(4u * cw, 4u * cw + 1u, 4u * cw + 2u, 4u * cw + 3u) * p.k4;
+    let bias = bias_eff[cw];
+    var acc0 = bias;
+    var acc1 = bias;
+    var acc2 = bias;
+    var acc3 = bias;
     for (var t = 0u; t < p.k4; t++) {
-        acc += dot4(a[row * p.k4 + t], b[col * p.k4 + t]);
+        let b0 = b[cols.x + t];
+        let b1 = b[cols.y + t];
+        let b2 = b[cols.z + t];
+        let b3 = b[cols.w + t];
+        let a0 = a[rows.x + t];
+        let a1 = a[rows.y + t];
+        let a2 = a[rows.z + t];
+        let a3 = a[rows.w + t];
+        acc0 += vec4<i32>(dot4(a0, b0), dot4(a0, b1), dot4(a0, b2), dot4(a0, b3));
+        acc1 += vec4<i32>(dot4(a1, b0), dot4(a1, b1), dot4(a1, b2), dot4(a1, b3));
+        acc2 += vec4<i32>(dot4(a2, b0), dot4(a2, b1), dot4(a2, b2), dot4(a2, b3));
+        acc3 += vec4<i32>(dot4(a3, b0), dot4(a3, b1), dot4(a3, b2), dot4(a3, b3));
     }
-    out[row * p.n + col] = requantize(acc, mult[col], p.zp, p.lo, p.hi);
+    let m = mult[cw];
+    out[r0 * p.n4 + cw] = requantize4(acc0, m, p.zp, p.lo, p.hi);
+    if (r0 + 1u < p.m) {
+        out[(r0 + 1u) * p.n4 + cw] = requantize4(acc1, m, p.zp, p.lo, p.hi);
+    }
+    if (r0 + 2u < p.m) {
+        out[(r0 + 2u) * p.n4 + cw] = requantize4(acc2, m, p.zp, p.lo, p.hi);
+    }
+    if (r0 + 3u < p.m) {
+        out[(r0 + 3u) * p.n4 + cw] = requantize4(acc3, m, p.zp, p.lo, p.hi);
+    }
 }

@@ -1,6 +1,6 @@
 //! The WGSL kernels against the CPU reference, bit-exact: the int8 GEMM (both dot-product
-//! variants) against `requantize(gemm_i8_acc(...))`, the direct convolution (regular,
-//! grouped, depthwise) against `conv2d_i8`, the global-pool sums against `global_sums_i8`,
+//! variants) against `requantize(gemm_i8_acc(...))`, the convolutions (pointwise through the
+//! GEMM, one-group direct, depthwise; other grouped ones are refused) against `conv2d_i8`, the global-pool sums against `global_sums_i8`,
 //! the residual add against `add_i8`, over property-tested shapes and quantization parameters. Runs on whatever
 //! adapter wgpu finds (lavapipe in CI); with `EDGETUNE_REQUIRE_GPU=1` (set by `npm test`)
 //! a missing adapter fails instead of skipping.
@@ -9,8 +9,9 @@ use std::sync::OnceLock;
 
 use edgetune::gpu::add::AddI8;
 use edgetune::gpu::context::GpuContext;
-use edgetune::gpu::conv::ConvI8;
-use edgetune::gpu::gemm::{pack_rows, DotVariant, GemmI8};
+use edgetune::gpu::conv::{ConvI8, ConvLayer};
+use edgetune::gpu::gemm::{DotVariant, GemmLayer};
+use edgetune::gpu::kernel::{block_on, pack_rows, unpack_rows};
 use edgetune::gpu::pool::GlobalSumI8;
 use edgetune::model::int8::global_sums_i8;
 use edgetune::ops::add::add_i8;
@@ -23,25 +24,24 @@ use proptest::prelude::*;
 
 struct Gpu {
     ctx: GpuContext,
-    kernels: Vec<GemmI8>,
-    conv: ConvI8,
+    /// One per dot-product variant the device compiles (each holds its GEMM).
+    convs: Vec<ConvI8>,
     add: AddI8,
     sum: GlobalSumI8,
 }
 
 fn gpu() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| match pollster::block_on(GpuContext::new()) {
+    GPU.get_or_init(|| match block_on(GpuContext::new()) {
         Ok(ctx) => {
-            let mut kernels = vec![GemmI8::new(&ctx, DotVariant::Unpacked).expect("unpacked kernel compiles")];
+            let mut convs = vec![block_on(ConvI8::new(&ctx, DotVariant::Unpacked)).expect("unpacked kernels compile")];
             if ctx.report.packed_int8_dot {
-                kernels.push(GemmI8::new(&ctx, DotVariant::Packed).expect("dot4I8Packed kernel compiles"));
+                convs.push(block_on(ConvI8::new(&ctx, DotVariant::Packed)).expect("dot4I8Packed kernels compile"));
             }
-            eprintln!("GPU: {} ({} GEMM variants)", ctx.report.describe(), kernels.len());
-            let conv = ConvI8::new(&ctx).expect("conv kernel compiles");
-            let add = AddI8::new(&ctx).expect("add kernel compiles");
-            let sum = GlobalSumI8::new(&ctx).expect("global sum kernel compiles");
-            Some(Gpu { ctx, kernels, conv, add, sum })
+            eprintln!("GPU: {} ({} dot-product variants)", ctx.report.describe(), convs.len());
+            let add = block_on(AddI8::new(&ctx)).expect("add kernel compiles");
+            let sum = block_on(GlobalSumI8::new(&ctx)).expect("global sum kernel compiles");
+            Some(Gpu { ctx, convs, add, sum })
         }
         Err(e) if std::env::var("EDGETUNE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
             panic!("{e} (install Mesa's Vulkan drivers: apt-get install mesa-vulkan-drivers)")
@@ -78,14 +78,16 @@ fn check(c: &Case) {
     let Some(g) = gpu() else { return };
     let want = cpu(c);
     let rq = Requant { multipliers: c.mult.clone(), zero_point: c.zp, lo: c.lo, hi: c.hi };
-    for kernel in &g.kernels {
-        let got = kernel.run(&g.ctx, (&c.a, c.za), &c.b, c.bias.as_deref(), &rq, (c.m, c.k, c.n)).expect("gpu gemm");
-        assert_eq!(got, want, "{} variant, m {} k {} n {}", kernel.variant.name(), c.m, c.k, c.n);
+    let layer = GemmLayer { weights: &c.b, bias: c.bias.as_deref(), requant: &rq };
+    for conv in &g.convs {
+        let got = conv.gemm.run(&g.ctx, (&c.a, c.za), &layer, (c.m, c.k, c.n)).expect("gpu gemm");
+        assert_eq!(got, want, "{} variant, m {} k {} n {}", conv.gemm.variant.name(), c.m, c.k, c.n);
     }
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (1usize..12, 1usize..40, 1usize..12, -128i32..=127, -128i32..=127, any::<bool>(), any::<u64>()).prop_map(
+    // M up to 70 spans several 32-row workgroups; N past 8 several output words.
+    (1usize..70, 1usize..40, 1usize..12, -128i32..=127, -128i32..=127, any::<bool>(), any::<u64>()).prop_map(
         |(m, k, n, za, zp, relu6, seed)| {
             let mut s = seed | 1;
             let mut next = move || {
@@ -129,6 +131,8 @@ fn large_accumulators_convert_exactly() {
 #[test]
 fn packing_puts_byte_zero_at_the_lowest_k() {
     assert_eq!(pack_rows(&[1, -1, 2, -2, 3], 1, 5), vec![0xFE02_FF01, 0x0000_0003]);
+    let v: Vec<i8> = (0..21).map(|i| (i * 37 - 100) as i8).collect();
+    assert_eq!(unpack_rows(&pack_rows(&v, 3, 7), 3, 7), v);
 }
 
 #[derive(Debug)]
@@ -150,15 +154,16 @@ struct ConvCase {
 }
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {
-    (1usize..3, 1usize..10, 1usize..10, 1usize..12, prop::bool::ANY, 1usize..3, any::<bool>(), any::<u64>()).prop_map(
-        |(n, h, w, c, five, stride, same, seed)| {
-            // Every third case a regular or grouped convolution instead of a depthwise one.
+    (1usize..3, 1usize..10, 1usize..10, 1usize..12, 0usize..3, 1usize..3, any::<bool>(), any::<u64>()).prop_map(
+        |(n, h, w, c, size, stride, same, seed)| {
+            // A third each: one group (1x1 kernels with stride 1 are GEMMs), depthwise, and
+            // other grouped convolutions (refused on the GPU).
             let (cout, groups) = match seed % 3 {
-                0 => (1 + (seed >> 8) as usize % 8, 1),
+                0 => (1 + (seed >> 8) as usize % 12, 1),
                 1 if c % 2 == 0 => (c, 2),
                 _ => (c, c),
             };
-            let kernel = if five { 5 } else { 3 };
+            let kernel = [1, 3, 5][size];
             let (h, w) = if same { (h, w) } else { (h + kernel, w + kernel) };
             let mut s = seed | 1;
             let mut next = move || {
@@ -197,10 +202,18 @@ fn check_conv(c: &ConvCase) {
     let out = OutputQuant::new(c.out.0, c.out.1, c.out.2).unwrap();
     let want = conv2d_i8(&xq, &wq, c.bias.as_deref(), &p, &out).expect("cpu conv");
     let rq = Requant::new("test", c.sx, &c.sw, &out).unwrap();
-    let (got, shape) =
-        g.conv.run(&g.ctx, (&c.x, &c.shape, c.zx), (&c.w, &w_shape), c.bias.as_deref(), &p, &rq).expect("gpu conv");
-    assert_eq!(shape.to_vec(), want.shape().to_vec());
-    assert_eq!(got, want.i8_data("test").unwrap(), "{c:?}");
+    let layer = ConvLayer { weights: &c.w, weight_shape: &w_shape, bias: c.bias.as_deref(), params: &p, requant: &rq };
+    for conv in &g.convs {
+        let result = conv.run(&g.ctx, (&c.x, &c.shape, c.zx), &layer);
+        if c.groups != 1 && c.groups != ch {
+            let err = result.expect_err("grouped convolutions are refused").to_string();
+            assert!(err.contains("grouped convolution"), "{err}");
+            continue;
+        }
+        let (got, shape) = result.expect("gpu conv");
+        assert_eq!(shape.to_vec(), want.shape().to_vec());
+        assert_eq!(got, want.i8_data("test").unwrap(), "{} variant, {c:?}", conv.gemm.variant.name());
+    }
 }
 
 proptest! {

@@ -6,6 +6,8 @@ use std::time::Instant;
 use edgetune::data::cifar::CLASSES;
 use edgetune::data::images::{load_preprocessed, ImageSource};
 use edgetune::data::labels::read_labels;
+use edgetune::engine::{BackendChoice, Engine};
+use edgetune::gpu::kernel::block_on;
 use edgetune::model::efficientnet::import_lite0_checkpoint;
 use edgetune::model::etm::{Header, ModelFile, Provenance, Stored, FORMAT, VERSION};
 use edgetune::model::quantize::{quantize_model, BiasCorrection, Calibration};
@@ -148,20 +150,17 @@ pub fn quantize(args: &QuantizeArgs, input: &Path, output: &Path, bar: Bar) -> R
     Ok(true)
 }
 
-fn check_backend(backend: &str) -> Result<()> {
-    match backend {
-        "auto" | "cpu" => Ok(()),
-        "gpu" => {
-            Err(Error::unsupported("--backend gpu: the WebGPU kernels are not in this build yet (use cpu or auto)"))
-        }
-        other => Err(Error::invalid("classify", format!("unknown backend '{other}' (auto, cpu, gpu)"))),
-    }
+/// The model on the chosen backend, with a line saying which runs and why.
+pub fn engine(model: &Path, backend: &str) -> Result<Engine> {
+    let choice: BackendChoice = backend.parse()?;
+    let engine = block_on(Engine::new(Classifier::load(model)?, choice))?;
+    println!("model {} ({}), backend {}", model.display(), engine.classifier.precision(), engine.report().describe());
+    Ok(engine)
 }
 
 pub fn classify(model: &Path, backend: &str, images: &[std::path::PathBuf]) -> Result<bool> {
-    check_backend(backend)?;
-    let c = Classifier::load(model)?;
-    println!("model {} ({}), backend cpu", model.display(), c.precision());
+    let mut engine = engine(model, backend)?;
+    let c = &engine.classifier;
     let p = c.file.header.preprocess;
     let mut ok = true;
     for img in images {
@@ -174,11 +173,11 @@ pub fn classify(model: &Path, backend: &str, images: &[std::path::PathBuf]) -> R
             }
         };
         let start = Instant::now();
-        let logits = c.logits(x)?;
+        let logits = block_on(engine.logits(x))?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         println!("{} ({ms:.1} ms)", img.display());
         for (class, prob) in top_k(logits.data(), 5) {
-            println!("  {:>6.2}%  {}", prob * 100.0, c.file.header.labels[class]);
+            println!("  {:>6.2}%  {}", prob * 100.0, engine.classifier.file.header.labels[class]);
         }
     }
     Ok(ok)
@@ -196,22 +195,23 @@ pub fn sqnr_db(reference: &[f32], model: &[f32]) -> f64 {
 }
 
 pub fn eval(
-    model: &Path,
+    (model, backend): (&Path, &str),
     reference: Option<&Path>,
     data: &str,
     limit: Option<usize>,
     offset: usize,
     bar: Bar,
 ) -> Result<bool> {
-    let m = Classifier::load(model)?;
+    let mut engine = engine(model, backend)?;
     let r = reference.map(Classifier::load).transpose()?;
     let src = ImageSource::open(data)?;
     if offset >= src.len() {
         return Err(Error::invalid("eval", format!("--offset {offset}: the source has {} images", src.len())));
     }
     let n = limit.unwrap_or(src.len()).min(src.len() - offset);
-    let classes = m.file.header.labels.len();
-    let labelled = src.label(0).is_some() && m.file.header.labels.iter().map(String::as_str).eq(CLASSES);
+    let labels = engine.classifier.file.header.labels.clone();
+    let classes = labels.len();
+    let labelled = src.label(0).is_some() && labels.iter().map(String::as_str).eq(CLASSES);
     let mut confusion = Confusion::new(classes);
     if r.is_none() && !labelled {
         return Err(Error::invalid(
@@ -219,7 +219,7 @@ pub fn eval(
             "nothing to compare: give --reference, or labelled data with a matching head",
         ));
     }
-    let p = m.file.header.preprocess;
+    let p = engine.classifier.file.header.preprocess;
     let (mut agree, mut top5, mut correct, mut ref_correct) = (0usize, 0usize, 0usize, 0usize);
     let mut sqnr = vec![];
     let (mut t_model, mut t_ref) = (0f64, 0f64);
@@ -227,7 +227,7 @@ pub fn eval(
     for i in offset..offset + n {
         let x = src.preprocessed(i, &p)?;
         let s = Instant::now();
-        let lm = m.logits(x.clone())?;
+        let lm = block_on(engine.logits(x.clone()))?;
         t_model += s.elapsed().as_secs_f64();
         let pm = argmax(lm.data());
         if let (true, Some(y)) = (labelled, src.label(i)) {
@@ -257,7 +257,7 @@ pub fn eval(
     println!(
         "model           {} ({}), {:.1} ms/image",
         model.display(),
-        m.precision(),
+        engine.classifier.precision(),
         t_model * 1e3 / n.max(1) as f64
     );
     if let (Some(r), Some(rp)) = (&r, reference) {
@@ -269,7 +269,7 @@ pub fn eval(
     }
     if labelled {
         println!("accuracy        {:.2}% ({correct}/{n})", pct(correct));
-        print!("{}", confusion.report(&m.file.header.labels));
+        print!("{}", confusion.report(&labels));
         if r.is_some() {
             println!("reference accuracy {:.2}% ({ref_correct}/{n})", pct(ref_correct));
         }

@@ -77,8 +77,6 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
-    /// Compare a model with a reference model (and report accuracy on labelled data when the
-    /// model's classes are the data's).
     /// Fine-tune a backbone on labelled images: a new head, or the last blocks too.
     Finetune {
         #[command(flatten)]
@@ -109,9 +107,14 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Compare a model with a reference model (and report accuracy on labelled data when the
+    /// model's classes are the data's).
     Eval {
         #[arg(long)]
         model: PathBuf,
+        /// Backend of the model (auto, cpu or gpu); the reference runs on the CPU.
+        #[arg(long, default_value = "auto")]
+        backend: String,
         #[arg(long)]
         reference: Option<PathBuf>,
         /// cifar10:PATH or a folder of images.
@@ -183,8 +186,8 @@ fn main() -> ExitCode {
         Command::Fewshot { args, per_class, test, test_offset, test_limit, json } => {
             train_cmd::fewshot(&args, &per_class, &test, (test_offset, test_limit), json.as_deref())
         }
-        Command::Eval { model, reference, data, limit, offset } => {
-            commands::eval(&model, reference.as_deref(), &data, limit, offset, &progress_bar)
+        Command::Eval { model, backend, reference, data, limit, offset } => {
+            commands::eval((&model, &backend), reference.as_deref(), &data, limit, offset, &progress_bar)
         }
     };
     match result {

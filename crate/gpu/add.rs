@@ -1,16 +1,13 @@
 //! int8 residual addition on the GPU (`shaders/add_i8_requant.wgsl`): the spec of
 //! [`crate::ops::add::add_i8`] / [`crate::quant::AddRequant`], both inputs rescaled to the
-//! output scale with one rounding. Values cross as one int8 per 32-bit word (plain form).
+//! output scale with one rounding, four lanes of a packed word per invocation.
 
 use super::context::GpuContext;
-use super::kernel::{bytes, compile, run_once};
+use super::kernel::{bytes, compile, storage, Dispatch, INT8_WGSL};
 use crate::error::{Error, Result};
 use crate::quant::AddRequant;
 
 const ADD: &str = include_str!("../../shaders/add_i8_requant.wgsl");
-
-/// Workgroups along x are limited to 65,535 by WebGPU: 256 values each.
-const MAX_LEN: usize = 65_535 * 256;
 
 /// A compiled int8-add pipeline.
 pub struct AddI8 {
@@ -18,33 +15,35 @@ pub struct AddI8 {
 }
 
 impl AddI8 {
-    pub fn new(ctx: &GpuContext) -> Result<Self> {
-        Ok(AddI8 { pipeline: compile(ctx, "add_i8_requant", ADD)? })
+    pub async fn new(ctx: &GpuContext) -> Result<Self> {
+        Ok(AddI8 { pipeline: compile(ctx, "add_i8_requant", &format!("{INT8_WGSL}\n{ADD}")).await? })
     }
 
-    /// `a + b` element-wise, requantized by `rq`.
-    pub fn run(&self, ctx: &GpuContext, a: &[i8], b: &[i8], rq: &AddRequant) -> Result<Vec<i8>> {
-        const OP: &str = "add_i8 (gpu)";
-        if a.len() != b.len() || a.is_empty() || a.len() > MAX_LEN {
-            return Err(Error::shape(
-                OP,
-                format!("inputs of {} and {} values (1..={MAX_LEN}, equal)", a.len(), b.len()),
-            ));
+    /// `a + b` over `words` packed words of each buffer, requantized by `rq`, into a new
+    /// buffer (the dispatch's output).
+    pub fn dispatch(&self, ctx: &GpuContext, label: &str, (a, b): (&wgpu::Buffer, &wgpu::Buffer), words: usize, rq: &AddRequant) -> Result<Dispatch> {
+        if words == 0 {
+            return Err(Error::shape("add_i8 (gpu)", "empty inputs"));
         }
-        let ints = [a.len() as u32, rq.zero_point_a as u32, rq.zero_point_b as u32, rq.zero_point as u32];
+        let ints = [words as u32, rq.zero_point_a as u32, rq.zero_point_b as u32, rq.zero_point as u32];
         let mut params = bytes(&ints);
         params.extend(bytes(&[rq.multiplier_a, rq.multiplier_b]));
         params.extend(bytes(&[rq.lo, rq.hi]));
-        let widen = |v: &[i8]| v.iter().map(|&q| q as i32).collect::<Vec<i32>>();
-        let out = run_once(
-            ctx,
-            &self.pipeline,
-            OP,
-            &params,
-            &[&bytes(&widen(a)), &bytes(&widen(b))],
-            a.len(),
-            [a.len().div_ceil(256) as u32, 1, 1],
-        )?;
-        Ok(out.into_iter().map(|v| v as i8).collect())
+        let out = storage(ctx, label, words);
+        Dispatch::new(ctx, label, &self.pipeline, &params, &[a, b, &out], [words.div_ceil(256) as u32, 1, 1])
+    }
+
+    /// `a + b` element-wise on host data, requantized by `rq`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run(&self, ctx: &GpuContext, a: &[i8], b: &[i8], rq: &AddRequant) -> Result<Vec<i8>> {
+        use super::kernel::{block_on, pack_rows, run_and_read, storage_init, unpack_rows};
+        if a.len() != b.len() || a.is_empty() {
+            return Err(Error::shape("add_i8 (gpu)", format!("inputs of {} and {} values", a.len(), b.len())));
+        }
+        let upload = |v: &[i8]| storage_init(ctx, "add input", &bytes(&pack_rows(v, 1, v.len())));
+        let (ba, bb) = (upload(a), upload(b));
+        let words = a.len().div_ceil(4);
+        let d = self.dispatch(ctx, "add_i8", (&ba, &bb), words, rq)?;
+        Ok(unpack_rows(&block_on(run_and_read(ctx, &[&d], d.output(), words))?, 1, a.len()))
     }
 }

@@ -1,92 +1,156 @@
-//! int8 direct convolution with fused bias + per-channel requantization on the GPU
-//! (`shaders/conv_i8_requant.wgsl`): the spec of [`crate::ops::conv::conv2d_i8`] for regular,
-//! grouped and depthwise convolutions, any kernel size, stride and padding, no dilation (the
-//! stem's 3x3 stride 2 and the depthwise 3x3/5x5 stride 1/2 of EfficientNet-Lite0; pointwise
-//! convolutions are GEMMs). Activations cross as one int8 value per 32-bit word for now (the
-//! plain form; packed activations come with the execution plan).
+//! int8 convolution with fused bias + per-channel requantization on the GPU: the spec of
+//! [`crate::ops::conv::conv2d_i8`] on packed NHWC activations (`[N, H, W, ceil(C/4)]` words),
+//! routed by shape:
+//! - pointwise (1x1, stride 1, no padding, one group): the GEMM `[N*H*W, Cin] · [Cout, Cin]ᵀ`
+//!   ([`super::gemm`]);
+//! - one group, any kernel (the stem's 3x3 stride 2): `shaders/conv_i8_requant.wgsl`, `dot4`
+//!   over input words with the input zero point folded into the bias;
+//! - depthwise (groups = Cin = Cout): `shaders/dwconv_i8_requant.wgsl`, lane-wise.
+//!
+//! Other grouped convolutions and dilation are [`Error::Unsupported`]: the CPU runs them
+//! (EfficientNet-Lite0 and MobileNetV2 need none).
 
 use super::context::GpuContext;
-use super::kernel::{bytes, compile, run_once, REQUANT_WGSL};
+use super::gemm::{DotVariant, GemmI8, GemmLayer};
+use super::kernel::{bytes, compile, pack_rows, padded, storage, storage_init, Dispatch, INT8_WGSL};
 use crate::error::{Error, Result};
 use crate::ops::conv::{Conv2dParams, ConvGeometry};
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
 use crate::quant::Requant;
 
 const CONV: &str = include_str!("../../shaders/conv_i8_requant.wgsl");
+const DWCONV: &str = include_str!("../../shaders/dwconv_i8_requant.wgsl");
 
-/// A compiled convolution pipeline.
+/// The compiled convolution pipelines (GEMM, one-group direct, depthwise).
 pub struct ConvI8 {
-    pipeline: wgpu::ComputePipeline,
+    pub gemm: GemmI8,
+    regular: wgpu::ComputePipeline,
+    depthwise: wgpu::ComputePipeline,
+}
+
+/// The constants of one convolution: OHWI symmetric int8 weights, optional bias,
+/// parameters and output requantization.
+pub struct ConvLayer<'a> {
+    pub weights: &'a [i8],
+    pub weight_shape: &'a [usize],
+    pub bias: Option<&'a [i32]>,
+    pub params: &'a Conv2dParams,
+    pub requant: &'a Requant,
 }
 
 impl ConvI8 {
-    pub fn new(ctx: &GpuContext) -> Result<Self> {
-        Ok(ConvI8 { pipeline: compile(ctx, "conv_i8_requant", &format!("{REQUANT_WGSL}\n{CONV}"))? })
+    pub async fn new(ctx: &GpuContext, variant: DotVariant) -> Result<Self> {
+        let gemm = GemmI8::new(ctx, variant).await?;
+        let regular = compile(
+            ctx,
+            &format!("conv_i8_requant ({})", variant.name()),
+            &format!("{}\n{INT8_WGSL}\n{CONV}", variant.wgsl()),
+        )
+        .await?;
+        let depthwise = compile(ctx, "dwconv_i8_requant", &format!("{INT8_WGSL}\n{DWCONV}")).await?;
+        Ok(ConvI8 { gemm, regular, depthwise })
     }
 
-    /// `x` NHWC int8 with zero point `zx` (shape `x_shape`), `w` OHWI symmetric int8,
-    /// `bias` int32 `[Cout]`; returns the NHWC int8 output and its shape.
-    pub fn run(
-        &self,
-        ctx: &GpuContext,
-        (x, x_shape, zx): (&[i8], &[usize], i32),
-        (w, w_shape): (&[i8], &[usize]),
-        bias: Option<&[i32]>,
-        p: &Conv2dParams,
-        rq: &Requant,
-    ) -> Result<(Vec<i8>, [usize; 4])> {
+    /// Validates the layer against the input shape; returns its geometry.
+    pub fn geometry(x_shape: &[usize], zx: i32, layer: &ConvLayer) -> Result<ConvGeometry> {
         const OP: &str = "conv_i8 (gpu)";
-        let g = ConvGeometry::new(OP, x_shape, w_shape, p)?;
+        let p = layer.params;
+        let g = ConvGeometry::new(OP, x_shape, layer.weight_shape, p)?;
         if p.dilation != [1, 1] {
-            return Err(Error::invalid(OP, "dilation is not supported on the GPU"));
+            return Err(Error::unsupported("dilated convolution on the GPU"));
         }
-        if x.len() != x_shape.iter().product::<usize>() || w.len() != w_shape.iter().product::<usize>() {
-            return Err(Error::shape(OP, "data lengths do not match the shapes"));
+        if !(g.groups == 1 || (g.in_c_group == 1 && g.out_c == g.in_c)) {
+            return Err(Error::unsupported(format!(
+                "grouped convolution ({} groups of {} channels) on the GPU",
+                g.groups, g.in_c_group
+            )));
         }
-        if bias.is_some_and(|b| b.len() != g.out_c) || rq.multipliers.len() != g.out_c {
+        if layer.weights.len() != layer.weight_shape.iter().product::<usize>() {
+            return Err(Error::shape(OP, "weight data does not match its shape"));
+        }
+        if layer.bias.is_some_and(|b| b.len() != g.out_c) || layer.requant.multipliers.len() != g.out_c {
             return Err(Error::shape(OP, format!("bias and multipliers must have {} values", g.out_c)));
         }
         check_int8_reduction(OP, g.reduction_len())?;
-        check_int8_zero_points(OP, &[zx, rq.zero_point])?;
+        check_int8_zero_points(OP, &[zx, layer.requant.zero_point])?;
+        Ok(g)
+    }
+
+    /// Prepares the convolution of the packed NHWC buffer `x` (shape `x_shape`, zero point
+    /// `zx`): uploads the constants, allocates the packed output; returns the dispatch and
+    /// the output shape.
+    pub fn dispatch(
+        &self,
+        ctx: &GpuContext,
+        label: &str,
+        (x, x_shape, zx): (&wgpu::Buffer, &[usize], i32),
+        layer: &ConvLayer,
+    ) -> Result<(Dispatch, [usize; 4])> {
+        let g = Self::geometry(x_shape, zx, layer)?;
+        let rq = layer.requant;
+        if g.is_pointwise() {
+            let gemm = GemmLayer { weights: layer.weights, bias: layer.bias, requant: rq };
+            let m = g.batch * g.in_h * g.in_w;
+            return Ok((self.gemm.dispatch(ctx, label, (x, zx), &gemm, (m, g.in_c, g.out_c))?, g.out_shape()));
+        }
         let [kh, kw] = g.kernel;
-        let params: [u32; 24] = [
-            g.batch as u32,
-            g.in_h as u32,
-            g.in_w as u32,
-            g.in_c as u32,
-            g.out_c as u32,
-            g.in_c_group as u32,
-            g.out_c_group as u32,
-            g.out_h as u32,
-            g.out_w as u32,
-            kh as u32,
-            kw as u32,
-            g.stride[0] as u32,
-            g.stride[1] as u32,
-            g.pad_top as u32,
-            g.pad_left as u32,
-            zx as u32,
-            rq.zero_point as u32,
-            rq.lo as u32,
-            rq.hi as u32,
-            0,
-            0,
-            0,
-            0,
-            0,
-        ];
-        let widen = |v: &[i8]| v.iter().map(|&q| q as i32).collect::<Vec<i32>>();
+        let c4 = g.out_c.div_ceil(4);
+        let taps = kh * kw;
         let zeros = vec![0i32; g.out_c];
+        let bias = layer.bias.unwrap_or(&zeros);
+        let dims = |v: &[usize]| v.iter().map(|&d| d as u32).collect::<Vec<u32>>();
+        let window = dims(&[g.out_h, g.out_w, kh, kw, g.stride[0], g.stride[1], g.pad_top, g.pad_left]);
+        let tail = [rq.zero_point as u32, rq.lo as u32, rq.hi as u32];
+        let (pipeline, weights, bias_words, mut params) = if g.groups == 1 {
+            // OHWI rows of KH * KW taps, each tap's Cin packed into words; rows padded to
+            // whole output words.
+            let cin4 = g.in_c.div_ceil(4);
+            let w = padded(layer.weights, c4 * 4 * taps * g.in_c, 0);
+            let bias_eff: Vec<i32> = (0..g.out_c)
+                .map(|oc| {
+                    let row = &layer.weights[oc * taps * g.in_c..(oc + 1) * taps * g.in_c];
+                    let sum: i32 = row.iter().map(|&v| v as i32).sum();
+                    bias[oc].wrapping_sub(zx.wrapping_mul(sum))
+                })
+                .collect();
+            let zx_word = u32::from_le_bytes([zx as i8 as u8; 4]);
+            let params = [dims(&[g.batch, g.in_h, g.in_w, cin4, c4]), window, vec![zx_word], tail.to_vec()].concat();
+            (&self.regular, pack_rows(&w, c4 * 4 * taps, g.in_c), bias_eff, params)
+        } else {
+            // Depthwise: [KH, KW, C] with channel c in lane c % 4 of word c / 4.
+            let hwc: Vec<i8> = (0..taps * g.out_c).map(|i| layer.weights[(i % g.out_c) * taps + i / g.out_c]).collect();
+            let params = [dims(&[g.batch, g.in_h, g.in_w, c4]), window, vec![zx as u32], tail.to_vec()].concat();
+            (&self.depthwise, pack_rows(&hwc, taps, g.out_c), bias.to_vec(), params)
+        };
+        params.resize(params.len().next_multiple_of(4), 0);
+        let weights = storage_init(ctx, label, &bytes(&weights));
+        let bias = storage_init(ctx, label, &bytes(&padded(&bias_words, c4 * 4, 0)));
+        let mult = storage_init(ctx, label, &bytes(&padded(&rq.multipliers, c4 * 4, 0.0)));
         let shape = g.out_shape();
-        let out = run_once(
+        let out = storage(ctx, label, g.batch * g.out_h * g.out_w * c4);
+        let d = Dispatch::new(
             ctx,
-            &self.pipeline,
-            OP,
+            label,
+            pipeline,
             &bytes(&params),
-            &[&bytes(&widen(x)), &bytes(&widen(w)), &bytes(bias.unwrap_or(&zeros)), &bytes(&rq.multipliers)],
-            shape.iter().product(),
-            [g.out_c.div_ceil(64) as u32, g.out_w as u32, (g.batch * g.out_h) as u32],
+            &[x, &weights, &bias, &mult, &out],
+            [c4.div_ceil(8) as u32, g.out_w.div_ceil(8) as u32, (g.batch * g.out_h) as u32],
         )?;
-        Ok((out.into_iter().map(|v| v as i8).collect(), shape))
+        Ok((d, shape))
+    }
+
+    /// Runs the convolution once on host data (NHWC `x`); returns the NHWC int8 output and
+    /// its shape.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run(&self, ctx: &GpuContext, (x, x_shape, zx): (&[i8], &[usize], i32), layer: &ConvLayer) -> Result<(Vec<i8>, [usize; 4])> {
+        let c = *x_shape.last().unwrap_or(&0);
+        if x.len() != x_shape.iter().product::<usize>() || c == 0 {
+            return Err(Error::shape("conv_i8 (gpu)", "input data does not match its shape"));
+        }
+        let input = storage_init(ctx, "conv input", &bytes(&pack_rows(x, x.len() / c, c)));
+        let (d, shape) = self.dispatch(ctx, "conv_i8", (&input, x_shape, zx), layer)?;
+        let pixels = shape[0] * shape[1] * shape[2];
+        let words = super::kernel::block_on(super::kernel::run_and_read(ctx, &[&d], d.output(), pixels * shape[3].div_ceil(4)))?;
+        Ok((super::kernel::unpack_rows(&words, pixels, shape[3]), shape))
     }
 }

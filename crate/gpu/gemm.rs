@@ -5,21 +5,19 @@
 //! `out[m, n] = requantize(bias[n] + sum_k (A[m, k] - za) * B[n, k], mult[n], zp, lo, hi)`,
 //! A `[M, K]` int8 activations (per-tensor zero point `za`), B `[N, K]` int8 weights
 //! (symmetric per channel), the same spec as [`crate::ops::gemm::gemm_i8_acc`] followed by
-//! [`crate::quant::requantize`]. Operands are packed 4 x i8 per u32 (byte 0 = lowest k),
-//! K zero-padded to a multiple of 4; the input zero point is folded into the bias at prepare
-//! time: `bias_eff[n] = bias[n] - za * sum_k B[n, k]` (wrapping i32, exact whenever the CPU's
-//! accumulator is, see [`crate::ops::gemm::MAX_INT8_REDUCTION`]).
-//!
-//! This is the plain kernel (one invocation per output, no tiling): it fixes the numerics
-//! and the plumbing; tiling and the rest of the network's kernels come next.
+//! [`crate::quant::requantize`]. A and the output are packed activations (`[M, ceil(K/4)]`
+//! and `[M, ceil(N/4)]` words); the input zero point is folded into the bias at prepare time:
+//! `bias_eff[n] = bias[n] - za * sum_k B[n, k]` (wrapping i32, exact whenever the CPU's
+//! accumulator is, see [`crate::ops::gemm::MAX_INT8_REDUCTION`]). Each invocation computes a
+//! 4 x 4 register tile (4 rows, one output word).
 
 use super::context::GpuContext;
-use super::kernel::{bytes, compile, run_once, REQUANT_WGSL};
+use super::kernel::{bytes, compile, pack_rows, padded, storage, storage_init, Dispatch, INT8_WGSL};
 use crate::error::{Error, Result};
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
 use crate::quant::Requant;
 
-/// Which 4-lane int8 dot product the kernel uses.
+/// Which 4-lane int8 dot product the kernels use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DotVariant {
     /// WGSL `dot4I8Packed` (needs `packed_4x8_integer_dot_product`).
@@ -35,19 +33,29 @@ impl DotVariant {
             DotVariant::Unpacked => "unpacked",
         }
     }
+
+    /// The WGSL `dot4` function of this variant (a `requires` directive, if any, first).
+    pub fn wgsl(self) -> &'static str {
+        match self {
+            DotVariant::Packed => include_str!("../../shaders/dot4_i8_packed.wgsl"),
+            DotVariant::Unpacked => include_str!("../../shaders/dot4_i8_unpacked.wgsl"),
+        }
+    }
+
+    /// Fails when `ctx`'s device cannot compile this variant.
+    pub fn check(self, ctx: &GpuContext) -> Result<()> {
+        if self == DotVariant::Packed && !ctx.report.packed_int8_dot {
+            return Err(Error::Gpu(format!("{} has no packed_4x8_integer_dot_product", ctx.report.describe())));
+        }
+        Ok(())
+    }
 }
 
 const GEMM: &str = include_str!("../../shaders/gemm_i8_requant.wgsl");
-const DOT_PACKED: &str = include_str!("../../shaders/dot4_i8_packed.wgsl");
-const DOT_UNPACKED: &str = include_str!("../../shaders/dot4_i8_unpacked.wgsl");
 
-/// The WGSL source of one variant (the `requires` directive must come first).
+/// The full WGSL source of the GEMM in one variant.
 pub fn shader_source(variant: DotVariant) -> String {
-    let dot = match variant {
-        DotVariant::Packed => DOT_PACKED,
-        DotVariant::Unpacked => DOT_UNPACKED,
-    };
-    format!("{dot}\n{REQUANT_WGSL}\n{GEMM}")
+    format!("{}\n{INT8_WGSL}\n{GEMM}", variant.wgsl())
 }
 
 /// A compiled GEMM pipeline.
@@ -56,65 +64,79 @@ pub struct GemmI8 {
     pipeline: wgpu::ComputePipeline,
 }
 
-/// Packs rows of `k` int8 values into `ceil(k / 4)` u32 words each, zero-padded.
-pub fn pack_rows(v: &[i8], rows: usize, k: usize) -> Vec<u32> {
-    let k4 = k.div_ceil(4);
-    let mut out = vec![0u32; rows * k4];
-    for r in 0..rows {
-        for (i, &x) in v[r * k..(r + 1) * k].iter().enumerate() {
-            out[r * k4 + i / 4] |= (x as u8 as u32) << (8 * (i % 4));
-        }
-    }
-    out
+/// The constants of one GEMM layer: weights `[N, K]`, optional bias, requantization.
+pub struct GemmLayer<'a> {
+    pub weights: &'a [i8],
+    pub bias: Option<&'a [i32]>,
+    pub requant: &'a Requant,
 }
 
 impl GemmI8 {
     /// Compiles the kernel; a variant the device cannot compile is an error, not a panic.
-    pub fn new(ctx: &GpuContext, variant: DotVariant) -> Result<Self> {
-        if variant == DotVariant::Packed && !ctx.report.packed_int8_dot {
-            return Err(Error::Gpu(format!("{} has no packed_4x8_integer_dot_product", ctx.report.describe())));
-        }
-        let pipeline = compile(ctx, &format!("gemm_i8_requant ({})", variant.name()), &shader_source(variant))?;
+    pub async fn new(ctx: &GpuContext, variant: DotVariant) -> Result<Self> {
+        variant.check(ctx)?;
+        let pipeline = compile(ctx, &format!("gemm_i8_requant ({})", variant.name()), &shader_source(variant)).await?;
         Ok(GemmI8 { variant, pipeline })
     }
 
-    /// Runs `requantize(A · Bᵀ + bias)` (the CPU's [`Requant`] for the output) and returns
-    /// `[m, n]` int8 values.
-    pub fn run(
+    /// Prepares `requantize(A · Bᵀ + bias)` over the packed activation buffer `a` (`[m, k]`,
+    /// zero point `za`): uploads the layer's constants and allocates the packed `[m, n]`
+    /// output (the dispatch's [`Dispatch::output`]).
+    pub fn dispatch(
         &self,
         ctx: &GpuContext,
-        (a, za): (&[i8], i32),
-        b: &[i8],
-        bias: Option<&[i32]>,
-        rq: &Requant,
+        label: &str,
+        (a, za): (&wgpu::Buffer, i32),
+        layer: &GemmLayer,
         (m, k, n): (usize, usize, usize),
-    ) -> Result<Vec<i8>> {
+    ) -> Result<Dispatch> {
         const OP: &str = "gemm_i8 (gpu)";
-        if m == 0 || n == 0 || k == 0 || a.len() != m * k || b.len() != n * k {
-            return Err(Error::shape(OP, format!("A {} / B {} values for m {m}, k {k}, n {n}", a.len(), b.len())));
+        let GemmLayer { weights: b, bias, requant: rq } = *layer;
+        if m == 0 || n == 0 || k == 0 || b.len() != n * k {
+            return Err(Error::shape(OP, format!("B has {} values for m {m}, k {k}, n {n}", b.len())));
         }
         if bias.is_some_and(|v| v.len() != n) || rq.multipliers.len() != n {
             return Err(Error::shape(OP, format!("bias and multipliers must have {n} values")));
         }
         check_int8_reduction(OP, k)?;
         check_int8_zero_points(OP, &[za, rq.zero_point])?;
-        let k4 = k.div_ceil(4);
+        let (k4, n4) = (k.div_ceil(4), n.div_ceil(4));
         let bias_eff: Vec<i32> = (0..n)
             .map(|c| {
                 let rowsum: i32 = b[c * k..(c + 1) * k].iter().map(|&v| v as i32).sum();
                 bias.map_or(0, |v| v[c]).wrapping_sub(za.wrapping_mul(rowsum))
             })
             .collect();
-        let params = [m as u32, n as u32, k4 as u32, rq.zero_point as u32, rq.lo as u32, rq.hi as u32, 0, 0];
-        let out = run_once(
+        let params = [m as u32, n4 as u32, k4 as u32, rq.zero_point as u32, rq.lo as u32, rq.hi as u32, 0, 0];
+        let weights = storage_init(ctx, label, &bytes(&pack_rows(&padded(b, n4 * 4 * k, 0), n4 * 4, k)));
+        let bias = storage_init(ctx, label, &bytes(&padded(&bias_eff, n4 * 4, 0)));
+        let mult = storage_init(ctx, label, &bytes(&padded(&rq.multipliers, n4 * 4, 0.0)));
+        let out = storage(ctx, label, m * n4);
+        Dispatch::new(
             ctx,
+            label,
             &self.pipeline,
-            OP,
             &bytes(&params),
-            &[&bytes(&pack_rows(a, m, k)), &bytes(&pack_rows(b, n, k)), &bytes(&bias_eff), &bytes(&rq.multipliers)],
-            m * n,
-            [n.div_ceil(8) as u32, m.div_ceil(8) as u32, 1],
-        )?;
-        Ok(out.into_iter().map(|v| v as i8).collect())
+            &[a, &weights, &bias, &mult, &out],
+            [n4.div_ceil(8) as u32, m.div_ceil(32) as u32, 1],
+        )
+    }
+
+    /// Runs `requantize(A · Bᵀ + bias)` once on host data and returns the `[m, n]` int8 output.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run(
+        &self,
+        ctx: &GpuContext,
+        (a, za): (&[i8], i32),
+        layer: &GemmLayer,
+        (m, k, n): (usize, usize, usize),
+    ) -> Result<Vec<i8>> {
+        if a.len() != m * k {
+            return Err(Error::shape("gemm_i8 (gpu)", format!("A has {} values for m {m}, k {k}", a.len())));
+        }
+        let input = storage_init(ctx, "gemm input", &bytes(&pack_rows(a, m, k)));
+        let d = self.dispatch(ctx, "gemm_i8", (&input, za), layer, (m, k, n))?;
+        let words = super::kernel::block_on(super::kernel::run_and_read(ctx, &[&d], d.output(), m * n.div_ceil(4)))?;
+        Ok(super::kernel::unpack_rows(&words, m, n))
     }
 }

@@ -1,19 +1,23 @@
-//! What every kernel wrapper shares: compiling WGSL into a compute pipeline inside an error
-//! scope (a bad shader is an [`Error::Gpu`], not a panic), and running a pipeline once over
-//! a uniform block and storage buffers with one i32 output read back. The network's
-//! execution plan will keep buffers alive across frames; these one-shot runs are what the
-//! kernel tests and the first benchmarks need.
+//! What every kernel shares: compiling WGSL into a compute pipeline inside an error scope (a
+//! bad shader is an [`Error::Gpu`], not a panic), buffers, a [`Dispatch`] (pipeline + bind
+//! group + workgroup count, made once and encoded every frame), and the asynchronous readback
+//! that works both natively (the device is polled) and in the browser (the map callback
+//! resolves a future the page's event loop drives).
+//!
+//! Int8 tensors cross to the GPU packed 4 x i8 per u32 word along the last (channel) axis,
+//! byte j = element 4w + j, rows zero-padded to a multiple of 4 ([`pack_rows`]).
 
 use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
 use crate::error::{Error, Result};
 
-/// The requantization snippet every kernel with an int8 output includes.
-pub const REQUANT_WGSL: &str = include_str!("../../shaders/requant.wgsl");
+/// What every int8 kernel includes: THE requantization (`requantize`, mirroring the CPU's)
+/// and the lane helpers for packed words (`lanes`, `pack_lanes`, `requantize4`).
+pub const INT8_WGSL: &str = concat!(include_str!("../../shaders/requant.wgsl"), "\n", include_str!("../../shaders/int8_lanes.wgsl"));
 
 /// Compiles `source` (entry point `main`) into a compute pipeline.
-pub fn compile(ctx: &GpuContext, label: &str, source: &str) -> Result<wgpu::ComputePipeline> {
+pub async fn compile(ctx: &GpuContext, label: &str, source: &str) -> Result<wgpu::ComputePipeline> {
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
@@ -27,10 +31,33 @@ pub fn compile(ctx: &GpuContext, label: &str, source: &str) -> Result<wgpu::Comp
         compilation_options: Default::default(),
         cache: None,
     });
-    match pollster::block_on(scope.pop()) {
+    match scope.pop().await {
         Some(e) => Err(Error::Gpu(format!("{label}: {e}"))),
         None => Ok(pipeline),
     }
+}
+
+/// Packs rows of `k` int8 values into `ceil(k / 4)` u32 words each, zero-padded.
+pub fn pack_rows(v: &[i8], rows: usize, k: usize) -> Vec<u32> {
+    let k4 = k.div_ceil(4);
+    let mut out = vec![0u32; rows * k4];
+    for r in 0..rows {
+        for (i, &x) in v[r * k..(r + 1) * k].iter().enumerate() {
+            out[r * k4 + i / 4] |= (x as u8 as u32) << (8 * (i % 4));
+        }
+    }
+    out
+}
+
+/// The inverse of [`pack_rows`]: `rows x k` int8 values (padding dropped).
+pub fn unpack_rows(words: &[u32], rows: usize, k: usize) -> Vec<i8> {
+    let k4 = k.div_ceil(4);
+    (0..rows * k).map(|i| (words.get((i / k) * k4 + (i % k) / 4).copied().unwrap_or(0) >> (8 * (i % k % 4))) as i8).collect()
+}
+
+/// `v` extended with `fill` to `len` values (per-channel constants padded to whole words).
+pub fn padded<T: Copy>(v: &[T], len: usize, fill: T) -> Vec<T> {
+    v.iter().copied().chain(std::iter::repeat(fill)).take(len.max(v.len())).collect()
 }
 
 /// Little-endian bytes of 32-bit values (what WGSL's u32/i32/f32 arrays hold).
@@ -56,84 +83,138 @@ impl From<f32> for Word {
     }
 }
 
-/// Runs `pipeline` once: binding 0 is the uniform `params`, bindings 1.. the `inputs` as
-/// read-only storage, the last binding the i32 output of `out_len` values, which is returned.
-pub fn run_once(
-    ctx: &GpuContext,
-    pipeline: &wgpu::ComputePipeline,
-    label: &str,
-    params: &[u8],
-    inputs: &[&[u8]],
-    out_len: usize,
-    workgroups: [u32; 3],
-) -> Result<Vec<i32>> {
-    let dev = &ctx.device;
-    let scope = dev.push_error_scope(wgpu::ErrorFilter::Validation);
-    let uniform = dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+/// A storage buffer holding `contents` (an empty one gets one word: zero-length bindings are
+/// invalid).
+pub fn storage_init(ctx: &GpuContext, label: &str, contents: &[u8]) -> wgpu::Buffer {
+    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
-        contents: params,
-        usage: wgpu::BufferUsages::UNIFORM,
-    });
-    // Zero-length storage bindings are invalid: an empty input gets one word.
-    let storage: Vec<wgpu::Buffer> = inputs
-        .iter()
-        .map(|b| {
-            dev.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: if b.is_empty() { &[0u8; 4] } else { b },
-                usage: wgpu::BufferUsages::STORAGE,
-            })
-        })
-        .collect();
-    let out_bytes = (out_len.max(1) * 4) as u64;
-    let out = dev.create_buffer(&wgpu::BufferDescriptor {
+        contents: if contents.is_empty() { &[0u8; 4] } else { contents },
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+    })
+}
+
+/// A zeroed storage buffer of `words` 32-bit words (at least one), readable back.
+pub fn storage(ctx: &GpuContext, label: &str, words: usize) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: out_bytes,
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        size: (words.max(1) * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
-    });
-    let readback = dev.create_buffer(&wgpu::BufferDescriptor {
+    })
+}
+
+/// One kernel invocation over fixed buffers: encoded again every frame, never rebuilt.
+#[derive(Clone)]
+pub struct Dispatch {
+    pub label: String,
+    pipeline: wgpu::ComputePipeline,
+    bind: wgpu::BindGroup,
+    workgroups: [u32; 3],
+    /// The bound buffers, kept alive as long as the dispatch (binding order).
+    buffers: Vec<wgpu::Buffer>,
+}
+
+impl Dispatch {
+    /// Binding 0 is a uniform block holding `params`, bindings 1.. the `buffers` in order
+    /// (the kernel's last binding is its output).
+    pub fn new(
+        ctx: &GpuContext,
+        label: &str,
+        pipeline: &wgpu::ComputePipeline,
+        params: &[u8],
+        buffers: &[&wgpu::Buffer],
+        workgroups: [u32; 3],
+    ) -> Result<Self> {
+        let max = ctx.device.limits().max_compute_workgroups_per_dimension;
+        if workgroups.iter().any(|&g| g > max) {
+            return Err(Error::Gpu(format!("{label}: {workgroups:?} workgroups exceed the device's {max}")));
+        }
+        let uniform = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some(label),
+            contents: params,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let buffers: Vec<wgpu::Buffer> = std::iter::once(uniform).chain(buffers.iter().map(|&b| b.clone())).collect();
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, buf)| wgpu::BindGroupEntry { binding: i as u32, resource: buf.as_entire_binding() })
+            .collect();
+        let bind = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        Ok(Dispatch { label: label.to_string(), pipeline: pipeline.clone(), bind, workgroups, buffers })
+    }
+
+    /// The output buffer (the last binding).
+    pub fn output(&self) -> &wgpu::Buffer {
+        &self.buffers[self.buffers.len() - 1]
+    }
+
+    /// Records the dispatch into an open compute pass.
+    pub fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind, &[]);
+        let [x, y, z] = self.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+/// A buffer the CPU can map for reading, `bytes` long.
+pub fn readback_buffer(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: out_bytes,
+        size: bytes.max(4),
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
-    });
-    let entries: Vec<wgpu::BindGroupEntry> = std::iter::once(&uniform)
-        .chain(&storage)
-        .chain(std::iter::once(&out))
-        .enumerate()
-        .map(|(i, buf)| wgpu::BindGroupEntry { binding: i as u32, resource: buf.as_entire_binding() })
-        .collect();
-    let bind = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some(label),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    });
-    let mut enc = dev.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(label) });
-    {
-        let mut pass =
-            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(label), timestamp_writes: None });
-        pass.set_pipeline(pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
-    }
-    enc.copy_buffer_to_buffer(&out, 0, &readback, 0, out_bytes);
-    ctx.queue.submit(Some(enc.finish()));
-    if let Some(e) = pollster::block_on(scope.pop()) {
-        return Err(Error::Gpu(format!("{label} dispatch: {e}")));
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
+    })
+}
+
+/// Maps `readback` (already filled by a submitted copy), returns its first `words` words and
+/// unmaps it. Natively the device is polled until the copy is done; in the browser the
+/// future resolves when WebGPU's mapAsync does.
+pub async fn read_words(ctx: &GpuContext, readback: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
+    let (tx, rx) = futures_channel::oneshot::channel();
     readback.map_async(wgpu::MapMode::Read, .., move |r| {
         let _ = tx.send(r);
     });
-    dev.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("device poll: {e}")))?;
-    rx.recv()
-        .map_err(|_| Error::Gpu(format!("{label}: readback never completed")))?
-        .map_err(|e| Error::Gpu(format!("{label} readback: {e}")))?;
-    let view = readback.get_mapped_range(..).map_err(|e| Error::Gpu(format!("{label} readback view: {e}")))?;
-    let values: Vec<i32> =
-        view.chunks_exact(4).take(out_len).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    #[cfg(not(target_arch = "wasm32"))]
+    ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("device poll: {e}")))?;
+    rx.await
+        .map_err(|_| Error::Gpu("readback never completed (device lost?)".into()))?
+        .map_err(|e| Error::Gpu(format!("readback: {e}")))?;
+    let view = readback.get_mapped_range(..).map_err(|e| Error::Gpu(format!("readback view: {e}")))?;
+    let values: Vec<u32> =
+        view.chunks_exact(4).take(words).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     drop(view);
     readback.unmap();
     Ok(values)
+}
+
+/// Runs `dispatches` in one compute pass, copies `out`'s first `words` words back and returns
+/// them: what the kernel tests and one-off runs need (the network keeps its buffers).
+pub async fn run_and_read(ctx: &GpuContext, dispatches: &[&Dispatch], out: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
+    let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let readback = readback_buffer(ctx, "readback", (words * 4) as u64);
+    let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("run"), timestamp_writes: None });
+        for d in dispatches {
+            d.record(&mut pass);
+        }
+    }
+    enc.copy_buffer_to_buffer(out, 0, &readback, 0, (words.max(1) * 4) as u64);
+    ctx.queue.submit(Some(enc.finish()));
+    if let Some(e) = scope.pop().await {
+        return Err(Error::Gpu(format!("{}: {e}", dispatches.first().map_or("run", |d| d.label.as_str()))));
+    }
+    read_words(ctx, &readback, words).await
+}
+
+/// Blocks on a GPU future (native builds: the CLI, tests and benchmarks).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
 }

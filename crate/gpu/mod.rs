@@ -2,22 +2,17 @@
 //!
 //! This module finds an adapter and reports what it is and whether WGSL's
 //! `packed_4x8_integer_dot_product` (`dot4I8Packed`) is available, which decides the int8
-//! GEMM variant. [`context`] holds the device kernels run on (created by the caller, passed
-//! in); [`gemm`] is the first WGSL kernel, the int8 GEMM with fused requantization, in both
-//! variants (native builds only for now: its readback blocks). The rest of the kernels and
-//! the execution plan are the WebGPU backend's work.
+//! dot-product variant. [`context`] holds the device; [`kernel`] what every kernel shares;
+//! [`gemm`], [`conv`], [`add`] and [`pool`] the WGSL kernels (bit-exact with the CPU
+//! reference); [`network`] the execution plan of a whole int8 network. Everything here is
+//! asynchronous so the same code runs in the browser; native callers block on it.
 
-#[cfg(not(target_arch = "wasm32"))]
 pub mod add;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod context;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod conv;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod gemm;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod kernel;
-#[cfg(not(target_arch = "wasm32"))]
+pub mod network;
 pub mod pool;
 
 use crate::error::{Error, Result};
@@ -85,4 +80,12 @@ fn report(instance: &wgpu::Instance, adapter: &wgpu::Adapter) -> AdapterReport {
             .wgsl_language_features()
             .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct),
     }
+}
+
+/// Logs a GPU event (stderr natively, the console in the browser).
+pub(crate) fn log(msg: &str) {
+    #[cfg(target_arch = "wasm32")]
+    web_sys::console::warn_1(&msg.into());
+    #[cfg(not(target_arch = "wasm32"))]
+    eprintln!("{msg}");
 }

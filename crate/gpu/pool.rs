@@ -1,9 +1,10 @@
 //! The integer half of global average pooling on the GPU (`shaders/global_sum_i8.wgsl`):
-//! per-channel sums of `x - zx`, equal to [`crate::model::int8::global_sums_i8`]; the
-//! embedding is finished on the CPU by [`crate::model::int8::embedding_from_sums`].
+//! per-channel sums of `x - zx` over a packed NHWC activation, equal to
+//! [`crate::model::int8::global_sums_i8`]; the embedding is finished on the CPU by
+//! [`crate::model::int8::embedding_from_sums`].
 
 use super::context::GpuContext;
-use super::kernel::{bytes, compile, run_once};
+use super::kernel::{bytes, compile, storage, Dispatch, INT8_WGSL};
 use crate::error::{Error, Result};
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
 
@@ -15,29 +16,36 @@ pub struct GlobalSumI8 {
 }
 
 impl GlobalSumI8 {
-    pub fn new(ctx: &GpuContext) -> Result<Self> {
-        Ok(GlobalSumI8 { pipeline: compile(ctx, "global_sum_i8", GLOBAL_SUM)? })
+    pub async fn new(ctx: &GpuContext) -> Result<Self> {
+        Ok(GlobalSumI8 { pipeline: compile(ctx, "global_sum_i8", &format!("{INT8_WGSL}\n{GLOBAL_SUM}")).await? })
     }
 
-    /// Sums of `x - zx` over H and W for NHWC `x` of shape `shape`: `[N, C]` i32.
-    pub fn run(&self, ctx: &GpuContext, x: &[i8], shape: [usize; 4], zx: i32) -> Result<Vec<i32>> {
+    /// Sums of `x - zx` over H and W of the packed NHWC buffer `x` (shape `shape`) into a
+    /// new `[N, C]` i32 buffer (the dispatch's output).
+    pub fn dispatch(&self, ctx: &GpuContext, label: &str, x: &wgpu::Buffer, shape: [usize; 4], zx: i32) -> Result<Dispatch> {
         const OP: &str = "global_sum_i8 (gpu)";
         let [n, h, w, c] = shape;
-        if x.len() != n * h * w * c || x.is_empty() {
-            return Err(Error::shape(OP, format!("{} values for shape {shape:?}", x.len())));
+        if n * h * w * c == 0 {
+            return Err(Error::shape(OP, format!("empty shape {shape:?}")));
         }
         check_int8_reduction(OP, h * w)?;
         check_int8_zero_points(OP, &[zx])?;
-        let params = [n as u32, (h * w) as u32, c as u32, zx as u32];
-        let wide: Vec<i32> = x.iter().map(|&q| q as i32).collect();
-        run_once(
-            ctx,
-            &self.pipeline,
-            OP,
-            &bytes(&params),
-            &[&bytes(&wide)],
-            n * c,
-            [c.div_ceil(64) as u32, n as u32, 1],
-        )
+        let c4 = c.div_ceil(4);
+        let params = [n as u32, (h * w) as u32, c as u32, c4 as u32, zx as u32, 0, 0, 0];
+        let out = storage(ctx, label, n * c);
+        Dispatch::new(ctx, label, &self.pipeline, &bytes(&params), &[x, &out], [c4.div_ceil(64) as u32, n as u32, 1])
+    }
+
+    /// The sums of host data `x` (NHWC, unpacked): `[N, C]` i32.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run(&self, ctx: &GpuContext, x: &[i8], shape: [usize; 4], zx: i32) -> Result<Vec<i32>> {
+        use super::kernel::{block_on, pack_rows, run_and_read, storage_init};
+        let [n, h, w, c] = shape;
+        if x.len() != n * h * w * c || x.is_empty() {
+            return Err(Error::shape("global_sum_i8 (gpu)", format!("{} values for shape {shape:?}", x.len())));
+        }
+        let input = storage_init(ctx, "global sum input", &bytes(&pack_rows(x, n * h * w, c)));
+        let d = self.dispatch(ctx, "global_sum_i8", &input, shape, zx)?;
+        Ok(block_on(run_and_read(ctx, &[&d], d.output(), n * c))?.into_iter().map(|v| v as i32).collect())
     }
 }

@@ -13,7 +13,7 @@ use crate::ops::add::add_i8;
 use crate::ops::conv::{conv2d_i8, Conv2dParams};
 use crate::ops::quantize::quantize_i8;
 use crate::quant::calibrate::MAX_BIAS_Q;
-use crate::quant::{Activation, OutputQuant, QParams};
+use crate::quant::{Activation, AddRequant, OutputQuant, QParams, Requant};
 use crate::tensor::{QTensor, Tensor};
 
 #[derive(Clone, Debug)]
@@ -35,6 +35,16 @@ enum Int8Op {
         bias: Option<Vec<f32>>,
         activation: Activation,
     },
+}
+
+/// One node of a quantized network as another backend sees it (the GPU plan walks these):
+/// the constants and the prepared requantization, identical to what the CPU path uses.
+pub enum Int8Layer<'a> {
+    Conv { weight: &'a QTensor, bias: Option<&'a [i32]>, params: &'a Conv2dParams, requant: Requant },
+    Add { requant: AddRequant },
+    GlobalAvgPool,
+    /// The head: runs on the CPU for every backend ([`PreparedI8::head_logits`]).
+    Dense,
 }
 
 /// A quantized model ready to run.
@@ -153,6 +163,62 @@ impl PreparedI8 {
             });
         }
         Ok(PreparedI8 { graph, values: q.values.clone(), ops })
+    }
+
+    /// Scale and zero point of value `v` (0 = the input, node `i` writes value `i + 1`).
+    pub fn value_quant(&self, v: usize) -> Result<(f32, i32)> {
+        match self.values.get(v).copied().flatten() {
+            Some(q) => Ok((q.scale, q.zero_point)),
+            None => Err(Error::invalid("int8 model", format!("value {v} has no quantization"))),
+        }
+    }
+
+    /// Node `i` with its requantization prepared from its inputs' and output's parameters.
+    pub fn layer(&self, i: usize) -> Result<Int8Layer<'_>> {
+        let (Some(node), Some(op)) = (self.graph.nodes.get(i), self.ops.get(i)) else {
+            return Err(Error::invalid("int8 model", format!("no node {i}")));
+        };
+        let input = |k: usize| -> Result<(f32, i32)> {
+            let v = node.inputs.get(k).copied();
+            self.value_quant(v.ok_or_else(|| Error::invalid("int8 model", format!("node '{}' lacks input {k}", node.name)))?)
+        };
+        Ok(match op {
+            Int8Op::Conv { weight, bias, params, out } => Int8Layer::Conv {
+                weight,
+                bias: bias.as_deref(),
+                params,
+                requant: Requant::new("conv2d_i8", input(0)?.0, weight.params().scales(), out)?,
+            },
+            Int8Op::Add { out } => Int8Layer::Add { requant: AddRequant::new(input(0)?, input(1)?, out)? },
+            Int8Op::GlobalAvgPool => Int8Layer::GlobalAvgPool,
+            Int8Op::Dense { .. } => Int8Layer::Dense,
+        })
+    }
+
+    /// The quantized input (value 0) of a preprocessed f32 NHWC batch.
+    pub fn quantize_input(&self, input: &Tensor) -> Result<QTensor> {
+        match self.input_value(input)? {
+            Val::Q(q) => Ok(q),
+            Val::F(_) => Err(Error::invalid("forward_i8", "the input is not quantized")),
+        }
+    }
+
+    /// Logits from the f32 embedding `[N, D]`: the nodes after the global pool, on the CPU.
+    /// Every backend finishes here, so equal embeddings give bit-identical logits.
+    pub fn head_logits(&self, embedding: Tensor) -> Result<Tensor> {
+        let e = self.graph.embedding;
+        // Values before the embedding are never read by the head (the graph validates that a
+        // node only reads earlier values; heads read the pool); empty stand-ins fill the slots.
+        let mut values: Vec<Val> = (0..e).map(|_| Val::F(Tensor::zeros(vec![0]).unwrap_or_else(|_| embedding.clone()))).collect();
+        values.push(Val::F(embedding));
+        for i in e..self.ops.len() {
+            let y = self.step(i, &values)?;
+            values.push(y);
+        }
+        match values.into_iter().nth(self.graph.logits) {
+            Some(Val::F(t)) => Ok(t),
+            _ => Err(Error::invalid("forward_i8", "the logits value is not the float head output")),
+        }
     }
 
     /// Logits `[N, classes]` for a preprocessed f32 NHWC batch (quantized on entry).

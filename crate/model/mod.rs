@@ -51,6 +51,14 @@ impl Classifier {
         }
     }
 
+    /// The int8 network, when the model is quantized (what the GPU backend runs).
+    pub fn int8(&self) -> Option<&int8::PreparedI8> {
+        match &self.runner {
+            Runner::I8(p) => Some(p),
+            Runner::F32(_) => None,
+        }
+    }
+
     /// Logits `[N, classes]` of a preprocessed NHWC batch.
     pub fn logits(&self, input: Tensor) -> Result<Tensor> {
         match &self.runner {

@@ -1,0 +1,289 @@
+//! Backend selection: one [`Engine`] runs a [`Classifier`] on the CPU or on the GPU, with the
+//! same numbers either way.
+//!
+//! - `cpu`: the reference kernels (int8 or f32, as the model file says).
+//! - `gpu`: the int8 network's WGSL plan ([`crate::gpu::network`]); an error when no adapter
+//!   exists, the model is f32, or the startup self-test fails.
+//! - `auto`: the GPU when an adapter exists and the self-test passes, else the CPU; the
+//!   [`BackendReport`] says which and why.
+//!
+//! Startup self-test: a fixed pseudo-random input runs through the CPU and through the GPU
+//! plan in each dot-product variant the device compiles; a variant is usable only if its pool
+//! sums give an embedding bit-identical to the CPU's. Among usable variants the faster on that
+//! run is kept (the measured check): `dot4I8Packed` where it both exists and wins.
+//!
+//! A lost device (or any GPU error mid-run) rebuilds the context and plan once from the
+//! model, which stays in memory on the CPU side; if that fails, `auto` carries on with the
+//! CPU and `gpu` reports the error. The GPU plan is built for batch 1: batches run image by
+//! image, and the head always runs on the CPU from the embedding.
+
+use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::gemm::DotVariant;
+use crate::gpu::network::GpuNetwork;
+use crate::model::int8::PreparedI8;
+use crate::model::Classifier;
+use crate::tensor::Tensor;
+
+/// Which backend the caller asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "cpu" => Ok(BackendChoice::Cpu),
+            "gpu" | "webgpu" => Ok(BackendChoice::Gpu),
+            _ => Err(Error::invalid("backend", format!("'{s}': expected auto, cpu or gpu"))),
+        }
+    }
+}
+
+/// What runs, for logs, the CLI and the page.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct BackendReport {
+    /// "gpu" or "cpu".
+    pub backend: &'static str,
+    /// The model's precision: "int8" or "f32".
+    pub precision: &'static str,
+    /// GPU: the adapter ([`crate::gpu::AdapterReport::describe`]); CPU: "reference kernels".
+    pub device: String,
+    /// GPU: "dot4I8Packed" or "unpacked".
+    pub variant: Option<&'static str>,
+    /// Why this backend and variant (self-test and measured times, or why not the GPU).
+    pub reason: String,
+}
+
+impl BackendReport {
+    /// One line, e.g. `gpu int8 (dot4I8Packed) on llvmpipe (vulkan, cpu), ...: <reason>`.
+    pub fn describe(&self) -> String {
+        let variant = self.variant.map(|v| format!(" ({v})")).unwrap_or_default();
+        format!("{} {}{variant} on {}: {}", self.backend, self.precision, self.device, self.reason)
+    }
+}
+
+struct GpuBackend {
+    ctx: GpuContext,
+    net: GpuNetwork,
+}
+
+/// A classifier with its backend.
+pub struct Engine {
+    pub classifier: Classifier,
+    choice: BackendChoice,
+    gpu: Option<GpuBackend>,
+    report: BackendReport,
+}
+
+/// Milliseconds from an arbitrary origin (`performance.now()` in the browser).
+pub fn now_ms() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use wasm_bindgen::JsCast;
+        let global = js_sys::global();
+        js_sys::Reflect::get(&global, &"performance".into())
+            .ok()
+            .and_then(|p| {
+                let now = js_sys::Reflect::get(&p, &"now".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
+                now.call0(&p).ok()?.as_f64()
+            })
+            .unwrap_or_else(js_sys::Date::now)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1e3
+    }
+}
+
+/// The self-test input: a fixed pseudo-random image in [-1, 1], `[1, H, W, C]`.
+fn self_test_input(model: &PreparedI8) -> Result<Tensor> {
+    let [h, w, c] = model.graph.input;
+    let mut rng = crate::train::rng::Rng::new(0x5e1f_7e57);
+    Tensor::new(vec![1, h, w, c], (0..h * w * c).map(|_| rng.uniform(-1.0, 1.0)).collect())
+}
+
+impl Engine {
+    /// Prepares `classifier` on the chosen backend (see the module docs for `auto`).
+    pub async fn new(classifier: Classifier, choice: BackendChoice) -> Result<Engine> {
+        let cpu_report = |reason: String| BackendReport {
+            backend: "cpu",
+            precision: classifier.precision(),
+            device: "reference kernels".into(),
+            variant: None,
+            reason,
+        };
+        if choice == BackendChoice::Cpu {
+            let report = cpu_report("asked for".into());
+            return Ok(Engine { classifier, choice, gpu: None, report });
+        }
+        match Self::start_gpu(&classifier).await {
+            Ok((gpu, report)) => Ok(Engine { classifier, choice, gpu: Some(gpu), report }),
+            Err(e) if choice == BackendChoice::Auto => {
+                let report = cpu_report(format!("no usable GPU ({e})"));
+                Ok(Engine { classifier, choice, gpu: None, report })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a device, self-tests each variant against the CPU and keeps the fastest
+    /// bit-exact one.
+    async fn start_gpu(classifier: &Classifier) -> Result<(GpuBackend, BackendReport)> {
+        let model = classifier
+            .int8()
+            .ok_or_else(|| Error::unsupported("an f32 model on the GPU (the GPU backend runs int8 models)"))?;
+        let ctx = GpuContext::new().await?;
+        let input = self_test_input(model)?;
+        let want = model.embeddings(&input)?;
+        let x = model.quantize_input(&input)?;
+        let mut variants = vec![DotVariant::Unpacked];
+        if ctx.report.packed_int8_dot {
+            variants.insert(0, DotVariant::Packed);
+        }
+        let mut best: Option<(GpuNetwork, f64)> = None;
+        let mut notes = vec![];
+        for v in variants {
+            let net = match GpuNetwork::new(&ctx, model, v, 1).await {
+                Ok(net) => net,
+                Err(e) => {
+                    notes.push(format!("{}: {e}", v.name()));
+                    continue;
+                }
+            };
+            // First run warms up (pipeline compilation on first use); the second is timed.
+            let first = net.embeddings(&ctx, &x).await?;
+            let start = now_ms();
+            let second = net.embeddings(&ctx, &x).await?;
+            let ms = now_ms() - start;
+            if first.data() != want.data() || second.data() != want.data() {
+                notes.push(format!("{}: self-test embedding differs from the CPU's", v.name()));
+                continue;
+            }
+            notes.push(format!("{} {ms:.1} ms", v.name()));
+            if best.as_ref().is_none_or(|(_, t)| ms < *t) {
+                best = Some((net, ms));
+            }
+        }
+        let Some((net, _)) = best else {
+            return Err(Error::Gpu(format!("GPU self-test failed on {}: {}", ctx.report.describe(), notes.join("; "))));
+        };
+        let why = if ctx.report.packed_int8_dot {
+            "faster bit-exact variant in the self-test"
+        } else {
+            "no packed_4x8_integer_dot_product; self-test bit-exact"
+        };
+        let report = BackendReport {
+            backend: "gpu",
+            precision: "int8",
+            device: ctx.report.describe(),
+            variant: Some(net.variant.name()),
+            reason: format!("{why} ({})", notes.join(", ")),
+        };
+        Ok((GpuBackend { ctx, net }, report))
+    }
+
+    /// What runs and why.
+    pub fn report(&self) -> &BackendReport {
+        &self.report
+    }
+
+    /// The GPU context and plan, when the GPU runs (benchmarks).
+    pub fn gpu(&self) -> Option<(&GpuContext, &GpuNetwork)> {
+        self.gpu.as_ref().map(|g| (&g.ctx, &g.net))
+    }
+
+    /// Embeddings `[N, D]` of a preprocessed NHWC batch.
+    pub async fn embeddings(&mut self, input: Tensor) -> Result<Tensor> {
+        if self.gpu.is_none() {
+            return self.classifier.embeddings(input);
+        }
+        match self.gpu_embeddings(&input).await {
+            Ok(e) => Ok(e),
+            Err(e) => {
+                self.recover(e).await?;
+                match self.gpu.is_some() {
+                    true => self.gpu_embeddings(&input).await,
+                    false => self.classifier.embeddings(input),
+                }
+            }
+        }
+    }
+
+    /// Logits `[N, classes]` of a preprocessed NHWC batch.
+    pub async fn logits(&mut self, input: Tensor) -> Result<Tensor> {
+        if self.gpu.is_none() {
+            return self.classifier.logits(input);
+        }
+        let e = self.embeddings(input.clone()).await?;
+        match (self.gpu.is_some(), self.classifier.int8()) {
+            (true, Some(model)) => model.head_logits(e),
+            _ => self.classifier.logits(input),
+        }
+    }
+
+    /// The GPU's embeddings, image by image (the plan holds batch 1).
+    async fn gpu_embeddings(&self, input: &Tensor) -> Result<Tensor> {
+        let (Some(gpu), Some(model)) = (&self.gpu, self.classifier.int8()) else {
+            return Err(Error::Gpu("no GPU plan".into()));
+        };
+        let x = model.quantize_input(input)?;
+        let n = x.shape()[0];
+        let per = x.len() / n.max(1);
+        let data = x.i8_data("engine")?;
+        let mut out = vec![];
+        let mut dim = 0;
+        for i in 0..n {
+            let mut shape = x.shape().to_vec();
+            shape[0] = 1;
+            let one = crate::QTensor::from_i8(shape, data[i * per..(i + 1) * per].to_vec(), x.params().clone())?;
+            let e = gpu.net.embeddings(&gpu.ctx, &one).await?;
+            dim = e.shape()[1];
+            out.extend_from_slice(e.data());
+        }
+        Tensor::new(vec![n, dim], out)
+    }
+
+    /// After a GPU error: rebuild once (a lost device gets a new one); else fall back to the
+    /// CPU under `auto`, or give the error under `gpu`. Shape errors are the caller's and
+    /// pass through unchanged.
+    async fn recover(&mut self, error: Error) -> Result<()> {
+        if !matches!(error, Error::Gpu(_)) {
+            return Err(error);
+        }
+        crate::gpu::log(&format!("edgetune: GPU error ({error}); rebuilding the GPU backend"));
+        self.gpu = None;
+        match Self::start_gpu(&self.classifier).await {
+            Ok((gpu, mut report)) => {
+                report.reason = format!("rebuilt after: {error}; {}", report.reason);
+                self.gpu = Some(gpu);
+                self.report = report;
+                Ok(())
+            }
+            Err(e2) if self.choice == BackendChoice::Auto => {
+                self.report = BackendReport {
+                    backend: "cpu",
+                    precision: self.classifier.precision(),
+                    device: "reference kernels".into(),
+                    variant: None,
+                    reason: format!("fell back from the GPU: {error}; rebuilding failed: {e2}"),
+                };
+                Ok(())
+            }
+            Err(e2) => Err(Error::Gpu(format!("{error}; rebuilding the GPU backend failed: {e2}"))),
+        }
+    }
+
+    /// Destroys the GPU device as a driver reset would (tests of the recovery path).
+    pub fn lose_gpu_device(&self) {
+        if let Some(g) = &self.gpu {
+            g.ctx.destroy();
+        }
+    }
+}

@@ -1,0 +1,66 @@
+// dwconv_i8_requant.wgsl: int8 depthwise convolution (groups = C = Cout, one filter per
+// channel; any KH x KW, stride, padding, no dilation) with fused bias + per-channel
+// requantization + clamp, the spec of crate/ops/conv.rs for that case:
+//   acc[n, oy, ox, c] = bias[c] + sum_{ky, kx inside the input} (x[n, iy, ix, c] - zx) * w[c, ky, kx]
+//   out = requantize(acc, mult[c], zp, lo, hi)
+// Lane-wise: each invocation owns one word (4 channels) of one output pixel; taps in the
+// padding are skipped, as on the CPU.
+// Layouts: x [N, H, W, C4] u32; w [KH, KW, C4] u32 (the filter of channel c in lane c % 4 of
+// word c / 4, padded channels zero); bias [C4] vec4<i32>; mult [C4] vec4<f32>;
+// out [N, OH, OW, C4] u32.
+// Dispatch: (ceil(C4 / 8), ceil(OW / 8), N * OH), 8 x 8 invocations per workgroup.
+// Needs `lanes`, `requantize` and `requantize4`.
+struct Params {
+    n: u32,
+    h: u32,
+    w: u32,
+    c4: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_top: u32,
+    pad_left: u32,
+    zx: i32,
+    zp: i32,
+    lo: i32,
+    hi: i32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<u32>;
+@group(0) @binding(2) var<storage, read> wt: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<vec4<i32>>;
+@group(0) @binding(4) var<storage, read> mult: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out: array<u32>;
+
+@compute @workgroup_size(8, 8, 1)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    let cw = id.x;
+    let ox = id.y;
+    let b = id.z / p.oh;
+    let oy = id.z % p.oh;
+    if (cw >= p.c4 || ox >= p.ow || b >= p.n) {
+        return;
+    }
+    let zx = vec4<i32>(p.zx);
+    var acc = bias[cw];
+    for (var ky = 0u; ky < p.kh; ky++) {
+        let py = oy * p.stride_h + ky;
+        if (py < p.pad_top || py - p.pad_top >= p.h) {
+            continue;
+        }
+        let xrow = (b * p.h + (py - p.pad_top)) * p.w;
+        for (var kx = 0u; kx < p.kw; kx++) {
+            let px = ox * p.stride_w + kx;
+            if (px < p.pad_left || px - p.pad_left >= p.w) {
+                continue;
+            }
+            let xv = lanes(x[(xrow + (px - p.pad_left)) * p.c4 + cw]) - zx;
+            acc += xv * lanes(wt[(ky * p.kw + kx) * p.c4 + cw]);
+        }
+    }
+    out[((b * p.oh + oy) * p.ow + ox) * p.c4 + cw] = requantize4(acc, mult[cw], p.zp, p.lo, p.hi);
+}
