@@ -157,12 +157,19 @@ impl Engine {
                     continue;
                 }
             };
-            // First run warms up (pipeline compilation on first use); the second is timed.
-            let first = net.embeddings(&ctx, &x).await?;
-            let start = now_ms();
-            let second = net.embeddings(&ctx, &x).await?;
-            let ms = now_ms() - start;
-            if first.data() != want.data() || second.data() != want.data() {
+            // The first run warms up (pipelines compile on first use); the faster of the next
+            // two is the variant's time. Every run must equal the CPU's embedding.
+            let mut ms = f64::INFINITY;
+            let mut exact = true;
+            for run in 0..3 {
+                let start = now_ms();
+                let got = net.embeddings(&ctx, &x).await?;
+                if run > 0 {
+                    ms = ms.min(now_ms() - start);
+                }
+                exact &= got.data() == want.data();
+            }
+            if !exact {
                 notes.push(format!("{}: self-test embedding differs from the CPU's", v.name()));
                 continue;
             }

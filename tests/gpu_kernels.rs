@@ -11,12 +11,13 @@ use edgetune::gpu::add::AddI8;
 use edgetune::gpu::context::GpuContext;
 use edgetune::gpu::conv::{ConvI8, ConvLayer};
 use edgetune::gpu::gemm::{DotVariant, GemmLayer};
+use edgetune::gpu::gemm_f32::GemmF32;
 use edgetune::gpu::kernel::{block_on, pack_rows, unpack_rows};
 use edgetune::gpu::pool::GlobalSumI8;
 use edgetune::model::int8::global_sums_i8;
 use edgetune::ops::add::add_i8;
 use edgetune::ops::conv::{conv2d_i8, Conv2dParams};
-use edgetune::ops::gemm::gemm_i8_acc;
+use edgetune::ops::gemm::{dense_f32, gemm_i8_acc};
 use edgetune::ops::Padding;
 use edgetune::quant::{requantize, Activation, AddRequant, OutputQuant, QParams, Requant};
 use edgetune::QTensor;
@@ -255,5 +256,25 @@ proptest! {
         let q = QTensor::from_i8(vec![n, h, w, c], x.clone(), QParams::per_tensor(0.1, zx).unwrap()).unwrap();
         let (want, _) = global_sums_i8(&q).unwrap();
         prop_assert_eq!(g.sum.run(&g.ctx, &x, [n, h, w, c], zx).expect("gpu sums"), want);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    /// The f32 baseline GEMM (benchmarks only) agrees with the CPU's dense layer up to
+    /// summation-order rounding.
+    #[test]
+    fn gpu_f32_gemm_matches_cpu_dense(m in 1usize..40, k in 1usize..50, n in 1usize..12, seed in any::<u32>()) {
+        let Some(g) = gpu() else { return Ok(()) };
+        let f = |i: usize| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32 - 0.5;
+        let a: Vec<f32> = (0..m * k).map(f).collect();
+        let b: Vec<f32> = (0..n * k).map(|i| f(i + 7919)).collect();
+        let bias: Vec<f32> = (0..n).map(|i| f(i + 104_729)).collect();
+        let gemm = block_on(GemmF32::new(&g.ctx)).expect("f32 gemm compiles");
+        let got = gemm.run(&g.ctx, &a, &b, &bias, (m, k, n)).expect("gpu f32 gemm");
+        let want = dense_f32(&a, &b, Some(&bias), m, k, n).unwrap();
+        for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+            prop_assert!((x - y).abs() <= 1e-5 * (k as f32 + 1.0), "{i}: {x} vs {y}");
+        }
     }
 }

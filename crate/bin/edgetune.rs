@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench_cmd;
 mod commands;
 mod train_cmd;
 use edgetune::onnx::conformance::{self, Outcome};
@@ -107,6 +108,23 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Speed figures (printed, and written as JSON with --json): GPU GEMM throughput, per-layer
+    /// GPU times and whole-network latency, or CPU whole-network latency.
+    Bench {
+        /// gpu, cpu or auto.
+        #[arg(long, default_value = "gpu")]
+        backend: String,
+        #[arg(long, default_value = "www/models/efficientnet_lite0.int8.etm")]
+        model: PathBuf,
+        /// Input image (default: ../shared/data/photos/parrot.jpg when present).
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Timed runs per figure.
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Compare a model with a reference model (and report accuracy on labelled data when the
     /// model's classes are the data's).
     Eval {
@@ -186,6 +204,13 @@ fn main() -> ExitCode {
         Command::Fewshot { args, per_class, test, test_offset, test_limit, json } => {
             train_cmd::fewshot(&args, &per_class, &test, (test_offset, test_limit), json.as_deref())
         }
+        Command::Bench { backend, model, image, runs, json } => bench_cmd::run(&bench_cmd::BenchArgs {
+            backend: &backend,
+            model: &model,
+            image: image.as_deref(),
+            runs,
+            json: json.as_deref(),
+        }),
         Command::Eval { model, backend, reference, data, limit, offset } => {
             commands::eval((&model, &backend), reference.as_deref(), &data, limit, offset, &progress_bar)
         }

@@ -11,6 +11,7 @@ pub mod add;
 pub mod context;
 pub mod conv;
 pub mod gemm;
+pub mod gemm_f32;
 pub mod kernel;
 pub mod network;
 pub mod pool;

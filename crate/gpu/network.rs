@@ -221,3 +221,50 @@ impl GpuNetwork {
             / self.batch as u64
     }
 }
+
+impl GpuNetwork {
+    /// GPU time of each layer in milliseconds, from timestamp queries around one compute
+    /// pass per layer (the input already uploaded); `None` when the device grants no
+    /// timestamp queries.
+    pub async fn layer_times_ms(&self, ctx: &GpuContext) -> Result<Option<Vec<f64>>> {
+        if !ctx.timestamps {
+            return Ok(None);
+        }
+        let n = self.dispatches.len();
+        let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("layer timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: (2 * n) as u32,
+        });
+        let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: (16 * n) as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let readback = readback_buffer(ctx, "timestamps", (16 * n) as u64);
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed frame") });
+        for (i, d) in self.dispatches.iter().enumerate() {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&d.label),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &queries,
+                    beginning_of_pass_write_index: Some((2 * i) as u32),
+                    end_of_pass_write_index: Some((2 * i + 1) as u32),
+                }),
+            });
+            d.record(&mut pass);
+        }
+        enc.resolve_query_set(&queries, 0..(2 * n) as u32, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, (16 * n) as u64);
+        ctx.queue.submit(Some(enc.finish()));
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("timed frame: {e}")));
+        }
+        let words = read_words(ctx, &readback, 4 * n).await?;
+        let period_ns = ctx.queue.get_timestamp_period() as f64;
+        let ticks: Vec<u64> = words.chunks_exact(2).map(|w| w[0] as u64 | (w[1] as u64) << 32).collect();
+        Ok(Some(ticks.chunks_exact(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period_ns / 1e6).collect()))
+    }
+}
