@@ -180,6 +180,8 @@ pub async fn read_words(ctx: &GpuContext, readback: &wgpu::Buffer, words: usize)
     readback.map_async(wgpu::MapMode::Read, .., move |r| {
         let _ = tx.send(r);
     });
+    #[cfg(target_arch = "wasm32")]
+    let _ = ctx; // the browser's event loop completes the map
     #[cfg(not(target_arch = "wasm32"))]
     ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("device poll: {e}")))?;
     rx.await

@@ -8,8 +8,10 @@
 //! - `probeBackend(): Promise<{ backend: "webgpu" | "cpu", description: string, dot4: boolean }>`:
 //!   whether a WebGPU adapter exists (and supports `dot4I8Packed`); without one the engine
 //!   uses its CPU path and `description` says why.
+//! - `Engine`: a model on WebGPU or the CPU: `classify`, `embed`, `backend()` (see [`engine`]).
 //! - `HeadTrainer`: head-only training on embeddings, one epoch per call (see [`trainer`]).
 
+mod engine;
 mod trainer;
 
 use serde::Serialize;
