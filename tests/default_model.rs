@@ -181,14 +181,39 @@ fn cli_info_and_classify() {
         Command::new(exe).args(["classify", "--model"]).arg(&model).arg(photos.join("parrot.jpg")).output().unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && s.contains("macaw") && s.contains(" ms)"), "{s}");
-    let out = Command::new(exe)
-        .args(["classify", "--backend", "gpu", "--model"])
-        .arg(&model)
-        .arg(photos.join("parrot.jpg"))
-        .output()
-        .unwrap();
+    // The GPU backend prints the same top-5 with the same probabilities as the CPU on every
+    // shared photo (only the timing and the backend line differ).
+    let mut images: Vec<_> = std::fs::read_dir(&photos)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg" || x == "bmp"))
+        .collect();
+    images.sort();
+    let run = |backend: &str| {
+        let out = Command::new(exe).args(["classify", "--backend", backend, "--model"]).arg(&model).args(&images).output().unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{backend}: {s}{}", String::from_utf8_lossy(&out.stderr));
+        let first = s.lines().next().unwrap_or_default().to_string();
+        let timing = strip_times(&s);
+        (first, timing)
+    };
+    let (cpu_head, cpu) = run("cpu");
+    let has_gpu = Command::new(exe).arg("probe").output().is_ok_and(|p| p.status.success());
+    if has_gpu || std::env::var("EDGETUNE_REQUIRE_GPU").is_ok_and(|v| v == "1") {
+        let (gpu_head, gpu) = run("gpu");
+        assert!(cpu_head.contains("backend cpu") && gpu_head.contains("backend gpu"), "{cpu_head} / {gpu_head}");
+        assert_eq!(gpu, cpu, "GPU and CPU top-5 differ");
+    } else {
+        eprintln!("SKIPPED: the GPU half of cli_info_and_classify (no GPU adapter)");
+    }
+    let out = Command::new(exe).args(["classify", "--backend", "tpu", "--model"]).arg(&model).arg(&images[0]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = Command::new(exe).args(["classify", "--model"]).arg(&model).arg("/nonexistent.jpg").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.jpg"));
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// `classify` output without the model/backend line and the per-image times.
+fn strip_times(s: &str) -> Vec<String> {
+    s.lines().skip(1).map(|l| l.split(" (").next().unwrap_or(l).to_string()).collect()
 }
