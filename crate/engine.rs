@@ -228,11 +228,19 @@ impl Engine {
         if self.gpu.is_none() {
             return self.classifier.logits(input);
         }
+        Ok(self.embeddings_and_logits(input).await?.1)
+    }
+
+    /// Embeddings `[N, D]` and logits `[N, classes]` of one pass: what a live view needs to
+    /// show the model's classes and feed the user's own head. For int8 models the logits
+    /// come from the embedding (no second pass); f32 models run twice.
+    pub async fn embeddings_and_logits(&mut self, input: Tensor) -> Result<(Tensor, Tensor)> {
         let e = self.embeddings(input.clone()).await?;
-        match (self.gpu.is_some(), self.classifier.int8()) {
-            (true, Some(model)) => model.head_logits(e),
-            _ => self.classifier.logits(input),
-        }
+        let logits = match self.classifier.int8() {
+            Some(model) => model.head_logits(e.clone())?,
+            None => self.classifier.logits(input)?,
+        };
+        Ok((e, logits))
     }
 
     /// The GPU's embeddings, image by image (the plan holds batch 1).

@@ -1,38 +1,561 @@
-// Page shell: loads the wasm engine, shows its version and the backend it found.
-import init, { version, probeBackend } from '/pkg/edgetune.js';
+// The app: live camera classification with the default int8 model (WebGPU when the browser
+// has it, else the CPU), teaching the user's own classes (samples from the camera or from
+// files), training a head in a Web Worker, and keeping everything in IndexedDB.
+//
+// One engine call runs at a time (`exclusive`): the frame loop, file uploads and anything
+// else queue behind the call in flight instead of piling up in the engine. The live view
+// shows the user's classes once a version is trained (mode "custom"), the ImageNet
+// classifier otherwise.
+import init, { Engine, version as engineVersion, modelWithHead } from '/pkg/edgetune.js';
+import { Camera, CameraError, centreSquare } from '/camera.js';
+import { openStore } from '/store.js';
+import { checkName, exportProject, parseProject, headProbabilities } from '/project.js';
+
+const MODEL_URL = '/models/efficientnet_lite0.int8.etm';
+const FRAME = 256; // the model crops 87.5% of this square, i.e. 224 x 224
+const SAMPLE_EVERY_MS = 250; // "a few per second" while Record is held
 
 const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...children) => {
+  const e = Object.assign(document.createElement(tag), props);
+  for (const c of children) e.append(c);
+  return e;
+};
 
+const state = {
+  engine: null,
+  modelBytes: null,
+  dim: 1280,
+  store: null,
+  classes: [],
+  samples: [],
+  versions: [],
+  current: null,
+  mode: 'imagenet',
+  recording: null, // class id while its Record button is held
+  lastSample: 0,
+  worker: null,
+  frames: 0,
+  fpsSince: performance.now(),
+};
+
+let chain = Promise.resolve();
+function exclusive(fn) {
+  const p = chain.then(fn, fn);
+  chain = p.catch(() => {});
+  return p;
+}
+
+let errorTimer = 0;
 function showError(err) {
-  const el = $('error');
-  el.textContent = `Could not start the engine: ${err && err.message ? err.message : err}`;
-  el.hidden = false;
+  const box = $('error');
+  box.textContent = String(err && err.message ? err.message : err);
+  box.hidden = false;
+  clearTimeout(errorTimer);
+  errorTimer = setTimeout(() => { box.hidden = true; }, 8000);
+}
+
+const currentVersion = () => state.versions.find((v) => v.id === state.current) || null;
+const samplesOf = (classId) => state.samples.filter((s) => s.classId === classId);
+
+// ---- live view ------------------------------------------------------------------------
+
+function showPredictions(rows) {
+  const list = $('predictions');
+  list.replaceChildren(...rows.map(({ label, p }) => el('li', {},
+    el('span', { className: 'label', textContent: label }),
+    el('span', { className: 'pct', textContent: `${(100 * p).toFixed(1)}%` }),
+    el('span', { className: 'meter' }, Object.assign(el('span'), { style: `width:${(100 * p).toFixed(1)}%` })))));
+  list.dataset.state = 'live';
+  list.dataset.top = rows.length ? rows[0].label : '';
+}
+
+function setMode(mode) {
+  const v = currentVersion();
+  state.mode = mode === 'custom' && v ? 'custom' : 'imagenet';
+  $('mode-imagenet').setAttribute('aria-pressed', String(state.mode === 'imagenet'));
+  $('mode-custom').setAttribute('aria-pressed', String(state.mode === 'custom'));
+  $('mode-custom').disabled = !v;
+  document.body.dataset.mode = state.mode;
+}
+
+async function onFrame(video) {
+  const frame = centreSquare(video, FRAME, onFrame.canvas || (onFrame.canvas = new OffscreenCanvas(FRAME, FRAME)));
+  const r = await exclusive(() => state.engine.classify(frame.rgba, frame.width, frame.height, 3));
+  const embedding = Float32Array.from(r.embedding);
+  const v = currentVersion();
+  if (state.mode === 'custom' && v) {
+    const probs = headProbabilities(v, embedding);
+    const rows = probs.map((p, i) => ({ label: v.names[i], p })).sort((a, b) => b.p - a.p).slice(0, 3);
+    showPredictions(rows);
+  } else {
+    showPredictions(r.top.map((t) => ({ label: t.label.split(',')[0], p: t.probability })));
+  }
+  state.frames++;
+  const now = performance.now();
+  if (now - state.fpsSince > 1000) {
+    $('fps').textContent = `${((1000 * state.frames) / (now - state.fpsSince)).toFixed(1)} fps`;
+    state.frames = 0;
+    state.fpsSince = now;
+  }
+  $('ms').textContent = `${r.ms.toFixed(0)} ms/frame`;
+  if (state.recording !== null && now - state.lastSample >= SAMPLE_EVERY_MS) {
+    state.lastSample = now;
+    const image = await frame.canvas.convertToBlob({ type: 'image/jpeg', quality: 0.85 });
+    await addSample(state.recording, embedding, image);
+  }
+}
+
+// ---- classes and samples --------------------------------------------------------------
+
+async function addSample(classId, embedding, image) {
+  if (!state.classes.some((c) => c.id === classId)) return;
+  try {
+    const s = await state.store.addSample(classId, embedding, image);
+    state.samples.push(s);
+    renderClasses();
+    if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {});
+  } catch (err) {
+    stopRecording();
+    showError(err);
+  }
+}
+
+async function addFiles(classId, files) {
+  for (const file of files) {
+    let bitmap;
+    try {
+      bitmap = await createImageBitmap(file);
+    } catch {
+      showError(`${file.name} is not an image this browser can read.`);
+      continue;
+    }
+    const frame = centreSquare(bitmap, FRAME);
+    bitmap.close();
+    try {
+      const e = await exclusive(() => state.engine.embed(frame.rgba, frame.width, frame.height));
+      const image = await frame.canvas.convertToBlob({ type: 'image/jpeg', quality: 0.85 });
+      await addSample(classId, e, image);
+    } catch (err) {
+      showError(err);
+    }
+  }
+}
+
+function startRecording(classId, button) {
+  if (!state.camera || !state.camera.running) {
+    showError('The camera is not running: add images from files instead.');
+    return;
+  }
+  state.recording = classId;
+  state.lastSample = 0;
+  button.setAttribute('aria-pressed', 'true');
+  button.textContent = 'Recording…';
+}
+
+function stopRecording() {
+  state.recording = null;
+  for (const b of document.querySelectorAll('.record[aria-pressed="true"]')) {
+    b.setAttribute('aria-pressed', 'false');
+    b.textContent = 'Hold to record';
+  }
+}
+
+let thumbUrls = [];
+function renderClasses() {
+  for (const u of thumbUrls) URL.revokeObjectURL(u);
+  thumbUrls = [];
+  const items = state.classes.map((c) => {
+    const samples = samplesOf(c.id);
+    const name = el('input', { value: c.name, maxLength: 60, ariaLabel: `Name of class ${c.name}`, className: 'class-name' });
+    name.addEventListener('change', () => renameClass(c, name));
+    const record = el('button', { type: 'button', className: 'record', textContent: 'Hold to record' });
+    record.setAttribute('aria-pressed', 'false');
+    record.addEventListener('pointerdown', (ev) => {
+      ev.preventDefault();
+      record.setPointerCapture?.(ev.pointerId);
+      startRecording(c.id, record);
+    });
+    for (const t of ['pointerup', 'pointercancel', 'lostpointercapture']) record.addEventListener(t, stopRecording);
+    record.addEventListener('keydown', (ev) => { if ((ev.key === ' ' || ev.key === 'Enter') && !ev.repeat) startRecording(c.id, record); });
+    record.addEventListener('keyup', stopRecording);
+    record.addEventListener('contextmenu', (ev) => ev.preventDefault());
+    const files = el('input', { type: 'file', accept: 'image/*', multiple: true, hidden: true });
+    files.addEventListener('change', () => { addFiles(c.id, [...files.files]); files.value = ''; });
+    const addImages = el('label', { className: 'button', textContent: 'Add images' }, files);
+    const del = el('button', { type: 'button', className: 'danger', textContent: 'Delete', ariaLabel: `Delete class ${c.name}` });
+    del.addEventListener('click', () => deleteClass(c));
+    const thumbs = el('div', { className: 'thumbs' }, ...samples.slice().reverse().map((s) => {
+      const url = URL.createObjectURL(s.image);
+      thumbUrls.push(url);
+      const x = el('button', { type: 'button', textContent: '✕', ariaLabel: 'Delete this sample' });
+      x.addEventListener('click', () => deleteSample(s));
+      return el('div', { className: 'thumb' }, el('img', { src: url, alt: `sample of ${c.name}` }), x);
+    }));
+    const li = el('li', { className: 'class' },
+      el('div', { className: 'row' }, name, el('span', { className: 'count', textContent: `${samples.length} sample${samples.length === 1 ? '' : 's'}` })),
+      el('div', { className: 'row' }, record, addImages, del),
+      thumbs);
+    li.dataset.name = c.name;
+    li.dataset.count = String(samples.length);
+    return li;
+  });
+  $('classes').replaceChildren(...items);
+  renderTrainState();
+}
+
+async function renameClass(c, input) {
+  try {
+    const name = checkName(input.value);
+    if (state.classes.some((o) => o.id !== c.id && o.name === name)) throw new Error(`There is already a class called "${name}".`);
+    await state.store.renameClass(c.id, name);
+    c.name = name;
+    renderClasses();
+  } catch (err) {
+    input.value = c.name;
+    showError(err);
+  }
+}
+
+async function deleteClass(c) {
+  const n = samplesOf(c.id).length;
+  if (n > 0 && !confirm(`Delete "${c.name}" and its ${n} samples?`)) return;
+  try {
+    await state.store.deleteClass(c.id);
+    state.classes = state.classes.filter((o) => o.id !== c.id);
+    state.samples = state.samples.filter((s) => s.classId !== c.id);
+    renderClasses();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function deleteSample(s) {
+  try {
+    await state.store.deleteSample(s.id);
+    state.samples = state.samples.filter((o) => o.id !== s.id);
+    renderClasses();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function addClass(ev) {
+  ev.preventDefault();
+  try {
+    const name = checkName($('new-class').value);
+    if (state.classes.some((c) => c.name === name)) throw new Error(`There is already a class called "${name}".`);
+    const c = await state.store.addClass(name);
+    state.classes.push(c);
+    $('new-class').value = '';
+    renderClasses();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// ---- training -------------------------------------------------------------------------
+
+function trainable() {
+  return state.classes.filter((c) => samplesOf(c.id).length > 0);
+}
+
+function renderTrainState() {
+  const ready = trainable();
+  const empty = state.classes.filter((c) => samplesOf(c.id).length === 0);
+  let hint;
+  if (ready.length < 2) {
+    hint = `Training needs at least two classes with samples (now ${ready.length}).`;
+  } else {
+    hint = `Ready: ${ready.length} classes, ${ready.reduce((n, c) => n + samplesOf(c.id).length, 0)} samples.`;
+    if (empty.length) hint += ` ${empty.map((c) => `"${c.name}"`).join(', ')} ${empty.length === 1 ? 'has' : 'have'} no samples and will be left out.`;
+  }
+  $('train-hint').textContent = hint;
+  $('train').disabled = ready.length < 2 || state.worker !== null;
+}
+
+function options() {
+  const num = (id, lo, hi, dflt) => {
+    const v = Number($(id).value);
+    return Number.isFinite(v) && v >= lo && v <= hi ? v : dflt;
+  };
+  return {
+    epochs: Math.round(num('opt-epochs', 1, 1000, 100)),
+    lr: num('opt-lr', 1e-5, 1, 3e-3),
+    optimizer: $('opt-optimizer').value,
+    loss: $('opt-loss').value,
+  };
+}
+
+function drawChart(history) {
+  const cv = $('chart');
+  const g = cv.getContext('2d');
+  const { width: w, height: h } = cv;
+  g.clearRect(0, 0, w, h);
+  if (!history.length) return;
+  const n = Math.max(history.length, 2);
+  const maxLoss = Math.max(...history.map((p) => p.loss), 1e-6);
+  const line = (f, color) => {
+    g.strokeStyle = color;
+    g.lineWidth = 2;
+    g.beginPath();
+    history.forEach((p, i) => {
+      const y = f(p);
+      if (y === null || y === undefined) return;
+      const x = (i / (n - 1)) * (w - 20) + 10;
+      const yy = h - 10 - y * (h - 20);
+      if (i === 0) g.moveTo(x, yy); else g.lineTo(x, yy);
+    });
+    g.stroke();
+  };
+  line((p) => p.loss / maxLoss, '#ef9a9a');
+  line((p) => p.accuracy, '#66bb6a');
+  line((p) => p.valAccuracy, '#90caf9');
+  g.fillStyle = '#9aa7b4';
+  g.font = '14px system-ui';
+  g.fillText('loss', 14, 18);
+  g.fillStyle = '#66bb6a';
+  g.fillText('accuracy', 60, 18);
+  g.fillStyle = '#90caf9';
+  g.fillText('validation', 140, 18);
+}
+
+function renderResult(v) {
+  const box = $('train-result');
+  const m = v.metrics || {};
+  const parts = [];
+  const acc = m.validationAccuracy;
+  parts.push(el('p', { id: 'val-accuracy', textContent: acc === null || acc === undefined
+    ? `Trained on ${m.samples} samples (too few to hold some out for validation).`
+    : `Validation accuracy: ${(100 * acc).toFixed(1)}% on held-out samples.` }));
+  if (Array.isArray(m.confusion) && m.confusion.length === v.names.length ** 2) {
+    const k = v.names.length;
+    const head = el('tr', {}, el('th', { textContent: 'true \\ predicted' }), ...v.names.map((n) => el('th', { textContent: n })));
+    const rows = v.names.map((n, i) => el('tr', {}, el('th', { textContent: n }),
+      ...v.names.map((_, j) => el('td', { className: i === j ? 'hit' : '', textContent: String(m.confusion[i * k + j]) }))));
+    parts.push(el('table', { className: 'confusion' }, el('tbody', {}, head, ...rows)));
+  }
+  box.replaceChildren(...parts);
+  box.hidden = false;
+}
+
+function train() {
+  const classes = trainable();
+  if (classes.length < 2) return;
+  const names = classes.map((c) => c.name);
+  const samples = [];
+  classes.forEach((c, label) => { for (const s of samplesOf(c.id)) samples.push({ embedding: s.embedding, label }); });
+  const opts = { ...options(), validation: samples.length >= 10 ? 0.2 : 0, seed: 1 };
+  const worker = new Worker('/train-worker.js', { type: 'module' });
+  state.worker = worker;
+  const history = [];
+  $('train').disabled = true;
+  $('stop').hidden = false;
+  $('train-progress').hidden = false;
+  $('train-progress').value = 0;
+  $('chart').hidden = false;
+  $('train-result').hidden = true;
+  document.body.dataset.training = 'running';
+  const finish = () => {
+    worker.terminate();
+    state.worker = null;
+    $('stop').hidden = true;
+    renderTrainState();
+  };
+  worker.onmessage = async (ev) => {
+    const msg = ev.data;
+    if (msg.type === 'progress') {
+      history.push(msg.progress);
+      $('train-progress').value = msg.progress.epoch / msg.progress.epochs;
+      drawChart(history);
+    } else if (msg.type === 'done') {
+      const r = msg.result;
+      const version = {
+        classIds: classes.map((c) => c.id),
+        names,
+        dim: r.dim,
+        weight: Float32Array.from(r.weight),
+        bias: Float32Array.from(r.bias),
+        metrics: {
+          validationAccuracy: r.validationAccuracy ?? null,
+          confusion: r.confusion ?? null,
+          samples: samples.length,
+          epochs: r.history.length,
+          finalLoss: r.history.length ? r.history[r.history.length - 1].loss : null,
+          stopped: r.cancelled,
+        },
+        options: opts,
+      };
+      finish();
+      try {
+        const saved = await state.store.saveVersion(version);
+        state.versions.push(saved);
+        state.current = saved.id;
+        setMode('custom');
+        renderVersions();
+        renderResult(saved);
+        document.body.dataset.training = 'done';
+      } catch (err) {
+        document.body.dataset.training = 'error';
+        showError(err);
+      }
+    } else if (msg.type === 'error') {
+      finish();
+      document.body.dataset.training = 'error';
+      showError(`Training failed: ${msg.message}`);
+    }
+  };
+  worker.onerror = (ev) => {
+    finish();
+    document.body.dataset.training = 'error';
+    showError(`Training failed: ${ev.message || 'the worker stopped'}`);
+  };
+  worker.postMessage({ type: 'train', dim: state.dim, classes: names, samples, options: opts });
+}
+
+// ---- versions, export, import ----------------------------------------------------------
+
+function renderVersions() {
+  const list = state.versions.slice().reverse().map((v, i) => {
+    const acc = v.metrics && v.metrics.validationAccuracy;
+    const label = `v${state.versions.length - i} · ${v.names.join(', ')}${acc === null || acc === undefined ? '' : ` · ${(100 * acc).toFixed(0)}%`} · ${new Date(v.created).toLocaleString()}`;
+    const use = el('button', { type: 'button', textContent: v.id === state.current ? 'In use' : 'Use', disabled: v.id === state.current });
+    use.addEventListener('click', async () => {
+      try {
+        await state.store.setMeta('current', v.id);
+        state.current = v.id;
+        setMode('custom');
+        await state.store.setMeta('mode', 'custom');
+        renderVersions();
+      } catch (err) { showError(err); }
+    });
+    const del = el('button', { type: 'button', className: 'danger', textContent: 'Delete' });
+    del.addEventListener('click', async () => {
+      const rest = state.versions.filter((o) => o.id !== v.id);
+      const next = v.id === state.current ? (rest.length ? rest[rest.length - 1].id : null) : state.current;
+      try {
+        await state.store.deleteVersion(v.id, next);
+        state.versions = rest;
+        state.current = next;
+        setMode(state.mode);
+        renderVersions();
+      } catch (err) { showError(err); }
+    });
+    return el('li', {}, el('span', { className: v.id === state.current ? 'current' : '', textContent: label }), use, del);
+  });
+  $('versions').replaceChildren(...(list.length ? list : [el('li', { className: 'hint', textContent: 'No trained model yet.' })]));
+  $('download-model').disabled = !currentVersion();
+}
+
+function download(blob, name) {
+  const a = el('a', { href: URL.createObjectURL(blob), download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+function downloadModel() {
+  const v = currentVersion();
+  if (!v) return;
+  try {
+    const bytes = modelWithHead(state.modelBytes, v.weight, v.bias, v.names);
+    download(new Blob([bytes], { type: 'application/octet-stream' }), `edgetune-${v.names.join('-').replace(/[^\p{L}\p{N}-]+/gu, '_').slice(0, 60)}.etm`);
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function exportAll() {
+  try {
+    const text = await exportProject(state, state.dim, MODEL_URL);
+    download(new Blob([text], { type: 'application/json' }), 'edgetune-project.json');
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function importFile(file) {
+  try {
+    const project = parseProject(await file.text(), state.dim);
+    if (state.samples.length && !confirm('Replace your current classes, samples and models with the imported project?')) return;
+    await state.store.replaceAll(project);
+    await loadProject();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function loadProject() {
+  const p = await state.store.load();
+  Object.assign(state, { classes: p.classes, samples: p.samples, versions: p.versions, current: p.current });
+  setMode(p.mode);
+  renderClasses();
+  renderVersions();
+  const v = currentVersion();
+  if (v) renderResult(v);
+}
+
+// ---- start ----------------------------------------------------------------------------
+
+function backendLabel(b) {
+  if (b.backend === 'gpu') return b.variant === 'dot4I8Packed' ? 'WebGPU · dot4' : 'WebGPU';
+  return 'CPU';
 }
 
 async function main() {
+  if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch((e) => console.warn('offline cache unavailable:', e));
+  $('add-class').addEventListener('submit', addClass);
+  $('train').addEventListener('click', train);
+  $('stop').addEventListener('click', () => state.worker && state.worker.postMessage({ type: 'stop' }));
+  $('mode-imagenet').addEventListener('click', () => { setMode('imagenet'); state.store && state.store.setMeta('mode', 'imagenet').catch(showError); });
+  $('mode-custom').addEventListener('click', () => { setMode('custom'); state.store && state.store.setMeta('mode', 'custom').catch(showError); });
+  $('download-model').addEventListener('click', downloadModel);
+  $('export').addEventListener('click', exportAll);
+  $('import').addEventListener('change', (ev) => { const f = ev.target.files[0]; ev.target.value = ''; if (f) importFile(f); });
+  window.addEventListener('blur', stopRecording);
+
+  const badge = $('backend');
   try {
     await init();
+    $('version').textContent = `edgetune ${engineVersion()}`;
+    badge.textContent = 'loading model…';
+    const res = await fetch(MODEL_URL);
+    if (!res.ok) throw new Error(`the model could not be loaded (${res.status})`);
+    state.modelBytes = new Uint8Array(await res.arrayBuffer());
+    const wanted = new URLSearchParams(location.search).get('backend') || 'auto';
+    badge.textContent = 'starting engine…';
+    state.engine = await Engine.create(state.modelBytes, wanted);
+    const b = state.engine.backend();
+    badge.textContent = backendLabel(b);
+    badge.title = `${b.device}: ${b.reason}`;
+    badge.dataset.backend = b.backend;
+    badge.dataset.state = 'done';
   } catch (err) {
-    $('version').textContent = 'failed to load';
-    $('version').dataset.state = 'error';
-    $('backend').textContent = '—';
-    $('backend').dataset.state = 'error';
-    showError(err);
+    badge.textContent = 'engine failed';
+    badge.dataset.state = 'error';
+    showError(`Could not start the engine: ${err && err.message ? err.message : err}`);
     return;
   }
-  $('version').textContent = `edgetune ${version()}`;
-  $('version').dataset.state = 'done';
   try {
-    const r = await probeBackend();
-    $('backend').textContent = r.backend === 'webgpu' ? (r.dot4 ? 'WebGPU (dot4 available)' : 'WebGPU') : 'CPU';
-    $('backend').dataset.backend = r.backend;
-    $('backend-detail').textContent = r.description;
+    state.store = await openStore();
+    await loadProject();
   } catch (err) {
-    $('backend').textContent = 'CPU';
-    $('backend').dataset.backend = 'cpu';
-    $('backend-detail').textContent = String(err && err.message ? err.message : err);
+    showError(err);
   }
-  $('backend').dataset.state = 'done';
+  state.camera = new Camera($('video'));
+  try {
+    await state.camera.start();
+    $('switch-camera').hidden = state.camera.cameras < 2;
+    $('switch-camera').addEventListener('click', () => state.camera.switchFacing().catch(showError));
+    state.camera.loop(onFrame);
+  } catch (err) {
+    const msg = $('camera-message');
+    msg.textContent = err instanceof CameraError ? err.message : String(err);
+    msg.hidden = false;
+    $('predictions').dataset.state = 'no-camera';
+  }
+  document.body.dataset.ready = 'true';
 }
 
 main();

@@ -4,7 +4,7 @@
 //! const engine = await Engine.create(modelBytes /* Uint8Array of an .etm */, "auto");
 //! engine.backend();   // { backend: "gpu" | "cpu", precision, device, variant, reason }
 //! const r = await engine.classify(rgba /* Uint8Array */, width, height, 5);
-//! // r = { top: [{ index, label, probability }], logits: number[], ms, backend }
+//! // r = { top: [{ index, label, probability }], logits: number[], embedding: number[], ms, backend }
 //! const e = await engine.embed(rgba, width, height);  // Float32Array (the pooled features)
 //! ```
 //! `backend` is "auto" (WebGPU when an adapter exists and the startup self-test passes,
@@ -44,6 +44,7 @@ struct Top {
 struct Classification {
     top: Vec<Top>,
     logits: Vec<f32>,
+    embedding: Vec<f32>,
     ms: f64,
     backend: &'static str,
 }
@@ -86,14 +87,20 @@ impl JsEngine {
             let mut engine = take(&inner)?;
             let x = preprocess(&rgba, width, height, 4, &engine.classifier.file.header.preprocess).map_err(js_err)?;
             let start = now_ms();
-            let logits = engine.logits(x).await.map_err(js_err)?;
+            let (embedding, logits) = engine.embeddings_and_logits(x).await.map_err(js_err)?;
             let ms = now_ms() - start;
             let labels = &engine.classifier.file.header.labels;
             let top = top_k(logits.data(), k.unwrap_or(5))
                 .into_iter()
                 .map(|(index, probability)| Top { index, label: labels.get(index).cloned().unwrap_or_default(), probability })
                 .collect();
-            let r = Classification { top, logits: logits.into_data(), ms, backend: engine.report().backend };
+            let r = Classification {
+                top,
+                logits: logits.into_data(),
+                embedding: embedding.into_data(),
+                ms,
+                backend: engine.report().backend,
+            };
             Ok(to_js(&r)?)
         })
     }
@@ -115,4 +122,23 @@ impl JsEngine {
         take(&self.inner)?.lose_gpu_device();
         Ok(())
     }
+}
+
+/// The backbone `.etm` with the user's trained head (`weight` `[classes, dim]` row-major,
+/// `bias` `[classes]`) and class names: a normal model file (int8 backbones get an int8
+/// head, quantized per class) that the CLI and the engine load like any other.
+#[wasm_bindgen(js_name = modelWithHead)]
+pub fn model_with_head(backbone: &[u8], weight: &[f32], bias: &[f32], names: Vec<String>) -> Result<Vec<u8>, JsError> {
+    let m = ModelFile::from_bytes(backbone).map_err(js_err)?;
+    let classes = names.len();
+    if classes < 2 || bias.len() != classes || weight.len() % classes != 0 || weight.is_empty() {
+        return Err(JsError::new(&format!(
+            "modelWithHead: {classes} names, {} biases and {} weights do not make a head",
+            bias.len(),
+            weight.len()
+        )));
+    }
+    let head = crate::train::head::LinearHead { dim: weight.len() / classes, classes, weight: weight.to_vec(), bias: bias.to_vec() };
+    let out = crate::train::finetune::with_head(&m, &head, &names).map_err(js_err)?;
+    out.to_bytes().map_err(js_err)
 }

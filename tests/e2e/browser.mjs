@@ -11,7 +11,7 @@ export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 export const OUT_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), 'out');
 
 // Flags checked on this machine kind (TOOLCHAIN.md): no background traffic, fresh profile.
-const BASE_FLAGS = [
+export const BASE_FLAGS = [
   '--no-sandbox',
   '--no-first-run',
   '--disable-background-networking',
@@ -35,6 +35,29 @@ export async function launch({ webgpu = true, extraArgs = [] } = {}) {
   const args = [...BASE_FLAGS, ...(webgpu ? ['--enable-unsafe-webgpu'] : []), ...extraArgs];
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args, env });
   return { browser, cleanup: async () => { await browser.close(); fs.rmSync(tmp, { recursive: true, force: true }); } };
+}
+
+/**
+ * A persistent profile in `profileDir` (IndexedDB, service worker and caches survive across
+ * launches), optionally with a fake camera streaming the y4m file `camera` (null: no camera
+ * device at all), and phone emulation (390x844, touch, mobile viewport).
+ * Resolves to { context, close }.
+ */
+export async function launchPersistent(profileDir, { webgpu = true, camera = null, phone = false } = {}) {
+  if (!fs.existsSync(CHROMIUM)) {
+    throw new Error(`Chromium not found at ${CHROMIUM}: install it with apt-get install chromium (npm test does this)`);
+  }
+  const env = {
+    ...process.env,
+    XDG_CONFIG_HOME: path.join(profileDir, 'xdg-config'),
+    XDG_CACHE_HOME: path.join(profileDir, 'xdg-cache'),
+    MESA_SHADER_CACHE_DIR: path.join(profileDir, 'mesa'),
+  };
+  const args = [...BASE_FLAGS, ...(webgpu ? ['--enable-unsafe-webgpu'] : [])];
+  if (camera) args.push('--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-video-capture=${camera}`);
+  const device = phone ? { viewport: { width: 390, height: 844 }, deviceScaleFactor: 3, isMobile: true, hasTouch: true } : { viewport: { width: 1280, height: 900 } };
+  const context = await chromium.launchPersistentContext(profileDir, { executablePath: CHROMIUM, headless: true, args, env, ...device });
+  return { context, close: () => context.close() };
 }
 
 /** Opens `url` in a new page, recording console errors and requests to other origins. */

@@ -1,6 +1,8 @@
-// The page shell in real headless Chromium: the wasm engine loads, reports the version in
-// Cargo.toml, finds SwiftShader's WebGPU adapter when WebGPU is enabled and falls back to
-// the CPU when it is not; no request leaves the origin and nothing is logged as an error.
+// The page in real headless Chromium, without a camera: the wasm engine loads, reports the
+// version in Cargo.toml, runs on SwiftShader's WebGPU adapter when WebGPU is enabled and on
+// the CPU when it is not (the badge's title says why), the missing camera is explained, and
+// probeBackend() reports the adapter; no request leaves the origin, nothing is logged as an
+// error.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -23,13 +25,15 @@ async function loadShell(webgpu) {
   const { browser, cleanup } = await launch({ webgpu });
   try {
     const { page, foreign, errors } = await openPage(browser, url);
-    await page.waitForSelector('#backend[data-state="done"]', { timeout: 60_000 });
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
     const result = {
       version: await page.textContent('#version'),
       backend: await page.getAttribute('#backend', 'data-backend'),
       label: await page.textContent('#backend'),
-      detail: await page.textContent('#backend-detail'),
+      detail: await page.getAttribute('#backend', 'title'),
+      camera: await page.textContent('#camera-message'),
       errorHidden: await page.isHidden('#error'),
+      probe: await page.evaluate(async () => (await import('/pkg/edgetune.js')).probeBackend()),
       foreign,
       errors,
     };
@@ -43,8 +47,11 @@ async function loadShell(webgpu) {
 test('the engine loads and finds the WebGPU adapter', async () => {
   const r = await loadShell(true);
   assert.equal(r.version, `edgetune ${crateVersion}`);
-  assert.equal(r.backend, 'webgpu', `expected WebGPU (SwiftShader), got: ${r.label} / ${r.detail}`);
-  assert.match(r.detail, /dot4I8Packed: (yes|no)/);
+  assert.equal(r.backend, 'gpu', `expected WebGPU (SwiftShader), got: ${r.label} / ${r.detail}`);
+  assert.match(r.label, /WebGPU/);
+  assert.match(r.detail, /dot4I8Packed: (yes|no).*self-test/);
+  assert.equal(r.probe.backend, 'webgpu');
+  assert.match(r.camera, /camera/i);
   assert.ok(r.errorHidden);
   assert.deepEqual(r.foreign, [], 'no request may leave the page origin');
   assert.deepEqual(r.errors, []);
@@ -54,7 +61,9 @@ test('without WebGPU the engine falls back to the CPU and says why', async () =>
   const r = await loadShell(false);
   assert.equal(r.version, `edgetune ${crateVersion}`);
   assert.equal(r.backend, 'cpu');
-  assert.match(r.detail, /CPU/);
+  assert.equal(r.label, 'CPU');
+  assert.match(r.detail, /no usable GPU/);
+  assert.equal(r.probe.backend, 'cpu');
   assert.deepEqual(r.foreign, []);
   assert.deepEqual(r.errors, []);
 });

@@ -1,0 +1,283 @@
+// The app as a person uses it, in headless Chromium with a fake camera fed by y4m clips made
+// from the shared photos: the live view names the parrot, three classes are taught from
+// three clips (one browser launch per clip, same profile: what is taught must persist),
+// training runs, the live view then names each clip's class; a reload keeps everything; with
+// the network off and the server gone the app still starts and classifies; no request ever
+// leaves the origin. Once at desktop size with WebGPU, once as a phone (390x844, touch)
+// without WebGPU (the CPU path). A third run checks a denied camera leaves the file path
+// working. Screenshots of each step go to tests/e2e/artifacts/ (git-ignored).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { launch, launchPersistent, startServer } from './browser.mjs';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const PHOTOS = path.resolve(ROOT, '../shared/data/photos');
+const ARTIFACTS = path.join(ROOT, 'tests/e2e/artifacts');
+const CLIP_W = 640;
+const CLIP_H = 480;
+// class name -> photo; the clip of each photo is what the camera sees
+const CLASSES = { parrot: 'parrot.jpg', 'hot dog': 'hot_dog.jpg', sunflower: 'sunflower.bmp' };
+
+let server;
+let port;
+let tmp;
+const clips = {};
+
+before(async () => {
+  for (const f of ['pkg/edgetune_bg.wasm', 'www/models/efficientnet_lite0.int8.etm']) {
+    assert.ok(fs.existsSync(path.join(ROOT, f)), `${f} is missing: npm test builds it first`);
+  }
+  assert.ok(fs.existsSync(PHOTOS), `shared photos not found at ${PHOTOS}`);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgetune-app-'));
+  let url;
+  ({ server, url } = await startServer({ port: 0 }));
+  port = new URL(url).port;
+  // The browser decodes the photos; node writes them as y4m clips.
+  const { browser, cleanup } = await launch({ webgpu: false });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${url}manifest.webmanifest`);
+    for (const [name, file] of Object.entries(CLASSES)) {
+      const b64 = fs.readFileSync(path.join(PHOTOS, file)).toString('base64');
+      const rgba = await page.evaluate(async ({ b64, w, h }) => {
+        const raw = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const bmp = await createImageBitmap(new Blob([raw]));
+        const c = new OffscreenCanvas(w, h);
+        const g = c.getContext('2d');
+        const s = Math.max(w / bmp.width, h / bmp.height); // cover, centred
+        g.drawImage(bmp, (w - bmp.width * s) / 2, (h - bmp.height * s) / 2, bmp.width * s, bmp.height * s);
+        const d = g.getImageData(0, 0, w, h).data;
+        let out = '';
+        for (let i = 0; i < d.length; i += 0x8000) out += String.fromCharCode(...d.subarray(i, i + 0x8000));
+        return btoa(out);
+      }, { b64, w: CLIP_W, h: CLIP_H });
+      clips[name] = path.join(tmp, `${name.replace(' ', '_')}.y4m`);
+      fs.writeFileSync(clips[name], y4m(Buffer.from(rgba, 'base64'), CLIP_W, CLIP_H, 2));
+    }
+  } finally {
+    await cleanup();
+  }
+});
+after(async () => {
+  if (server) server.close();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+// RGBA -> y4m, 4:2:0, BT.601 full range (C420jpeg), `frames` identical frames.
+function y4m(rgba, w, h, frames) {
+  const Y = Buffer.alloc(w * h);
+  const U = Buffer.alloc((w / 2) * (h / 2));
+  const V = Buffer.alloc((w / 2) * (h / 2));
+  const px = (x, y) => { const i = 4 * (y * w + x); return [rgba[i], rgba[i + 1], rgba[i + 2]]; };
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    const [r, g, b] = px(x, y);
+    Y[y * w + x] = Math.round(0.299 * r + 0.587 * g + 0.114 * b);
+  }
+  for (let y = 0; y < h / 2; y++) for (let x = 0; x < w / 2; x++) {
+    let r = 0, g = 0, b = 0;
+    for (const [dx, dy] of [[0, 0], [1, 0], [0, 1], [1, 1]]) { const p = px(2 * x + dx, 2 * y + dy); r += p[0] / 4; g += p[1] / 4; b += p[2] / 4; }
+    U[y * (w / 2) + x] = Math.max(0, Math.min(255, Math.round(128 - 0.168736 * r - 0.331264 * g + 0.5 * b)));
+    V[y * (w / 2) + x] = Math.max(0, Math.min(255, Math.round(128 + 0.5 * r - 0.418688 * g - 0.081312 * b)));
+  }
+  const parts = [Buffer.from(`YUV4MPEG2 W${w} H${h} F10:1 Ip A1:1 C420jpeg\n`)];
+  for (let f = 0; f < frames; f++) parts.push(Buffer.from('FRAME\n'), Y, U, V);
+  return Buffer.concat(parts);
+}
+
+async function restartServer() {
+  if (server.listening) return;
+  ({ server } = await startServer({ port: Number(port) }));
+}
+
+async function stopServer() {
+  await new Promise((r) => { server.close(r); server.closeAllConnections(); });
+}
+
+// One browser launch with `clip` as the camera, the profile in `profile`.
+async function open(profile, clip, phone) {
+  const ctx = await launchPersistent(profile, {
+    webgpu: !phone,
+    camera: clip,
+    phone,
+  });
+  const page = ctx.context.pages()[0] || (await ctx.context.newPage());
+  page.on('dialog', (d) => d.accept());
+  await page.goto(`http://127.0.0.1:${port}/`);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+  return { ...ctx, page };
+}
+
+const topLabel = (page) => page.getAttribute('#predictions', 'data-top');
+
+async function waitForTop(page, pattern, what) {
+  try {
+    await page.waitForFunction((src) => new RegExp(src).test(document.getElementById('predictions').dataset.top || ''), pattern.source, { timeout: 120_000 });
+  } catch {
+    assert.fail(`${what}: the live view shows "${await topLabel(page)}", expected ${pattern}`);
+  }
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+async function countOf(page, name) {
+  return Number(await page.getAttribute(`#classes li[data-name="${name}"]`, 'data-count'));
+}
+
+// Holds the class's Record button (mouse, or a real touch on phones) until it has `n` samples.
+async function record(page, name, n, phone) {
+  const button = page.locator(`#classes li[data-name="${name}"] .record`);
+  await button.scrollIntoViewIfNeeded();
+  const box = await button.boundingBox();
+  const [x, y] = [box.x + box.width / 2, box.y + box.height / 2];
+  let cdp;
+  if (phone) {
+    cdp = await page.context().newCDPSession(page);
+    await cdp.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: [{ x, y }] });
+  } else {
+    await page.mouse.move(x, y);
+    await page.mouse.down();
+  }
+  try {
+    await page.waitForFunction(({ name, n }) => Number(document.querySelector(`#classes li[data-name="${name}"]`)?.dataset.count) >= n, { name, n }, { timeout: 120_000 });
+  } finally {
+    if (phone) await cdp.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+    else await page.mouse.up();
+  }
+  await page.waitForFunction(() => !document.querySelector('.record[aria-pressed="true"]'));
+}
+
+async function addClass(page, name) {
+  await page.fill('#new-class', name);
+  await page.click('#add-class button[type="submit"]');
+  await page.waitForSelector(`#classes li[data-name="${name}"]`);
+}
+
+async function journey(label, phone) {
+  const profile = fs.mkdtempSync(path.join(tmp, `profile-${label}-`));
+  const foreign = [];
+  const errors = [];
+  const watch = ({ context, page }) => {
+    context.on('request', (r) => {
+      const u = r.url();
+      if (!u.startsWith(`http://127.0.0.1:${port}/`) && !/^(data|blob):/.test(u)) foreign.push(u);
+    });
+    page.on('pageerror', (e) => errors.push(String(e)));
+  };
+  const names = Object.keys(CLASSES);
+  const backends = [];
+  // 1. The parrot clip: ImageNet names it; the three classes are created; parrot samples.
+  let s = await open(profile, clips.parrot, phone);
+  watch(s);
+  try {
+    backends.push(await s.page.getAttribute('#backend', 'data-backend'));
+    await waitForTop(s.page, /macaw/, 'ImageNet view of the parrot clip');
+    await shot(s.page, `${label}-1-imagenet-parrot`);
+    const scroll = await s.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(scroll <= 0, `the page scrolls sideways by ${scroll}px`);
+    for (const n of names) await addClass(s.page, n);
+    assert.match(await s.page.textContent('#train-hint'), /at least two classes/);
+    await record(s.page, 'parrot', 4, phone);
+    await shot(s.page, `${label}-2-recorded-parrot`);
+    await s.page.evaluate(() => navigator.serviceWorker.ready);
+  } finally {
+    await s.close();
+  }
+  // 2. The hot dog clip in a new launch: the classes and samples are still there.
+  s = await open(profile, clips['hot dog'], phone);
+  watch(s);
+  try {
+    assert.deepEqual(await s.page.$$eval('#classes li', (l) => l.map((x) => x.dataset.name)), names);
+    assert.ok((await countOf(s.page, 'parrot')) >= 4, 'parrot samples persisted');
+    await record(s.page, 'hot dog', 4, phone);
+  } finally {
+    await s.close();
+  }
+  // 3. The sunflower clip: record, train, and the live view names the class.
+  s = await open(profile, clips.sunflower, phone);
+  watch(s);
+  try {
+    await record(s.page, 'sunflower', 4, phone);
+    assert.match(await s.page.textContent('#train-hint'), /Ready: 3 classes/);
+    await s.page.click('#train');
+    await s.page.waitForSelector('body[data-training="done"]', { timeout: 180_000 });
+    await shot(s.page, `${label}-3-trained`);
+    assert.equal(await s.page.getAttribute('#mode-custom', 'aria-pressed'), 'true');
+    await waitForTop(s.page, /^sunflower$/, 'custom view of the sunflower clip');
+    assert.match(await s.page.textContent('#versions'), /parrot, hot dog, sunflower/);
+    // Reload: everything is still there.
+    await s.page.reload();
+    await s.page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+    assert.equal(await s.page.$$eval('#classes li', (l) => l.length), 3);
+    assert.ok((await countOf(s.page, 'sunflower')) >= 4);
+    await waitForTop(s.page, /^sunflower$/, 'custom view after a reload');
+    // Offline: no network and no server; the service worker serves the app and the model.
+    await s.context.setOffline(true);
+    await stopServer();
+    await s.page.reload();
+    await s.page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+    await waitForTop(s.page, /^sunflower$/, 'custom view offline');
+    await shot(s.page, `${label}-4-offline`);
+    await s.context.setOffline(false);
+    await restartServer();
+  } finally {
+    await s.close();
+    await restartServer();
+  }
+  // 4. The other two clips, each in a new launch: the trained view names them.
+  for (const name of ['parrot', 'hot dog']) {
+    s = await open(profile, clips[name], phone);
+    watch(s);
+    try {
+      await waitForTop(s.page, new RegExp(`^${name}$`), `custom view of the ${name} clip`);
+      await shot(s.page, `${label}-5-custom-${name.replace(' ', '_')}`);
+    } finally {
+      await s.close();
+    }
+  }
+  assert.deepEqual(foreign, [], 'no request may leave the page origin');
+  assert.deepEqual(errors, [], 'no uncaught page errors');
+  return backends;
+}
+
+test('desktop with WebGPU: classify, teach three classes over three launches, train, reload, offline', { timeout: 1_200_000 }, async () => {
+  const backends = await journey('desktop', false);
+  assert.deepEqual(backends, ['gpu'], 'the desktop run uses WebGPU');
+});
+
+test('phone (390x844, touch, no WebGPU): the same journey on the CPU path', { timeout: 1_200_000 }, async () => {
+  const backends = await journey('phone', true);
+  assert.deepEqual(backends, ['cpu'], 'without WebGPU the page runs on the CPU');
+});
+
+test('no camera: the page says so and images from files still teach a class', { timeout: 600_000 }, async () => {
+  const profile = fs.mkdtempSync(path.join(tmp, 'profile-nocam-'));
+  const s = await launchPersistent(profile, { webgpu: false, camera: null, phone: false });
+  try {
+    const page = s.context.pages()[0] || (await s.context.newPage());
+    await page.goto(`http://127.0.0.1:${port}/`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+    assert.ok(await page.isVisible('#camera-message'));
+    assert.match(await page.textContent('#camera-message'), /camera/i);
+    await addClass(page, 'owl');
+    await page.setInputFiles('#classes li[data-name="owl"] input[type="file"]', [path.join(PHOTOS, 'owl.jpg'), path.join(PHOTOS, 'cat.bmp')]);
+    await page.waitForFunction(() => document.querySelector('#classes li[data-name="owl"]').dataset.count === '2', null, { timeout: 120_000 });
+    // A file that is not an image is refused with a message; nothing is added.
+    await page.setInputFiles('#classes li[data-name="owl"] input[type="file"]', { name: 'notes.jpg', mimeType: 'image/jpeg', buffer: Buffer.from('not an image') });
+    await page.waitForSelector('#error:not([hidden])');
+    assert.match(await page.textContent('#error'), /not an image/);
+    assert.equal(await countOf(page, 'owl'), 2);
+    // An empty class name is refused.
+    await page.fill('#new-class', '   ');
+    await page.click('#add-class button[type="submit"]');
+    await page.waitForFunction(() => /needs a name/.test(document.getElementById('error').textContent));
+    await shot(page, 'nocamera-files');
+  } finally {
+    await s.close();
+  }
+});

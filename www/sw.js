@@ -1,0 +1,55 @@
+// Service worker: the app works offline after the first visit.
+// - install: caches the app shell, the wasm engine and the default model;
+// - fetch: same-origin GETs go to the network first (so a rebuilt engine is never served
+//   stale while online), the fresh response refreshes the cache, and the cache answers when
+//   the network fails. Requests to any other origin are not touched: never cached, never
+//   forwarded (the page's Content-Security-Policy blocks them anyway).
+const CACHE = 'edgetune-v1';
+const SHELL = [
+  '/',
+  '/index.html',
+  '/style.css',
+  '/app.js',
+  '/camera.js',
+  '/store.js',
+  '/project.js',
+  '/train-worker.js',
+  '/manifest.webmanifest',
+  '/icon.svg',
+  '/pkg/edgetune.js',
+  '/pkg/edgetune_bg.wasm',
+  '/models/efficientnet_lite0.int8.etm',
+];
+
+self.addEventListener('install', (ev) => {
+  ev.waitUntil(caches.open(CACHE).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener('activate', (ev) => {
+  ev.waitUntil((async () => {
+    for (const key of await caches.keys()) if (key !== CACHE) await caches.delete(key);
+    await self.clients.claim();
+  })());
+});
+
+self.addEventListener('fetch', (ev) => {
+  const req = ev.request;
+  const url = new URL(req.url);
+  if (req.method !== 'GET' || url.origin !== self.location.origin) return;
+  ev.respondWith((async () => {
+    const cache = await caches.open(CACHE);
+    try {
+      const res = await fetch(req);
+      if (res.ok && res.type === 'basic') await cache.put(req, res.clone());
+      return res;
+    } catch (err) {
+      const hit = await cache.match(req, { ignoreSearch: true });
+      if (hit) return hit;
+      if (req.mode === 'navigate') {
+        const shell = await cache.match('/index.html');
+        if (shell) return shell;
+      }
+      throw err;
+    }
+  })());
+});
