@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { launch, launchPersistent, startServer } from './browser.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -158,6 +159,35 @@ async function addClass(page, name) {
   await page.waitForSelector(`#classes li[data-name="${name}"]`);
 }
 
+// The trained model downloads as an .etm the CLI reads and classifies with; the project
+// exports to one file that, imported after a class was deleted, brings it back.
+async function downloadsWork(page) {
+  const [model] = await Promise.all([page.waitForEvent('download'), page.click('#download-model')]);
+  const etm = path.join(tmp, 'trained.etm');
+  await model.saveAs(etm);
+  const exe = path.join(ROOT, 'target/release/edgetune'); // built by scripts/models.sh
+  assert.ok(fs.existsSync(exe), `${exe} is missing: npm test builds it (scripts/models.sh)`);
+  const info = execFileSync(exe, ['info', etm], { encoding: 'utf8' });
+  assert.match(info, /int8/);
+  assert.match(info, /parrot/);
+  const out = execFileSync(exe, ['classify', '--backend', 'cpu', '--model', etm, path.join(PHOTOS, 'sunflower.bmp')], { encoding: 'utf8' });
+  assert.match(out.split('\n')[2], /%\s+sunflower$/, out);
+  const [project] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+  const file = path.join(tmp, 'project.json');
+  await project.saveAs(file);
+  const before = await page.$$eval('#classes li', (l) => l.map((x) => [x.dataset.name, x.dataset.count]));
+  await page.click('#classes li[data-name="parrot"] button.danger');
+  await page.waitForFunction(() => !document.querySelector('#classes li[data-name="parrot"]'));
+  await page.setInputFiles('#import', file);
+  await page.waitForSelector('#classes li[data-name="parrot"]');
+  assert.deepEqual(await page.$$eval('#classes li', (l) => l.map((x) => [x.dataset.name, x.dataset.count])), before);
+  assert.match(await page.textContent('#versions'), /parrot, hot dog, sunflower/);
+  // A corrupt project file is refused by name and changes nothing.
+  await page.setInputFiles('#import', { name: 'broken.json', mimeType: 'application/json', buffer: Buffer.from('{"format":"edgetune-project","version":1,"dim":1280,"classes":[{"id":1,"name":""}],"samples":[],"versions":[]}') });
+  await page.waitForFunction(() => /Class 1: A class needs a name/.test(document.getElementById('error').textContent));
+  assert.deepEqual(await page.$$eval('#classes li', (l) => l.map((x) => [x.dataset.name, x.dataset.count])), before);
+}
+
 async function journey(label, phone) {
   const profile = fs.mkdtempSync(path.join(tmp, `profile-${label}-`));
   const foreign = [];
@@ -210,6 +240,7 @@ async function journey(label, phone) {
     assert.equal(await s.page.getAttribute('#mode-custom', 'aria-pressed'), 'true');
     await waitForTop(s.page, /^sunflower$/, 'custom view of the sunflower clip');
     assert.match(await s.page.textContent('#versions'), /parrot, hot dog, sunflower/);
+    if (!phone) await downloadsWork(s.page);
     // Reload: everything is still there.
     await s.page.reload();
     await s.page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
