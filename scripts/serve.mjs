@@ -3,6 +3,9 @@
 // no path escapes, and a strict Content-Security-Policy: the page may load nothing from
 // any other origin. Run directly (npm start) or import startServer() (tests).
 import http from 'node:http';
+import https from 'node:https';
+import os from 'node:os';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,16 +82,45 @@ function handle(req, res) {
   });
 }
 
-/** Starts the server; resolves to { server, url } once listening. Port 0 picks a free port. */
-export function startServer({ port = 8080, host = '127.0.0.1' } = {}) {
+/** Starts the server; resolves to { server, url } once listening. Port 0 picks a free port.
+ * With `tls` ({ key, cert } PEM text) it serves HTTPS. */
+export function startServer({ port = 8080, host = '127.0.0.1', tls = null } = {}) {
   return new Promise((resolve, reject) => {
-    const server = http.createServer(handle);
+    const server = tls ? https.createServer(tls, handle) : http.createServer(handle);
     server.once('error', reject);
     server.listen(port, host, () => {
       const addr = server.address();
-      resolve({ server, url: `http://${host}:${addr.port}/` });
+      resolve({ server, url: `${tls ? 'https' : 'http'}://${host === '0.0.0.0' ? 'localhost' : host}:${addr.port}/` });
     });
   });
+}
+
+/** This machine's LAN IPv4 addresses. */
+function lanAddresses() {
+  return Object.values(os.networkInterfaces()).flat().filter((a) => a && a.family === 'IPv4' && !a.internal).map((a) => a.address);
+}
+
+/**
+ * A self-signed certificate for localhost and this machine's LAN addresses, made once with
+ * openssl and kept in the cache (remade when the addresses change). Phones will warn that
+ * it is not trusted: accept it once (or install cert.pem on the phone).
+ */
+export function localCertificate() {
+  const dir = path.join(process.env.EDGETUNE_CACHE || path.join(os.homedir(), '.cache', 'edgetune'), 'tls');
+  const ips = lanAddresses();
+  const san = ['DNS:localhost', 'IP:127.0.0.1', ...ips.map((ip) => `IP:${ip}`)].join(',');
+  const [key, cert, sanFile] = ['key.pem', 'cert.pem', 'san.txt'].map((f) => path.join(dir, f));
+  if (!(fs.existsSync(cert) && fs.existsSync(key) && fs.existsSync(sanFile) && fs.readFileSync(sanFile, 'utf8') === san)) {
+    fs.mkdirSync(dir, { recursive: true });
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '825', '-subj', '/CN=edgetune local',
+        '-addext', `subjectAltName=${san}`, '-keyout', key, '-out', cert], { stdio: 'pipe' });
+    } catch (err) {
+      throw new Error(err.code === 'ENOENT' ? 'openssl is needed for --https: install it (apt-get install openssl)' : `openssl failed: ${err.stderr || err.message}`);
+    }
+    fs.writeFileSync(sanFile, san);
+  }
+  return { key: fs.readFileSync(key), cert: fs.readFileSync(cert), certPath: cert, ips };
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
@@ -97,8 +129,28 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     console.error('[edgetune] pkg/ has no wasm build yet: run `npm start` (or `npm run build`) first.');
     process.exit(1);
   }
-  startServer({ port }).then(
-    ({ url }) => console.log(`\n[edgetune] serving the page at ${url}\n[edgetune] open ${url} in a browser (Ctrl+C stops the server)\n`),
+  const useTls = process.argv.includes('--https');
+  let tls = null;
+  if (useTls) {
+    try {
+      tls = localCertificate();
+    } catch (err) {
+      console.error(`[edgetune] ${err.message}`);
+      process.exit(1);
+    }
+  }
+  // Plain HTTP stays on loopback (camera access needs a secure context, which only localhost
+  // gives without TLS); --https listens on the LAN so a phone can reach it.
+  startServer({ port, host: useTls ? '0.0.0.0' : '127.0.0.1', tls }).then(
+    ({ url, server }) => {
+      console.log(`\n[edgetune] serving the page at ${url}\n[edgetune] open ${url} in a browser`);
+      if (tls) {
+        const p = server.address().port;
+        for (const ip of tls.ips) console.log(`[edgetune] on your phone (same network): https://${ip}:${p}/`);
+        console.log(`[edgetune] the certificate is self-signed (${tls.certPath}): accept the browser's warning once`);
+      }
+      console.log('[edgetune] Ctrl+C stops the server\n');
+    },
     (err) => {
       console.error(err.code === 'EADDRINUSE' ? `[edgetune] port ${port} is in use: stop the other server or run with PORT=<free port> npm start` : `[edgetune] ${err.message}`);
       process.exit(1);

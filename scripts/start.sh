@@ -5,4 +5,4 @@ cd "$ROOT"
 bash scripts/setup.sh
 bash scripts/build-wasm.sh
 bash scripts/models.sh
-exec node scripts/serve.mjs
+exec node scripts/serve.mjs "$@"

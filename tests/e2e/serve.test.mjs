@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startServer, resolvePath } from '../../scripts/serve.mjs';
+import { startServer, resolvePath, localCertificate } from '../../scripts/serve.mjs';
 
 let server;
 let url;
@@ -56,4 +56,48 @@ test('`node scripts/serve.mjs` (what npm start runs last) says where to open the
   } finally {
     child.kill();
   }
+});
+
+test('--https: a self-signed certificate for localhost and the LAN, made once, serves the page over TLS', async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const https = await import('node:https');
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'edgetune-tls-'));
+  const saved = process.env.EDGETUNE_CACHE;
+  process.env.EDGETUNE_CACHE = cache;
+  try {
+    const tls = localCertificate();
+    const first = fs.statSync(tls.certPath).mtimeMs;
+    assert.equal(fs.statSync(localCertificate().certPath).mtimeMs, first, 'the certificate is reused, not remade');
+    const { server: s, url: u } = await startServer({ port: 0, host: '127.0.0.1', tls });
+    try {
+      const { status, headers, body } = await new Promise((resolve, reject) => {
+        https.get(u, { rejectUnauthorized: false }, (res) => {
+          let body = '';
+          res.on('data', (d) => { body += d; });
+          res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+        }).on('error', reject);
+      });
+      assert.ok(u.startsWith('https://'));
+      assert.equal(status, 200);
+      assert.match(headers['content-security-policy'], /default-src 'self'/);
+      assert.match(body, /<title>edgetune<\/title>/);
+    } finally {
+      s.close();
+    }
+  } finally {
+    if (saved === undefined) delete process.env.EDGETUNE_CACHE; else process.env.EDGETUNE_CACHE = saved;
+    fs.rmSync(cache, { recursive: true, force: true });
+  }
+});
+
+test('the service worker, the manifest and the app modules are served with their types', async () => {
+  for (const [p, type] of [['sw.js', /^text\/javascript/], ['manifest.webmanifest', /^application\/manifest\+json/], ['train-worker.js', /^text\/javascript/], ['store.js', /^text\/javascript/]]) {
+    const r = await fetch(new URL(p, url));
+    assert.equal(r.status, 200, p);
+    assert.match(r.headers.get('content-type'), type, p);
+  }
+  const manifest = await (await fetch(new URL('manifest.webmanifest', url))).json();
+  assert.equal(manifest.start_url, '/');
+  assert.ok(manifest.icons.length > 0);
 });
