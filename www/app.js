@@ -34,10 +34,21 @@ const state = {
   mode: 'imagenet',
   recording: null, // class id while its Record button is held
   lastSample: 0,
-  worker: null,
+  trainer: null, // the training Web Worker
+  training: null, // the run in progress
   frames: 0,
   fpsSince: performance.now(),
 };
+
+// Figures the page measures about itself (shown in the UI, read by the tests' benchmarks):
+// per-frame inference ms, extra ms per recorded sample (JPEG + storage; the embedding comes
+// from the frame already classified), train ms, and ms from pressing Train to the first live
+// frame showing the new classes.
+const stats = { frameMs: [], sampleMs: [], trainMs: null, trainToLiveMs: null, trainSamples: null };
+globalThis.edgetuneStats = stats;
+const keep = (list, v) => { list.push(v); if (list.length > 200) list.shift(); };
+let trainPressedAt = null;
+let awaitingLiveVersion = null;
 
 let chain = Promise.resolve();
 function exclusive(fn) {
@@ -79,18 +90,33 @@ function setMode(mode) {
   document.body.dataset.mode = state.mode;
 }
 
+// The predictions for the newest frame: the user's classes (their head on the frame's
+// embedding) in custom mode, ImageNet's top 3 otherwise. Called per frame, and right after
+// training so the new classes show without waiting for the next frame.
+function renderLive() {
+  if (!state.lastFrame) return;
+  const { embedding, top } = state.lastFrame;
+  const v = currentVersion();
+  if (state.mode === 'custom' && v) {
+    const probs = headProbabilities(v, embedding);
+    showPredictions(probs.map((p, i) => ({ label: v.names[i], p })).sort((a, b) => b.p - a.p).slice(0, 3));
+    if (awaitingLiveVersion === v.id && trainPressedAt !== null) {
+      stats.trainToLiveMs = performance.now() - trainPressedAt;
+      awaitingLiveVersion = null;
+      document.body.dataset.live = String(v.id);
+    }
+  } else {
+    showPredictions(top.map((t) => ({ label: t.label.split(',')[0], p: t.probability })));
+  }
+}
+
 async function onFrame(video) {
   const frame = centreSquare(video, FRAME, onFrame.canvas || (onFrame.canvas = new OffscreenCanvas(FRAME, FRAME)));
   const r = await exclusive(() => state.engine.classify(frame.rgba, frame.width, frame.height, 3));
   const embedding = Float32Array.from(r.embedding);
-  const v = currentVersion();
-  if (state.mode === 'custom' && v) {
-    const probs = headProbabilities(v, embedding);
-    const rows = probs.map((p, i) => ({ label: v.names[i], p })).sort((a, b) => b.p - a.p).slice(0, 3);
-    showPredictions(rows);
-  } else {
-    showPredictions(r.top.map((t) => ({ label: t.label.split(',')[0], p: t.probability })));
-  }
+  keep(stats.frameMs, r.ms);
+  state.lastFrame = { embedding, top: r.top };
+  renderLive();
   state.frames++;
   const now = performance.now();
   if (now - state.fpsSince > 1000) {
@@ -101,8 +127,10 @@ async function onFrame(video) {
   $('ms').textContent = `${r.ms.toFixed(0)} ms/frame`;
   if (state.recording !== null && now - state.lastSample >= SAMPLE_EVERY_MS) {
     state.lastSample = now;
+    const t0 = performance.now();
     const image = await frame.canvas.convertToBlob({ type: 'image/jpeg', quality: 0.85 });
     await addSample(state.recording, embedding, image);
+    keep(stats.sampleMs, performance.now() - t0);
   }
 }
 
@@ -271,7 +299,7 @@ function renderTrainState() {
     if (empty.length) hint += ` ${empty.map((c) => `"${c.name}"`).join(', ')} ${empty.length === 1 ? 'has' : 'have'} no samples and will be left out.`;
   }
   $('train-hint').textContent = hint;
-  $('train').disabled = ready.length < 2 || state.worker !== null;
+  $('train').disabled = ready.length < 2 || Boolean(state.training);
 }
 
 function options() {
@@ -325,6 +353,7 @@ function renderResult(v) {
   const m = v.metrics || {};
   const parts = [];
   const acc = m.validationAccuracy;
+  if (m.trainMs) parts.push(el('p', { className: 'hint', textContent: `Trained ${m.epochs} epochs on ${m.samples} samples in ${(m.trainMs / 1000).toFixed(2)} s.` }));
   parts.push(el('p', { id: 'val-accuracy', textContent: acc === null || acc === undefined
     ? `Trained on ${m.samples} samples (too few to hold some out for validation).`
     : `Validation accuracy: ${(100 * acc).toFixed(1)}% on held-out samples.` }));
@@ -339,15 +368,30 @@ function renderResult(v) {
   box.hidden = false;
 }
 
+// The training worker is started (and its wasm compiled) once, ahead of the first Train, so
+// pressing Train costs the training itself, not a worker start.
+function trainingWorker() {
+  if (!state.trainer) {
+    state.trainer = new Worker('/train-worker.js', { type: 'module' });
+    state.trainer.onerror = (ev) => {
+      state.trainer.terminate();
+      state.trainer = null;
+      if (state.training) state.training.fail(ev.message || 'the worker stopped');
+    };
+    state.trainer.onmessage = (ev) => state.training && state.training.on(ev.data);
+  }
+  return state.trainer;
+}
+
 function train() {
   const classes = trainable();
-  if (classes.length < 2) return;
+  if (classes.length < 2 || state.training) return;
   const names = classes.map((c) => c.name);
   const samples = [];
   classes.forEach((c, label) => { for (const s of samplesOf(c.id)) samples.push({ embedding: s.embedding, label }); });
   const opts = { ...options(), validation: samples.length >= 10 ? 0.2 : 0, seed: 1 };
-  const worker = new Worker('/train-worker.js', { type: 'module' });
-  state.worker = worker;
+  trainPressedAt = performance.now();
+  stats.trainSamples = samples.length;
   const history = [];
   $('train').disabled = true;
   $('stop').hidden = false;
@@ -357,60 +401,76 @@ function train() {
   $('train-result').hidden = true;
   document.body.dataset.training = 'running';
   const finish = () => {
-    worker.terminate();
-    state.worker = null;
+    state.training = null;
     $('stop').hidden = true;
     renderTrainState();
   };
-  worker.onmessage = async (ev) => {
-    const msg = ev.data;
-    if (msg.type === 'progress') {
-      history.push(msg.progress);
-      $('train-progress').value = msg.progress.epoch / msg.progress.epochs;
-      drawChart(history);
-    } else if (msg.type === 'done') {
-      const r = msg.result;
-      const version = {
-        classIds: classes.map((c) => c.id),
-        names,
-        dim: r.dim,
-        weight: Float32Array.from(r.weight),
-        bias: Float32Array.from(r.bias),
-        metrics: {
-          validationAccuracy: r.validationAccuracy ?? null,
-          confusion: r.confusion ?? null,
-          samples: samples.length,
-          epochs: r.history.length,
-          finalLoss: r.history.length ? r.history[r.history.length - 1].loss : null,
-          stopped: r.cancelled,
-        },
-        options: opts,
-      };
-      finish();
-      try {
-        const saved = await state.store.saveVersion(version);
-        state.versions.push(saved);
-        state.current = saved.id;
-        setMode('custom');
-        renderVersions();
-        renderResult(saved);
-        document.body.dataset.training = 'done';
-      } catch (err) {
-        document.body.dataset.training = 'error';
-        showError(err);
-      }
-    } else if (msg.type === 'error') {
-      finish();
-      document.body.dataset.training = 'error';
-      showError(`Training failed: ${msg.message}`);
-    }
-  };
-  worker.onerror = (ev) => {
+  const fail = (message) => {
     finish();
     document.body.dataset.training = 'error';
-    showError(`Training failed: ${ev.message || 'the worker stopped'}`);
+    showError(`Training failed: ${message}`);
   };
-  worker.postMessage({ type: 'train', dim: state.dim, classes: names, samples, options: opts });
+  const done = async (r) => {
+    stats.trainMs = performance.now() - trainPressedAt;
+    finish();
+    const version = {
+      classIds: classes.map((c) => c.id),
+      names,
+      dim: r.dim,
+      weight: Float32Array.from(r.weight),
+      bias: Float32Array.from(r.bias),
+      metrics: {
+        validationAccuracy: r.validationAccuracy ?? null,
+        confusion: r.confusion ?? null,
+        samples: samples.length,
+        epochs: r.history.length,
+        finalLoss: r.history.length ? r.history[r.history.length - 1].loss : null,
+        stopped: r.cancelled,
+        trainMs: stats.trainMs,
+      },
+      options: opts,
+    };
+    // The live view switches to the new classes at once (on the newest frame); the version
+    // is then saved, and the previous one stays current in storage until the save commits.
+    const pending = { ...version, id: 'unsaved', created: Date.now() };
+    state.versions.push(pending);
+    const previous = state.current;
+    state.current = pending.id;
+    awaitingLiveVersion = pending.id;
+    setMode('custom');
+    renderLive();
+    renderResult(pending);
+    try {
+      const saved = await state.store.saveVersion(version);
+      state.versions[state.versions.indexOf(pending)] = saved;
+      if (state.current === pending.id) state.current = saved.id;
+      if (awaitingLiveVersion === pending.id) awaitingLiveVersion = saved.id; // no frame yet
+      document.body.dataset.training = 'done';
+    } catch (err) {
+      state.versions.splice(state.versions.indexOf(pending), 1);
+      state.current = previous;
+      setMode(previous === null ? 'imagenet' : 'custom');
+      renderLive();
+      document.body.dataset.training = 'error';
+      showError(err);
+    }
+    renderVersions();
+  };
+  state.training = {
+    fail,
+    on(msg) {
+      if (msg.type === 'progress') {
+        history.push(msg.progress);
+        $('train-progress').value = msg.progress.epoch / msg.progress.epochs;
+        drawChart(history);
+      } else if (msg.type === 'done') {
+        done(msg.result);
+      } else if (msg.type === 'error') {
+        fail(msg.message);
+      }
+    },
+  };
+  trainingWorker().postMessage({ type: 'train', dim: state.dim, classes: names, samples, options: opts });
 }
 
 // ---- versions, export, import ----------------------------------------------------------
@@ -507,9 +567,9 @@ async function main() {
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch((e) => console.warn('offline cache unavailable:', e));
   $('add-class').addEventListener('submit', addClass);
   $('train').addEventListener('click', train);
-  $('stop').addEventListener('click', () => state.worker && state.worker.postMessage({ type: 'stop' }));
-  $('mode-imagenet').addEventListener('click', () => { setMode('imagenet'); state.store && state.store.setMeta('mode', 'imagenet').catch(showError); });
-  $('mode-custom').addEventListener('click', () => { setMode('custom'); state.store && state.store.setMeta('mode', 'custom').catch(showError); });
+  $('stop').addEventListener('click', () => state.training && state.trainer && state.trainer.postMessage({ type: 'stop' }));
+  $('mode-imagenet').addEventListener('click', () => { setMode('imagenet'); renderLive(); state.store && state.store.setMeta('mode', 'imagenet').catch(showError); });
+  $('mode-custom').addEventListener('click', () => { setMode('custom'); renderLive(); state.store && state.store.setMeta('mode', 'custom').catch(showError); });
   $('download-model').addEventListener('click', downloadModel);
   $('export').addEventListener('click', exportAll);
   $('import').addEventListener('change', (ev) => { const f = ev.target.files[0]; ev.target.value = ''; if (f) importFile(f); });
@@ -555,6 +615,7 @@ async function main() {
     msg.hidden = false;
     $('predictions').dataset.state = 'no-camera';
   }
+  trainingWorker();
   document.body.dataset.ready = 'true';
 }
 

@@ -22,10 +22,15 @@ self.onmessage = async (ev) => {
     for (const s of msg.samples) trainer.addSample(s.embedding, s.label);
     trainer.start();
     let p;
+    let lastYield = performance.now();
     while ((p = trainer.runEpoch()) !== null) {
       self.postMessage({ type: 'progress', progress: p });
-      // Yield so a 'stop' message can arrive between epochs.
-      await new Promise((r) => setTimeout(r, 0));
+      // Yield now and then so a 'stop' message can arrive between epochs (not every epoch:
+      // nested timers are clamped to 4 ms, more than a small epoch takes).
+      if (performance.now() - lastYield > 30) {
+        await new Promise((r) => setTimeout(r, 0));
+        lastYield = performance.now();
+      }
     }
     const result = trainer.result();
     self.postMessage({ type: 'done', result });

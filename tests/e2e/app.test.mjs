@@ -26,6 +26,7 @@ let server;
 let port;
 let tmp;
 const clips = {};
+const timings = {};
 
 before(async () => {
   for (const f of ['pkg/edgetune_bg.wasm', 'www/models/efficientnet_lite0.int8.etm']) {
@@ -107,6 +108,7 @@ async function open(profile, clip, phone) {
   });
   const page = ctx.context.pages()[0] || (await ctx.context.newPage());
   page.on('dialog', (d) => d.accept());
+  if (process.env.E2E_DEBUG) page.on('console', (m) => console.log(`[page] ${m.type()}: ${m.text()}`));
   await page.goto(`http://127.0.0.1:${port}/`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
   return { ...ctx, page };
@@ -233,10 +235,13 @@ async function journey(label, phone) {
   watch(s);
   try {
     await record(s.page, 'sunflower', 4, phone);
+    timings[label] = { recording: await s.page.evaluate(() => ({ frameMs: [...edgetuneStats.frameMs], sampleMs: [...edgetuneStats.sampleMs] })) };
     assert.match(await s.page.textContent('#train-hint'), /Ready: 3 classes/);
     await s.page.click('#train');
     await s.page.waitForSelector('body[data-training="done"]', { timeout: 180_000 });
     await shot(s.page, `${label}-3-trained`);
+    await s.page.locator('#live').screenshot({ path: path.join(ARTIFACTS, `${label}-3-live-view.png`) });
+    await s.page.locator('#teach').screenshot({ path: path.join(ARTIFACTS, `${label}-3-training-view.png`) });
     assert.equal(await s.page.getAttribute('#mode-custom', 'aria-pressed'), 'true');
     await waitForTop(s.page, /^sunflower$/, 'custom view of the sunflower clip');
     assert.match(await s.page.textContent('#versions'), /parrot, hot dog, sunflower/);
@@ -271,6 +276,49 @@ async function journey(label, phone) {
       await s.close();
     }
   }
+  // 5. The benchmark: 3 classes x 30 samples, head only, from pressing Train to the live
+  // view showing the new classes. The 30 samples per class are the recorded ones, repeated
+  // with 2% multiplicative jitter (training time depends on the count, not the content).
+  s = await open(profile, clips.parrot, phone);
+  watch(s);
+  try {
+    const [exported] = await Promise.all([s.page.waitForEvent('download'), s.page.click('#export')]);
+    const file = path.join(tmp, `bench-${label}.json`);
+    await exported.saveAs(file);
+    const p = JSON.parse(fs.readFileSync(file, 'utf8'));
+    let seed = 7;
+    const rand = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+    const samples = [];
+    for (const c of p.classes) {
+      const own = p.samples.filter((x) => x.classId === c.id);
+      for (let i = 0; i < 30; i++) {
+        const src = own[i % own.length];
+        const e = new Float32Array(new Uint8Array(Buffer.from(src.embedding, 'base64')).buffer).map((v) => v * (1 + 0.02 * (rand() - 0.5)));
+        samples.push({ ...src, embedding: Buffer.from(e.buffer).toString('base64') });
+      }
+    }
+    fs.writeFileSync(file, JSON.stringify({ ...p, samples, versions: [], current: null }));
+    await s.page.setInputFiles('#import', file);
+    await s.page.waitForFunction(() => [...document.querySelectorAll('#classes li')].every((li) => li.dataset.count === '30'), null, { timeout: 60_000 });
+    await s.page.click('#train');
+    try {
+      await s.page.waitForSelector('body[data-live]', { state: 'attached', timeout: 120_000 });
+    } finally {
+      await shot(s.page, `${label}-6-benchmark`);
+      if (process.env.E2E_DEBUG) console.log(JSON.stringify(await s.page.evaluate(() => ({ ...document.body.dataset, live: document.body.dataset.live, stats: globalThis.edgetuneStats }))));
+    }
+    const st = await s.page.evaluate(() => ({ ...edgetuneStats }));
+    timings[label].train3x30 = { samples: st.trainSamples, trainMs: st.trainMs, trainToLiveMs: st.trainToLiveMs };
+    assert.equal(st.trainSamples, 90);
+    assert.ok(st.trainToLiveMs > 0);
+  } finally {
+    await s.close();
+  }
+  const t = timings[label];
+  const median = (v) => v.slice().sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  console.log(`${label} (${backends[0]}): frame ${median(t.recording.frameMs).toFixed(0)} ms median, recording a sample adds ${median(t.recording.sampleMs).toFixed(1)} ms median (JPEG + IndexedDB; the embedding is the frame's own); 3x30 head-only training ${t.train3x30.trainMs.toFixed(0)} ms, Train pressed -> new live view ${t.train3x30.trainToLiveMs.toFixed(0)} ms`);
+  fs.mkdirSync(path.join(ROOT, 'tests/e2e/out'), { recursive: true });
+  fs.writeFileSync(path.join(ROOT, 'tests/e2e/out/app-timing.json'), JSON.stringify(timings, null, 2));
   assert.deepEqual(foreign, [], 'no request may leave the page origin');
   assert.deepEqual(errors, [], 'no uncaught page errors');
   return backends;
