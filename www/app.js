@@ -6,7 +6,7 @@
 // else queue behind the call in flight instead of piling up in the engine. The live view
 // shows the user's classes once a version is trained (mode "custom"), the ImageNet
 // classifier otherwise.
-import init, { Engine, version as engineVersion, modelWithHead } from '/pkg/edgetune.js';
+import init, { version as engineVersion, modelWithHead } from '/pkg/edgetune.js';
 import { Camera, CameraError, centreSquare } from '/camera.js';
 import { openStore } from '/store.js';
 import { checkName, exportProject, parseProject, headProbabilities } from '/project.js';
@@ -49,6 +49,40 @@ globalThis.edgetuneStats = stats;
 const keep = (list, v) => { list.push(v); if (list.length > 200) list.shift(); };
 let trainPressedAt = null;
 let awaitingLiveVersion = null;
+
+// The engine runs in a worker (engine-worker.js); this is its promise-returning face, with
+// the same calls as the wasm Engine.
+class RemoteEngine {
+  constructor() {
+    this.worker = new Worker('/engine-worker.js', { type: 'module' });
+    this.pending = new Map();
+    this.next = 1;
+    this.worker.onmessage = (ev) => {
+      const { id, ok, result, error } = ev.data;
+      const p = this.pending.get(id);
+      this.pending.delete(id);
+      if (p) (ok ? p.resolve(result) : p.reject(new Error(error)));
+    };
+    this.worker.onerror = (ev) => {
+      const err = new Error(`the engine stopped: ${ev.message || 'worker error'}`);
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+  }
+
+  call(op, args = {}, transfer = []) {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, args }, transfer);
+    });
+  }
+
+  create(model, backend) { return this.call('create', { model, backend }); }
+  backend() { return this.call('backend'); }
+  classify(rgba, width, height, k) { return this.call('classify', { rgba, width, height, k }, [rgba.buffer]); }
+  embed(rgba, width, height) { return this.call('embed', { rgba, width, height }, [rgba.buffer]); }
+}
 
 let chain = Promise.resolve();
 function exclusive(fn) {
@@ -113,7 +147,7 @@ function renderLive() {
 async function onFrame(video) {
   const frame = centreSquare(video, FRAME, onFrame.canvas || (onFrame.canvas = new OffscreenCanvas(FRAME, FRAME)));
   const r = await exclusive(() => state.engine.classify(frame.rgba, frame.width, frame.height, 3));
-  const embedding = Float32Array.from(r.embedding);
+  const embedding = r.embedding;
   keep(stats.frameMs, r.ms);
   state.lastFrame = { embedding, top: r.top };
   renderLive();
@@ -585,8 +619,8 @@ async function main() {
     state.modelBytes = new Uint8Array(await res.arrayBuffer());
     const wanted = new URLSearchParams(location.search).get('backend') || 'auto';
     badge.textContent = 'starting engine…';
-    state.engine = await Engine.create(state.modelBytes, wanted);
-    const b = state.engine.backend();
+    state.engine = new RemoteEngine();
+    const b = await state.engine.create(state.modelBytes.slice(), wanted);
     badge.textContent = backendLabel(b);
     badge.title = `${b.device}: ${b.reason}`;
     badge.dataset.backend = b.backend;

@@ -14,6 +14,7 @@ const SHELL = [
   '/store.js',
   '/project.js',
   '/train-worker.js',
+  '/engine-worker.js',
   '/manifest.webmanifest',
   '/icon.svg',
   '/pkg/edgetune.js',
