@@ -33,10 +33,11 @@ pub struct LayerInfo {
     pub macs: u64,
 }
 
-/// A packed activation on the device: buffer, NHWC shape, zero point.
+/// A packed activation on the device: buffer, NHWC shape, scale and zero point.
 struct Value {
     buffer: wgpu::Buffer,
     shape: [usize; 4],
+    scale: f32,
     zero_point: i32,
 }
 
@@ -83,11 +84,8 @@ impl GpuNetwork {
         }
         let input_shape = [batch, h, w, c];
         let input = storage(ctx, "input", batch * h * w * c.div_ceil(4));
-        let mut values: Vec<Option<Value>> = vec![Some(Value {
-            buffer: input.clone(),
-            shape: input_shape,
-            zero_point: model.value_quant(0)?.1,
-        })];
+        let (scale, zero_point) = model.value_quant(0)?;
+        let mut values: Vec<Option<Value>> = vec![Some(Value { buffer: input.clone(), shape: input_shape, scale, zero_point })];
         let (mut dispatches, mut layers) = (vec![], vec![]);
         let embedding = model.graph.embedding;
         let mut pooled = None;
@@ -99,7 +97,7 @@ impl GpuNetwork {
                     .and_then(Option::as_ref)
                     .ok_or_else(|| Error::unsupported(format!("node '{}' reads a value the GPU does not hold", node.name)))
             };
-            let out_zp = || model.value_quant(i + 1).map(|q| q.1);
+            let out_quant = || model.value_quant(i + 1);
             let (d, info, out) = match model.layer(i)? {
                 Int8Layer::Conv { weight, bias, params, requant } => {
                     let x = value(0)?;
@@ -120,7 +118,8 @@ impl GpuNetwork {
                         "depthwise"
                     };
                     let macs = (shape.iter().product::<usize>() * g.reduction_len()) as u64;
-                    let out = Value { buffer: d.output().clone(), shape, zero_point: out_zp()? };
+                    let (scale, zero_point) = out_quant()?;
+                    let out = Value { buffer: d.output().clone(), shape, scale, zero_point };
                     (d, LayerInfo { name: node.name.clone(), kind, macs }, Some(out))
                 }
                 Int8Layer::Add { requant } => {
@@ -130,14 +129,15 @@ impl GpuNetwork {
                     }
                     let [n, h, w, c] = a.shape;
                     let d = add.dispatch(ctx, &node.name, (&a.buffer, &b.buffer), n * h * w * c.div_ceil(4), &requant)?;
-                    let out = Value { buffer: d.output().clone(), shape: a.shape, zero_point: out_zp()? };
+                    let (scale, zero_point) = out_quant()?;
+                    let out = Value { buffer: d.output().clone(), shape: a.shape, scale, zero_point };
                     (d, LayerInfo { name: node.name.clone(), kind: "add", macs: (n * h * w * c) as u64 }, Some(out))
                 }
                 Int8Layer::GlobalAvgPool if i + 1 == embedding => {
                     let x = value(0)?;
                     let d = pool.dispatch(ctx, &node.name, &x.buffer, x.shape, x.zero_point)?;
                     let [_, h, w, c] = x.shape;
-                    pooled = Some((c, h * w, model.value_quant(node.inputs[0])?.0));
+                    pooled = Some((c, h * w, x.scale));
                     let macs = x.shape.iter().product::<usize>() as u64;
                     (d, LayerInfo { name: node.name.clone(), kind: "global_sum", macs }, None)
                 }

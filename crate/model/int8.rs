@@ -209,7 +209,8 @@ impl PreparedI8 {
         let e = self.graph.embedding;
         // Values before the embedding are never read by the head (the graph validates that a
         // node only reads earlier values; heads read the pool); empty stand-ins fill the slots.
-        let mut values: Vec<Val> = (0..e).map(|_| Val::F(Tensor::zeros(vec![0]).unwrap_or_else(|_| embedding.clone()))).collect();
+        let empty = Tensor::zeros(vec![0])?;
+        let mut values: Vec<Val> = (0..e).map(|_| Val::F(empty.clone())).collect();
         values.push(Val::F(embedding));
         for i in e..self.ops.len() {
             let y = self.step(i, &values)?;
