@@ -365,7 +365,7 @@ function drawChart(history) {
       const y = f(p);
       if (y === null || y === undefined) return;
       const x = (i / (n - 1)) * (w - 20) + 10;
-      const yy = h - 10 - y * (h - 20);
+      const yy = h - 10 - y * (h - 36); // the top 26 px hold the legend
       if (i === 0) g.moveTo(x, yy); else g.lineTo(x, yy);
     });
     g.stroke();
@@ -380,6 +380,8 @@ function drawChart(history) {
   g.fillText('accuracy', 60, 18);
   g.fillStyle = '#90caf9';
   g.fillText('validation', 140, 18);
+  g.fillStyle = '#9aa7b4';
+  g.fillText(`epoch ${history.length}/${history[history.length - 1].epochs}`, w - 120, 18);
 }
 
 function renderResult(v) {
