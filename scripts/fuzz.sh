@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# npm run fuzz: every loader of untrusted bytes under libFuzzer (cargo-fuzz, nightly), each
+# for FUZZ_SECONDS (default 60). Seeds come from real files: the default models' and the
+# checkpoint's first 64 KiB, and ONNX's own node-test models. Prints the executions per
+# target; a crash leaves its input in fuzz/artifacts/<target>/ and fails the run (turn it
+# into a regression test in tests/bad_input.rs). Not part of npm test: it is bounded but slow.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+secs="${FUZZ_SECONDS:-60}"
+
+rustup toolchain list | grep -q '^nightly' || die "fuzzing needs the nightly toolchain: rustup toolchain install nightly"
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  say "installing cargo-fuzz (once)"
+  cargo install cargo-fuzz
+fi
+bash scripts/models.sh
+
+corpus=fuzz/corpus
+mkdir -p "$corpus/etm_loader" "$corpus/torch_checkpoint" "$corpus/onnx_model"
+for m in www/models/*.etm; do head -c 65536 "$m" > "$corpus/etm_loader/seed-$(basename "$m")"; done
+ckpt=$(find "${EDGETUNE_CACHE:-$HOME/.cache/edgetune}" -name '*.pth' | head -1)
+[ -n "$ckpt" ] && head -c 65536 "$ckpt" > "$corpus/torch_checkpoint/seed-checkpoint"
+if [ -d /usr/share/libonnx-testdata/data/node ]; then
+  for d in test_conv_with_strides_padding test_gemm_default_no_bias test_qlinearconv test_relu test_add test_softmax_example; do
+    f=/usr/share/libonnx-testdata/data/node/$d/model.onnx
+    [ -f "$f" ] && cp "$f" "$corpus/onnx_model/seed-$d.onnx"
+  done
+fi
+
+status=0
+for target in etm_loader torch_checkpoint onnx_model; do
+  say "fuzzing $target for ${secs}s"
+  log=$(mktemp)
+  if cargo +nightly fuzz run "$target" "$corpus/$target" -- -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1; then
+    runs=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -1)
+    say "$target: ${runs:-finished} (no crash)"
+  else
+    status=1
+    tail -40 "$log"
+    say "$target: CRASH, input saved under fuzz/artifacts/$target/"
+  fi
+  rm -f "$log"
+done
+exit $status
