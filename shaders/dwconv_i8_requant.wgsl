@@ -3,12 +3,12 @@
 // requantization + clamp, the spec of crate/ops/conv.rs for that case:
 //   acc[n, oy, ox, c] = bias[c] + sum_{ky, kx inside the input} (x[n, iy, ix, c] - zx) * w[c, ky, kx]
 //   out = requantize(acc, mult[c], zp, lo, hi)
-// Lane-wise: each invocation owns one word (4 channels) of one output pixel; taps in the
-// padding are skipped, as on the CPU.
+// Lane-wise: each invocation owns one word (4 channels) of 4 adjacent output pixels; taps in
+// the padding are skipped, as on the CPU.
 // Layouts: x [N, H, W, C4] u32; w [KH, KW, C4] u32 (the filter of channel c in lane c % 4 of
 // word c / 4, padded channels zero); bias [C4] vec4<i32>; mult [C4] vec4<f32>;
 // out [N, OH, OW, C4] u32.
-// Dispatch: (ceil(C4 / 8), ceil(OW / 8), N * OH), 8 x 8 invocations per workgroup.
+// Dispatch: (ceil(C4 / 8), ceil(OW / 32), N * OH), 8 x 8 invocations per workgroup.
 // Needs `lanes`, `requantize` and `requantize4`.
 struct Params {
     n: u32,
@@ -36,31 +36,49 @@ struct Params {
 @group(0) @binding(4) var<storage, read> mult: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
 
+// Each invocation computes 4 horizontally adjacent output pixels of one channel word, so an
+// input word shared by neighbouring windows (stride < KW) is loaded once: a row of the window
+// span is 3 * stride + KW words instead of 4 * KW.
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     let cw = id.x;
-    let ox = id.y;
+    let ox0 = id.y * 4u;
     let b = id.z / p.oh;
     let oy = id.z % p.oh;
-    if (cw >= p.c4 || ox >= p.ow || b >= p.n) {
+    if (cw >= p.c4 || ox0 >= p.ow || b >= p.n) {
         return;
     }
     let zx = vec4<i32>(p.zx);
-    var acc = bias[cw];
+    let bias0 = bias[cw];
+    var acc = array<vec4<i32>, 4>(bias0, bias0, bias0, bias0);
+    let span = 3u * p.stride_w + p.kw;
     for (var ky = 0u; ky < p.kh; ky++) {
         let py = oy * p.stride_h + ky;
         if (py < p.pad_top || py - p.pad_top >= p.h) {
             continue;
         }
         let xrow = (b * p.h + (py - p.pad_top)) * p.w;
-        for (var kx = 0u; kx < p.kw; kx++) {
-            let px = ox * p.stride_w + kx;
+        let wrow = ky * p.kw;
+        for (var c = 0u; c < span; c++) {
+            // Padded column c of the span, shared by the 4 outputs whose window covers it.
+            let px = ox0 * p.stride_w + c;
             if (px < p.pad_left || px - p.pad_left >= p.w) {
                 continue;
             }
             let xv = lanes(x[(xrow + (px - p.pad_left)) * p.c4 + cw]) - zx;
-            acc += xv * lanes(wt[(ky * p.kw + kx) * p.c4 + cw]);
+            for (var j = 0u; j < 4u; j++) {
+                let start = j * p.stride_w;
+                if (c >= start && c - start < p.kw) {
+                    acc[j] += xv * lanes(wt[(wrow + c - start) * p.c4 + cw]);
+                }
+            }
         }
     }
-    out[((b * p.oh + oy) * p.ow + ox) * p.c4 + cw] = requantize4(acc, mult[cw], p.zp, p.lo, p.hi);
+    let m = mult[cw];
+    for (var j = 0u; j < 4u; j++) {
+        let ox = ox0 + j;
+        if (ox < p.ow) {
+            out[((b * p.oh + oy) * p.ow + ox) * p.c4 + cw] = requantize4(acc[j], m, p.zp, p.lo, p.hi);
+        }
+    }
 }

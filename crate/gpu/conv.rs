@@ -134,7 +134,8 @@ impl ConvI8 {
             pipeline,
             &bytes(&params),
             &[x, &weights, &bias, &mult, &out],
-            [c4.div_ceil(8) as u32, g.out_w.div_ceil(8) as u32, (g.batch * g.out_h) as u32],
+            // The depthwise kernel computes 4 adjacent output pixels per invocation.
+            [c4.div_ceil(8) as u32, g.out_w.div_ceil(if g.groups == 1 { 8 } else { 32 }) as u32, (g.batch * g.out_h) as u32],
         )?;
         Ok((d, shape))
     }
