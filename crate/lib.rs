@@ -6,7 +6,9 @@
 //! - [`tensor`]: [`Tensor`] (f32) and [`QTensor`] (int8/int32 + [`quant::QParams`]).
 //! - [`quant`]: quantization parameters and the one requantization function.
 //! - [`ops`]: CPU reference kernels, the numerics spec for every backend.
-//! - [`onnx`]: ONNX protobuf reading and the conformance runner over ONNX node tests.
+//! - [`onnx`]: ONNX protobuf reading, the conformance runner over ONNX node tests, import
+//!   and export.
+//! - [`tflite`]: TFLite flatbuffer reading and import.
 //! - [`train`]: losses, optimizers, schedules, metrics and the trainer.
 //! - [`gpu`]: the WebGPU backend: adapter probing, WGSL int8 kernels, the network's plan.
 //! - [`engine`]: backend choice (`auto`/`cpu`/`gpu`), GPU self-test, lost-device recovery.
@@ -22,6 +24,7 @@ pub mod ops;
 pub mod preprocess;
 pub mod quant;
 pub mod tensor;
+pub mod tflite;
 pub mod train;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npm run fuzz: every loader of untrusted bytes under libFuzzer (cargo-fuzz, nightly), each
 # for FUZZ_SECONDS (default 60). Seeds come from real files: the default models' and the
-# checkpoint's first 64 KiB, and ONNX's own node-test models. Prints the executions per
+# checkpoint's first 64 KiB, ONNX's own node-test models and the smallest shared TFLite file. Prints the executions per
 # target; a crash leaves its input in fuzz/artifacts/<target>/ and fails the run (turn it
 # into a regression test in tests/bad_input.rs). Not part of npm test: it is bounded but slow.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -16,7 +16,7 @@ fi
 bash scripts/models.sh
 
 corpus=fuzz/corpus
-mkdir -p "$corpus/etm_loader" "$corpus/torch_checkpoint" "$corpus/onnx_model"
+mkdir -p "$corpus/etm_loader" "$corpus/torch_checkpoint" "$corpus/onnx_model" "$corpus/tflite_import"
 for m in www/models/*.etm; do head -c 65536 "$m" > "$corpus/etm_loader/seed-$(basename "$m")"; done
 ckpt=$(find "${EDGETUNE_CACHE:-$HOME/.cache/edgetune}" -name '*.pth' | head -1)
 [ -n "$ckpt" ] && head -c 65536 "$ckpt" > "$corpus/torch_checkpoint/seed-checkpoint"
@@ -27,11 +27,17 @@ if [ -d /usr/share/libonnx-testdata/data/node ]; then
   done
 fi
 
+# The smallest shared TFLite model, whole (its weights sit at the end of the flatbuffer).
+tfl=../shared/models/mobilenet_v1_0.25_128_quant.tflite
+[ -f "$tfl" ] && cp "$tfl" "$corpus/tflite_import/seed-mobilenet.tflite"
+
 status=0
-for target in etm_loader torch_checkpoint onnx_model; do
+for target in etm_loader torch_checkpoint onnx_model tflite_import; do
+  max_len=65536
+  [ "$target" = tflite_import ] && max_len=600000
   say "fuzzing $target for ${secs}s"
   log=$(mktemp)
-  if cargo +nightly fuzz run "$target" "$corpus/$target" -- -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1; then
+  if cargo +nightly fuzz run "$target" "$corpus/$target" -- -max_total_time="$secs" -max_len="$max_len" -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1; then
     runs=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | tail -1)
     say "$target: ${runs:-finished} (no crash)"
   else

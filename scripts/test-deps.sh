@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What the tests need from Debian: Chromium (browser tests), Mesa's lavapipe Vulkan driver
-# (native GPU tests on the CPU), vulkan-tools (vulkaninfo, for diagnosis) and the ONNX
-# backend node tests; numpy from PyPI. Installed when missing and possible, otherwise the
+# (native GPU tests on the CPU), vulkan-tools (vulkaninfo, for diagnosis), the ONNX
+# backend node tests, and PyTorch (python3-torch, python3-torchvision) for the importer
+# tests; numpy from PyPI; and the interop environment: a venv over Debian's Python with
+# onnxruntime, onnx and tflite-runtime from PyPI (the peers the importers are checked against). Installed when missing and possible, otherwise the
 # exact command is printed and the tests stop.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -10,6 +12,9 @@ missing=()
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
 command -v vulkaninfo >/dev/null 2>&1 || missing+=(vulkan-tools)
 [ -d /usr/share/libonnx-testdata/data/node ] || missing+=(libonnx-testdata)
+/usr/bin/python3 -c "import torch" >/dev/null 2>&1 || missing+=(python3-torch)
+/usr/bin/python3 -c "import torchvision" >/dev/null 2>&1 || missing+=(python3-torchvision)
+/usr/bin/python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}" || die "missing test prerequisites. Install them with:
@@ -20,4 +25,16 @@ fi
 if ! python3 -c "import numpy" >/dev/null 2>&1; then
   say "installing numpy (pip) for the reference checks"
   python3 -m pip install --quiet numpy || die "numpy is required by the tests: python3 -m pip install numpy"
+fi
+
+# The interop venv: Debian's Python (which has torch) plus pinned PyPI wheels. numpy stays
+# Debian's 1.x, which tflite-runtime 2.14 was built against.
+INTEROP="${EDGETUNE_CACHE:-$HOME/.cache/edgetune}/interop-venv"
+INTEROP_PINS=(onnxruntime==1.32.0 onnx==1.23.2 tflite-runtime==2.14.0 "numpy<2")
+if ! "$INTEROP/bin/python" -c "import onnxruntime, onnx, tflite_runtime, torch, torchvision" >/dev/null 2>&1; then
+  say "creating the interop environment in $INTEROP (onnxruntime, onnx, tflite-runtime; once)"
+  rm -rf "$INTEROP"
+  /usr/bin/python3 -m venv --system-site-packages "$INTEROP" \
+    && "$INTEROP/bin/python" -m pip install --quiet "${INTEROP_PINS[@]}" \
+    || die "could not create the interop environment: /usr/bin/python3 -m venv --system-site-packages $INTEROP && $INTEROP/bin/python -m pip install ${INTEROP_PINS[*]}"
 fi

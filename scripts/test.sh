@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 start=$(date +%s)
 
+export EDGETUNE_CACHE="${EDGETUNE_CACHE:-$HOME/.cache/edgetune}"
 bash scripts/setup.sh
 bash scripts/test-deps.sh
 
@@ -18,7 +19,6 @@ export XDG_RUNTIME_DIR="$tmp_home/run" XDG_CONFIG_HOME="$tmp_home/config" XDG_CA
 export MESA_SHADER_CACHE_DIR="$tmp_home/mesa"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
-export EDGETUNE_CACHE="${EDGETUNE_CACHE:-$HOME/.cache/edgetune}"
 say "default models (import + quantize, cached)"
 bash scripts/models.sh
 

@@ -19,7 +19,24 @@ use edgetune::{Error, Result};
 
 type Bar<'a> = &'a dyn Fn(usize, &str) -> indicatif::ProgressBar;
 
-pub fn import(input: &Path, output: &Path, labels: &Path, arch: &str, source: &str) -> Result<bool> {
+pub fn import(input: &Path, output: &Path, labels: Option<&Path>, arch: &str, source: &str) -> Result<bool> {
+    let ext = input.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext == "tflite" || ext == "onnx" {
+        let start = Instant::now();
+        let labels = labels.map(|p| read_labels(p, None)).transpose()?;
+        let bytes = edgetune::data::read_limited(input, edgetune::model::etm::MAX_MODEL_BYTES)?;
+        let name = input.display().to_string();
+        let model = if ext == "tflite" {
+            edgetune::tflite::import_tflite(&bytes, &name, labels)?
+        } else {
+            edgetune::onnx::import::import_onnx(&bytes, &name, labels)?
+        };
+        model.save(output)?;
+        let kind = if model.is_int8() { "int8" } else { "f32" };
+        report_written(output, &format!(", {kind}, {} nodes", model.header.graph.nodes.len()), start);
+        return Ok(true);
+    }
+    let labels = labels.ok_or_else(|| Error::invalid("import", "--labels is required for a .pth checkpoint"))?;
     if arch != "efficientnet_lite0" {
         return Err(Error::unsupported(format!("architecture '{arch}' (supported: efficientnet_lite0)")));
     }
@@ -96,7 +113,11 @@ pub fn info(path: &Path) -> Result<bool> {
         if h.labels.len() > 5 { " | ..." } else { "" }
     );
     if let Some(q) = &h.quantization {
-        println!("quantization  {} calibration on {} images from {}", q.method, q.samples, q.calibration_source);
+        if q.samples == 0 {
+            println!("quantization  {} ({:?} arithmetic)", q.calibration_source, q.arithmetic);
+        } else {
+            println!("quantization  {} calibration on {} images from {}", q.method, q.samples, q.calibration_source);
+        }
     }
     println!("source        {} (licence {})", h.provenance.source, h.provenance.license);
     for s in &h.provenance.steps {

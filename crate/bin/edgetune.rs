@@ -33,15 +33,17 @@ enum Command {
     },
     /// Find a GPU adapter and say what it is.
     Probe,
-    /// Import a model into .etm (PyTorch legacy checkpoint of EfficientNet-Lite0).
+    /// Import a model into .etm: a quantized TFLite classifier (.tflite, its quantization kept),
+    /// an ONNX CNN (.onnx, float or QDQ) or a PyTorch legacy checkpoint of EfficientNet-Lite0 (.pth).
     Import {
-        /// The checkpoint (.pth).
+        /// The model file (.tflite, .onnx or .pth).
         input: PathBuf,
         /// Output .etm file.
         output: PathBuf,
-        /// Class labels: text (one per line) or JSON ({"0": "tench", ...}).
+        /// Class labels: text (one per line) or JSON ({"0": "tench", ...}); required for .pth,
+        /// otherwise "class N".
         #[arg(long)]
-        labels: PathBuf,
+        labels: Option<PathBuf>,
         /// Architecture of the checkpoint.
         #[arg(long, default_value = "efficientnet_lite0")]
         arch: String,
@@ -191,7 +193,7 @@ fn main() -> ExitCode {
             true
         }),
         Command::Import { input, output, labels, arch, source } => {
-            commands::import(&input, &output, &labels, &arch, &source)
+            commands::import(&input, &output, labels.as_deref(), &arch, &source)
         }
         Command::Info { model } => commands::info(&model),
         Command::Quantize { calib, method, samples, bias_correction, input, output } => {

@@ -65,6 +65,9 @@ impl ConvI8 {
                 g.groups, g.in_c_group
             )));
         }
+        if layer.requant.fixed.is_some() {
+            return Err(Error::unsupported("TFLite fixed-point requantization on the GPU (no 64-bit products in WGSL)"));
+        }
         if layer.weights.len() != layer.weight_shape.iter().product::<usize>() {
             return Err(Error::shape(OP, "weight data does not match its shape"));
         }

@@ -55,6 +55,8 @@ pub struct GpuNetwork {
     channels: usize,
     pooled_pixels: usize,
     pooled_scale: f32,
+    /// The embedding's own quantization, when the model rounds it (imported models).
+    pooled_out: Option<crate::model::etm::ValueQuant>,
 }
 
 impl GpuNetwork {
@@ -82,6 +84,9 @@ impl GpuNetwork {
         if batch == 0 {
             return Err(Error::invalid("gpu plan", "batch size 0"));
         }
+        if !model.arithmetic().is_engine() {
+            return Err(Error::unsupported(format!("{:?} arithmetic on the GPU (CPU only)", model.arithmetic())));
+        }
         let input_shape = [batch, h, w, c];
         let input = storage(ctx, "input", batch * h * w * c.div_ceil(4));
         let (scale, zero_point) = model.value_quant(0)?;
@@ -101,6 +106,13 @@ impl GpuNetwork {
             let (d, info, out) = match model.layer(i)? {
                 Int8Layer::Conv { weight, bias, params, requant } => {
                     let x = value(0)?;
+                    if weight.params().zero_points().iter().any(|&z| z != 0) {
+                        // The kernels fold only the input zero point into the bias.
+                        return Err(Error::unsupported(format!(
+                            "node '{}' has asymmetric (zero point != 0) weights",
+                            node.name
+                        )));
+                    }
                     let layer = ConvLayer {
                         weights: weight.i8_data("gpu plan")?,
                         weight_shape: weight.shape(),
@@ -164,6 +176,7 @@ impl GpuNetwork {
             channels,
             pooled_pixels,
             pooled_scale,
+            pooled_out: model.value_quant_opt(embedding),
         })
     }
 
@@ -212,7 +225,7 @@ impl GpuNetwork {
     pub async fn embeddings(&self, ctx: &GpuContext, x: &QTensor) -> Result<Tensor> {
         self.upload(ctx, x)?;
         let sums = self.run_sums(ctx).await?;
-        Tensor::new(vec![self.batch, self.channels], embedding_from_sums(&sums, self.pooled_scale, self.pooled_pixels))
+        Tensor::new(vec![self.batch, self.channels], embedding_from_sums(&sums, self.pooled_scale, self.pooled_pixels, self.pooled_out))
     }
 
     /// Total multiply-accumulates of one image.

@@ -1,8 +1,9 @@
 //! The `.etm` model file: a safetensors container whose `__metadata__["edgetune"]` holds a
 //! versioned JSON [`Header`] (architecture and graph, input preprocessing, labels,
 //! quantization parameters, provenance). Weights are ordinary safetensors tensors (F32 for
-//! float models; I8 weights with F32 per-channel `<weight>.scale` and I32 biases for int8
-//! models), so any safetensors reader can open them.
+//! float models; I8 weights with F32 per-channel `<weight>.scale`, optional I32 per-channel
+//! `<weight>.zero_point` (imported asymmetric weights) and I32 biases for int8 models), so any
+//! safetensors reader can open them.
 //!
 //! Loading validates everything before returning: the container, the header's format name
 //! and version, that every tensor the graph names exists with a consistent shape and dtype,
@@ -34,6 +35,26 @@ pub struct ValueQuant {
     pub zero_point: i32,
 }
 
+/// Whose integer arithmetic an int8 model runs with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arithmetic {
+    /// The engine's (f32 multiplier, one rounding; `quant::requant`): every backend.
+    #[default]
+    Engine,
+    /// TFLite's fixed-point requantization and integer pooling, as in a uint8 TFLite file
+    /// (pool rounds half up); CPU only.
+    TfliteUint8,
+    /// The same for an int8 TFLite file (pool rounds half away from zero).
+    TfliteInt8,
+}
+
+impl Arithmetic {
+    pub fn is_engine(&self) -> bool {
+        *self == Arithmetic::Engine
+    }
+}
+
 /// How an int8 model was quantized.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Quantization {
@@ -45,6 +66,9 @@ pub struct Quantization {
     pub calibration_source: String,
     /// Per graph value (index 0 = input); `None` for values kept in f32 (the logits).
     pub values: Vec<Option<ValueQuant>>,
+    /// The integer arithmetic (imported TFLite models keep TFLite's).
+    #[serde(default, skip_serializing_if = "Arithmetic::is_engine")]
+    pub arithmetic: Arithmetic,
 }
 
 /// Where a model came from.
@@ -275,6 +299,13 @@ impl ModelFile {
                     _ => {
                         return Err(bad(format!("node '{}': missing or invalid per-channel scales '{sname}'", n.name)))
                     }
+                }
+                let zname = format!("{weight}.zero_point");
+                match self.tensors.get(&zname) {
+                    None => {}
+                    Some(Stored::I32 { shape, data })
+                        if shape[..] == [w.shape()[0]] && data.iter().all(|z| (-128..=127).contains(z)) => {}
+                    _ => return Err(bad(format!("node '{}': invalid weight zero points '{zname}'", n.name))),
                 }
             }
         }

@@ -3,14 +3,28 @@
 //! pool sums int8 values in i32 and dequantizes the mean to the f32 embedding
 //! (`e[c] = s_x * sum(x - zx) / (H * W)`): the embedding is what on-device training caches, and
 //! an 8-bit rounding of it cost about 3 dB of logit SQNR. The head then runs with int8 weights
-//! on that f32 embedding: `logit[c] = s_w[c] * sum_k e[k] * w_q[c, k] + b[c]`.
+//! on that f32 embedding: `logit[c] = s_w[c] * sum_k e[k] * (w_q[c, k] - z_w[c]) + b[c]`.
+//!
+//! Imported models (TFLite, ONNX QDQ) carry their own quantization, which may differ from the
+//! project's own PTQ in two ways, both honoured here so that they run as their authors built them:
+//! - weight zero points (`<weight>.zero_point`, I32 per output channel; absent = 0), from
+//!   uint8 asymmetric weights shifted into int8;
+//! - a quantization on the embedding or the logits value: the f32 value is then rounded onto
+//!   that grid, `v = s * (clamp(round(v / s) + z, -128, 127) - z)`, as the source model's
+//!   quantized pool or classifier output is. The project's own PTQ leaves both `None`.
+//! - TFLite arithmetic ([`Arithmetic`]): fixed-point requantization (`quant::requant`), the
+//!   pool as TFLite's integer average `(sum + hw/2) / hw` (uint8: half up; int8: half away
+//!   from zero), and the classifier as an integer product of the rounded embedding
+//!   `k = round(e / s_e)` with `b_q = round(b / (s_e * s_w))` recovered from the stored f32 bias
+//!   (exact for `|b_q| < 2^23`), requantized like a convolution.
 
-use super::etm::{ModelFile, Stored, ValueQuant};
+use super::etm::{Arithmetic, ModelFile, Stored, ValueQuant};
 use super::forward::apply_activation;
 use super::graph::{Graph, Op};
 use crate::error::{Error, Result};
 use crate::ops::add::add_i8;
-use crate::ops::conv::{conv2d_i8, Conv2dParams};
+use crate::ops::conv::{conv2d_i8_acc, Conv2dParams};
+use crate::ops::gemm::requantize_channels_last;
 use crate::ops::quantize::quantize_i8;
 use crate::quant::calibrate::MAX_BIAS_Q;
 use crate::quant::{Activation, AddRequant, OutputQuant, QParams, Requant};
@@ -32,6 +46,7 @@ enum Int8Op {
     Dense {
         weight: Vec<i8>,
         scales: Vec<f32>,
+        zero_points: Vec<i32>,
         bias: Option<Vec<f32>>,
         activation: Activation,
     },
@@ -53,6 +68,7 @@ pub struct PreparedI8 {
     pub graph: Graph,
     values: Vec<Option<ValueQuant>>,
     ops: Vec<Int8Op>,
+    arithmetic: Arithmetic,
 }
 
 pub(super) enum Val {
@@ -61,12 +77,22 @@ pub(super) enum Val {
 }
 
 /// Global average pool of an int8 NHWC value to the f32 `[N, C]` embedding:
-/// `e = s_x * sum(x - zx) / (H * W)`, summed exactly in i32.
-fn global_avg_pool_i8_to_f32(x: &QTensor) -> Result<Tensor> {
+/// `e = s_x * sum(x - zx) / (H * W)`, summed exactly in i32, rounded onto `out` when given.
+fn global_avg_pool_i8_to_f32(x: &QTensor, out: Option<ValueQuant>) -> Result<Tensor> {
     let (sx, _) = x.params().per_tensor_pair("global_avg_pool")?;
     let (sums, hw) = global_sums_i8(x)?;
     let c = *x.shape().last().unwrap_or(&1);
-    Tensor::new(vec![sums.len() / c.max(1), c], embedding_from_sums(&sums, sx, hw))
+    Tensor::new(vec![sums.len() / c.max(1), c], embedding_from_sums(&sums, sx, hw, out))
+}
+
+/// Rounds f32 values onto an int8 grid and back (the source model's quantized output).
+fn round_onto(v: &mut [f32], q: Option<ValueQuant>) {
+    if let Some(q) = q {
+        for x in v {
+            let k = crate::quant::requant::quantize_value(*x, q.scale, q.zero_point, -128, 127);
+            *x = crate::quant::requant::dequantize(k, q.scale, q.zero_point);
+        }
+    }
 }
 
 /// The integer half of global average pooling: `sum[n, c] = sum_{h, w} (x - zx)` (exact in
@@ -89,10 +115,13 @@ pub fn global_sums_i8(x: &QTensor) -> Result<(Vec<i32>, usize)> {
     Ok((sums, h * w))
 }
 
-/// The float half: `e = s_x * sum / (H * W)`, on the CPU for every backend (so the embedding
-/// is bit-identical whether the sums came from the CPU or the GPU).
-pub fn embedding_from_sums(sums: &[i32], sx: f32, hw: usize) -> Vec<f32> {
-    sums.iter().map(|&a| a as f32 * sx / hw as f32).collect()
+/// The float half: `e = s_x * sum / (H * W)`, rounded onto `out` when the model quantizes its
+/// embedding; on the CPU for every backend (so the embedding is bit-identical whether the sums
+/// came from the CPU or the GPU).
+pub fn embedding_from_sums(sums: &[i32], sx: f32, hw: usize, out: Option<ValueQuant>) -> Vec<f32> {
+    let mut e: Vec<f32> = sums.iter().map(|&a| a as f32 * sx / hw as f32).collect();
+    round_onto(&mut e, out);
+    e
 }
 
 fn int8(m: &ModelFile, name: &str) -> Result<(Vec<usize>, Vec<i8>)> {
@@ -111,6 +140,14 @@ fn float(m: &ModelFile, name: &str) -> Result<Vec<f32>> {
     match m.tensors.get(name) {
         Some(Stored::F32(t)) => Ok(t.data().to_vec()),
         _ => Err(Error::invalid("int8 model", format!("tensor '{name}' is missing or not F32"))),
+    }
+}
+/// Per-output-channel weight zero points: `<weight>.zero_point` when stored, else zeros.
+fn weight_zero_points(m: &ModelFile, weight: &str, channels: usize) -> Result<Vec<i32>> {
+    match m.tensors.get(&format!("{weight}.zero_point")) {
+        None => Ok(vec![0; channels]),
+        Some(Stored::I32 { data, .. }) if data.len() == channels => Ok(data.clone()),
+        Some(_) => Err(Error::invalid("int8 model", format!("zero points '{weight}.zero_point' are not I32 [{channels}]"))),
     }
 }
 fn scales(m: &ModelFile, weight: &str) -> Result<Vec<f32>> {
@@ -144,7 +181,7 @@ impl PreparedI8 {
                 Op::Conv2d { weight, bias, activation, .. } => {
                     let (shape, data) = int8(m, weight)?;
                     let s = scales(m, weight)?;
-                    let zps = vec![0; s.len()];
+                    let zps = weight_zero_points(m, weight, s.len())?;
                     Int8Op::Conv {
                         weight: QTensor::from_i8(shape, data, QParams::per_axis(0, s, zps)?)?,
                         bias: bias.as_deref().map(|b| int32(m, b)).transpose()?,
@@ -156,13 +193,56 @@ impl PreparedI8 {
                 Op::GlobalAvgPool => Int8Op::GlobalAvgPool,
                 Op::Dense { weight, bias, activation } => Int8Op::Dense {
                     weight: int8(m, weight)?.1,
+                    zero_points: weight_zero_points(m, weight, scales(m, weight)?.len())?,
                     scales: scales(m, weight)?,
                     bias: bias.as_deref().map(|b| float(m, b)).transpose()?,
                     activation: *activation,
                 },
             });
         }
-        Ok(PreparedI8 { graph, values: q.values.clone(), ops })
+        Ok(PreparedI8 { graph, values: q.values.clone(), ops, arithmetic: q.arithmetic })
+    }
+
+    /// Whose integer arithmetic the model runs with.
+    pub fn arithmetic(&self) -> Arithmetic {
+        self.arithmetic
+    }
+
+    /// The requantization of a conv or classifier output in the model's arithmetic.
+    fn requant(&self, input_scale: f32, weight_scales: &[f32], out: &OutputQuant) -> Result<Requant> {
+        if self.arithmetic.is_engine() {
+            Requant::new("conv2d_i8", input_scale, weight_scales, out)
+        } else {
+            Requant::tflite("conv2d_i8", input_scale, weight_scales, out)
+        }
+    }
+
+    /// TFLite's integer average pool onto the output grid `out` (input and output share
+    /// scale and zero point there): the f32 embedding of the result.
+    fn tflite_pool(&self, x: &QTensor, out: ValueQuant) -> Result<Tensor> {
+        let (_, zx) = x.params().per_tensor_pair("global_avg_pool")?;
+        let (sums, hw) = global_sums_i8(x)?;
+        let hw = hw.max(1) as i64;
+        let e = sums
+            .iter()
+            .map(|&s| {
+                let acc = s as i64 + hw * zx as i64;
+                let q = match self.arithmetic {
+                    // uint8 files sum non-negative uint8 values: (acc_u8 + hw/2) / hw.
+                    Arithmetic::TfliteUint8 => (acc + 128 * hw + hw / 2).div_euclid(hw) - 128,
+                    _ if acc > 0 => (acc + hw / 2) / hw,
+                    _ => (acc - hw / 2) / hw,
+                };
+                crate::quant::requant::dequantize(q.clamp(-128, 127) as i32, out.scale, out.zero_point)
+            })
+            .collect();
+        let c = *x.shape().last().unwrap_or(&1);
+        Tensor::new(vec![sums.len() / c.max(1), c], e)
+    }
+
+    /// The quantization of value `v` if it has one (the embedding and logits usually do not).
+    pub fn value_quant_opt(&self, v: usize) -> Option<ValueQuant> {
+        self.values.get(v).copied().flatten()
     }
 
     /// Scale and zero point of value `v` (0 = the input, node `i` writes value `i + 1`).
@@ -187,7 +267,7 @@ impl PreparedI8 {
                 weight,
                 bias: bias.as_deref(),
                 params,
-                requant: Requant::new("conv2d_i8", input(0)?.0, weight.params().scales(), out)?,
+                requant: self.requant(input(0)?.0, weight.params().scales(), out)?,
             },
             Int8Op::Add { out } => Int8Layer::Add { requant: AddRequant::new(input(0)?, input(1)?, out)? },
             Int8Op::GlobalAvgPool => Int8Layer::GlobalAvgPool,
@@ -296,7 +376,11 @@ impl PreparedI8 {
         };
         Ok(match (op, input(0)?) {
             (Int8Op::Conv { weight, bias, params, out }, Val::Q(x)) => {
-                Val::Q(conv2d_i8(x, weight, bias.as_deref(), params, out)?)
+                let (sx, _) = x.params().per_tensor_pair("conv2d_i8")?;
+                let rq = self.requant(sx, weight.params().scales(), out)?;
+                let (g, acc) = conv2d_i8_acc(x, weight, bias.as_deref(), params)?;
+                let y = requantize_channels_last(&acc, g.out_c, &rq)?;
+                Val::Q(QTensor::from_i8(g.out_shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)?)
             }
             (Int8Op::Add { out }, Val::Q(x)) => match input(1)? {
                 Val::Q(b) => Val::Q(add_i8(x, b, out)?),
@@ -304,18 +388,50 @@ impl PreparedI8 {
                     return Err(Error::invalid("forward_i8", format!("node '{}' adds a float value", node.name)))
                 }
             },
-            (Int8Op::GlobalAvgPool, Val::Q(x)) => Val::F(global_avg_pool_i8_to_f32(x)?),
-            (Int8Op::Dense { weight, scales, bias, activation }, Val::F(x)) => {
+            (Int8Op::GlobalAvgPool, Val::Q(x)) => match (self.arithmetic, self.value_quant_opt(i + 1)) {
+                (Arithmetic::TfliteUint8 | Arithmetic::TfliteInt8, Some(out)) => Val::F(self.tflite_pool(x, out)?),
+                (_, out) => Val::F(global_avg_pool_i8_to_f32(x, out)?),
+            },
+            (Int8Op::Dense { weight, scales, zero_points, bias, activation }, Val::F(x))
+                if !self.arithmetic.is_engine() =>
+            {
+                let (Some(e_q), Some(out)) = (self.value_quant_opt(node.inputs[0]), self.value_quant_opt(i + 1)) else {
+                    return Err(Error::invalid("forward_i8", "a TFLite classifier needs quantized input and output"));
+                };
+                let rq = self.requant(e_q.scale, scales, &OutputQuant::new(out.scale, out.zero_point, *activation)?)?;
+                let (m, k) = (x.shape()[0], x.shape()[1]);
+                let n = scales.len();
+                let mut y = vec![0f32; m * n];
+                for (row, e) in y.chunks_exact_mut(n.max(1)).zip(x.data().chunks_exact(k.max(1))) {
+                    let kq: Vec<i32> = e.iter().map(|&v| (v / e_q.scale).round() as i32).collect();
+                    for (c, o) in row.iter_mut().enumerate() {
+                        let z = zero_points[c];
+                        let b = bias.as_ref().map_or(0, |b| {
+                            (b[c] as f64 / (e_q.scale as f64 * scales[c] as f64)).round() as i32
+                        });
+                        let acc = weight[c * k..(c + 1) * k]
+                            .iter()
+                            .zip(&kq)
+                            .fold(b, |a, (&w, &v)| a.wrapping_add((w as i32 - z) * v));
+                        *o = crate::quant::requant::dequantize(rq.apply(acc, c) as i32, out.scale, out.zero_point);
+                    }
+                }
+                Val::F(Tensor::new(vec![m, n], y)?)
+            }
+            (Int8Op::Dense { weight, scales, zero_points, bias, activation }, Val::F(x)) => {
                 let (m, k) = (x.shape()[0], x.shape()[1]);
                 let n = scales.len();
                 let mut y = vec![0f32; m * n];
                 for (row, e) in y.chunks_exact_mut(n.max(1)).zip(x.data().chunks_exact(k.max(1))) {
                     for (c, out) in row.iter_mut().enumerate() {
-                        let dot: f32 = weight[c * k..(c + 1) * k].iter().zip(e).map(|(&w, &v)| w as f32 * v).sum();
+                        let z = zero_points[c];
+                        let dot: f32 =
+                            weight[c * k..(c + 1) * k].iter().zip(e).map(|(&w, &v)| (w as i32 - z) as f32 * v).sum();
                         *out = dot * scales[c] + bias.as_ref().map_or(0.0, |b| b[c]);
                     }
                 }
                 apply_activation(&mut y, *activation);
+                round_onto(&mut y, self.value_quant_opt(i + 1));
                 Val::F(Tensor::new(vec![m, n], y)?)
             }
             _ => {

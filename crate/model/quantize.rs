@@ -199,6 +199,7 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
         samples: cal.samples,
         calibration_source: cal.source.clone(),
         values,
+        arithmetic: Default::default(),
     });
     header.provenance.steps.push(format!(
         "quantized to int8 by edgetune {} (per-channel weights, {} calibration on {} images from {}, {} bias correction)",

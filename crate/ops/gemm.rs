@@ -268,6 +268,15 @@ pub fn requantize_channels_last(acc: &[i32], channels: usize, rq: &Requant) -> R
         n => return Err(Error::shape("requantize", format!("{n} multipliers for {channels} channels"))),
     };
     let mut out = vec![0i8; acc.len()];
+    if rq.fixed.is_some() {
+        // TFLite's fixed-point arithmetic (imported TFLite models).
+        for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
+            for (k, (o, &a)) in orow.iter_mut().zip(arow).enumerate() {
+                *o = rq.apply(a, k);
+            }
+        }
+        return Ok(out);
+    }
     // Row by row with the multipliers zipped in: a straight loop the compiler can vectorize.
     for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
         for ((o, &a), &m) in orow.iter_mut().zip(arow).zip(&mults) {

@@ -27,6 +27,15 @@
 //!   2. No addition after the multiply by `m` (the zero point is added as an integer), so a
 //!      compiler's FMA contraction cannot change the result.
 //!
+//! # TFLite's fixed-point scheme (imported TFLite models only)
+//! A model imported from TFLite keeps TFLite's arithmetic so that it gives TFLite's numbers:
+//! ```text
+//! (q, e) = frexp(f64(s_in) * f64(s_w[c]) / f64(s_out)),  q31 = round(q * 2^31)   (once)
+//! r = rounding_div_pow2(sat_rounding_doubling_high_mul(acc << max(e, 0), q31), max(-e, 0))
+//! ```
+//! ([`FixedMultiplier`]; gemmlowp's `SaturatingRoundingDoublingHighMul` and
+//! `RoundingDivideByPOT`). Such models run on the CPU only: WGSL lacks the 64-bit product.
+//!
 //! # Int8 add
 //! `y = round_half_even(f32(a - za) * ma + f32(b - zb) * mb) + zy` with `ma = s_a / s_y`,
 //! `mb = s_b / s_y` rounded to [`ADD_MULTIPLIER_MANTISSA_BITS`] significant bits. Since
@@ -138,6 +147,75 @@ impl OutputQuant {
     }
 }
 
+/// A real multiplier as TFLite holds it: a Q31 mantissa and a power-of-two exponent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FixedMultiplier {
+    pub q31: i32,
+    pub exponent: i32,
+}
+
+impl FixedMultiplier {
+    /// TFLite's `QuantizeMultiplier`.
+    pub fn new(m: f64) -> Self {
+        if !(m.is_finite() && m > 0.0) {
+            return FixedMultiplier { q31: 0, exponent: 0 };
+        }
+        // frexp: m = f * 2^e with f in [0.5, 1).
+        let mut e = m.log2().floor() as i32 + 1;
+        let mut f = m / 2f64.powi(e);
+        if f >= 1.0 {
+            f /= 2.0;
+            e += 1;
+        } else if f < 0.5 {
+            f *= 2.0;
+            e -= 1;
+        }
+        let mut q = (f * (1u64 << 31) as f64).round() as i64;
+        if q == 1 << 31 {
+            q /= 2;
+            e += 1;
+        }
+        if e < -31 {
+            return FixedMultiplier { q31: 0, exponent: 0 };
+        }
+        FixedMultiplier { q31: q as i32, exponent: e }
+    }
+
+    /// TFLite's `MultiplyByQuantizedMultiplier`.
+    #[inline]
+    pub fn apply(self, acc: i32) -> i32 {
+        let left = self.exponent.max(0) as u32;
+        let right = (-self.exponent).max(0) as u32;
+        let x = acc.saturating_mul(1i32.checked_shl(left).unwrap_or(i32::MAX));
+        rounding_div_pow2(sat_rounding_doubling_high_mul(x, self.q31), right)
+    }
+}
+
+/// gemmlowp `SaturatingRoundingDoublingHighMul`: `round(a * b / 2^31)`, saturating.
+#[inline]
+fn sat_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = a as i64 * b as i64;
+    let nudge = if ab >= 0 { 1i64 << 30 } else { 1 - (1i64 << 30) };
+    // C++ integer division truncates toward zero, as Rust's does.
+    ((ab + nudge) / (1i64 << 31)) as i32
+}
+
+/// gemmlowp `RoundingDivideByPOT`: `x / 2^e` rounded half away from zero.
+#[inline]
+fn rounding_div_pow2(x: i32, e: u32) -> i32 {
+    if e == 0 {
+        return x;
+    }
+    let e = e.min(31);
+    let mask = ((1i64 << e) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + (x < 0) as i32;
+    (x >> e) + (remainder > threshold) as i32
+}
+
 /// Prepared requantization of a conv/dense output: one multiplier per output channel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Requant {
@@ -145,6 +223,9 @@ pub struct Requant {
     pub zero_point: i32,
     pub lo: i32,
     pub hi: i32,
+    /// TFLite's fixed-point multipliers, for models imported from TFLite (used instead of
+    /// `multipliers` when present; the GPU plan refuses them).
+    pub fixed: Option<Vec<FixedMultiplier>>,
 }
 
 impl Requant {
@@ -165,12 +246,24 @@ impl Requant {
             })
             .collect::<Result<Vec<f32>>>()?;
         let (lo, hi) = out.bounds();
-        Ok(Requant { multipliers, zero_point: out.zero_point, lo, hi })
+        Ok(Requant { multipliers, zero_point: out.zero_point, lo, hi, fixed: None })
+    }
+
+    /// The same, in TFLite's fixed-point arithmetic (see module docs).
+    pub fn tflite(op: &'static str, input_scale: f32, weight_scales: &[f32], out: &OutputQuant) -> Result<Self> {
+        let mut r = Self::new(op, input_scale, weight_scales, out)?;
+        let m = |ws: f32| FixedMultiplier::new(input_scale as f64 * ws as f64 / out.scale as f64);
+        r.fixed = Some(weight_scales.iter().map(|&ws| m(ws)).collect());
+        Ok(r)
     }
 
     /// Requantizes the accumulator of output channel `c`.
     #[inline]
     pub fn apply(&self, acc: i32, c: usize) -> i8 {
+        if let Some(fixed) = &self.fixed {
+            let f = if fixed.len() == 1 { fixed[0] } else { fixed[c] };
+            return (f.apply(acc).saturating_add(self.zero_point)).clamp(self.lo, self.hi) as i8;
+        }
         let m = if self.multipliers.len() == 1 { self.multipliers[0] } else { self.multipliers[c] };
         requantize(acc, m, self.zero_point, self.lo, self.hi) as i8
     }
@@ -243,6 +336,26 @@ mod tests {
         }
         for &v in &[0.49999997f32, -0.49999997, 2.5000002, 4194303.5, -4194303.5] {
             assert_eq!(round_half_even_small(v), v.round_ties_even(), "{v}");
+        }
+    }
+
+    #[test]
+    fn fixed_point_multiplier_matches_tflite() {
+        // QuantizeMultiplier(0.5) = (2^30, 0); (0.25) = (2^30, -1); (3.0) = (3 * 2^29, 2).
+        assert_eq!(FixedMultiplier::new(0.5), FixedMultiplier { q31: 1 << 30, exponent: 0 });
+        assert_eq!(FixedMultiplier::new(0.25), FixedMultiplier { q31: 1 << 30, exponent: -1 });
+        assert_eq!(FixedMultiplier::new(3.0), FixedMultiplier { q31: 3 << 29, exponent: 2 });
+        // Rounding: half away from zero at the final shift.
+        let quarter = FixedMultiplier::new(0.25);
+        assert_eq!([quarter.apply(2), quarter.apply(6), quarter.apply(-2), quarter.apply(-6)], [1, 2, -1, -2]);
+        // Against exact rational arithmetic for many multipliers and accumulators.
+        for i in 1..200 {
+            let m = i as f64 * 0.0007319;
+            let f = FixedMultiplier::new(m);
+            for acc in [-100_000, -12_345, -7, 0, 1, 999, 54_321, 1 << 20] {
+                let exact = acc as f64 * f.q31 as f64 * 2f64.powi(f.exponent - 31);
+                assert!((f.apply(acc) as f64 - exact).abs() <= 0.5 + 1e-9, "m {m} acc {acc}");
+            }
         }
     }
 

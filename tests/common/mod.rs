@@ -54,13 +54,27 @@ pub fn default_model(precision: &str) -> Option<PathBuf> {
     )
 }
 
+/// `$EDGETUNE_CACHE` (default `~/.cache/edgetune`), where the scripts keep downloads.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("EDGETUNE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/edgetune"))
+}
+
+/// The Python of the interop environment (torch, onnxruntime, onnx, tflite-runtime) that
+/// `scripts/test-deps.sh` creates.
+pub fn interop_python() -> Option<PathBuf> {
+    require(
+        cache_dir().join("interop-venv/bin/python"),
+        "the interop Python environment",
+        "create it with: bash scripts/test-deps.sh (npm test does this)",
+    )
+}
+
 /// The EfficientNet-Lite0 checkpoint extracted by `scripts/models.sh` into the cache.
 pub fn lite0_checkpoint() -> Option<PathBuf> {
-    let cache = std::env::var_os("EDGETUNE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/edgetune"));
     require(
-        cache.join("lite0/efficientnet-lite0-57934424.pth"),
+        cache_dir().join("lite0/efficientnet-lite0-57934424.pth"),
         "the EfficientNet-Lite0 checkpoint",
         "fetch it with: bash scripts/models.sh (npm test does this)",
     )

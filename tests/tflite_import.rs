@@ -1,0 +1,129 @@
+//! TFLite import against tflite-runtime (PyPI), the reference runtime: both shared quantized
+//! MobileNet v1 files, every shared photo, the same uint8 input tensor fed to both. The
+//! engine must give the same top-1, logits within 1 uint8 step and softmax outputs within
+//! 1 step. Also: corrupt and truncated files are clear errors.
+
+mod common;
+
+use std::process::Command;
+
+use edgetune::data::images::{list_images, load_preprocessed};
+use edgetune::model::Classifier;
+use edgetune::ops::softmax::softmax_row;
+use edgetune::tflite::import_tflite;
+
+const MODELS: [&str; 2] = ["mobilenet_v1_0.25_128_quant.tflite", "mobilenet_v1_0.5_160_quant.tflite"];
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
+}
+
+#[test]
+fn tflite_models_match_tflite_runtime_on_every_photo() {
+    let (Some(models), Some(photos), Some(python)) =
+        (common::shared("models"), common::shared("data/photos"), common::interop_python())
+    else {
+        return;
+    };
+    let labels = edgetune::data::labels::read_labels(&photos.join("imagenet_labels.txt"), None).unwrap();
+    let images = list_images(&photos).unwrap();
+    assert!(images.len() >= 10, "expected the 10 shared photos, found {}", images.len());
+    let dir = tempdir("tflite");
+    for name in MODELS {
+        let path = models.join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        let file = import_tflite(&bytes, name, Some(labels.clone())).unwrap();
+        let model = Classifier::new(file.clone()).unwrap();
+        let net = model.int8().expect("a TFLite import is an int8 model");
+        // The same input for both: the engine's preprocessing, quantized; shifted to uint8.
+        let mut raw = vec![];
+        let mut inputs = vec![];
+        for img in &images {
+            let x = load_preprocessed(img, &file.header.preprocess).unwrap();
+            let q = net.quantize_input(&x).unwrap();
+            raw.extend(q.i8_data("test").unwrap().iter().map(|&v| (v as i32 + 128) as u8));
+            inputs.push(x);
+        }
+        let input_file = dir.join(format!("{name}.u8"));
+        let out_file = dir.join(format!("{name}.json"));
+        std::fs::write(&input_file, &raw).unwrap();
+        let st = Command::new(&python)
+            .arg(common::repo_dir().join("tests/reference/tflite_reference.py"))
+            .args([&path, &input_file])
+            .arg(images.len().to_string())
+            .arg(&out_file)
+            .status()
+            .unwrap();
+        assert!(st.success(), "tflite-runtime reference failed");
+        let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+        let (ls, lz) = net.value_quant(file.header.graph.logits).unwrap();
+        let (mut worst_logit, mut worst_prob) = (0, 0);
+        for ((img, x), r) in images.iter().zip(inputs).zip(reference["results"].as_array().unwrap()) {
+            let theirs_logits: Vec<i32> = r["logits"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
+            let theirs_out: Vec<i32> = r["output"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
+            let logits = model.logits(x).unwrap().into_data();
+            // Back onto the uint8 grid the file uses (the engine rounds the logits onto it).
+            let ours_logits: Vec<i32> = logits.iter().map(|&l| (l / ls).round() as i32 + lz + 128).collect();
+            let probs = softmax_row(&logits);
+            let ours_out: Vec<i32> = probs.iter().map(|&p| ((p * 256.0).round() as i32).min(255)).collect();
+            let dl = ours_logits.iter().zip(&theirs_logits).map(|(a, b)| (a - b).abs()).max().unwrap();
+            let dp = ours_out.iter().zip(&theirs_out).map(|(a, b)| (a - b).abs()).max().unwrap();
+            worst_logit = worst_logit.max(dl);
+            worst_prob = worst_prob.max(dp);
+            let theirs_top = theirs_out.iter().enumerate().fold(0, |b, (i, &v)| if v > theirs_out[b] { i } else { b });
+            let theirs_top_logit = theirs_logits.iter().enumerate().fold(0, |b, (i, &v)| if v > theirs_logits[b] { i } else { b });
+            let ours_top = argmax(&logits);
+            println!(
+                "{name} {}: ours '{}' theirs '{}' (logit step diff {dl}, output step diff {dp})",
+                img.file_name().unwrap().to_string_lossy(),
+                labels[ours_top],
+                labels[theirs_top_logit]
+            );
+            assert_eq!(ours_top, theirs_top_logit, "{name} {}: top-1 differs", img.display());
+            assert!(theirs_out[theirs_top] == theirs_out[ours_top], "{name} {}: top-1 output differs", img.display());
+        }
+        println!("{name}: largest difference {worst_logit} step(s) in logits, {worst_prob} in outputs");
+        assert_eq!(worst_logit, 0, "{name}: logits differ by {worst_logit} uint8 steps (TFLite arithmetic is kept bit for bit)");
+        assert!(worst_prob <= 1, "{name}: outputs differ by {worst_prob} uint8 steps");
+    }
+}
+
+#[test]
+fn corrupt_and_truncated_tflite_files_are_clear_errors() {
+    let Some(models) = common::shared("models") else { return };
+    let bytes = std::fs::read(models.join(MODELS[0])).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("truncated", bytes[..bytes.len() / 3].to_vec()),
+        ("not a flatbuffer", b"this is not a model at all, just text".to_vec()),
+        ("offset out of range", {
+            let mut b = bytes.clone();
+            b[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+            b
+        }),
+    ];
+    for (what, data) in cases {
+        let e = import_tflite(&data, "broken.tflite", None).expect_err(what).to_string();
+        assert!(e.contains("broken.tflite") && e.contains("not a valid TFLite model"), "{what}: {e}");
+    }
+    // Flipped bytes anywhere in the file never panic: either an error or a valid model.
+    for i in (0..bytes.len()).step_by(997) {
+        let mut b = bytes.clone();
+        b[i] ^= 0x5a;
+        let _ = import_tflite(&b, "flipped.tflite", None);
+    }
+}
+
+#[test]
+fn wrong_label_count_is_an_error() {
+    let Some(models) = common::shared("models") else { return };
+    let bytes = std::fs::read(models.join(MODELS[0])).unwrap();
+    let e = import_tflite(&bytes, "m.tflite", Some(vec!["a".into(), "b".into()])).unwrap_err().to_string();
+    assert!(e.contains("2 labels for 1001 classes"), "{e}");
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("edgetune-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
