@@ -29,3 +29,20 @@ pub fn read_labels(path: &Path, expected: Option<usize>) -> Result<Vec<String>> 
     }
     Ok(labels)
 }
+
+/// Labels for an imported model of `classes` classes: the given ones (a leading `background`
+/// dropped when it is the one extra), or `class 0`, `class 1`, ... when none are given.
+pub fn fit_labels(labels: Option<Vec<String>>, classes: usize) -> Result<Vec<String>> {
+    match labels {
+        None => Ok((0..classes).map(|i| format!("class {i}")).collect()),
+        Some(mut l) => {
+            if l.len() == classes + 1 && l.first().is_some_and(|b| b == "background") {
+                l.remove(0);
+            }
+            if l.len() != classes {
+                return Err(Error::invalid("import", format!("{} labels for {classes} classes", l.len())));
+            }
+            Ok(l)
+        }
+    }
+}

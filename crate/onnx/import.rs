@@ -1,7 +1,529 @@
-//! ONNX -> `.etm` (in progress).
-use crate::error::{Error, Result};
-use crate::model::etm::ModelFile;
+//! ONNX -> `.etm` for float CNN classifiers (what PyTorch's exporter writes for MobileNet-
+//! and EfficientNet-style networks).
+//!
+//! ONNX images are NCHW with OIHW weights; the engine is NHWC with OHWI weights, so weights
+//! are transposed on the way in and the graph keeps the engine's layout throughout.
+//! ```text
+//! Conv (group, pads, strides, auto_pad)    -> conv2d (weights OIHW -> OHWI)
+//! BatchNormalization after a Conv          -> folded into that conv's weights and bias
+//! Relu, Clip(0, 6), Clip(0, inf)           -> the producing conv/add/dense's activation
+//! Pad (constant 0, spatial) before a Conv  -> the conv's padding
+//! Add of two images                        -> add
+//! GlobalAveragePool, ReduceMean over H, W  -> global_avg_pool ([N, C]: the embedding)
+//! Flatten, Reshape, Squeeze of [N, C]      -> nothing
+//! Gemm (transB 0/1), MatMul (+ Add bias)   -> dense
+//! Softmax of the logits                    -> nothing (the engine applies softmax itself)
+//! Dropout, Identity                        -> nothing
+//! Constant                                 -> a constant input of a later node
+//! ```
+//! Every node whose op is not in [`OPS`] is listed by name in one error before any work.
+//! A fusion is only made when the fused value has no other reader; otherwise the node is an
+//! error naming it. Preprocessing is not in an ONNX file: the engine's default
+//! (`(x - 127) / 128`, centre crop 87.5%) is recorded and can be changed in the header.
 
-pub fn import_onnx(_bytes: &[u8], file: &str, _labels: Option<Vec<String>>) -> Result<ModelFile> {
-    Err(Error::unsupported(format!("{file}: ONNX import")))
+use std::collections::HashMap;
+use std::path::Path;
+
+use prost::Message;
+
+use super::attr::Node;
+use super::proto::{GraphProto, ModelProto, NodeProto};
+use super::value::Value;
+use crate::error::{Error, Result};
+use crate::model::etm::{Header, ModelFile, Provenance, Stored, FORMAT, VERSION};
+use crate::model::graph::{Graph, Node as GNode, Op, PadSpec};
+use crate::ops::layout::channels_first_to_last;
+use crate::preprocess::Preprocess;
+use crate::quant::Activation;
+use crate::tensor::Tensor;
+
+/// ONNX op types the importer maps.
+pub const OPS: &[&str] = &[
+    "Add",
+    "BatchNormalization",
+    "Clip",
+    "Constant",
+    "Conv",
+    "Dropout",
+    "Flatten",
+    "Gemm",
+    "GlobalAveragePool",
+    "Identity",
+    "MatMul",
+    "Pad",
+    "ReduceMean",
+    "Relu",
+    "Reshape",
+    "Softmax",
+    "Squeeze",
+];
+
+#[derive(Clone, Copy, Debug)]
+enum Bound {
+    Image(usize),
+    Padded { value: usize, pads: [usize; 4] },
+    Flat(usize),
+}
+
+struct Importer<'a> {
+    file: &'a str,
+    opset: i64,
+    consts: HashMap<String, Value>,
+    readers: HashMap<&'a str, usize>,
+    bound: HashMap<String, Bound>,
+    nodes: Vec<GNode>,
+    tensors: HashMap<String, Tensor>,
+    embedding: Option<usize>,
+    logits: Option<usize>,
+}
+
+fn err(file: &str, msg: impl Into<String>) -> Error {
+    Error::parse(Path::new(file), msg.into())
+}
+
+fn node_name(n: &NodeProto) -> String {
+    if n.name.is_empty() {
+        format!("{} -> {}", n.op_type, n.output.first().map_or("?", String::as_str))
+    } else {
+        n.name.clone()
+    }
+}
+
+impl<'a> Importer<'a> {
+    fn bound(&self, n: &NodeProto, i: usize) -> Result<Bound> {
+        let name = n.input.get(i).map_or("", String::as_str);
+        self.bound.get(name).copied().ok_or_else(|| {
+            err(self.file, format!("node '{}' reads '{name}', which is not an image the importer holds", node_name(n)))
+        })
+    }
+
+    fn set(&mut self, n: &NodeProto, b: Bound) {
+        if let Some(o) = n.output.first() {
+            self.bound.insert(o.clone(), b);
+        }
+    }
+
+    /// The node `v` produced, if fusing into it is safe: its output has this one reader.
+    fn fusable(&mut self, n: &NodeProto, v: usize) -> Result<&mut GNode> {
+        let input = n.input.first().map_or("", String::as_str);
+        if self.readers.get(input).copied().unwrap_or(0) != 1 || v == 0 {
+            return Err(Error::unsupported(format!(
+                "{}: node '{}' cannot be fused into the node before it (its input has other readers)",
+                self.file,
+                node_name(n)
+            )));
+        }
+        Ok(&mut self.nodes[v - 1])
+    }
+
+    fn push(&mut self, n: &NodeProto, op: Op, inputs: Vec<usize>) -> usize {
+        self.nodes.push(GNode { name: node_name(n), op, inputs });
+        self.nodes.len()
+    }
+
+    fn constant(&self, n: &NodeProto, i: usize) -> Result<&Value> {
+        let name = n.input.get(i).map_or("", String::as_str);
+        self.consts
+            .get(name)
+            .ok_or_else(|| Error::unsupported(format!("{}: node '{}' input '{name}' must be a constant", self.file, node_name(n))))
+    }
+
+    fn activation(&mut self, n: &NodeProto, act: Activation) -> Result<()> {
+        let b = self.bound(n, 0)?;
+        let (Bound::Image(v) | Bound::Flat(v)) = b else {
+            return Err(Error::unsupported(format!("{}: activation of a padded tensor", self.file)));
+        };
+        let name = node_name(n);
+        let node = self.fusable(n, v)?;
+        match &mut node.op {
+            // Clamps compose: ReLU then Clip(0, 6) (how PyTorch writes relu6) is ReLU6.
+            Op::Conv2d { activation, .. } | Op::Add { activation } | Op::Dense { activation, .. } => {
+                *activation = match (*activation, act) {
+                    (Activation::None, a) | (a, Activation::None) => a,
+                    (Activation::Relu, Activation::Relu) => Activation::Relu,
+                    _ => Activation::Relu6,
+                }
+            }
+            _ => return Err(Error::unsupported(format!("{name}: an activation after '{}'", node.name))),
+        }
+        self.set(n, b);
+        Ok(())
+    }
+
+    fn conv(&mut self, n: &NodeProto, node: &Node) -> Result<()> {
+        let name = node_name(n);
+        node.only_attrs(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
+        let w = self.constant(n, 1)?;
+        let &[o, ig, kh, kw] = &w.shape[..] else {
+            return Err(err(self.file, format!("{name}: weights of shape {:?}", w.shape)));
+        };
+        let (data, _) = channels_first_to_last(w.as_f32(&name)?, &[o, ig, kh, kw])?;
+        let weight = Tensor::new(vec![o, kh, kw, ig], data)?;
+        let bias = match n.input.get(2).filter(|s| !s.is_empty()) {
+            Some(_) => Some(Tensor::new(vec![o], self.constant(n, 2)?.as_f32(&name)?.to_vec())?),
+            None => None,
+        };
+        if node.ints("dilations")?.is_some_and(|d| d.iter().any(|&v| v != 1)) {
+            return Err(Error::unsupported(format!("{name}: dilated convolution")));
+        }
+        let strides = node.usizes("strides")?.unwrap_or_else(|| vec![1, 1]);
+        let group = node.int("group", 1)?.max(1) as usize;
+        let pads = node.usizes("pads")?.unwrap_or_else(|| vec![0; 4]);
+        let auto_pad = node.string("auto_pad")?.unwrap_or_default();
+        let (x, extra) = match self.bound(n, 0)? {
+            Bound::Image(v) => (v, [0; 4]),
+            Bound::Padded { value, pads } => (value, pads),
+            Bound::Flat(_) => return Err(Error::unsupported(format!("{name}: convolution of a pooled tensor"))),
+        };
+        let padding = match (auto_pad.as_str(), &pads[..], &strides[..]) {
+            ("SAME_UPPER", _, _) if extra == [0; 4] => PadSpec::Same,
+            ("VALID", _, _) | ("NOTSET" | "", _, _) if auto_pad == "VALID" && extra == [0; 4] => PadSpec::Valid,
+            ("NOTSET" | "", &[t, l, b, r], _) => PadSpec::Explicit {
+                top: t + extra[0],
+                left: l + extra[1],
+                bottom: b + extra[2],
+                right: r + extra[3],
+            },
+            _ => return Err(Error::unsupported(format!("{name}: padding {auto_pad:?} {pads:?}"))),
+        };
+        let &[sh, sw] = &strides[..] else { return Err(err(self.file, format!("{name}: strides {strides:?}"))) };
+        let key = format!("{name}.weight");
+        self.tensors.insert(key.clone(), weight);
+        let bias_key = bias.map(|b| {
+            let k = format!("{name}.bias");
+            self.tensors.insert(k.clone(), b);
+            k
+        });
+        let op = Op::Conv2d {
+            weight: key,
+            bias: bias_key,
+            batch_norm: None,
+            stride: [sh, sw],
+            padding,
+            groups: group,
+            activation: Activation::None,
+        };
+        let v = self.push(n, op, vec![x]);
+        self.set(n, Bound::Image(v));
+        Ok(())
+    }
+
+    /// Folds a BatchNormalization into the conv that produced its input.
+    fn batch_norm(&mut self, n: &NodeProto, node: &Node) -> Result<()> {
+        let name = node_name(n);
+        let eps = node.float("epsilon", 1e-5)?;
+        let get = |i: usize| -> Result<Vec<f32>> { Ok(self.constant(n, i)?.as_f32(&name)?.to_vec()) };
+        let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+        let b = self.bound(n, 0)?;
+        let Bound::Image(v) = b else {
+            return Err(Error::unsupported(format!("{name}: batch norm not after a convolution")));
+        };
+        let conv = self.fusable(n, v)?;
+        let Op::Conv2d { weight, bias, activation: Activation::None, .. } = &mut conv.op else {
+            return Err(Error::unsupported(format!("{name}: batch norm not directly after a convolution")));
+        };
+        let (wk, bk) = (weight.clone(), bias.clone().unwrap_or_else(|| format!("{wk}.bias", wk = weight)));
+        *bias = Some(bk.clone());
+        let w = self.tensors.get_mut(&wk).ok_or_else(|| err(self.file, "conv weights missing"))?;
+        let o = w.shape()[0];
+        if [gamma.len(), beta.len(), mean.len(), var.len()] != [o; 4] {
+            return Err(err(self.file, format!("{name}: batch norm of {} channels after a {o}-channel conv", gamma.len())));
+        }
+        let per = w.len() / o.max(1);
+        let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+        for (row, s) in w.data_mut().chunks_exact_mut(per.max(1)).zip(&scale) {
+            row.iter_mut().for_each(|x| *x *= s);
+        }
+        let old = self.tensors.get(&bk).map(|t| t.data().to_vec()).unwrap_or_else(|| vec![0.0; o]);
+        let new: Vec<f32> = (0..o).map(|c| (old[c] - mean[c]) * scale[c] + beta[c]).collect();
+        self.tensors.insert(bk, Tensor::new(vec![o], new)?);
+        self.set(n, b);
+        Ok(())
+    }
+
+    /// A dense layer from weights `[O, K]` (already transposed as needed).
+    fn dense(&mut self, n: &NodeProto, weight: Tensor, bias: Option<Vec<f32>>) -> Result<()> {
+        let name = node_name(n);
+        let Bound::Flat(x) = self.bound(n, 0)? else {
+            return Err(Error::unsupported(format!("{name}: a matrix product of an unpooled image")));
+        };
+        let o = weight.shape()[0];
+        let key = format!("{name}.weight");
+        self.tensors.insert(key.clone(), weight);
+        let bias_key = match bias {
+            Some(b) if b.len() == o => {
+                let k = format!("{name}.bias");
+                self.tensors.insert(k.clone(), Tensor::new(vec![o], b)?);
+                Some(k)
+            }
+            Some(b) => return Err(err(self.file, format!("{name}: {} biases for {o} outputs", b.len()))),
+            None => None,
+        };
+        let v = self.push(n, Op::Dense { weight: key, bias: bias_key, activation: Activation::None }, vec![x]);
+        self.logits = Some(v);
+        self.set(n, Bound::Flat(v));
+        Ok(())
+    }
+
+    fn node(&mut self, n: &NodeProto) -> Result<()> {
+        let name = node_name(n);
+        // For its attributes only: constant inputs are read with `constant`.
+        let node = Node { proto: n, opset: self.opset, inputs: &[] };
+        match n.op_type.as_str() {
+            "Constant" => {
+                let t = n.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref());
+                let t = t.ok_or_else(|| Error::unsupported(format!("{name}: Constant without a tensor 'value'")))?;
+                let v = Value::from_proto(t, &name)?;
+                if let Some(o) = n.output.first() {
+                    self.consts.insert(o.clone(), v);
+                }
+                Ok(())
+            }
+            "Conv" => self.conv(n, &node),
+            "BatchNormalization" => self.batch_norm(n, &node),
+            "Relu" => self.activation(n, Activation::Relu),
+            "Clip" => {
+                let (lo, hi) = if self.opset >= 11 {
+                    let get = |i: usize| -> Result<Option<f32>> {
+                        match n.input.get(i).filter(|s| !s.is_empty()) {
+                            Some(_) => Ok(Some(self.constant(n, i)?.as_f32(&name)?.first().copied().unwrap_or(0.0))),
+                            None => Ok(None),
+                        }
+                    };
+                    (get(1)?.unwrap_or(f32::NEG_INFINITY), get(2)?.unwrap_or(f32::INFINITY))
+                } else {
+                    (node.float("min", f32::NEG_INFINITY)?, node.float("max", f32::INFINITY)?)
+                };
+                let act = match (lo, hi) {
+                    (l, h) if l == 0.0 && h == 6.0 => Activation::Relu6,
+                    (l, h) if l == 0.0 && h == f32::INFINITY => Activation::Relu,
+                    _ => return Err(Error::unsupported(format!("{name}: Clip({lo}, {hi}) (only ReLU and ReLU6)"))),
+                };
+                self.activation(n, act)
+            }
+            "Add" => match (self.bound(n, 0), n.input.get(1).and_then(|i| self.bound.get(i)).copied()) {
+                (Ok(Bound::Image(a)), Some(Bound::Image(b))) => {
+                    let v = self.push(n, Op::Add { activation: Activation::None }, vec![a, b]);
+                    self.set(n, Bound::Image(v));
+                    Ok(())
+                }
+                (Ok(b @ Bound::Flat(v)), None) => {
+                    // A bias after MatMul.
+                    let add = self.constant(n, 1)?.as_f32(&name)?.to_vec();
+                    let dense = self.fusable(n, v)?;
+                    let Op::Dense { bias: bias @ None, weight, .. } = &mut dense.op else {
+                        return Err(Error::unsupported(format!("{name}: adding a constant to a pooled tensor")));
+                    };
+                    let k = format!("{weight}.bias");
+                    *bias = Some(k.clone());
+                    let o = add.len();
+                    self.tensors.insert(k, Tensor::new(vec![o], add)?);
+                    self.set(n, b);
+                    Ok(())
+                }
+                _ => Err(Error::unsupported(format!("{name}: Add other than image + image or a dense bias"))),
+            },
+            "GlobalAveragePool" | "ReduceMean" => {
+                if n.op_type == "ReduceMean" {
+                    let mut axes = node.ints("axes")?.unwrap_or_default();
+                    axes.sort_unstable();
+                    if axes != [2, 3] {
+                        return Err(Error::unsupported(format!("{name}: ReduceMean over {axes:?} (only 2, 3)")));
+                    }
+                }
+                let Bound::Image(x) = self.bound(n, 0)? else {
+                    return Err(Error::unsupported(format!("{name}: pooling a padded tensor")));
+                };
+                if self.embedding.is_some() {
+                    return Err(Error::unsupported(format!("{name}: a second global pool")));
+                }
+                let v = self.push(n, Op::GlobalAvgPool, vec![x]);
+                self.embedding = Some(v);
+                self.set(n, Bound::Flat(v));
+                Ok(())
+            }
+            "Flatten" | "Reshape" | "Squeeze" | "Dropout" | "Identity" => {
+                let b = self.bound(n, 0)?;
+                if matches!(b, Bound::Image(_) | Bound::Padded { .. }) && !matches!(n.op_type.as_str(), "Dropout" | "Identity") {
+                    return Err(Error::unsupported(format!("{name}: {} of an image (only of the pooled [N, C])", n.op_type)));
+                }
+                self.set(n, b);
+                Ok(())
+            }
+            "Softmax" => match self.bound(n, 0)? {
+                b @ Bound::Flat(v) if Some(v) == self.logits => {
+                    self.set(n, b);
+                    Ok(())
+                }
+                _ => Err(Error::unsupported(format!("{name}: Softmax other than of the logits"))),
+            },
+            "Gemm" => {
+                let (alpha, beta) = (node.float("alpha", 1.0)?, node.float("beta", 1.0)?);
+                if alpha != 1.0 || beta != 1.0 || node.int("transA", 0)? != 0 {
+                    return Err(Error::unsupported(format!("{name}: Gemm with alpha/beta != 1 or transA")));
+                }
+                let w = self.constant(n, 1)?;
+                let &[r, c] = &w.shape[..] else { return Err(err(self.file, format!("{name}: 2-D weights expected"))) };
+                let data = w.as_f32(&name)?.to_vec();
+                let weight = if node.int("transB", 0)? != 0 { Tensor::new(vec![r, c], data)? } else { transpose(&data, r, c)? };
+                let bias = match n.input.get(2).filter(|s| !s.is_empty()) {
+                    Some(_) => Some(self.constant(n, 2)?.as_f32(&name)?.to_vec()),
+                    None => None,
+                };
+                self.dense(n, weight, bias)
+            }
+            "MatMul" => {
+                let w = self.constant(n, 1)?;
+                let &[k, o] = &w.shape[..] else { return Err(err(self.file, format!("{name}: 2-D weights expected"))) };
+                let weight = transpose(w.as_f32(&name)?, k, o)?;
+                self.dense(n, weight, None)
+            }
+            "Pad" => {
+                let mode = node.string("mode")?.unwrap_or_else(|| "constant".into());
+                let pads: Vec<i64> = if self.opset >= 11 {
+                    self.constant(n, 1)?.as_i64s(&name)?
+                } else {
+                    node.ints("pads")?.unwrap_or_default()
+                };
+                let value = if self.opset >= 11 {
+                    match n.input.get(2).filter(|s| !s.is_empty()) {
+                        Some(_) => self.constant(n, 2)?.as_f32(&name)?.first().copied().unwrap_or(0.0),
+                        None => 0.0,
+                    }
+                } else {
+                    node.float("value", 0.0)?
+                };
+                // NCHW pads: [n0, c0, h0, w0, n1, c1, h1, w1].
+                if mode != "constant" || value != 0.0 || pads.len() != 8 || pads.iter().any(|&p| p < 0)
+                    || pads[0] != 0 || pads[1] != 0 || pads[4] != 0 || pads[5] != 0
+                {
+                    return Err(Error::unsupported(format!("{name}: Pad {mode} {value} {pads:?} (only zero spatial padding)")));
+                }
+                let Bound::Image(x) = self.bound(n, 0)? else {
+                    return Err(Error::unsupported(format!("{name}: Pad of a padded or pooled tensor")));
+                };
+                let p = |i: usize| pads[i] as usize;
+                self.set(n, Bound::Padded { value: x, pads: [p(2), p(3), p(6), p(7)] });
+                Ok(())
+            }
+            other => Err(Error::unsupported(format!("{name}: ONNX op {other}"))),
+        }
+    }
+}
+
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Result<Tensor> {
+    let mut t = vec![0f32; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = data[r * cols + c];
+        }
+    }
+    Tensor::new(vec![cols, rows], t)
+}
+
+/// The image input: the one graph input that is not an initializer, `[N, 3, H, W]`.
+fn input_size(file: &str, g: &GraphProto) -> Result<(String, usize, usize)> {
+    let feeds: Vec<_> = g.input.iter().filter(|i| !g.initializer.iter().any(|t| t.name == i.name)).collect();
+    let &[input] = &feeds[..] else {
+        return Err(Error::unsupported(format!("{file}: {} graph inputs (only one image input)", feeds.len())));
+    };
+    let dims: Vec<i64> = input
+        .r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .and_then(|t| t.shape.as_ref())
+        .map(|s| s.dim.iter().map(|d| d.dim_value).collect())
+        .unwrap_or_default();
+    match dims[..] {
+        [_, 3, h, w] if h > 0 && w > 0 => Ok((input.name.clone(), h as usize, w as usize)),
+        _ => Err(Error::unsupported(format!("{file}: input '{}' of shape {dims:?} (expected [N, 3, H, W])", input.name))),
+    }
+}
+
+/// Imports an ONNX model (`file` names it in errors and provenance; `labels` as for TFLite).
+pub fn import_onnx(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> Result<ModelFile> {
+    let model = ModelProto::decode(bytes).map_err(|e| err(file, format!("not a valid ONNX model: {e}")))?;
+    let g = model.graph.as_ref().ok_or_else(|| err(file, "ONNX model has no graph"))?;
+    // Unsupported ops, each once with its count and first node, in graph order.
+    let mut bad: Vec<(String, usize, String)> = vec![];
+    for n in &g.node {
+        if (n.domain.is_empty() || n.domain == "ai.onnx") && OPS.contains(&n.op_type.as_str()) {
+            continue;
+        }
+        let op = if n.domain.is_empty() { n.op_type.clone() } else { format!("{}.{}", n.domain, n.op_type) };
+        match bad.iter_mut().find(|b| b.0 == op) {
+            Some(b) => b.1 += 1,
+            None => bad.push((op, 1, node_name(n))),
+        }
+    }
+    if !bad.is_empty() {
+        let list: Vec<String> = bad.iter().map(|(op, k, first)| format!("{op} x{k} (first: '{first}')")).collect();
+        return Err(Error::unsupported(format!(
+            "{file}: {} node(s) of {} op type(s) not supported: {}. Supported: {}",
+            bad.iter().map(|b| b.1).sum::<usize>(),
+            bad.len(),
+            list.join(", "),
+            OPS.join(", ")
+        )));
+    }
+    let (input, h, w) = input_size(file, g)?;
+    let mut consts = HashMap::new();
+    for t in &g.initializer {
+        consts.insert(t.name.clone(), Value::from_proto(t, &format!("initializer '{}'", t.name))?);
+    }
+    let mut readers: HashMap<&str, usize> = HashMap::new();
+    for n in &g.node {
+        for i in &n.input {
+            *readers.entry(i.as_str()).or_default() += 1;
+        }
+    }
+    for o in &g.output {
+        *readers.entry(o.name.as_str()).or_default() += 1;
+    }
+    let mut im = Importer {
+        file,
+        opset: super::graph::opset_version(&model),
+        consts,
+        readers,
+        bound: HashMap::from([(input, Bound::Image(0))]),
+        nodes: vec![],
+        tensors: HashMap::new(),
+        embedding: None,
+        logits: None,
+    };
+    for n in &g.node {
+        im.node(n)?;
+    }
+    let (Some(embedding), Some(logits)) = (im.embedding, im.logits) else {
+        return Err(Error::unsupported(format!("{file}: the network must end in a global average pool and a classifier")));
+    };
+    let classes = im.tensors.get(&format!("{}.weight", im.nodes[logits - 1].name)).map_or(0, |t| t.shape()[0]);
+    let labels = crate::data::labels::fit_labels(labels, classes)?;
+    if h != w {
+        return Err(Error::unsupported(format!("{file}: non-square input {h}x{w}")));
+    }
+    let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+    let header = Header {
+        format: FORMAT.into(),
+        version: VERSION,
+        architecture: format!("onnx:{stem}"),
+        graph: Graph { input: [h, w, 3], nodes: im.nodes, embedding, logits },
+        preprocess: Preprocess { size: h, ..Preprocess::default() },
+        labels,
+        quantization: None,
+        provenance: Provenance {
+            source: file.to_string(),
+            license: "as the source model".into(),
+            created_by: format!("edgetune {} import", crate::VERSION),
+            steps: vec![format!(
+                "imported from ONNX ({} nodes, opset {}, producer '{}')",
+                g.node.len(),
+                im.opset,
+                model.producer_name
+            )],
+        },
+    };
+    let m = ModelFile { header, tensors: im.tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect() };
+    m.validate()?;
+    Ok(m)
 }

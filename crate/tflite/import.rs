@@ -618,11 +618,7 @@ pub fn import_tflite(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> R
         Some(w) => w.shape()[0],
         None => 0,
     };
-    let labels = match labels {
-        Some(l) if l.len() == n_classes => l,
-        Some(l) => return Err(Error::invalid("import", format!("{} labels for {n_classes} classes", l.len()))),
-        None => (0..n_classes).map(|i| format!("class {i}")).collect(),
-    };
+    let labels = crate::data::labels::fit_labels(labels, n_classes)?;
     if h != w {
         return Err(Error::unsupported(format!("{file}: non-square input {h}x{w}")));
     }

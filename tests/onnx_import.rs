@@ -1,0 +1,106 @@
+//! ONNX import against onnxruntime (PyPI): torchvision MobileNetV2 (random weights) and the
+//! default EfficientNet-Lite0, both exported by PyTorch with a committed script
+//! (tests/reference/onnx_reference.py), imported to `.etm` and run by the engine's f32 path on
+//! every shared photo. Logits must match onnxruntime's within 1e-4 of their largest magnitude,
+//! with the same top-1. Corrupt and unsupported files are clear errors.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use edgetune::data::images::{list_images, load_preprocessed};
+use edgetune::model::Classifier;
+use edgetune::onnx::import::import_onnx;
+
+fn python(args: &[&std::ffi::OsStr]) {
+    let Some(py) = common::interop_python() else { return };
+    let st = Command::new(py)
+        .arg(common::repo_dir().join("tests/reference/onnx_reference.py"))
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "onnx_reference.py {args:?} failed");
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
+}
+
+/// Exports both models once per test process into a temporary folder.
+fn exported() -> Option<PathBuf> {
+    let (Some(_), Some(ckpt)) = (common::interop_python(), common::lite0_checkpoint()) else { return None };
+    let dir = std::env::temp_dir().join(format!("edgetune-onnx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    python(&["export".as_ref(), dir.as_os_str(), ckpt.as_os_str()]);
+    Some(dir)
+}
+
+#[test]
+fn pytorch_exports_match_onnxruntime_on_every_photo() {
+    let (Some(photos), Some(dir)) = (common::shared("data/photos"), exported()) else { return };
+    let images = list_images(&photos).unwrap();
+    assert!(images.len() >= 10);
+    for name in ["mobilenet_v2", "efficientnet_lite0"] {
+        let path = dir.join(format!("{name}.onnx"));
+        let file = import_onnx(&std::fs::read(&path).unwrap(), &path.display().to_string(), None).unwrap();
+        let preprocess = file.header.preprocess.clone();
+        let model = Classifier::new(file).unwrap();
+        // The same input for both: the engine's preprocessing, written NCHW for onnxruntime.
+        let (mut raw, mut ours) = (vec![], vec![]);
+        for img in &images {
+            let x = load_preprocessed(img, &preprocess).unwrap();
+            let (nchw, _) = edgetune::ops::layout::channels_last_to_first(x.data(), x.shape()).unwrap();
+            raw.extend(nchw.iter().flat_map(|v| v.to_le_bytes()));
+            ours.push(model.logits(x).unwrap().into_data());
+        }
+        let (input, out) = (dir.join(format!("{name}.f32")), dir.join(format!("{name}.json")));
+        std::fs::write(&input, raw).unwrap();
+        let count = images.len().to_string();
+        python(&["run".as_ref(), path.as_os_str(), input.as_os_str(), count.as_ref(), out.as_os_str()]);
+        let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        let mut worst = 0f64;
+        for ((img, ours), theirs) in images.iter().zip(&ours).zip(reference["results"].as_array().unwrap()) {
+            let theirs: Vec<f32> = theirs.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+            let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+            let diff = ours.iter().zip(&theirs).fold(0f64, |m, (a, b)| m.max((a - b).abs() as f64));
+            worst = worst.max(diff / scale);
+            assert_eq!(argmax(ours), argmax(&theirs), "{name} {}: top-1 differs", img.display());
+        }
+        println!("{name}: largest logit difference {worst:.2e} of the largest logit ({} photos)", images.len());
+        assert!(worst <= 1e-4, "{name}: logits differ by {worst:.2e} relative");
+    }
+}
+
+#[test]
+fn imported_lite0_agrees_with_the_native_default_model() {
+    let (Some(photos), Some(dir), Some(native)) = (common::shared("data/photos"), exported(), common::default_model("f32"))
+    else {
+        return;
+    };
+    let path = dir.join("efficientnet_lite0.onnx");
+    let imported = Classifier::new(import_onnx(&std::fs::read(&path).unwrap(), "lite0.onnx", None).unwrap()).unwrap();
+    let native = Classifier::load(&native).unwrap();
+    for img in list_images(&photos).unwrap() {
+        let x = load_preprocessed(&img, &edgetune::preprocess::Preprocess::default()).unwrap();
+        let (a, b) = (imported.logits(x.clone()).unwrap().into_data(), native.logits(x).unwrap().into_data());
+        assert_eq!(argmax(&a), argmax(&b), "{}", img.display());
+        let diff = a.iter().zip(&b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(diff < 1e-3, "{}: logits differ by {diff}", img.display());
+    }
+}
+
+#[test]
+fn corrupt_and_unsupported_onnx_files_are_clear_errors() {
+    let e = import_onnx(b"definitely not protobuf \xff\xff\xff", "bad.onnx", None).unwrap_err().to_string();
+    assert!(e.contains("bad.onnx") && e.contains("not a valid ONNX model"), "{e}");
+    // A real model with ops the importer does not map: every op type is named, with a count.
+    let Some(nodes) = common::onnx_node_tests() else { return };
+    let bytes = std::fs::read(nodes.join("test_maxpool_2d_default/model.onnx")).unwrap();
+    let e = import_onnx(&bytes, "maxpool.onnx", None).unwrap_err().to_string();
+    assert!(e.contains("MaxPool x1") && e.contains("Supported: Add"), "{e}");
+    let trunc = &std::fs::read(nodes.join("test_conv_with_strides_padding/model.onnx")).unwrap();
+    let e = import_onnx(&trunc[..trunc.len() / 2], "half.onnx", None).unwrap_err().to_string();
+    assert!(e.contains("half.onnx"), "{e}");
+}

@@ -1,0 +1,170 @@
+"""ONNX interop reference: models exported by PyTorch, run by onnxruntime.
+
+usage:
+  onnx_reference.py export OUTDIR LITE0_CHECKPOINT
+      writes OUTDIR/mobilenet_v2.onnx (torchvision, random weights, seed 0) and
+      OUTDIR/efficientnet_lite0.onnx (the default model's checkpoint in a PyTorch module
+      written here: TF-"same" padding as explicit Pad nodes before stride-2 convolutions)
+  onnx_reference.py run MODEL.onnx IMAGES.f32 COUNT OUT.json
+      runs onnxruntime (CPU) on COUNT float32 NCHW images, writes the first output per image
+"""
+import json
+import sys
+
+import numpy as np
+
+LITE0_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+                (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+
+
+def lite0(checkpoint):
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    def bn(c):
+        return nn.BatchNorm2d(c, eps=1e-3)
+
+    class SameConv(nn.Conv2d):
+        """TF "same" padding: symmetric for stride 1, (k-2)//2 before and the rest after for stride 2."""
+        pad = None  # fixed by a dry run (`fix_pads`), so the export holds constants, not shape arithmetic
+
+        def forward(self, x):
+            if self.pad is None:
+                k, s, n = self.kernel_size[0], self.stride[0], int(x.shape[-1])
+                total = max((-(-n // s) - 1) * s + k - n, 0)
+                return super().forward(F.pad(x, (total // 2, total - total // 2, total // 2, total - total // 2)))
+            return super().forward(F.pad(x, self.pad) if any(self.pad) else x)
+
+    class Block(nn.Module):
+        def __init__(self, k, s, e, cin, cout):
+            super().__init__()
+            mid = cin * e
+            self.expand = e != 1
+            if self.expand:
+                self._expand_conv = SameConv(cin, mid, 1, bias=False)
+                self._bn0 = bn(mid)
+            self._depthwise_conv = SameConv(mid, mid, k, stride=s, groups=mid, bias=False)
+            self._bn1 = bn(mid)
+            self._project_conv = SameConv(mid, cout, 1, bias=False)
+            self._bn2 = bn(cout)
+            self.residual = s == 1 and cin == cout
+
+        def forward(self, x):
+            y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+            y = F.relu6(self._bn1(self._depthwise_conv(y)))
+            y = self._bn2(self._project_conv(y))
+            return x + y if self.residual else y
+
+    class Lite0(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self._conv_stem = SameConv(3, 32, 3, stride=2, bias=False)
+            self._bn0 = bn(32)
+            blocks = []
+            for reps, k, s, e, cin, cout in LITE0_STAGES:
+                for r in range(reps):
+                    blocks.append(Block(k, s if r == 0 else 1, e, cin if r == 0 else cout, cout))
+            self._blocks = nn.ModuleList(blocks)
+            self._conv_head = SameConv(320, 1280, 1, bias=False)
+            self._bn1 = bn(1280)
+            self._fc = nn.Linear(1280, 1000)
+
+        def forward(self, x):
+            x = F.relu6(self._bn0(self._conv_stem(x)))
+            for b in self._blocks:
+                x = b(x)
+            x = F.relu6(self._bn1(self._conv_head(x)))
+            return self._fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+    m = Lite0()
+
+    def fix_pads(size):
+        def record(mod, inputs):
+            k, s, n = mod.kernel_size[0], mod.stride[0], int(inputs[0].shape[-1])
+            total = max((-(-n // s) - 1) * s + k - n, 0)
+            mod.pad = (total // 2, total - total // 2, total // 2, total - total // 2)
+        hooks = [mod.register_forward_pre_hook(record) for mod in m.modules() if isinstance(mod, SameConv)]
+        with torch.no_grad():
+            m(torch.zeros(1, 3, size, size))
+        for h in hooks:
+            h.remove()
+    state = torch.load(checkpoint, map_location="cpu")
+    missing, unexpected = m.load_state_dict(state, strict=False)
+    real_missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if real_missing or unexpected:
+        sys.exit(f"checkpoint mismatch: missing {real_missing[:5]}, unexpected {unexpected[:5]}")
+    m.eval()
+    fix_pads(224)
+    return m
+
+
+def fold_constants(path):
+    """PyTorch 1.13 writes a constant F.pad as a subgraph of shape ops (ConstantOfShape,
+    Concat, Slice, Transpose, Cast) computing the pads. Evaluate every node whose inputs are all
+    constants with onnx's reference evaluator and store the results as initializers, leaving
+    the Pad nodes themselves (what a graph optimizer would do, done with onnx alone)."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+    model = onnx.load(path)
+    g = model.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    keep = []
+    for node in g.node:
+        if node.op_type != "Pad" and all(i == "" or i in consts for i in node.input):
+            ev = ReferenceEvaluator(helper.make_model(
+                helper.make_graph([node], "fold", [], [helper.make_tensor_value_info(o, 0, None) for o in node.output],
+                                  [numpy_helper.from_array(consts[i], i) for i in node.input if i]),
+                opset_imports=model.opset_import))
+            for name, value in zip(node.output, ev.run(None, {})):
+                consts[name] = np.asarray(value)
+                g.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+        else:
+            keep.append(node)
+    del g.node[:]
+    g.node.extend(keep)
+    used = {i for n in keep for i in n.input} | {o.name for o in g.output}
+    live = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(live)
+    onnx.save(model, path)
+
+
+def export(outdir, checkpoint):
+    import torch
+    import torchvision
+    torch.manual_seed(0)
+    mv2 = torchvision.models.mobilenet_v2(weights=None).eval()
+    # Random weights give near-constant outputs; make the batch norms non-trivial too.
+    with torch.no_grad():
+        for mod in mv2.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.1, 0.1)
+    for name, model, size in [("mobilenet_v2", mv2, 224), ("efficientnet_lite0", lite0(checkpoint), 224)]:
+        torch.onnx.export(model, torch.zeros(1, 3, size, size), f"{outdir}/{name}.onnx", opset_version=13,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        fold_constants(f"{outdir}/{name}.onnx")
+
+
+def run(model, images, count, out):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    s = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    inp = s.get_inputs()[0]
+    h = inp.shape[2]
+    x = np.fromfile(images, dtype=np.float32).reshape(count, 3, h, h)
+    results = [s.run(None, {inp.name: x[i:i + 1]})[0].reshape(-1).astype(float).tolist() for i in range(count)]
+    json.dump({"results": results}, open(out, "w"))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "export":
+        export(sys.argv[2], sys.argv[3])
+    else:
+        run(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
