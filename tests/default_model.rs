@@ -190,7 +190,12 @@ fn cli_info_and_classify() {
         .collect();
     images.sort();
     let run = |backend: &str| {
-        let out = Command::new(exe).args(["classify", "--backend", backend, "--model"]).arg(&model).args(&images).output().unwrap();
+        let out = Command::new(exe)
+            .args(["classify", "--backend", backend, "--model"])
+            .arg(&model)
+            .args(&images)
+            .output()
+            .unwrap();
         let s = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(out.status.success(), "{backend}: {s}{}", String::from_utf8_lossy(&out.stderr));
         let first = s.lines().next().unwrap_or_default().to_string();
@@ -206,7 +211,12 @@ fn cli_info_and_classify() {
     } else {
         eprintln!("SKIPPED: the GPU half of cli_info_and_classify (no GPU adapter)");
     }
-    let out = Command::new(exe).args(["classify", "--backend", "tpu", "--model"]).arg(&model).arg(&images[0]).output().unwrap();
+    let out = Command::new(exe)
+        .args(["classify", "--backend", "tpu", "--model"])
+        .arg(&model)
+        .arg(&images[0])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = Command::new(exe).args(["classify", "--model"]).arg(&model).arg("/nonexistent.jpg").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.jpg"));

@@ -31,7 +31,8 @@ fn gpu_engine(model: &PathBuf) -> Option<Engine> {
 }
 
 fn photos() -> Vec<PathBuf> {
-    let Some(dir) = common::require(common::shared_dir().join("data/photos"), "shared photos", "../shared/data/photos") else {
+    let Some(dir) = common::require(common::shared_dir().join("data/photos"), "shared photos", "../shared/data/photos")
+    else {
         return vec![];
     };
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -86,7 +87,8 @@ fn auto_reports_its_choice_and_f32_models_stay_on_the_cpu() {
     let auto_f32 = block_on(Engine::new(Classifier::load(&f32).unwrap(), BackendChoice::Auto)).unwrap();
     assert_eq!(auto_f32.report().backend, "cpu");
     assert!(auto_f32.report().reason.contains("int8"), "{}", auto_f32.report().reason);
-    let err = block_on(Engine::new(Classifier::load(&f32).unwrap(), BackendChoice::Gpu)).err().expect("f32 on gpu fails");
+    let err =
+        block_on(Engine::new(Classifier::load(&f32).unwrap(), BackendChoice::Gpu)).err().expect("f32 on gpu fails");
     assert!(err.to_string().contains("int8"), "{err}");
     assert!("tpu".parse::<BackendChoice>().is_err());
 }

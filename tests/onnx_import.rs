@@ -75,7 +75,8 @@ fn pytorch_exports_match_onnxruntime_on_every_photo() {
 
 #[test]
 fn imported_lite0_agrees_with_the_native_default_model() {
-    let (Some(photos), Some(dir), Some(native)) = (common::shared("data/photos"), exported(), common::default_model("f32"))
+    let (Some(photos), Some(dir), Some(native)) =
+        (common::shared("data/photos"), exported(), common::default_model("f32"))
     else {
         return;
     };

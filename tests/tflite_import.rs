@@ -59,8 +59,10 @@ fn tflite_models_match_tflite_runtime_on_every_photo() {
         let (ls, lz) = net.value_quant(file.header.graph.logits).unwrap();
         let (mut worst_logit, mut worst_prob) = (0, 0);
         for ((img, x), r) in images.iter().zip(inputs).zip(reference["results"].as_array().unwrap()) {
-            let theirs_logits: Vec<i32> = r["logits"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
-            let theirs_out: Vec<i32> = r["output"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
+            let theirs_logits: Vec<i32> =
+                r["logits"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
+            let theirs_out: Vec<i32> =
+                r["output"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
             let logits = model.logits(x).unwrap().into_data();
             // Back onto the uint8 grid the file uses (the engine rounds the logits onto it).
             let ours_logits: Vec<i32> = logits.iter().map(|&l| (l / ls).round() as i32 + lz + 128).collect();
@@ -71,7 +73,8 @@ fn tflite_models_match_tflite_runtime_on_every_photo() {
             worst_logit = worst_logit.max(dl);
             worst_prob = worst_prob.max(dp);
             let theirs_top = theirs_out.iter().enumerate().fold(0, |b, (i, &v)| if v > theirs_out[b] { i } else { b });
-            let theirs_top_logit = theirs_logits.iter().enumerate().fold(0, |b, (i, &v)| if v > theirs_logits[b] { i } else { b });
+            let theirs_top_logit =
+                theirs_logits.iter().enumerate().fold(0, |b, (i, &v)| if v > theirs_logits[b] { i } else { b });
             let ours_top = argmax(&logits);
             println!(
                 "{name} {}: ours '{}' theirs '{}' (logit step diff {dl}, output step diff {dp})",
@@ -83,7 +86,10 @@ fn tflite_models_match_tflite_runtime_on_every_photo() {
             assert!(theirs_out[theirs_top] == theirs_out[ours_top], "{name} {}: top-1 output differs", img.display());
         }
         println!("{name}: largest difference {worst_logit} step(s) in logits, {worst_prob} in outputs");
-        assert_eq!(worst_logit, 0, "{name}: logits differ by {worst_logit} uint8 steps (TFLite arithmetic is kept bit for bit)");
+        assert_eq!(
+            worst_logit, 0,
+            "{name}: logits differ by {worst_logit} uint8 steps (TFLite arithmetic is kept bit for bit)"
+        );
         assert!(worst_prob <= 1, "{name}: outputs differ by {worst_prob} uint8 steps");
     }
 }

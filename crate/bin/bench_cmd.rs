@@ -39,7 +39,12 @@ fn median_p90(v: &mut [f64]) -> (f64, f64) {
 fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
@@ -48,7 +53,8 @@ fn time_submit(ctx: &GpuContext, dispatches: &[&Dispatch]) -> Result<f64> {
     let start = Instant::now();
     let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("bench") });
     {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("bench"), timestamp_writes: None });
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("bench"), timestamp_writes: None });
         for d in dispatches {
             d.record(&mut pass);
         }
@@ -73,7 +79,10 @@ fn bench_input(c: &Classifier, image: Option<&Path>) -> Result<(Tensor, String)>
         Some(p) => Ok((load_preprocessed(&p, &c.file.header.preprocess)?, p.display().to_string())),
         None => {
             let [h, w, ch] = c.file.header.graph.input;
-            Ok((Tensor::new(vec![1, h, w, ch], (0..h * w * ch).map(|i| ((i % 255) as f32 - 127.0) / 128.0).collect())?, "pattern".into()))
+            Ok((
+                Tensor::new(vec![1, h, w, ch], (0..h * w * ch).map(|i| ((i % 255) as f32 - 127.0) / 128.0).collect())?,
+                "pattern".into(),
+            ))
         }
     }
 }
@@ -115,7 +124,11 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
     let mut engine = block_on(Engine::new(Classifier::load(args.model)?, choice))?;
     let report = engine.report().clone();
     println!("edgetune bench: {} ({})", args.model.display(), report.describe());
-    println!("machine: {} ({} threads available)", cpu_name(), std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "machine: {} ({} threads available)",
+        cpu_name(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     let (x, input_name) = bench_input(&engine.classifier, args.image)?;
     let mut doc = json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
@@ -127,14 +140,19 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
     if let Some((ctx, net)) = engine.gpu() {
         println!("GEMM throughput (median of {runs}, wall time of submit + wait):");
         doc["gemm"] = json!(gemm_figures(ctx, runs)?);
-        net.upload(ctx, &engine.classifier.int8().ok_or_else(|| Error::Gpu("no int8 model".into()))?.quantize_input(&x)?)?;
+        net.upload(
+            ctx,
+            &engine.classifier.int8().ok_or_else(|| Error::Gpu("no int8 model".into()))?.quantize_input(&x)?,
+        )?;
         let (times, how) = match block_on(net.layer_times_ms(ctx))? {
             Some(_) => {
                 let mut all = vec![];
                 for _ in 0..runs {
                     all.push(block_on(net.layer_times_ms(ctx))?.unwrap_or_default());
                 }
-                let per: Vec<f64> = (0..net.layers.len()).map(|i| median_p90(&mut all.iter().map(|r| r[i]).collect::<Vec<_>>()).0).collect();
+                let per: Vec<f64> = (0..net.layers.len())
+                    .map(|i| median_p90(&mut all.iter().map(|r| r[i]).collect::<Vec<_>>()).0)
+                    .collect();
                 (per, "timestamp queries, one pass per layer")
             }
             None => {
@@ -158,7 +176,8 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
             by_kind("add"),
             by_kind("global_sum")
         );
-        doc["layers"] = json!({"timing": how, "layers": layers, "sum_ms": total, "macs_per_image": net.macs_per_image()});
+        doc["layers"] =
+            json!({"timing": how, "layers": layers, "sum_ms": total, "macs_per_image": net.macs_per_image()});
     }
     // Whole network: what a caller of classify sees (GPU: upload, layers, readback, head).
     for _ in 0..3 {
@@ -171,7 +190,10 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
         t.push(s.elapsed().as_secs_f64() * 1e3);
     }
     let (median, p90) = median_p90(&mut t);
-    println!("whole network ({} {}, batch 1, {runs} runs after 3 warm-up): median {median:.2} ms, p90 {p90:.2} ms", report.backend, report.precision);
+    println!(
+        "whole network ({} {}, batch 1, {runs} runs after 3 warm-up): median {median:.2} ms, p90 {p90:.2} ms",
+        report.backend, report.precision
+    );
     doc["network"] = json!({"runs": runs, "median_ms": median, "p90_ms": p90});
     if let Some(path) = args.json {
         let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::invalid("bench", e.to_string()))?;

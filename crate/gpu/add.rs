@@ -21,7 +21,14 @@ impl AddI8 {
 
     /// `a + b` over `words` packed words of each buffer, requantized by `rq`, into a new
     /// buffer (the dispatch's output).
-    pub fn dispatch(&self, ctx: &GpuContext, label: &str, (a, b): (&wgpu::Buffer, &wgpu::Buffer), words: usize, rq: &AddRequant) -> Result<Dispatch> {
+    pub fn dispatch(
+        &self,
+        ctx: &GpuContext,
+        label: &str,
+        (a, b): (&wgpu::Buffer, &wgpu::Buffer),
+        words: usize,
+        rq: &AddRequant,
+    ) -> Result<Dispatch> {
         if words == 0 {
             return Err(Error::shape("add_i8 (gpu)", "empty inputs"));
         }

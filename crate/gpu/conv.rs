@@ -66,7 +66,9 @@ impl ConvI8 {
             )));
         }
         if layer.requant.fixed.is_some() {
-            return Err(Error::unsupported("TFLite fixed-point requantization on the GPU (no 64-bit products in WGSL)"));
+            return Err(Error::unsupported(
+                "TFLite fixed-point requantization on the GPU (no 64-bit products in WGSL)",
+            ));
         }
         if layer.weights.len() != layer.weight_shape.iter().product::<usize>() {
             return Err(Error::shape(OP, "weight data does not match its shape"));
@@ -138,7 +140,11 @@ impl ConvI8 {
             &bytes(&params),
             &[x, &weights, &bias, &mult, &out],
             // The depthwise kernel computes 4 adjacent output pixels per invocation.
-            [c4.div_ceil(8) as u32, g.out_w.div_ceil(if g.groups == 1 { 8 } else { 32 }) as u32, (g.batch * g.out_h) as u32],
+            [
+                c4.div_ceil(8) as u32,
+                g.out_w.div_ceil(if g.groups == 1 { 8 } else { 32 }) as u32,
+                (g.batch * g.out_h) as u32,
+            ],
         )?;
         Ok((d, shape))
     }
@@ -146,7 +152,12 @@ impl ConvI8 {
     /// Runs the convolution once on host data (NHWC `x`); returns the NHWC int8 output and
     /// its shape.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn run(&self, ctx: &GpuContext, (x, x_shape, zx): (&[i8], &[usize], i32), layer: &ConvLayer) -> Result<(Vec<i8>, [usize; 4])> {
+    pub fn run(
+        &self,
+        ctx: &GpuContext,
+        (x, x_shape, zx): (&[i8], &[usize], i32),
+        layer: &ConvLayer,
+    ) -> Result<(Vec<i8>, [usize; 4])> {
         let c = *x_shape.last().unwrap_or(&0);
         if x.len() != x_shape.iter().product::<usize>() || c == 0 {
             return Err(Error::shape("conv_i8 (gpu)", "input data does not match its shape"));
@@ -154,7 +165,12 @@ impl ConvI8 {
         let input = storage_init(ctx, "conv input", &bytes(&pack_rows(x, x.len() / c, c)));
         let (d, shape) = self.dispatch(ctx, "conv_i8", (&input, x_shape, zx), layer)?;
         let pixels = shape[0] * shape[1] * shape[2];
-        let words = super::kernel::block_on(super::kernel::run_and_read(ctx, &[&d], d.output(), pixels * shape[3].div_ceil(4)))?;
+        let words = super::kernel::block_on(super::kernel::run_and_read(
+            ctx,
+            &[&d],
+            d.output(),
+            pixels * shape[3].div_ceil(4),
+        ))?;
         Ok((super::kernel::unpack_rows(&words, pixels, shape[3]), shape))
     }
 }

@@ -30,9 +30,19 @@ impl GemmF32 {
     }
 
     /// Uploads A, B and the bias and prepares the dispatch (output `[M, ceil(N/4) * 4]`).
-    pub fn dispatch(&self, ctx: &GpuContext, a: &[f32], b: &[f32], bias: &[f32], (m, k, n): (usize, usize, usize)) -> Result<Dispatch> {
+    pub fn dispatch(
+        &self,
+        ctx: &GpuContext,
+        a: &[f32],
+        b: &[f32],
+        bias: &[f32],
+        (m, k, n): (usize, usize, usize),
+    ) -> Result<Dispatch> {
         if m * k * n == 0 || a.len() != m * k || b.len() != n * k || bias.len() != n {
-            return Err(Error::shape("gemm_f32 (gpu)", format!("A {} / B {} / bias {} for m {m}, k {k}, n {n}", a.len(), b.len(), bias.len())));
+            return Err(Error::shape(
+                "gemm_f32 (gpu)",
+                format!("A {} / B {} / bias {} for m {m}, k {k}, n {n}", a.len(), b.len(), bias.len()),
+            ));
         }
         let (k4, n4) = (k.div_ceil(4), n.div_ceil(4));
         let ab = storage_init(ctx, "gemm_f32 a", &bytes(&pad_rows(a, m, k, m)));
@@ -40,12 +50,26 @@ impl GemmF32 {
         let biasb = storage_init(ctx, "gemm_f32 bias", &bytes(&padded(bias, n4 * 4, 0.0)));
         let out = storage(ctx, "gemm_f32 out", m * n4 * 4);
         let params = [m as u32, n4 as u32, k4 as u32, 0];
-        Dispatch::new(ctx, "gemm_f32", &self.pipeline, &bytes(&params), &[&ab, &bb, &biasb, &out], [n4.div_ceil(8) as u32, m.div_ceil(32) as u32, 1])
+        Dispatch::new(
+            ctx,
+            "gemm_f32",
+            &self.pipeline,
+            &bytes(&params),
+            &[&ab, &bb, &biasb, &out],
+            [n4.div_ceil(8) as u32, m.div_ceil(32) as u32, 1],
+        )
     }
 
     /// Runs once and returns `[m, n]`.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn run(&self, ctx: &GpuContext, a: &[f32], b: &[f32], bias: &[f32], (m, k, n): (usize, usize, usize)) -> Result<Vec<f32>> {
+    pub fn run(
+        &self,
+        ctx: &GpuContext,
+        a: &[f32],
+        b: &[f32],
+        bias: &[f32],
+        (m, k, n): (usize, usize, usize),
+    ) -> Result<Vec<f32>> {
         let d = self.dispatch(ctx, a, b, bias, (m, k, n))?;
         let n4 = n.div_ceil(4) * 4;
         let words = super::kernel::block_on(super::kernel::run_and_read(ctx, &[&d], d.output(), m * n4))?;

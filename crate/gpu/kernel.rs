@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 
 /// What every int8 kernel includes: THE requantization (`requantize`, mirroring the CPU's)
 /// and the lane helpers for packed words (`lanes`, `pack_lanes`, `requantize4`).
-pub const INT8_WGSL: &str = concat!(include_str!("../../shaders/requant.wgsl"), "\n", include_str!("../../shaders/int8_lanes.wgsl"));
+pub const INT8_WGSL: &str =
+    concat!(include_str!("../../shaders/requant.wgsl"), "\n", include_str!("../../shaders/int8_lanes.wgsl"));
 
 /// Compiles `source` (entry point `main`) into a compute pipeline.
 pub async fn compile(ctx: &GpuContext, label: &str, source: &str) -> Result<wgpu::ComputePipeline> {
@@ -52,7 +53,9 @@ pub fn pack_rows(v: &[i8], rows: usize, k: usize) -> Vec<u32> {
 /// The inverse of [`pack_rows`]: `rows x k` int8 values (padding dropped).
 pub fn unpack_rows(words: &[u32], rows: usize, k: usize) -> Vec<i8> {
     let k4 = k.div_ceil(4);
-    (0..rows * k).map(|i| (words.get((i / k) * k4 + (i % k) / 4).copied().unwrap_or(0) >> (8 * (i % k % 4))) as i8).collect()
+    (0..rows * k)
+        .map(|i| (words.get((i / k) * k4 + (i % k) / 4).copied().unwrap_or(0) >> (8 * (i % k % 4))) as i8)
+        .collect()
 }
 
 /// `v` extended with `fill` to `len` values (per-channel constants padded to whole words).
@@ -197,12 +200,18 @@ pub async fn read_words(ctx: &GpuContext, readback: &wgpu::Buffer, words: usize)
 
 /// Runs `dispatches` in one compute pass, copies `out`'s first `words` words back and returns
 /// them: what the kernel tests and one-off runs need (the network keeps its buffers).
-pub async fn run_and_read(ctx: &GpuContext, dispatches: &[&Dispatch], out: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
+pub async fn run_and_read(
+    ctx: &GpuContext,
+    dispatches: &[&Dispatch],
+    out: &wgpu::Buffer,
+    words: usize,
+) -> Result<Vec<u32>> {
     let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
     let readback = readback_buffer(ctx, "readback", (words * 4) as u64);
     let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("run") });
     {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("run"), timestamp_writes: None });
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("run"), timestamp_writes: None });
         for d in dispatches {
             d.record(&mut pass);
         }

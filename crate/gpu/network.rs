@@ -90,17 +90,16 @@ impl GpuNetwork {
         let input_shape = [batch, h, w, c];
         let input = storage(ctx, "input", batch * h * w * c.div_ceil(4));
         let (scale, zero_point) = model.value_quant(0)?;
-        let mut values: Vec<Option<Value>> = vec![Some(Value { buffer: input.clone(), shape: input_shape, scale, zero_point })];
+        let mut values: Vec<Option<Value>> =
+            vec![Some(Value { buffer: input.clone(), shape: input_shape, scale, zero_point })];
         let (mut dispatches, mut layers) = (vec![], vec![]);
         let embedding = model.graph.embedding;
         let mut pooled = None;
         for (i, node) in model.graph.nodes.iter().enumerate().take(embedding) {
             let value = |k: usize| -> Result<&Value> {
-                node.inputs
-                    .get(k)
-                    .and_then(|&v| values.get(v))
-                    .and_then(Option::as_ref)
-                    .ok_or_else(|| Error::unsupported(format!("node '{}' reads a value the GPU does not hold", node.name)))
+                node.inputs.get(k).and_then(|&v| values.get(v)).and_then(Option::as_ref).ok_or_else(|| {
+                    Error::unsupported(format!("node '{}' reads a value the GPU does not hold", node.name))
+                })
             };
             let out_quant = || model.value_quant(i + 1);
             let (d, info, out) = match model.layer(i)? {
@@ -137,10 +136,14 @@ impl GpuNetwork {
                 Int8Layer::Add { requant } => {
                     let (a, b) = (value(0)?, value(1)?);
                     if a.shape != b.shape {
-                        return Err(Error::shape("gpu plan", format!("node '{}' adds {:?} and {:?}", node.name, a.shape, b.shape)));
+                        return Err(Error::shape(
+                            "gpu plan",
+                            format!("node '{}' adds {:?} and {:?}", node.name, a.shape, b.shape),
+                        ));
                     }
                     let [n, h, w, c] = a.shape;
-                    let d = add.dispatch(ctx, &node.name, (&a.buffer, &b.buffer), n * h * w * c.div_ceil(4), &requant)?;
+                    let d =
+                        add.dispatch(ctx, &node.name, (&a.buffer, &b.buffer), n * h * w * c.div_ceil(4), &requant)?;
                     let (scale, zero_point) = out_quant()?;
                     let out = Value { buffer: d.output().clone(), shape: a.shape, scale, zero_point };
                     (d, LayerInfo { name: node.name.clone(), kind: "add", macs: (n * h * w * c) as u64 }, Some(out))
@@ -153,7 +156,12 @@ impl GpuNetwork {
                     let macs = x.shape.iter().product::<usize>() as u64;
                     (d, LayerInfo { name: node.name.clone(), kind: "global_sum", macs }, None)
                 }
-                _ => return Err(Error::unsupported(format!("node '{}' on the GPU (only the head may follow the pool)", node.name))),
+                _ => {
+                    return Err(Error::unsupported(format!(
+                        "node '{}' on the GPU (only the head may follow the pool)",
+                        node.name
+                    )))
+                }
             };
             dispatches.push(d);
             layers.push(info);
@@ -183,7 +191,10 @@ impl GpuNetwork {
     /// Uploads a quantized input batch (the plan's shape).
     pub fn upload(&self, ctx: &GpuContext, x: &QTensor) -> Result<()> {
         if x.shape() != self.input_shape {
-            return Err(Error::shape("gpu network", format!("input {:?}, the plan expects {:?}", x.shape(), self.input_shape)));
+            return Err(Error::shape(
+                "gpu network",
+                format!("input {:?}, the plan expects {:?}", x.shape(), self.input_shape),
+            ));
         }
         let c = self.input_shape[3];
         let data = x.i8_data("gpu network")?;
@@ -193,7 +204,8 @@ impl GpuNetwork {
 
     /// Records every layer into one compute pass (the order of the graph).
     pub fn record(&self, enc: &mut wgpu::CommandEncoder) {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("network"), timestamp_writes: None });
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("network"), timestamp_writes: None });
         for d in &self.dispatches {
             d.record(&mut pass);
         }
@@ -225,7 +237,10 @@ impl GpuNetwork {
     pub async fn embeddings(&self, ctx: &GpuContext, x: &QTensor) -> Result<Tensor> {
         self.upload(ctx, x)?;
         let sums = self.run_sums(ctx).await?;
-        Tensor::new(vec![self.batch, self.channels], embedding_from_sums(&sums, self.pooled_scale, self.pooled_pixels, self.pooled_out))
+        Tensor::new(
+            vec![self.batch, self.channels],
+            embedding_from_sums(&sums, self.pooled_scale, self.pooled_pixels, self.pooled_out),
+        )
     }
 
     /// Total multiply-accumulates of one image.

@@ -22,7 +22,14 @@ impl GlobalSumI8 {
 
     /// Sums of `x - zx` over H and W of the packed NHWC buffer `x` (shape `shape`) into a
     /// new `[N, C]` i32 buffer (the dispatch's output).
-    pub fn dispatch(&self, ctx: &GpuContext, label: &str, x: &wgpu::Buffer, shape: [usize; 4], zx: i32) -> Result<Dispatch> {
+    pub fn dispatch(
+        &self,
+        ctx: &GpuContext,
+        label: &str,
+        x: &wgpu::Buffer,
+        shape: [usize; 4],
+        zx: i32,
+    ) -> Result<Dispatch> {
         const OP: &str = "global_sum_i8 (gpu)";
         let [n, h, w, c] = shape;
         if n * h * w * c == 0 {

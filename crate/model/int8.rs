@@ -55,8 +55,15 @@ enum Int8Op {
 /// One node of a quantized network as another backend sees it (the GPU plan walks these):
 /// the constants and the prepared requantization, identical to what the CPU path uses.
 pub enum Int8Layer<'a> {
-    Conv { weight: &'a QTensor, bias: Option<&'a [i32]>, params: &'a Conv2dParams, requant: Requant },
-    Add { requant: AddRequant },
+    Conv {
+        weight: &'a QTensor,
+        bias: Option<&'a [i32]>,
+        params: &'a Conv2dParams,
+        requant: Requant,
+    },
+    Add {
+        requant: AddRequant,
+    },
     GlobalAvgPool,
     /// The head: runs on the CPU for every backend ([`PreparedI8::head_logits`]).
     Dense,
@@ -147,7 +154,9 @@ fn weight_zero_points(m: &ModelFile, weight: &str, channels: usize) -> Result<Ve
     match m.tensors.get(&format!("{weight}.zero_point")) {
         None => Ok(vec![0; channels]),
         Some(Stored::I32 { data, .. }) if data.len() == channels => Ok(data.clone()),
-        Some(_) => Err(Error::invalid("int8 model", format!("zero points '{weight}.zero_point' are not I32 [{channels}]"))),
+        Some(_) => {
+            Err(Error::invalid("int8 model", format!("zero points '{weight}.zero_point' are not I32 [{channels}]")))
+        }
     }
 }
 fn scales(m: &ModelFile, weight: &str) -> Result<Vec<f32>> {
@@ -260,7 +269,9 @@ impl PreparedI8 {
         };
         let input = |k: usize| -> Result<(f32, i32)> {
             let v = node.inputs.get(k).copied();
-            self.value_quant(v.ok_or_else(|| Error::invalid("int8 model", format!("node '{}' lacks input {k}", node.name)))?)
+            self.value_quant(
+                v.ok_or_else(|| Error::invalid("int8 model", format!("node '{}' lacks input {k}", node.name)))?,
+            )
         };
         Ok(match op {
             Int8Op::Conv { weight, bias, params, out } => Int8Layer::Conv {
@@ -406,9 +417,9 @@ impl PreparedI8 {
                     let kq: Vec<i32> = e.iter().map(|&v| (v / e_q.scale).round() as i32).collect();
                     for (c, o) in row.iter_mut().enumerate() {
                         let z = zero_points[c];
-                        let b = bias.as_ref().map_or(0, |b| {
-                            (b[c] as f64 / (e_q.scale as f64 * scales[c] as f64)).round() as i32
-                        });
+                        let b = bias
+                            .as_ref()
+                            .map_or(0, |b| (b[c] as f64 / (e_q.scale as f64 * scales[c] as f64)).round() as i32);
                         let acc = weight[c * k..(c + 1) * k]
                             .iter()
                             .zip(&kq)

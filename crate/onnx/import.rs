@@ -123,9 +123,9 @@ impl<'a> Importer<'a> {
 
     fn constant(&self, n: &NodeProto, i: usize) -> Result<&Value> {
         let name = n.input.get(i).map_or("", String::as_str);
-        self.consts
-            .get(name)
-            .ok_or_else(|| Error::unsupported(format!("{}: node '{}' input '{name}' must be a constant", self.file, node_name(n))))
+        self.consts.get(name).ok_or_else(|| {
+            Error::unsupported(format!("{}: node '{}' input '{name}' must be a constant", self.file, node_name(n)))
+        })
     }
 
     fn activation(&mut self, n: &NodeProto, act: Activation) -> Result<()> {
@@ -178,12 +178,9 @@ impl<'a> Importer<'a> {
         let padding = match (auto_pad.as_str(), &pads[..], &strides[..]) {
             ("SAME_UPPER", _, _) if extra == [0; 4] => PadSpec::Same,
             ("VALID", _, _) | ("NOTSET" | "", _, _) if auto_pad == "VALID" && extra == [0; 4] => PadSpec::Valid,
-            ("NOTSET" | "", &[t, l, b, r], _) => PadSpec::Explicit {
-                top: t + extra[0],
-                left: l + extra[1],
-                bottom: b + extra[2],
-                right: r + extra[3],
-            },
+            ("NOTSET" | "", &[t, l, b, r], _) => {
+                PadSpec::Explicit { top: t + extra[0], left: l + extra[1], bottom: b + extra[2], right: r + extra[3] }
+            }
             _ => return Err(Error::unsupported(format!("{name}: padding {auto_pad:?} {pads:?}"))),
         };
         let &[sh, sw] = &strides[..] else { return Err(err(self.file, format!("{name}: strides {strides:?}"))) };
@@ -227,7 +224,10 @@ impl<'a> Importer<'a> {
         let w = self.tensors.get_mut(&wk).ok_or_else(|| err(self.file, "conv weights missing"))?;
         let o = w.shape()[0];
         if [gamma.len(), beta.len(), mean.len(), var.len()] != [o; 4] {
-            return Err(err(self.file, format!("{name}: batch norm of {} channels after a {o}-channel conv", gamma.len())));
+            return Err(err(
+                self.file,
+                format!("{name}: batch norm of {} channels after a {o}-channel conv", gamma.len()),
+            ));
         }
         let per = w.len() / o.max(1);
         let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
@@ -344,8 +344,13 @@ impl<'a> Importer<'a> {
             }
             "Flatten" | "Reshape" | "Squeeze" | "Dropout" | "Identity" => {
                 let b = self.bound(n, 0)?;
-                if matches!(b, Bound::Image(_) | Bound::Padded { .. }) && !matches!(n.op_type.as_str(), "Dropout" | "Identity") {
-                    return Err(Error::unsupported(format!("{name}: {} of an image (only of the pooled [N, C])", n.op_type)));
+                if matches!(b, Bound::Image(_) | Bound::Padded { .. })
+                    && !matches!(n.op_type.as_str(), "Dropout" | "Identity")
+                {
+                    return Err(Error::unsupported(format!(
+                        "{name}: {} of an image (only of the pooled [N, C])",
+                        n.op_type
+                    )));
                 }
                 self.set(n, b);
                 Ok(())
@@ -365,7 +370,8 @@ impl<'a> Importer<'a> {
                 let w = self.constant(n, 1)?;
                 let &[r, c] = &w.shape[..] else { return Err(err(self.file, format!("{name}: 2-D weights expected"))) };
                 let data = w.as_f32(&name)?.to_vec();
-                let weight = if node.int("transB", 0)? != 0 { Tensor::new(vec![r, c], data)? } else { transpose(&data, r, c)? };
+                let weight =
+                    if node.int("transB", 0)? != 0 { Tensor::new(vec![r, c], data)? } else { transpose(&data, r, c)? };
                 let bias = match n.input.get(2).filter(|s| !s.is_empty()) {
                     Some(_) => Some(self.constant(n, 2)?.as_f32(&name)?.to_vec()),
                     None => None,
@@ -394,10 +400,18 @@ impl<'a> Importer<'a> {
                     node.float("value", 0.0)?
                 };
                 // NCHW pads: [n0, c0, h0, w0, n1, c1, h1, w1].
-                if mode != "constant" || value != 0.0 || pads.len() != 8 || pads.iter().any(|&p| p < 0)
-                    || pads[0] != 0 || pads[1] != 0 || pads[4] != 0 || pads[5] != 0
+                if mode != "constant"
+                    || value != 0.0
+                    || pads.len() != 8
+                    || pads.iter().any(|&p| p < 0)
+                    || pads[0] != 0
+                    || pads[1] != 0
+                    || pads[4] != 0
+                    || pads[5] != 0
                 {
-                    return Err(Error::unsupported(format!("{name}: Pad {mode} {value} {pads:?} (only zero spatial padding)")));
+                    return Err(Error::unsupported(format!(
+                        "{name}: Pad {mode} {value} {pads:?} (only zero spatial padding)"
+                    )));
                 }
                 let Bound::Image(x) = self.bound(n, 0)? else {
                     return Err(Error::unsupported(format!("{name}: Pad of a padded or pooled tensor")));
@@ -436,7 +450,9 @@ fn input_size(file: &str, g: &GraphProto) -> Result<(String, usize, usize)> {
         .unwrap_or_default();
     match dims[..] {
         [_, 3, h, w] if h > 0 && w > 0 => Ok((input.name.clone(), h as usize, w as usize)),
-        _ => Err(Error::unsupported(format!("{file}: input '{}' of shape {dims:?} (expected [N, 3, H, W])", input.name))),
+        _ => {
+            Err(Error::unsupported(format!("{file}: input '{}' of shape {dims:?} (expected [N, 3, H, W])", input.name)))
+        }
     }
 }
 
@@ -495,7 +511,9 @@ pub fn import_onnx(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> Res
         im.node(n)?;
     }
     let (Some(embedding), Some(logits)) = (im.embedding, im.logits) else {
-        return Err(Error::unsupported(format!("{file}: the network must end in a global average pool and a classifier")));
+        return Err(Error::unsupported(format!(
+            "{file}: the network must end in a global average pool and a classifier"
+        )));
     };
     let classes = im.tensors.get(&format!("{}.weight", im.nodes[logits - 1].name)).map_or(0, |t| t.shape()[0]);
     let labels = crate::data::labels::fit_labels(labels, classes)?;

@@ -185,9 +185,13 @@ impl<'a> Importer<'a> {
             return Err(err(self.file, format!("tensor '{name}' is stored outside the flatbuffer (files over 2 GB)")));
         }
         let data = buf.data().map(|d| d.bytes()).unwrap_or(&[]);
-        let want = self.shape(t).iter().product::<usize>() * if Some(t.tensor_type().unwrap_or(TYPE_FLOAT32)) == Some(TYPE_INT32) { 4 } else { 1 };
+        let want = self.shape(t).iter().product::<usize>()
+            * if Some(t.tensor_type().unwrap_or(TYPE_FLOAT32)) == Some(TYPE_INT32) { 4 } else { 1 };
         if data.len() != want {
-            return Err(err(self.file, format!("tensor '{name}' has {} bytes of data, its shape needs {want}", data.len())));
+            return Err(err(
+                self.file,
+                format!("tensor '{name}' has {} bytes of data, its shape needs {want}", data.len()),
+            ));
         }
         Ok(data)
     }
@@ -206,11 +210,15 @@ impl<'a> Importer<'a> {
             Some(TYPE_UINT8) => 128,
             Some(TYPE_INT8) => 0,
             Some(TYPE_FLOAT32) => {
-                return Err(err(self.file, format!("weights '{name}' are float: only quantized TFLite models are imported")))
+                return Err(err(
+                    self.file,
+                    format!("weights '{name}' are float: only quantized TFLite models are imported"),
+                ))
             }
             ty => return Err(err(self.file, format!("weights '{name}' have type {ty:?} (expected uint8 or int8)"))),
         };
-        let data: Vec<i8> = self.data(t)?.iter().map(|&b| if offset == 128 { (b as i32 - 128) as i8 } else { b as i8 }).collect();
+        let data: Vec<i8> =
+            self.data(t)?.iter().map(|&b| if offset == 128 { (b as i32 - 128) as i8 } else { b as i8 }).collect();
         let q = t.quantization().ok_or_else(|| err(self.file, format!("weights '{name}' are not quantized")))?;
         let scales: Vec<f32> = q.scale().map(|s| s.iter().collect()).unwrap_or_default();
         let zps: Vec<i32> = q.zero_point().map(|z| z.iter().map(|v| v as i32 - offset).collect()).unwrap_or_default();
@@ -267,7 +275,8 @@ impl<'a> Importer<'a> {
         let w_t = self.tensor(wi)?;
         let ws = self.shape(&w_t);
         let (stride, pad, act, dilation) = if depthwise {
-            let o = op.options::<DepthwiseConv2DOptions>().ok_or_else(|| err(self.file, format!("{name}: no options")))?;
+            let o =
+                op.options::<DepthwiseConv2DOptions>().ok_or_else(|| err(self.file, format!("{name}: no options")))?;
             let d = (o.dilation_h_factor().unwrap_or(1), o.dilation_w_factor().unwrap_or(1));
             (
                 [o.stride_h().unwrap_or(1), o.stride_w().unwrap_or(1)],
@@ -382,7 +391,8 @@ impl<'a> Importer<'a> {
         out: i32,
         out_q: ValueQuant,
     ) -> Result<()> {
-        let in_scale = self.values[x].map(|q| q.scale).ok_or_else(|| err(self.file, format!("{name}: unquantized input")))?;
+        let in_scale =
+            self.values[x].map(|q| q.scale).ok_or_else(|| err(self.file, format!("{name}: unquantized input")))?;
         let key = format!("{name}.weight");
         let bias_key = match bias.filter(|&b| b >= 0) {
             Some(b) => {
@@ -390,7 +400,8 @@ impl<'a> Importer<'a> {
                 if data.len() != o {
                     return Err(err(self.file, format!("{name}: {} biases for {o} outputs", data.len())));
                 }
-                let f: Vec<f32> = data.iter().zip(&s).map(|(&b, &sw)| (b as f64 * in_scale as f64 * sw as f64) as f32).collect();
+                let f: Vec<f32> =
+                    data.iter().zip(&s).map(|(&b, &sw)| (b as f64 * in_scale as f64 * sw as f64) as f32).collect();
                 let bk = format!("{name}.bias");
                 self.store.insert(bk.clone(), Stored::F32(Tensor::new(vec![o], f)?));
                 Some(bk)
@@ -444,7 +455,11 @@ impl<'a> Importer<'a> {
                 let &[o, k] = &self.shape(&w_t)[..] else {
                     return Err(err(self.file, format!("{name}: weights must be 2-D")));
                 };
-                let act = activation(self.file, op.options::<schema::FullyConnectedOptions>().and_then(|o| o.fused_activation_function()), &name)?;
+                let act = activation(
+                    self.file,
+                    op.options::<schema::FullyConnectedOptions>().and_then(|o| o.fused_activation_function()),
+                    &name,
+                )?;
                 let weights = self.weights(&w_t, o)?;
                 let out_q = value_quant(self.file, &self.tensor(out)?)?;
                 self.dense(&name, x, (o, k), weights, ins.get(2).copied(), act, out, out_q)
@@ -456,7 +471,11 @@ impl<'a> Importer<'a> {
                 let Bound::Image(b) = self.image(bi, &name)? else {
                     return Err(Error::unsupported(format!("{name}: ADD of a padded tensor")));
                 };
-                let act = activation(self.file, op.options::<AddOptions>().and_then(|o| o.fused_activation_function()), &name)?;
+                let act = activation(
+                    self.file,
+                    op.options::<AddOptions>().and_then(|o| o.fused_activation_function()),
+                    &name,
+                )?;
                 let q = value_quant(self.file, &self.tensor(out)?)?;
                 let v = self.push(&name, Op::Add { activation: act }, vec![a, b], Some(q));
                 self.bound.insert(out as usize, Bound::Image(v));
@@ -469,7 +488,10 @@ impl<'a> Importer<'a> {
                 let o = op.options::<Pool2DOptions>().ok_or_else(|| err(self.file, format!("{name}: no options")))?;
                 let in_shape = self.shape(&self.tensor(first)?);
                 let window = [o.filter_height().unwrap_or(0) as usize, o.filter_width().unwrap_or(0) as usize];
-                if in_shape.len() != 4 || window != [in_shape[1], in_shape[2]] || o.fused_activation_function().unwrap_or(0) != 0 {
+                if in_shape.len() != 4
+                    || window != [in_shape[1], in_shape[2]]
+                    || o.fused_activation_function().unwrap_or(0) != 0
+                {
                     return Err(Error::unsupported(format!(
                         "{name}: AVERAGE_POOL_2D with window {window:?} on {in_shape:?} (only a pool over the whole image)"
                     )));
@@ -514,7 +536,8 @@ impl<'a> Importer<'a> {
                     return Err(Error::unsupported(format!("{name}: PAD {p:?} (only spatial, non-negative)")));
                 }
                 let u = |i: usize| p[i] as usize;
-                self.bound.insert(out as usize, Bound::Padded { value: x, top: u(2), bottom: u(3), left: u(4), right: u(5) });
+                self.bound
+                    .insert(out as usize, Bound::Padded { value: x, top: u(2), bottom: u(3), left: u(4), right: u(5) });
                 Ok(())
             }
             114 => {
@@ -628,14 +651,23 @@ pub fn import_tflite(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> R
         version: VERSION,
         architecture: format!("tflite:{stem}"),
         graph: Graph { input: [h, w, 3], nodes: im.nodes, embedding, logits },
-        preprocess: Preprocess { size: h, crop_fraction: 0.875, mean: im.input_zero_u8 as f32, scale: 1.0 / im.input_scale },
+        preprocess: Preprocess {
+            size: h,
+            crop_fraction: 0.875,
+            mean: im.input_zero_u8 as f32,
+            scale: 1.0 / im.input_scale,
+        },
         labels,
         quantization: Some(Quantization {
             method: "tflite".into(),
             samples: 0,
             calibration_source: format!("kept from the TFLite file {file}"),
             values: im.values,
-            arithmetic: if input_t.tensor_type() == Some(TYPE_UINT8) { Arithmetic::TfliteUint8 } else { Arithmetic::TfliteInt8 },
+            arithmetic: if input_t.tensor_type() == Some(TYPE_UINT8) {
+                Arithmetic::TfliteUint8
+            } else {
+                Arithmetic::TfliteInt8
+            },
         }),
         provenance: Provenance {
             source: file.to_string(),

@@ -92,7 +92,11 @@ impl JsEngine {
             let labels = &engine.classifier.file.header.labels;
             let top = top_k(logits.data(), k.unwrap_or(5))
                 .into_iter()
-                .map(|(index, probability)| Top { index, label: labels.get(index).cloned().unwrap_or_default(), probability })
+                .map(|(index, probability)| Top {
+                    index,
+                    label: labels.get(index).cloned().unwrap_or_default(),
+                    probability,
+                })
                 .collect();
             let r = Classification {
                 top,
@@ -138,7 +142,12 @@ pub fn model_with_head(backbone: &[u8], weight: &[f32], bias: &[f32], names: Vec
             weight.len()
         )));
     }
-    let head = crate::train::head::LinearHead { dim: weight.len() / classes, classes, weight: weight.to_vec(), bias: bias.to_vec() };
+    let head = crate::train::head::LinearHead {
+        dim: weight.len() / classes,
+        classes,
+        weight: weight.to_vec(),
+        bias: bias.to_vec(),
+    };
     let out = crate::train::finetune::with_head(&m, &head, &names).map_err(js_err)?;
     out.to_bytes().map_err(js_err)
 }
