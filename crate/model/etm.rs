@@ -326,3 +326,53 @@ impl ModelFile {
         Ok(())
     }
 }
+
+/// What an importer found, to be made into a validated model.
+pub struct Imported {
+    /// Source format ("onnx", "tflite"), the start of the architecture name.
+    pub kind: &'static str,
+    /// The source file, for the architecture name, provenance and errors.
+    pub file: String,
+    pub graph: Graph,
+    pub preprocess: Preprocess,
+    pub quantization: Option<Quantization>,
+    pub tensors: HashMap<String, Stored>,
+    /// The provenance step describing the import.
+    pub step: String,
+}
+
+impl Imported {
+    /// The model file: labels fitted to the classifier (see `data::labels::fit_labels`), a
+    /// square input required, the header filled in, everything validated.
+    pub fn into_model(self, labels: Option<Vec<String>>) -> Result<ModelFile> {
+        let [h, w, _] = self.graph.input;
+        if h != w {
+            return Err(Error::unsupported(format!("{}: non-square input {h}x{w}", self.file)));
+        }
+        let classifier = self.graph.logits.checked_sub(1).and_then(|i| self.graph.nodes.get(i));
+        let classes = match classifier.map(|n| &n.op) {
+            Some(Op::Dense { weight, .. }) => self.tensors.get(weight).map_or(0, |t| t.shape()[0]),
+            _ => return Err(Error::unsupported(format!("{}: the logits are not a classifier's output", self.file))),
+        };
+        let labels = crate::data::labels::fit_labels(labels, classes)?;
+        let stem = Path::new(&self.file).file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            architecture: format!("{}:{stem}", self.kind),
+            graph: self.graph,
+            preprocess: self.preprocess,
+            labels,
+            quantization: self.quantization,
+            provenance: Provenance {
+                source: self.file,
+                license: "as the source model".into(),
+                created_by: format!("edgetune {} import", crate::VERSION),
+                steps: vec![self.step],
+            },
+        };
+        let m = ModelFile { header, tensors: self.tensors };
+        m.validate()?;
+        Ok(m)
+    }
+}

@@ -30,7 +30,7 @@ use super::attr::Node;
 use super::proto::{GraphProto, ModelProto, NodeProto};
 use super::value::Value;
 use crate::error::{Error, Result};
-use crate::model::etm::{Header, ModelFile, Provenance, Stored, FORMAT, VERSION};
+use crate::model::etm::{Imported, ModelFile, Stored};
 use crate::model::graph::{Graph, Node as GNode, Op, PadSpec};
 use crate::ops::layout::channels_first_to_last;
 use crate::preprocess::Preprocess;
@@ -515,33 +515,19 @@ pub fn import_onnx(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> Res
             "{file}: the network must end in a global average pool and a classifier"
         )));
     };
-    let classes = im.tensors.get(&format!("{}.weight", im.nodes[logits - 1].name)).map_or(0, |t| t.shape()[0]);
-    let labels = crate::data::labels::fit_labels(labels, classes)?;
-    if h != w {
-        return Err(Error::unsupported(format!("{file}: non-square input {h}x{w}")));
-    }
-    let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
-    let header = Header {
-        format: FORMAT.into(),
-        version: VERSION,
-        architecture: format!("onnx:{stem}"),
+    Imported {
+        kind: "onnx",
+        file: file.to_string(),
         graph: Graph { input: [h, w, 3], nodes: im.nodes, embedding, logits },
         preprocess: Preprocess { size: h, ..Preprocess::default() },
-        labels,
         quantization: None,
-        provenance: Provenance {
-            source: file.to_string(),
-            license: "as the source model".into(),
-            created_by: format!("edgetune {} import", crate::VERSION),
-            steps: vec![format!(
-                "imported from ONNX ({} nodes, opset {}, producer '{}')",
-                g.node.len(),
-                im.opset,
-                model.producer_name
-            )],
-        },
-    };
-    let m = ModelFile { header, tensors: im.tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect() };
-    m.validate()?;
-    Ok(m)
+        tensors: im.tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect(),
+        step: format!(
+            "imported from ONNX ({} nodes, opset {}, producer '{}')",
+            g.node.len(),
+            im.opset,
+            model.producer_name
+        ),
+    }
+    .into_model(labels)
 }

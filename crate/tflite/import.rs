@@ -30,7 +30,7 @@ use std::path::Path;
 
 use super::schema::{self, AddOptions, Conv2DOptions, DepthwiseConv2DOptions, Operator, Pool2DOptions, TensorDef};
 use crate::error::{Error, Result};
-use crate::model::etm::{Arithmetic, Header, ModelFile, Provenance, Quantization, Stored, ValueQuant, FORMAT, VERSION};
+use crate::model::etm::{Arithmetic, Imported, ModelFile, Quantization, Stored, ValueQuant};
 use crate::model::graph::{Graph, Node, Op, PadSpec};
 use crate::preprocess::Preprocess;
 use crate::quant::Activation;
@@ -637,19 +637,11 @@ pub fn import_tflite(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> R
     if im.values[0].is_none() {
         return Err(Error::unsupported(format!("{file}: a float input without a QUANTIZE")));
     }
-    let n_classes = match im.store.get(&format!("{}.weight", im.nodes[logits - 1].name)) {
-        Some(w) => w.shape()[0],
-        None => 0,
-    };
-    let labels = crate::data::labels::fit_labels(labels, n_classes)?;
-    if h != w {
-        return Err(Error::unsupported(format!("{file}: non-square input {h}x{w}")));
-    }
-    let stem = Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
-    let header = Header {
-        format: FORMAT.into(),
-        version: VERSION,
-        architecture: format!("tflite:{stem}"),
+    let arithmetic =
+        if input_t.tensor_type() == Some(TYPE_UINT8) { Arithmetic::TfliteUint8 } else { Arithmetic::TfliteInt8 };
+    Imported {
+        kind: "tflite",
+        file: file.to_string(),
         graph: Graph { input: [h, w, 3], nodes: im.nodes, embedding, logits },
         preprocess: Preprocess {
             size: h,
@@ -657,26 +649,15 @@ pub fn import_tflite(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> R
             mean: im.input_zero_u8 as f32,
             scale: 1.0 / im.input_scale,
         },
-        labels,
         quantization: Some(Quantization {
             method: "tflite".into(),
             samples: 0,
             calibration_source: format!("kept from the TFLite file {file}"),
             values: im.values,
-            arithmetic: if input_t.tensor_type() == Some(TYPE_UINT8) {
-                Arithmetic::TfliteUint8
-            } else {
-                Arithmetic::TfliteInt8
-            },
+            arithmetic,
         }),
-        provenance: Provenance {
-            source: file.to_string(),
-            license: "as the source model".into(),
-            created_by: format!("edgetune {} import", crate::VERSION),
-            steps: vec![format!("imported from TFLite ({} operators); its quantization kept", ops.len())],
-        },
-    };
-    let m = ModelFile { header, tensors: im.store };
-    m.validate()?;
-    Ok(m)
+        tensors: im.store,
+        step: format!("imported from TFLite ({} operators); its quantization kept", ops.len()),
+    }
+    .into_model(labels)
 }
