@@ -175,13 +175,16 @@ impl<'a> Importer<'a> {
             Bound::Padded { value, pads } => (value, pads),
             Bound::Flat(_) => return Err(Error::unsupported(format!("{name}: convolution of a pooled tensor"))),
         };
-        let padding = match (auto_pad.as_str(), &pads[..], &strides[..]) {
-            ("SAME_UPPER", _, _) if extra == [0; 4] => PadSpec::Same,
-            ("VALID", _, _) | ("NOTSET" | "", _, _) if auto_pad == "VALID" && extra == [0; 4] => PadSpec::Valid,
-            ("NOTSET" | "", &[t, l, b, r], _) => {
+        // A Pad node before the conv (`extra`) adds to explicit padding only.
+        let padding = match (auto_pad.as_str(), &pads[..]) {
+            ("SAME_UPPER", _) if extra == [0; 4] => PadSpec::Same,
+            ("VALID", _) if extra == [0; 4] => PadSpec::Valid,
+            ("NOTSET" | "", &[t, l, b, r]) => {
                 PadSpec::Explicit { top: t + extra[0], left: l + extra[1], bottom: b + extra[2], right: r + extra[3] }
             }
-            _ => return Err(Error::unsupported(format!("{name}: padding {auto_pad:?} {pads:?}"))),
+            _ => {
+                return Err(Error::unsupported(format!("{name}: padding {auto_pad:?} {pads:?} after a Pad {extra:?}")))
+            }
         };
         let &[sh, sw] = &strides[..] else { return Err(err(self.file, format!("{name}: strides {strides:?}"))) };
         let key = format!("{name}.weight");
