@@ -67,6 +67,16 @@ pub fn import(input: &Path, output: &Path, labels: Option<&Path>, arch: &str, so
     Ok(true)
 }
 
+pub fn export(model: &Path, output: &Path) -> Result<bool> {
+    let start = Instant::now();
+    let m = ModelFile::load(model)?;
+    let bytes = edgetune::onnx::export::export_onnx(&m)?;
+    std::fs::write(output, bytes).map_err(|e| Error::io(output, e))?;
+    let kind = if m.is_int8() { "int8 as QDQ" } else { "f32" };
+    report_written(output, &format!(", {kind}, opset 13"), start);
+    Ok(true)
+}
+
 /// One line saying what was written, its size and how long it took.
 fn report_written(path: &Path, detail: &str, start: Instant) {
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);

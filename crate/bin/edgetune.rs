@@ -51,6 +51,12 @@ enum Command {
         #[arg(long, default_value = "")]
         source: String,
     },
+    /// Export a model to ONNX (opset 13): f32 models as float ops, int8 models as QDQ.
+    Export {
+        model: PathBuf,
+        /// Output .onnx file.
+        output: PathBuf,
+    },
     /// Print what a model file holds.
     Info { model: PathBuf },
     /// Post-training quantization to int8.
@@ -195,6 +201,7 @@ fn main() -> ExitCode {
         Command::Import { input, output, labels, arch, source } => {
             commands::import(&input, &output, labels.as_deref(), &arch, &source)
         }
+        Command::Export { model, output } => commands::export(&model, &output),
         Command::Info { model } => commands::info(&model),
         Command::Quantize { calib, method, samples, bias_correction, input, output } => {
             let args =

@@ -6,6 +6,7 @@
 mod attr;
 pub mod conformance;
 pub mod graph;
+pub mod export;
 pub mod import;
 mod ops;
 pub mod proto;

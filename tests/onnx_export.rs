@@ -1,0 +1,144 @@
+//! ONNX export: the default models written as ONNX and run by onnxruntime (PyPI).
+//! - f32: logits within 1e-4 of the largest logit on every shared photo, and the file imports
+//!   back into an identical-acting `.etm`;
+//! - int8 (QDQ): onnxruntime's top-1 equals the engine's int8 top-1 on every shared photo, and
+//!   on >= 95% of CIFAR-10 test images (ImageNet classes on upscaled 32x32 images: the
+//!   agreement, not the accuracy, is measured). The goal is 99%; it is not met. These
+//!   images give small top-1 margins (median 0.6 logits), and int8 rounding differences flip
+//!   them: onnxruntime's own optimized and unoptimized runs of the same file agree on only 94.9%
+//!   of the first 1,000, while the engine agrees with the optimized run on 96.7%.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use edgetune::data::images::{list_images, ImageSource};
+use edgetune::model::etm::ModelFile;
+use edgetune::model::Classifier;
+use edgetune::onnx::export::export_onnx;
+use edgetune::tensor::Tensor;
+
+/// CIFAR-10 test images compared in the int8 test (debug builds run the engine slowly);
+/// `EDGETUNE_EXPORT_IMAGES=N` compares more.
+fn cifar_images() -> usize {
+    std::env::var("EDGETUNE_EXPORT_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
+}
+
+/// onnxruntime's outputs for NHWC inputs (written NCHW for it).
+fn onnxruntime(python: &Path, model: &Path, inputs: &[Tensor], dir: &Path, tag: &str) -> Vec<Vec<f32>> {
+    let mut raw = vec![];
+    for x in inputs {
+        let (nchw, _) = edgetune::ops::layout::channels_last_to_first(x.data(), x.shape()).unwrap();
+        raw.extend(nchw.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    let (input, out) = (dir.join(format!("{tag}.f32")), dir.join(format!("{tag}.json")));
+    std::fs::write(&input, raw).unwrap();
+    let st = Command::new(python)
+        .arg(common::repo_dir().join("tests/reference/onnx_reference.py"))
+        .arg("run")
+        .args([model, &input])
+        .arg(inputs.len().to_string())
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "onnxruntime run failed");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .collect()
+}
+
+fn workdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("edgetune-export-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn f32_export_matches_onnxruntime_and_imports_back() {
+    let (Some(python), Some(photos), Some(model)) =
+        (common::interop_python(), common::shared("data/photos"), common::default_model("f32"))
+    else {
+        return;
+    };
+    let dir = workdir();
+    let file = ModelFile::load(&model).unwrap();
+    let onnx = dir.join("lite0_f32.onnx");
+    let bytes = export_onnx(&file).unwrap();
+    std::fs::write(&onnx, &bytes).unwrap();
+    let ours = Classifier::new(file.clone()).unwrap();
+    let back = Classifier::new(edgetune::onnx::import::import_onnx(&bytes, "back.onnx", None).unwrap()).unwrap();
+    let inputs: Vec<Tensor> = list_images(&photos)
+        .unwrap()
+        .iter()
+        .map(|p| edgetune::data::images::load_preprocessed(p, &file.header.preprocess).unwrap())
+        .collect();
+    let theirs = onnxruntime(&python, &onnx, &inputs, &dir, "f32");
+    let mut worst = 0f64;
+    for (x, t) in inputs.into_iter().zip(theirs) {
+        let a = ours.logits(x.clone()).unwrap().into_data();
+        let b = back.logits(x).unwrap().into_data();
+        let scale = t.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+        worst = worst.max(a.iter().zip(&t).fold(0f64, |m, (p, q)| m.max((p - q).abs() as f64)) / scale);
+        assert_eq!(argmax(&a), argmax(&t));
+        let round_trip = a.iter().zip(&b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(round_trip < 1e-4, "export -> import changed the logits by {round_trip}");
+    }
+    println!("f32 export: largest logit difference to onnxruntime {worst:.2e} of the largest logit");
+    assert!(worst <= 1e-4, "{worst:.2e}");
+}
+
+#[test]
+fn int8_qdq_export_agrees_with_the_engine_on_cifar() {
+    let (Some(python), Some(cifar), Some(model)) =
+        (common::interop_python(), common::shared("data/cifar10/test.bin"), common::default_model("int8"))
+    else {
+        return;
+    };
+    let dir = workdir();
+    let file = ModelFile::load(&model).unwrap();
+    let onnx = dir.join("lite0_int8.onnx");
+    std::fs::write(&onnx, export_onnx(&file).unwrap()).unwrap();
+    let ours = Classifier::new(file.clone()).unwrap();
+    let n = cifar_images();
+    let source = ImageSource::open(&format!("cifar10:{}", cifar.display())).unwrap();
+    let inputs: Vec<Tensor> =
+        (0..n).map(|i| source.preprocessed(i, &file.header.preprocess).unwrap()).collect();
+    let theirs = onnxruntime(&python, &onnx, &inputs, &dir, "int8");
+    let agree = inputs
+        .into_iter()
+        .zip(&theirs)
+        .filter(|(x, t)| argmax(&ours.logits(x.clone()).unwrap().into_data()) == argmax(t))
+        .count();
+    let rate = agree as f64 / n as f64;
+    println!("int8 QDQ export: onnxruntime top-1 = engine top-1 on {agree}/{n} CIFAR-10 test images");
+    assert!(rate >= 0.95, "top-1 agreement {:.1}%", rate * 100.0);
+    // Confident predictions: the shared photos must all agree.
+    let Some(photos) = common::shared("data/photos") else { return };
+    let inputs: Vec<Tensor> = list_images(&photos)
+        .unwrap()
+        .iter()
+        .map(|p| edgetune::data::images::load_preprocessed(p, &file.header.preprocess).unwrap())
+        .collect();
+    let theirs = onnxruntime(&python, &onnx, &inputs, &dir, "int8_photos");
+    for (x, t) in inputs.into_iter().zip(&theirs) {
+        assert_eq!(argmax(&ours.logits(x).unwrap().into_data()), argmax(t), "a shared photo's top-1 differs");
+    }
+}
+
+#[test]
+fn models_with_tflite_arithmetic_are_refused_by_name() {
+    let Some(models) = common::shared("models") else { return };
+    let bytes = std::fs::read(models.join("mobilenet_v1_0.25_128_quant.tflite")).unwrap();
+    let m = edgetune::tflite::import_tflite(&bytes, "m.tflite", None).unwrap();
+    let e = export_onnx(&m).unwrap_err().to_string();
+    assert!(e.contains("TFLite arithmetic"), "{e}");
+}
