@@ -110,8 +110,7 @@ fn int8_qdq_export_agrees_with_the_engine_on_cifar() {
     let ours = Classifier::new(file.clone()).unwrap();
     let n = cifar_images();
     let source = ImageSource::open(&format!("cifar10:{}", cifar.display())).unwrap();
-    let inputs: Vec<Tensor> =
-        (0..n).map(|i| source.preprocessed(i, &file.header.preprocess).unwrap()).collect();
+    let inputs: Vec<Tensor> = (0..n).map(|i| source.preprocessed(i, &file.header.preprocess).unwrap()).collect();
     let theirs = onnxruntime(&python, &onnx, &inputs, &dir, "int8");
     let agree = inputs
         .into_iter()
@@ -141,4 +140,16 @@ fn models_with_tflite_arithmetic_are_refused_by_name() {
     let m = edgetune::tflite::import_tflite(&bytes, "m.tflite", None).unwrap();
     let e = export_onnx(&m).unwrap_err().to_string();
     assert!(e.contains("TFLite arithmetic"), "{e}");
+}
+
+#[test]
+fn int8_export_imports_back_to_the_same_logits() {
+    let (Some(photos), Some(model)) = (common::shared("data/photos"), common::default_model("int8")) else { return };
+    let file = ModelFile::load(&model).unwrap();
+    let back = edgetune::onnx::import::import_onnx(&export_onnx(&file).unwrap(), "back.onnx", None).unwrap();
+    let (a, b) = (Classifier::new(file.clone()).unwrap(), Classifier::new(back).unwrap());
+    for p in list_images(&photos).unwrap() {
+        let x = edgetune::data::images::load_preprocessed(&p, &file.header.preprocess).unwrap();
+        assert_eq!(a.logits(x.clone()).unwrap().data(), b.logits(x).unwrap().data(), "{}", p.display());
+    }
 }

@@ -105,3 +105,65 @@ fn corrupt_and_unsupported_onnx_files_are_clear_errors() {
     let e = import_onnx(&trunc[..trunc.len() / 2], "half.onnx", None).unwrap_err().to_string();
     assert!(e.contains("half.onnx"), "{e}");
 }
+
+/// NHWC tensors written NCHW float32 for the reference script.
+fn write_nchw(path: &std::path::Path, inputs: &[edgetune::Tensor]) {
+    let mut raw = vec![];
+    for x in inputs {
+        let (nchw, _) = edgetune::ops::layout::channels_last_to_first(x.data(), x.shape()).unwrap();
+        raw.extend(nchw.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    std::fs::write(path, raw).unwrap();
+}
+
+#[test]
+fn onnxruntime_qdq_model_runs_in_int8_with_its_top1() {
+    let (Some(photos), Some(train), Some(test), Some(dir)) = (
+        common::shared("data/photos"),
+        common::shared("data/cifar10/train.bin"),
+        common::shared("data/cifar10/test.bin"),
+        exported(),
+    ) else {
+        return;
+    };
+    let p = edgetune::preprocess::Preprocess::default();
+    // Calibration on training images only; the comparison on photos and test images.
+    let train = edgetune::data::images::ImageSource::open(&format!("cifar10:{}", train.display())).unwrap();
+    let calib: Vec<_> = (0..16).map(|i| train.preprocessed(i, &p).unwrap()).collect();
+    let calib_file = dir.join("calib.f32");
+    write_nchw(&calib_file, &calib);
+    let qdq = dir.join("lite0_qdq.onnx");
+    python(&[
+        "quantize".as_ref(),
+        dir.join("efficientnet_lite0.onnx").as_os_str(),
+        calib_file.as_os_str(),
+        "16".as_ref(),
+        qdq.as_os_str(),
+    ]);
+    let file = import_onnx(&std::fs::read(&qdq).unwrap(), "lite0_qdq.onnx", None).unwrap();
+    assert!(file.is_int8(), "a QDQ graph imports as an int8 model");
+    let model = Classifier::new(file).unwrap();
+    let test = edgetune::data::images::ImageSource::open(&format!("cifar10:{}", test.display())).unwrap();
+    let mut inputs: Vec<_> = list_images(&photos).unwrap().iter().map(|i| load_preprocessed(i, &p).unwrap()).collect();
+    let photos_n = inputs.len();
+    inputs.extend((0..100).map(|i| test.preprocessed(i, &p).unwrap()));
+    let (input, out) = (dir.join("qdq_inputs.f32"), dir.join("qdq.json"));
+    write_nchw(&input, &inputs);
+    let count = inputs.len().to_string();
+    python(&["run".as_ref(), qdq.as_os_str(), input.as_os_str(), count.as_ref(), out.as_os_str()]);
+    let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let mut agree = 0;
+    for (i, (x, theirs)) in inputs.into_iter().zip(reference["results"].as_array().unwrap()).enumerate() {
+        let theirs: Vec<f32> = theirs.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let same = argmax(&model.logits(x).unwrap().into_data()) == argmax(&theirs);
+        if i < photos_n {
+            assert!(same, "photo {i}: top-1 differs from onnxruntime");
+        }
+        agree += same as usize;
+    }
+    println!(
+        "onnxruntime QDQ Lite0 in int8: top-1 equal on {agree}/{} (10 photos + 100 CIFAR-10 test images)",
+        photos_n + 100
+    );
+    assert!(agree as f64 >= 0.95 * (photos_n + 100) as f64, "top-1 agreement {agree}/{}", photos_n + 100);
+}

@@ -97,7 +97,8 @@ impl Writer {
     /// `x` through QuantizeLinear -> DequantizeLinear on the value's int8 grid.
     fn qdq(&mut self, x: String, name: &str, q: ValueQuant) -> String {
         let s = self.init(tensor(&format!("{name}.q_scale"), &[], data_type::FLOAT, f32s(&[q.scale])));
-        let z = self.init(tensor(&format!("{name}.q_zero_point"), &[], data_type::INT8, vec![q.zero_point as i8 as u8]));
+        let z =
+            self.init(tensor(&format!("{name}.q_zero_point"), &[], data_type::INT8, vec![q.zero_point as i8 as u8]));
         let quantized = self.node("QuantizeLinear", name, &[&x, &s, &z], vec![]);
         self.node("DequantizeLinear", name, &[&quantized, &s, &z], vec![])
     }
@@ -174,11 +175,13 @@ pub fn export_onnx(m: &ModelFile) -> Result<Vec<u8>> {
                 let (wname, bname) = match quant {
                     None => {
                         // The f32 executor's prepared node: batch norm already folded.
-                        let Some(PreparedOp::Conv { weight: wt, bias: b, .. }) = f32_plan.as_ref().map(|p| &p.ops[i]) else {
+                        let Some(PreparedOp::Conv { weight: wt, bias: b, .. }) = f32_plan.as_ref().map(|p| &p.ops[i])
+                        else {
                             return Err(Error::invalid("export", format!("node '{}' is not a prepared conv", n.name)));
                         };
                         let (oihw, _) = channels_last_to_first(wt.data(), &ws)?;
-                        let wn = wr.init(tensor(&format!("{name}.weight"), &[o, ci, kh, kw], data_type::FLOAT, f32s(&oihw)));
+                        let wn =
+                            wr.init(tensor(&format!("{name}.weight"), &[o, ci, kh, kw], data_type::FLOAT, f32s(&oihw)));
                         let bn = wr.init(tensor(&format!("{name}.bias"), &[o], data_type::FLOAT, f32s(&b)));
                         (wn, Some(bn))
                     }
@@ -193,16 +196,31 @@ pub fn export_onnx(m: &ModelFile) -> Result<Vec<u8>> {
                         };
                         let (oihw, _) = channels_last_to_first(data, &ws)?;
                         let raw = oihw.iter().map(|&v| v as u8).collect();
-                        let wn = wr.dequantized(&format!("{name}.weight"), &[o, ci, kh, kw], (data_type::INT8, raw), &scales, zps);
+                        let wn = wr.dequantized(
+                            &format!("{name}.weight"),
+                            &[o, ci, kh, kw],
+                            (data_type::INT8, raw),
+                            &scales,
+                            zps,
+                        );
                         let in_scale = vq(n.inputs[0]).map_or(1.0, |q| q.scale);
                         let bn = match bias {
                             Some(b) => {
                                 let Some(Stored::I32 { data, .. }) = m.tensors.get(b) else {
-                                    return Err(Error::invalid("export", format!("node '{}': int32 bias missing", n.name)));
+                                    return Err(Error::invalid(
+                                        "export",
+                                        format!("node '{}': int32 bias missing", n.name),
+                                    ));
                                 };
                                 let bs: Vec<f32> = scales.iter().map(|s| in_scale * s).collect();
                                 let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-                                Some(wr.dequantized(&format!("{name}.bias"), &[o], (data_type::INT32, raw), &bs, vec![0; 4 * o]))
+                                Some(wr.dequantized(
+                                    &format!("{name}.bias"),
+                                    &[o],
+                                    (data_type::INT32, raw),
+                                    &bs,
+                                    vec![0; 4 * o],
+                                ))
                             }
                             None => None,
                         };
@@ -280,7 +298,10 @@ pub fn export_onnx(m: &ModelFile) -> Result<Vec<u8>> {
     });
     let dims = |d: Vec<Dimension>| {
         Some(TypeProto {
-            tensor_type: Some(TypeProtoTensor { elem_type: data_type::FLOAT, shape: Some(TensorShapeProto { dim: d }) }),
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: data_type::FLOAT,
+                shape: Some(TensorShapeProto { dim: d }),
+            }),
         })
     };
     let batch = Dimension { dim_param: "batch".into(), ..Default::default() };

@@ -28,9 +28,9 @@ use prost::Message;
 
 use super::attr::Node;
 use super::proto::{GraphProto, ModelProto, NodeProto};
-use super::value::Value;
+use super::value::{Data, Value};
 use crate::error::{Error, Result};
-use crate::model::etm::{Imported, ModelFile, Stored};
+use crate::model::etm::{Imported, ModelFile, Quantization, Stored, ValueQuant};
 use crate::model::graph::{Graph, Node as GNode, Op, PadSpec};
 use crate::ops::layout::channels_first_to_last;
 use crate::preprocess::Preprocess;
@@ -44,6 +44,7 @@ pub const OPS: &[&str] = &[
     "Clip",
     "Constant",
     "Conv",
+    "DequantizeLinear",
     "Dropout",
     "Flatten",
     "Gemm",
@@ -51,6 +52,7 @@ pub const OPS: &[&str] = &[
     "Identity",
     "MatMul",
     "Pad",
+    "QuantizeLinear",
     "ReduceMean",
     "Relu",
     "Reshape",
@@ -75,6 +77,36 @@ struct Importer<'a> {
     tensors: HashMap<String, Tensor>,
     embedding: Option<usize>,
     logits: Option<usize>,
+    /// QDQ graphs: the integer form of dequantized constants, by the DequantizeLinear output.
+    qconsts: HashMap<String, QConst>,
+    /// QDQ graphs: QuantizeLinear outputs, awaiting their DequantizeLinear.
+    quantized: HashMap<String, Bound>,
+    /// Quantization of each graph value (index 0 = the input), from QuantizeLinear.
+    values: Vec<Option<ValueQuant>>,
+    /// Integer weights (OHWI or [O, K]) of quantized nodes, by weight key: data, scales, zero points.
+    qweights: HashMap<String, (Vec<i8>, Vec<f32>, Vec<i32>)>,
+    /// int32 biases of quantized convolutions, by bias key: data and their per-channel scales.
+    qbiases: HashMap<String, (Vec<i32>, Vec<f32>)>,
+}
+
+/// A constant behind DequantizeLinear: integers (uint8 shifted into int8), per-tensor or
+/// per-axis scales and zero points.
+struct QConst {
+    ints: Vec<i32>,
+    scales: Vec<f32>,
+    zero_points: Vec<i32>,
+    axis: usize,
+}
+
+impl QConst {
+    /// Scales and zero points per output channel (`axis` must be the channel axis).
+    fn per_channel(&self, channels: usize, axis: usize, what: &str) -> Result<(Vec<f32>, Vec<i32>)> {
+        match self.scales.len() {
+            1 => Ok((vec![self.scales[0]; channels], vec![self.zero_points[0]; channels])),
+            n if n == channels && self.axis == axis => Ok((self.scales.clone(), self.zero_points.clone())),
+            n => Err(Error::unsupported(format!("{what}: {n} scales on axis {} for {channels} channels", self.axis))),
+        }
+    }
 }
 
 fn err(file: &str, msg: impl Into<String>) -> Error {
@@ -118,7 +150,99 @@ impl<'a> Importer<'a> {
 
     fn push(&mut self, n: &NodeProto, op: Op, inputs: Vec<usize>) -> usize {
         self.nodes.push(GNode { name: node_name(n), op, inputs });
+        self.values.push(None);
         self.nodes.len()
+    }
+
+    /// Int8 weights of a quantized node, if input `i` of `n` came from DequantizeLinear:
+    /// `layout` maps the ONNX integer data to the engine's layout.
+    fn qweight(
+        &self,
+        n: &NodeProto,
+        i: usize,
+        channels: usize,
+        axis: usize,
+        layout: impl Fn(&[i32]) -> Result<Vec<i32>>,
+    ) -> Result<Option<(Vec<i8>, Vec<f32>, Vec<i32>)>> {
+        let Some(qc) = n.input.get(i).and_then(|k| self.qconsts.get(k)) else { return Ok(None) };
+        let (scales, zps) = qc.per_channel(channels, axis, &node_name(n))?;
+        let data = layout(&qc.ints)?.into_iter().map(|v| v.clamp(-128, 127) as i8).collect();
+        Ok(Some((data, scales, zps)))
+    }
+
+    /// QuantizeLinear of a graph value: records its quantization.
+    fn quantize(&mut self, n: &NodeProto) -> Result<()> {
+        let name = node_name(n);
+        let b = self.bound(n, 0)?;
+        // A padded value is quantized like the value it pads (zero padding is the zero point).
+        let (Bound::Image(v) | Bound::Flat(v) | Bound::Padded { value: v, .. }) = b;
+        let scale = self.constant(n, 1)?.as_f32(&name)?.to_vec();
+        let (zp, offset) = match n.input.get(2).filter(|s| !s.is_empty()) {
+            Some(_) => {
+                let z = self.constant(n, 2)?;
+                (z.as_i64s(&name)?, if matches!(z.data, Data::U8(_)) { 128 } else { 0 })
+            }
+            None => (vec![0], 128), // the default zero point is uint8 0
+        };
+        let (&[scale], &[zp]) = (&scale[..], &zp[..]) else {
+            return Err(Error::unsupported(format!("{name}: per-axis quantization of an activation")));
+        };
+        let q = ValueQuant { scale, zero_point: zp as i32 - offset };
+        if !(q.scale.is_finite() && q.scale > 0.0) {
+            return Err(err(self.file, format!("{name}: scale {scale}")));
+        }
+        match self.values[v] {
+            Some(old) if old != q => {
+                return Err(Error::unsupported(format!("{name}: a value quantized twice ({old:?}, then {q:?})")))
+            }
+            _ => self.values[v] = Some(q),
+        }
+        if let Some(o) = n.output.first() {
+            self.quantized.insert(o.clone(), b);
+        }
+        Ok(())
+    }
+
+    /// DequantizeLinear: of a quantized value (the value again), or of a constant (folded to
+    /// float, with its integers kept for the int8 model).
+    fn dequantize(&mut self, n: &NodeProto, node: &Node) -> Result<()> {
+        let name = node_name(n);
+        let input = n.input.first().cloned().unwrap_or_default();
+        if let Some(b) = self.quantized.get(&input).copied() {
+            self.set(n, b);
+            return Ok(());
+        }
+        let x = self.constant(n, 0)?;
+        let (ints, offset): (Vec<i32>, i32) = match &x.data {
+            Data::I8(d) => (d.iter().map(|&v| v as i32).collect(), 0),
+            Data::U8(d) => (d.iter().map(|&v| v as i32 - 128).collect(), 128),
+            Data::I32(d) => (d.clone(), 0),
+            d => return Err(Error::unsupported(format!("{name}: DequantizeLinear of {}", d.type_name()))),
+        };
+        let shape = x.shape.clone();
+        let scales = self.constant(n, 1)?.as_f32(&name)?.to_vec();
+        let zero_points: Vec<i32> = match n.input.get(2).filter(|s| !s.is_empty()) {
+            Some(_) => self.constant(n, 2)?.as_i64s(&name)?.iter().map(|&z| z as i32 - offset).collect(),
+            None => vec![0; scales.len()],
+        };
+        let axis = if scales.len() > 1 { node.axis(node.int("axis", 1)?, shape.len())? } else { 0 };
+        if zero_points.len() != scales.len() || (scales.len() > 1 && shape.get(axis) != Some(&scales.len())) {
+            return Err(err(self.file, format!("{name}: {} scales for shape {shape:?}", scales.len())));
+        }
+        // Float value: (q - z) * s along `axis`.
+        let inner: usize = shape.iter().skip(axis + 1).product();
+        let floats: Vec<f32> = ints
+            .iter()
+            .enumerate()
+            .map(|(k, &q)| {
+                let c = if scales.len() == 1 { 0 } else { (k / inner.max(1)) % scales.len() };
+                (q - zero_points[c]) as f32 * scales[c]
+            })
+            .collect();
+        let out = n.output.first().cloned().unwrap_or_default();
+        self.consts.insert(out.clone(), Value::f32(shape, floats)?);
+        self.qconsts.insert(out, QConst { ints, scales, zero_points, axis });
+        Ok(())
     }
 
     fn constant(&self, n: &NodeProto, i: usize) -> Result<&Value> {
@@ -159,6 +283,12 @@ impl<'a> Importer<'a> {
         };
         let (data, _) = channels_first_to_last(w.as_f32(&name)?, &[o, ig, kh, kw])?;
         let weight = Tensor::new(vec![o, kh, kw, ig], data)?;
+        let to_ohwi = |d: &[i32]| channels_first_to_last(d, &[o, ig, kh, kw]).map(|r| r.0);
+        let qweight = self.qweight(n, 1, o, 0, to_ohwi)?;
+        let qbias = match n.input.get(2).and_then(|k| self.qconsts.get(k)) {
+            Some(qc) => Some((qc.ints.clone(), qc.per_channel(o, 0, &name)?.0)),
+            None => None,
+        };
         let bias = match n.input.get(2).filter(|s| !s.is_empty()) {
             Some(_) => Some(Tensor::new(vec![o], self.constant(n, 2)?.as_f32(&name)?.to_vec())?),
             None => None,
@@ -189,9 +319,15 @@ impl<'a> Importer<'a> {
         let &[sh, sw] = &strides[..] else { return Err(err(self.file, format!("{name}: strides {strides:?}"))) };
         let key = format!("{name}.weight");
         self.tensors.insert(key.clone(), weight);
+        if let Some(q) = qweight {
+            self.qweights.insert(key.clone(), q);
+        }
         let bias_key = bias.map(|b| {
             let k = format!("{name}.bias");
             self.tensors.insert(k.clone(), b);
+            if let Some(q) = qbias {
+                self.qbiases.insert(k.clone(), q);
+            }
             k
         });
         let op = Op::Conv2d {
@@ -245,7 +381,13 @@ impl<'a> Importer<'a> {
     }
 
     /// A dense layer from weights `[O, K]` (already transposed as needed).
-    fn dense(&mut self, n: &NodeProto, weight: Tensor, bias: Option<Vec<f32>>) -> Result<()> {
+    fn dense(
+        &mut self,
+        n: &NodeProto,
+        weight: Tensor,
+        qweight: Option<(Vec<i8>, Vec<f32>, Vec<i32>)>,
+        bias: Option<Vec<f32>>,
+    ) -> Result<()> {
         let name = node_name(n);
         let Bound::Flat(x) = self.bound(n, 0)? else {
             return Err(Error::unsupported(format!("{name}: a matrix product of an unpooled image")));
@@ -253,6 +395,9 @@ impl<'a> Importer<'a> {
         let o = weight.shape()[0];
         let key = format!("{name}.weight");
         self.tensors.insert(key.clone(), weight);
+        if let Some(q) = qweight {
+            self.qweights.insert(key.clone(), q);
+        }
         let bias_key = match bias {
             Some(b) if b.len() == o => {
                 let k = format!("{name}.bias");
@@ -283,6 +428,8 @@ impl<'a> Importer<'a> {
                 Ok(())
             }
             "Conv" => self.conv(n, &node),
+            "QuantizeLinear" => self.quantize(n),
+            "DequantizeLinear" => self.dequantize(n, &node),
             "BatchNormalization" => self.batch_norm(n, &node),
             "Relu" => self.activation(n, Activation::Relu),
             "Clip" => {
@@ -373,19 +520,25 @@ impl<'a> Importer<'a> {
                 let w = self.constant(n, 1)?;
                 let &[r, c] = &w.shape[..] else { return Err(err(self.file, format!("{name}: 2-D weights expected"))) };
                 let data = w.as_f32(&name)?.to_vec();
-                let weight =
-                    if node.int("transB", 0)? != 0 { Tensor::new(vec![r, c], data)? } else { transpose(&data, r, c)? };
+                let trans_b = node.int("transB", 0)? != 0;
+                let weight = if trans_b { Tensor::new(vec![r, c], data)? } else { transpose(&data, r, c)? };
+                let qweight = if trans_b {
+                    self.qweight(n, 1, r, 0, |d| Ok(d.to_vec()))?
+                } else {
+                    self.qweight(n, 1, c, 1, |d| Ok(transpose_ints(d, r, c)))?
+                };
                 let bias = match n.input.get(2).filter(|s| !s.is_empty()) {
                     Some(_) => Some(self.constant(n, 2)?.as_f32(&name)?.to_vec()),
                     None => None,
                 };
-                self.dense(n, weight, bias)
+                self.dense(n, weight, qweight, bias)
             }
             "MatMul" => {
                 let w = self.constant(n, 1)?;
                 let &[k, o] = &w.shape[..] else { return Err(err(self.file, format!("{name}: 2-D weights expected"))) };
                 let weight = transpose(w.as_f32(&name)?, k, o)?;
-                self.dense(n, weight, None)
+                let qweight = self.qweight(n, 1, o, 1, |d| Ok(transpose_ints(d, k, o)))?;
+                self.dense(n, weight, qweight, None)
             }
             "Pad" => {
                 let mode = node.string("mode")?.unwrap_or_else(|| "constant".into());
@@ -426,6 +579,65 @@ impl<'a> Importer<'a> {
             other => Err(Error::unsupported(format!("{name}: ONNX op {other}"))),
         }
     }
+}
+
+impl Importer<'_> {
+    /// The int8 model of a QDQ graph: integer weights with their scales and zero points, int32
+    /// conv biases on the scale `s_in * s_w[c]` (requantized from the float bias when the file's
+    /// bias scale differs), the f32 head bias, and every value's quantization.
+    fn int8_store(&mut self, embedding: usize, logits: usize) -> Result<(HashMap<String, Stored>, Quantization)> {
+        let mut store = HashMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if self.values[i + 1].is_none() && i + 1 != embedding && i + 1 != logits {
+                return Err(Error::unsupported(format!(
+                    "{}: the output of '{}' has no QuantizeLinear (partly quantized graphs are not supported)",
+                    self.file, node.name
+                )));
+            }
+            let (weight, bias) = match &node.op {
+                Op::Conv2d { weight, bias, .. } | Op::Dense { weight, bias, .. } => (weight, bias),
+                _ => continue,
+            };
+            let Some((w, scales, zps)) = self.qweights.remove(weight) else {
+                return Err(Error::unsupported(format!(
+                    "{}: the weights of '{}' are float in a quantized graph",
+                    self.file, node.name
+                )));
+            };
+            let shape = self.tensors.get(weight).map(|t| t.shape().to_vec()).unwrap_or_default();
+            let channels = scales.len();
+            store.insert(weight.clone(), Stored::I8 { shape, data: w });
+            store.insert(format!("{weight}.scale"), Stored::F32(Tensor::new(vec![channels], scales.clone())?));
+            if zps.iter().any(|&z| z != 0) {
+                store.insert(format!("{weight}.zero_point"), Stored::I32 { shape: vec![channels], data: zps });
+            }
+            let Some(b) = bias else { continue };
+            let float = self.tensors.get(b).map(|t| t.data().to_vec()).unwrap_or_default();
+            if matches!(node.op, Op::Dense { .. }) {
+                store.insert(b.clone(), Stored::F32(Tensor::new(vec![float.len()], float)?));
+                continue;
+            }
+            let s_in = self.values[node.inputs[0]].map(|q| q.scale).unwrap_or(1.0);
+            let expected: Vec<f64> = scales.iter().map(|&sw| s_in as f64 * sw as f64).collect();
+            let data = match self.qbiases.remove(b) {
+                Some((ints, bs)) if bs.iter().zip(&expected).all(|(&a, &e)| ((a as f64) - e).abs() <= 1e-6 * e) => ints,
+                _ => float.iter().zip(&expected).map(|(&f, &e)| (f as f64 / e).round() as i32).collect(),
+            };
+            store.insert(b.clone(), Stored::I32 { shape: vec![data.len()], data });
+        }
+        let q = Quantization {
+            method: "onnx-qdq".into(),
+            samples: 0,
+            calibration_source: format!("kept from the ONNX file {}", self.file),
+            values: self.values.clone(),
+            arithmetic: Default::default(),
+        };
+        Ok((store, q))
+    }
+}
+
+fn transpose_ints(data: &[i32], rows: usize, cols: usize) -> Vec<i32> {
+    (0..cols).flat_map(|c| (0..rows).map(move |r| data[r * cols + c])).collect()
 }
 
 fn transpose(data: &[f32], rows: usize, cols: usize) -> Result<Tensor> {
@@ -509,6 +721,11 @@ pub fn import_onnx(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> Res
         tensors: HashMap::new(),
         embedding: None,
         logits: None,
+        qconsts: HashMap::new(),
+        quantized: HashMap::new(),
+        values: vec![None],
+        qweights: HashMap::new(),
+        qbiases: HashMap::new(),
     };
     for n in &g.node {
         im.node(n)?;
@@ -518,13 +735,19 @@ pub fn import_onnx(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> Res
             "{file}: the network must end in a global average pool and a classifier"
         )));
     };
+    let (tensors, quantization) = if im.values.iter().any(Option::is_some) {
+        let (t, q) = im.int8_store(embedding, logits)?;
+        (t, Some(q))
+    } else {
+        (std::mem::take(&mut im.tensors).into_iter().map(|(k, v)| (k, Stored::F32(v))).collect(), None)
+    };
     Imported {
         kind: "onnx",
         file: file.to_string(),
         graph: Graph { input: [h, w, 3], nodes: im.nodes, embedding, logits },
         preprocess: Preprocess { size: h, ..Preprocess::default() },
-        quantization: None,
-        tensors: im.tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect(),
+        quantization,
+        tensors,
         step: format!(
             "imported from ONNX ({} nodes, opset {}, producer '{}')",
             g.node.len(),

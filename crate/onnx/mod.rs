@@ -5,8 +5,8 @@
 
 mod attr;
 pub mod conformance;
-pub mod graph;
 pub mod export;
+pub mod graph;
 pub mod import;
 mod ops;
 pub mod proto;

@@ -5,6 +5,9 @@ usage:
       writes OUTDIR/mobilenet_v2.onnx (torchvision, random weights, seed 0) and
       OUTDIR/efficientnet_lite0.onnx (the default model's checkpoint in a PyTorch module
       written here: TF-"same" padding as explicit Pad nodes before stride-2 convolutions)
+  onnx_reference.py quantize MODEL.onnx CALIB.f32 COUNT OUT.onnx
+      onnxruntime's quantize_static: QDQ, per-channel int8 weights, uint8 activations, MinMax
+      calibration on COUNT float32 NCHW images
   onnx_reference.py run MODEL.onnx IMAGES.f32 COUNT OUT.json
       runs onnxruntime (CPU) on COUNT float32 NCHW images, writes the first output per image
 """
@@ -163,8 +166,27 @@ def run(model, images, count, out):
     json.dump({"results": results}, open(out, "w"))
 
 
+def quantize(model, calib, count, out):
+    from onnxruntime import quantization as q
+    import onnx
+    h = onnx.load(model).graph.input[0].type.tensor_type.shape.dim[2].dim_value
+    x = np.fromfile(calib, dtype=np.float32).reshape(count, 3, h, h)
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": x[i:i + 1]} for i in range(count)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    q.quantize_static(model, out, Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
+                      activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "export":
         export(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "quantize":
+        quantize(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
     else:
         run(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
