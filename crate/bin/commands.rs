@@ -25,12 +25,7 @@ pub fn import(input: &Path, output: &Path, labels: Option<&Path>, arch: &str, so
         let start = Instant::now();
         let labels = labels.map(|p| read_labels(p, None)).transpose()?;
         let bytes = edgetune::data::read_limited(input, edgetune::model::etm::MAX_MODEL_BYTES)?;
-        let name = input.display().to_string();
-        let model = if ext == "tflite" {
-            edgetune::tflite::import_tflite(&bytes, &name, labels)?
-        } else {
-            edgetune::onnx::import::import_onnx(&bytes, &name, labels)?
-        };
+        let model = edgetune::model::import_file(&bytes, &input.display().to_string(), labels)?;
         model.save(output)?;
         let kind = if model.is_int8() { "int8" } else { "f32" };
         report_written(output, &format!(", {kind}, {} nodes", model.header.graph.nodes.len()), start);

@@ -10,6 +10,10 @@
 //!   uses its CPU path and `description` says why.
 //! - `Engine`: a model on WebGPU or the CPU: `classify`, `embed`, `backend()` (see [`engine`]).
 //! - `HeadTrainer`: head-only training on embeddings, one epoch per call (see [`trainer`]).
+//! - `importModel(bytes: Uint8Array, fileName: string, labels?: string[]): Uint8Array`: a
+//!   `.tflite`, `.onnx` or `.etm` file converted in the browser to `.etm` bytes for
+//!   `Engine.create` (format by extension, else by content); bad files throw a clear error.
+//! - `modelInfo(etm: Uint8Array)`: `{ architecture, precision, classes, input, source }`.
 
 mod engine;
 mod trainer;
@@ -27,6 +31,36 @@ pub fn start() {
 #[wasm_bindgen]
 pub fn version() -> String {
     crate::VERSION.to_string()
+}
+
+/// Converts a model file to `.etm` bytes (see the module docs).
+#[wasm_bindgen(js_name = importModel)]
+pub fn import_model(bytes: Vec<u8>, file_name: String, labels: Option<Vec<String>>) -> Result<Vec<u8>, JsError> {
+    let err = |e: crate::Error| JsError::new(&e.to_string());
+    crate::model::import_file(&bytes, &file_name, labels).and_then(|m| m.to_bytes()).map_err(err)
+}
+
+#[derive(Serialize)]
+struct ModelInfo {
+    architecture: String,
+    precision: &'static str,
+    classes: usize,
+    input: [usize; 3],
+    source: String,
+}
+
+/// What an `.etm` holds (see the module docs).
+#[wasm_bindgen(js_name = modelInfo)]
+pub fn model_info(etm: Vec<u8>) -> Result<JsValue, JsError> {
+    let m = crate::model::etm::ModelFile::from_bytes(&etm).map_err(|e| JsError::new(&e.to_string()))?;
+    let info = ModelInfo {
+        architecture: m.header.architecture.clone(),
+        precision: if m.is_int8() { "int8" } else { "f32" },
+        classes: m.header.labels.len(),
+        input: m.header.graph.input,
+        source: m.header.provenance.source.clone(),
+    };
+    serde_wasm_bindgen::to_value(&info).map_err(|e| JsError::new(&e.to_string()))
 }
 
 #[derive(Serialize)]
