@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # npm run fuzz: every loader of untrusted bytes under libFuzzer (cargo-fuzz, nightly), each
 # for FUZZ_SECONDS (default 60). Seeds come from real files: the default models' and the
-# checkpoint's first 64 KiB, ONNX's own node-test models and the smallest shared TFLite file. Prints the executions per
+# checkpoint's first 64 KiB, ONNX's own node-test models, two small generated classifiers
+# (fuzz/seeds/onnx_seeds.py) and the smallest shared TFLite file. Prints the executions per
 # target; a crash leaves its input in fuzz/artifacts/<target>/ and fails the run (turn it
 # into a regression test in tests/bad_input.rs). Not part of npm test: it is bounded but slow.
+# FUZZ_TARGETS="onnx_import tflite_import" runs only those.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 secs="${FUZZ_SECONDS:-60}"
@@ -16,7 +18,7 @@ fi
 bash scripts/models.sh
 
 corpus=fuzz/corpus
-mkdir -p "$corpus/etm_loader" "$corpus/torch_checkpoint" "$corpus/onnx_model" "$corpus/tflite_import"
+mkdir -p "$corpus/etm_loader" "$corpus/torch_checkpoint" "$corpus/onnx_model" "$corpus/onnx_import" "$corpus/tflite_import"
 for m in www/models/*.etm; do head -c 65536 "$m" > "$corpus/etm_loader/seed-$(basename "$m")"; done
 ckpt=$(find "${EDGETUNE_CACHE:-$HOME/.cache/edgetune}" -name '*.pth' | head -1)
 [ -n "$ckpt" ] && head -c 65536 "$ckpt" > "$corpus/torch_checkpoint/seed-checkpoint"
@@ -27,12 +29,22 @@ if [ -d /usr/share/libonnx-testdata/data/node ]; then
   done
 fi
 
+# Two small classifiers that import (float and QDQ), written with onnx.helper in the interop
+# venv that npm test sets up (scripts/test-deps.sh).
+venv="${EDGETUNE_CACHE:-$HOME/.cache/edgetune}/interop-venv"
+if [ -x "$venv/bin/python" ]; then
+  "$venv/bin/python" fuzz/seeds/onnx_seeds.py "$corpus/onnx_import"
+else
+  say "no interop venv ($venv): onnx_import starts from the node-test models only (run npm test once to make it)"
+fi
+cp "$corpus"/onnx_model/seed-*.onnx "$corpus/onnx_import/" 2>/dev/null || true
+
 # The smallest shared TFLite model, whole (its weights sit at the end of the flatbuffer).
 tfl=../shared/models/mobilenet_v1_0.25_128_quant.tflite
 [ -f "$tfl" ] && cp "$tfl" "$corpus/tflite_import/seed-mobilenet.tflite"
 
 status=0
-for target in etm_loader torch_checkpoint onnx_model tflite_import; do
+for target in ${FUZZ_TARGETS:-etm_loader torch_checkpoint onnx_model onnx_import tflite_import}; do
   max_len=65536
   [ "$target" = tflite_import ] && max_len=600000
   say "fuzzing $target for ${secs}s"

@@ -128,6 +128,36 @@ fn wrong_label_count_is_an_error() {
     assert!(e.contains("2 labels for 1001 classes"), "{e}");
 }
 
+/// A head trained on an imported TFLite backbone (what the page's "Open model" then Train
+/// saves): the imported classifier's weight zero points and logits grid are dropped, and the
+/// model's logits are the int8 head on the backbone's embedding, `W e + b` within the head's
+/// own weight rounding.
+#[test]
+fn a_new_head_on_a_tflite_backbone_computes_w_e_plus_b() {
+    let (Some(models), Some(photos)) = (common::shared("models"), common::shared("data/photos")) else { return };
+    let bytes = std::fs::read(models.join(MODELS[0])).unwrap();
+    let backbone = import_tflite(&bytes, MODELS[0], None).unwrap();
+    let dim = backbone.embedding_dim().expect("a dense classifier");
+    assert_eq!(dim, 256);
+    let classes = 3;
+    let weight: Vec<f32> = (0..classes * dim).map(|i| ((i * 7919 % 997) as f32 / 997.0 - 0.5) * 0.2).collect();
+    let head = edgetune::train::head::LinearHead { dim, classes, weight: weight.clone(), bias: vec![0.1, -0.2, 0.05] };
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let m = edgetune::train::finetune::with_head(&backbone, &head, &names).unwrap();
+    let m = edgetune::model::etm::ModelFile::from_bytes(&m.to_bytes().unwrap()).unwrap();
+    let model = Classifier::new(m.clone()).unwrap();
+    for img in list_images(&photos).unwrap().iter().take(3) {
+        let x = load_preprocessed(img, &m.header.preprocess).unwrap();
+        let e = model.embeddings(x.clone()).unwrap().into_data();
+        let logits = model.logits(x).unwrap().into_data();
+        for c in 0..classes {
+            let want: f32 = head.bias[c] + weight[c * dim..(c + 1) * dim].iter().zip(&e).map(|(w, v)| w * v).sum::<f32>();
+            let scale: f32 = weight[c * dim..(c + 1) * dim].iter().zip(&e).map(|(w, v)| (w * v).abs()).sum::<f32>();
+            assert!((logits[c] - want).abs() <= 0.01 * scale + 1e-4, "{img:?} class {c}: {} vs {want}", logits[c]);
+        }
+    }
+}
+
 fn tempdir(tag: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("edgetune-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();

@@ -2,13 +2,18 @@
 // has it, else the CPU), teaching the user's own classes (samples from the camera or from
 // files), training a head in a Web Worker, and keeping everything in IndexedDB.
 //
+// The backbone can be swapped for a model the user opens or drops on the page (.tflite,
+// .onnx, .etm; converted in wasm, kept in IndexedDB). Embeddings belong to the backbone
+// that made them, so a switch re-embeds every stored sample from its image before it
+// commits (store.js), and the trained heads of other backbones stay kept but hidden.
+//
 // One engine call runs at a time (`exclusive`): the frame loop, file uploads and anything
 // else queue behind the call in flight instead of piling up in the engine. The live view
 // shows the user's classes once a version is trained (mode "custom"), the ImageNet
 // classifier otherwise.
-import init, { version as engineVersion, modelWithHead } from '/pkg/edgetune.js';
+import init, { version as engineVersion, modelWithHead, importModel, modelInfo } from '/pkg/edgetune.js';
 import { Camera, CameraError, centreSquare } from '/camera.js';
-import { openStore } from '/store.js';
+import { openStore, BUILTIN } from '/store.js';
 import { checkName, exportProject, parseProject, headProbabilities } from '/project.js';
 
 const MODEL_URL = '/models/efficientnet_lite0.int8.etm';
@@ -22,9 +27,15 @@ const el = (tag, props = {}, ...children) => {
   return e;
 };
 
+const MODEL_FILE = /\.(tflite|onnx|etm)$/i;
+
 const state = {
   engine: null,
-  modelBytes: null,
+  modelBytes: null, // the backbone in use (.etm bytes)
+  backbone: BUILTIN, // its key (store.js)
+  modelName: 'EfficientNet-Lite0 int8',
+  models: [], // models the user opened, as stored
+  switching: false, // a model switch is re-embedding samples: frames and recording pause
   dim: 1280,
   store: null,
   classes: [],
@@ -44,7 +55,7 @@ const state = {
 // per-frame inference ms, extra ms per recorded sample (JPEG + storage; the embedding comes
 // from the frame already classified), train ms, and ms from pressing Train to the first live
 // frame showing the new classes.
-const stats = { frameMs: [], sampleMs: [], trainMs: null, trainToLiveMs: null, trainSamples: null };
+const stats = { frames: 0, frameMs: [], sampleMs: [], trainMs: null, trainToLiveMs: null, trainSamples: null };
 globalThis.edgetuneStats = stats;
 const keep = (list, v) => { list.push(v); if (list.length > 200) list.shift(); };
 let trainPressedAt = null;
@@ -79,6 +90,7 @@ class RemoteEngine {
   }
 
   create(model, backend) { return this.call('create', { model, backend }); }
+  memory() { return this.call('memory'); }
   backend() { return this.call('backend'); }
   classify(rgba, width, height, k) { return this.call('classify', { rgba, width, height, k }, [rgba.buffer]); }
   embed(rgba, width, height) { return this.call('embed', { rgba, width, height }, [rgba.buffer]); }
@@ -100,7 +112,9 @@ function showError(err) {
   errorTimer = setTimeout(() => { box.hidden = true; }, 8000);
 }
 
-const currentVersion = () => state.versions.find((v) => v.id === state.current) || null;
+// Heads trained on the backbone in use (the others stay stored for when it is back).
+const ownVersions = () => state.versions.filter((v) => v.backbone === state.backbone);
+const currentVersion = () => ownVersions().find((v) => v.id === state.current) || null;
 const samplesOf = (classId) => state.samples.filter((s) => s.classId === classId);
 
 // ---- live view ------------------------------------------------------------------------
@@ -145,6 +159,7 @@ function renderLive() {
 }
 
 async function onFrame(video) {
+  if (state.switching) return;
   const frame = centreSquare(video, FRAME, onFrame.canvas || (onFrame.canvas = new OffscreenCanvas(FRAME, FRAME)));
   const r = await exclusive(() => state.engine.classify(frame.rgba, frame.width, frame.height, 3));
   const embedding = r.embedding;
@@ -152,6 +167,7 @@ async function onFrame(video) {
   state.lastFrame = { embedding, top: r.top };
   renderLive();
   state.frames++;
+  stats.frames++;
   const now = performance.now();
   if (now - state.fpsSince > 1000) {
     $('fps').textContent = `${((1000 * state.frames) / (now - state.fpsSince)).toFixed(1)} fps`;
@@ -173,7 +189,7 @@ async function onFrame(video) {
 async function addSample(classId, embedding, image) {
   if (!state.classes.some((c) => c.id === classId)) return;
   try {
-    const s = await state.store.addSample(classId, embedding, image);
+    const s = await state.store.addSample(classId, embedding, state.backbone, image);
     state.samples.push(s);
     renderClasses();
     if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {});
@@ -205,6 +221,7 @@ async function addFiles(classId, files) {
 }
 
 function startRecording(classId, button) {
+  if (state.switching) return;
   if (!state.camera || !state.camera.running) {
     showError('The camera is not running: add images from files instead.');
     return;
@@ -414,7 +431,10 @@ function trainingWorker() {
       state.trainer = null;
       if (state.training) state.training.fail(ev.message || 'the worker stopped');
     };
-    state.trainer.onmessage = (ev) => state.training && state.training.on(ev.data);
+    state.trainer.onmessage = (ev) => {
+      if (ev.data.type === 'memory') memoryWaiters.shift()?.(ev.data.wasmBytes);
+      else if (state.training) state.training.on(ev.data);
+    };
   }
   return state.trainer;
 }
@@ -450,6 +470,7 @@ function train() {
     stats.trainMs = performance.now() - trainPressedAt;
     finish();
     const version = {
+      backbone: state.backbone,
       classIds: classes.map((c) => c.id),
       names,
       dim: r.dim,
@@ -476,6 +497,7 @@ function train() {
     setMode('custom');
     renderLive();
     renderResult(pending);
+    document.body.dataset.saving = 'version';
     try {
       const saved = await state.store.saveVersion(version);
       state.versions[state.versions.indexOf(pending)] = saved;
@@ -489,6 +511,8 @@ function train() {
       renderLive();
       document.body.dataset.training = 'error';
       showError(err);
+    } finally {
+      delete document.body.dataset.saving;
     }
     renderVersions();
   };
@@ -512,9 +536,10 @@ function train() {
 // ---- versions, export, import ----------------------------------------------------------
 
 function renderVersions() {
-  const list = state.versions.slice().reverse().map((v, i) => {
+  const own = ownVersions();
+  const list = own.slice().reverse().map((v, i) => {
     const acc = v.metrics && v.metrics.validationAccuracy;
-    const label = `v${state.versions.length - i} · ${v.names.join(', ')}${acc === null || acc === undefined ? '' : ` · ${(100 * acc).toFixed(0)}%`} · ${new Date(v.created).toLocaleString()}`;
+    const label = `v${own.length - i} · ${v.names.join(', ')}${acc === null || acc === undefined ? '' : ` · ${(100 * acc).toFixed(0)}%`} · ${new Date(v.created).toLocaleString()}`;
     const use = el('button', { type: 'button', textContent: v.id === state.current ? 'In use' : 'Use', disabled: v.id === state.current });
     use.addEventListener('click', async () => {
       try {
@@ -527,11 +552,11 @@ function renderVersions() {
     });
     const del = el('button', { type: 'button', className: 'danger', textContent: 'Delete' });
     del.addEventListener('click', async () => {
-      const rest = state.versions.filter((o) => o.id !== v.id);
+      const rest = own.filter((o) => o.id !== v.id);
       const next = v.id === state.current ? (rest.length ? rest[rest.length - 1].id : null) : state.current;
       try {
         await state.store.deleteVersion(v.id, next);
-        state.versions = rest;
+        state.versions = state.versions.filter((o) => o.id !== v.id);
         state.current = next;
         setMode(state.mode);
         renderVersions();
@@ -564,7 +589,8 @@ function downloadModel() {
 
 async function exportAll() {
   try {
-    const text = await exportProject(state, state.dim, MODEL_URL);
+    // The file holds one backbone's features: the samples' and this backbone's heads.
+    const text = await exportProject({ ...state, versions: ownVersions() }, state.dim, state.backbone);
     download(new Blob([text], { type: 'application/json' }), 'edgetune-project.json');
   } catch (err) {
     showError(err);
@@ -573,10 +599,15 @@ async function exportAll() {
 
 async function importFile(file) {
   try {
-    const project = parseProject(await file.text(), state.dim);
+    const project = parseProject(await file.text(), state.dim, state.backbone);
     if (state.samples.length && !confirm('Replace your current classes, samples and models with the imported project?')) return;
     await state.store.replaceAll(project);
     await loadProject();
+    // Samples made by another model are re-embedded by this one from their images.
+    if (state.samples.some((s) => s.backbone !== state.backbone)) {
+      await switching(() => commitBackbone(state.backbone, null));
+      await loadProject();
+    }
   } catch (err) {
     showError(err);
   }
@@ -584,12 +615,183 @@ async function importFile(file) {
 
 async function loadProject() {
   const p = await state.store.load();
-  Object.assign(state, { classes: p.classes, samples: p.samples, versions: p.versions, current: p.current });
+  Object.assign(state, { classes: p.classes, samples: p.samples, versions: p.versions, current: p.current, models: p.models });
   setMode(p.mode);
   renderClasses();
   renderVersions();
+  renderModels();
   const v = currentVersion();
   if (v) renderResult(v);
+  return p;
+}
+
+// ---- the backbone model ------------------------------------------------------------------
+
+// A key for a model's bytes: two 32-bit FNV-1a hashes (different offsets) and the length.
+// It tells embeddings of different models apart; it is not a security measure.
+function modelKey(bytes) {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ 0x5bd1e995;
+  for (let i = 0; i < bytes.length; i++) {
+    a = Math.imul(a ^ bytes[i], 0x01000193);
+    b = Math.imul(b ^ bytes[i], 0x01000193);
+  }
+  return `etm-${bytes.length}-${(a >>> 0).toString(16)}${(b >>> 0).toString(16)}`;
+}
+
+let builtinBytes = null;
+async function builtinModel() {
+  if (!builtinBytes) {
+    const res = await fetch(MODEL_URL);
+    if (!res.ok) throw new Error(`the model could not be loaded (${res.status})`);
+    builtinBytes = new Uint8Array(await res.arrayBuffer());
+  }
+  return builtinBytes;
+}
+
+function modelStatus(text) {
+  const box = $('model-status');
+  box.textContent = text || '';
+  box.hidden = !text;
+}
+
+// Runs `fn` with the frame loop and recording paused (a switch in progress).
+async function switching(fn) {
+  state.switching = true;
+  stopRecording();
+  document.body.dataset.switching = 'true';
+  try {
+    return await fn();
+  } finally {
+    state.switching = false;
+    delete document.body.dataset.switching;
+    modelStatus('');
+  }
+}
+
+// Starts the engine on `bytes` (the old engine keeps running if this fails).
+async function startEngine(bytes) {
+  const badge = $('backend');
+  const wanted = new URLSearchParams(location.search).get('backend') || 'auto';
+  const b = await exclusive(() => state.engine.create(bytes.slice(), wanted));
+  badge.textContent = backendLabel(b);
+  badge.title = `${b.device}: ${b.reason}`;
+  badge.dataset.backend = b.backend;
+  badge.dataset.state = 'done';
+  return b;
+}
+
+// The embedding of a stored sample image by the engine in use.
+async function embedImage(blob) {
+  const bitmap = await createImageBitmap(blob);
+  const frame = centreSquare(bitmap, FRAME);
+  bitmap.close();
+  return exclusive(() => state.engine.embed(frame.rgba, frame.width, frame.height));
+}
+
+// With the engine already running backbone `key`: re-embeds the samples another backbone
+// made and commits the switch (and `record`, a newly opened model) in one transaction.
+async function commitBackbone(key, record) {
+  const stale = state.samples.filter((s) => s.backbone !== key);
+  const embeddings = new Map();
+  let done = 0;
+  for (const s of state.samples) {
+    if (s.backbone === key) {
+      embeddings.set(s.id, s.embedding);
+      continue;
+    }
+    modelStatus(`Re-embedding your samples with the new model: ${++done}/${stale.length}`);
+    embeddings.set(s.id, await embedImage(s.image));
+  }
+  const own = state.versions.filter((v) => v.backbone === key);
+  const current = own.some((v) => v.id === state.current) ? state.current : own.length ? own[own.length - 1].id : null;
+  document.body.dataset.saving = 'model';
+  try {
+    await state.store.switchBackbone({ key, model: record, embeddings, current });
+  } finally {
+    delete document.body.dataset.saving;
+  }
+}
+
+function applyModel(key, bytes, name) {
+  const info = modelInfo(bytes);
+  Object.assign(state, { backbone: key, modelBytes: bytes, modelName: name, dim: info.dim });
+  $('mode-imagenet').textContent = key === BUILTIN ? 'ImageNet' : 'Model classes';
+  document.body.dataset.backbone = key;
+}
+
+// Makes the built-in model (record null) or a stored or newly opened model the backbone.
+async function useModel(record, isNew = false) {
+  const key = record ? record.key : BUILTIN;
+  if (key === state.backbone) return;
+  const bytes = record ? record.bytes : await builtinModel();
+  const name = record ? record.name : 'EfficientNet-Lite0 int8';
+  const previous = { key: state.backbone, bytes: state.modelBytes, name: state.modelName };
+  await switching(async () => {
+    modelStatus(`Starting ${name}…`);
+    await startEngine(bytes);
+    try {
+      await commitBackbone(key, isNew ? record : null);
+    } catch (err) {
+      await startEngine(previous.bytes).catch(() => {});
+      throw err;
+    }
+    applyModel(key, bytes, name);
+    await loadProject();
+  });
+  renderLive();
+}
+
+// A model file (with an optional labels .txt, one class per line) opened or dropped.
+async function openModel(files) {
+  const file = files.find((f) => MODEL_FILE.test(f.name));
+  if (!file) {
+    showError('Open a .tflite, .onnx or .etm model file (and optionally a .txt with one label per line).');
+    return;
+  }
+  if (state.switching) return;
+  const labelsFile = files.find((f) => /\.txt$/i.test(f.name));
+  try {
+    modelStatus(`Converting ${file.name}…`);
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const labels = labelsFile ? (await labelsFile.text()).split(/\r?\n/).map((l) => l.trim()).filter(Boolean) : undefined;
+    const etm = importModel(bytes, file.name, labels);
+    const info = modelInfo(etm);
+    if (!info.dim) throw new Error('its classifier is not a dense layer on pooled features, so no classes can be trained on it');
+    const record = { key: modelKey(etm), name: file.name.replace(MODEL_FILE, ''), fileName: file.name, bytes: etm, info, created: Date.now() };
+    const stored = state.models.find((m) => m.key === record.key);
+    await useModel(stored || record, !stored);
+  } catch (err) {
+    modelStatus('');
+    showError(`Could not open ${file.name}: ${err && err.message ? err.message : err}`);
+  }
+}
+
+function renderModels() {
+  const row = (key, label, record) => {
+    const inUse = key === state.backbone;
+    const use = el('button', { type: 'button', textContent: inUse ? 'In use' : 'Use', disabled: inUse });
+    use.addEventListener('click', () => useModel(record).catch(showError));
+    const li = el('li', {}, el('span', { className: inUse ? 'current' : '', textContent: label }), use);
+    li.dataset.key = key;
+    if (record) {
+      const del = el('button', { type: 'button', className: 'danger', textContent: 'Delete', disabled: inUse });
+      del.addEventListener('click', async () => {
+        const n = state.versions.filter((v) => v.backbone === key).length;
+        if (n && !confirm(`Delete ${record.name} and the ${n} model versions trained on it?`)) return;
+        try {
+          await state.store.deleteModel(key);
+          await loadProject();
+        } catch (err) { showError(err); }
+      });
+      li.append(del);
+    }
+    return li;
+  };
+  const describe = (info) => `${info.precision} · ${info.input[0]}×${info.input[1]} · ${info.dim} features · ${info.classes} classes`;
+  $('models').replaceChildren(
+    row(BUILTIN, 'EfficientNet-Lite0 int8 (built in)', null),
+    ...state.models.map((m) => row(m.key, `${m.name} · ${describe(m.info)}`, m)));
 }
 
 // ---- start ----------------------------------------------------------------------------
@@ -598,6 +800,22 @@ function backendLabel(b) {
   if (b.backend === 'gpu') return b.variant === 'dot4I8Packed' ? 'WebGPU · dot4' : 'WebGPU';
   return 'CPU';
 }
+
+async function memory() {
+  const trainer = trainingWorker();
+  const trainerWasm = new Promise((resolve) => { memoryWaiters.push(resolve); });
+  trainer.postMessage({ type: 'memory' });
+  const engine = await state.engine.memory();
+  return { jsHeapBytes: performance.memory ? performance.memory.usedJSHeapSize : null, engineWasmBytes: engine.wasmBytes, trainerWasmBytes: (await trainerWasm) };
+}
+const memoryWaiters = [];
+// What the tests and a curious user can call from the console: memory figures, and a WebGPU
+// device loss as a driver reset would cause it (the recovery path).
+globalThis.edgetuneDiagnostics = {
+  memory,
+  loseDevice: () => exclusive(() => state.engine.call('loseDevice')),
+  backend: () => exclusive(() => state.engine.backend()),
+};
 
 async function main() {
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch((e) => console.warn('offline cache unavailable:', e));
@@ -609,24 +827,55 @@ async function main() {
   $('download-model').addEventListener('click', downloadModel);
   $('export').addEventListener('click', exportAll);
   $('import').addEventListener('change', (ev) => { const f = ev.target.files[0]; ev.target.value = ''; if (f) importFile(f); });
+  $('open-model').addEventListener('change', (ev) => { const f = [...ev.target.files]; ev.target.value = ''; if (f.length) openModel(f); });
+  // Dropping a model file (optionally with its labels .txt) or a project file on the page.
+  document.addEventListener('dragover', (ev) => ev.preventDefault());
+  document.addEventListener('drop', (ev) => {
+    ev.preventDefault();
+    const files = [...(ev.dataTransfer?.files || [])];
+    if (files.some((f) => MODEL_FILE.test(f.name))) openModel(files);
+    else if (files.length === 1 && /\.json$/i.test(files[0].name)) importFile(files[0]);
+  });
   window.addEventListener('blur', stopRecording);
 
   const badge = $('backend');
   try {
     await init();
     $('version').textContent = `edgetune ${engineVersion()}`;
+  } catch (err) {
+    badge.textContent = 'engine failed';
+    badge.dataset.state = 'error';
+    showError(`Could not start the engine: ${err && err.message ? err.message : err}`);
+    return;
+  }
+  // The stored project says which backbone is in use; the built-in model otherwise.
+  let saved = null;
+  try {
+    state.store = await openStore();
+    saved = await state.store.load();
+  } catch (err) {
+    showError(err);
+  }
+  const record = saved && saved.backbone !== BUILTIN ? saved.models.find((m) => m.key === saved.backbone) : null;
+  try {
     badge.textContent = 'loading model…';
-    const res = await fetch(MODEL_URL);
-    if (!res.ok) throw new Error(`the model could not be loaded (${res.status})`);
-    state.modelBytes = new Uint8Array(await res.arrayBuffer());
-    const wanted = new URLSearchParams(location.search).get('backend') || 'auto';
-    badge.textContent = 'starting engine…';
     state.engine = new RemoteEngine();
-    const b = await state.engine.create(state.modelBytes.slice(), wanted);
-    badge.textContent = backendLabel(b);
-    badge.title = `${b.device}: ${b.reason}`;
-    badge.dataset.backend = b.backend;
-    badge.dataset.state = 'done';
+    badge.textContent = 'starting engine…';
+    let started = false;
+    if (record) {
+      try {
+        await startEngine(record.bytes);
+        applyModel(record.key, record.bytes, record.name);
+        started = true;
+      } catch (err) {
+        showError(`Your model ${record.name} could not start (${err && err.message ? err.message : err}); using the built-in model.`);
+      }
+    }
+    if (!started) {
+      const bytes = await builtinModel();
+      await startEngine(bytes);
+      applyModel(BUILTIN, bytes, 'EfficientNet-Lite0 int8');
+    }
   } catch (err) {
     badge.textContent = 'engine failed';
     badge.dataset.state = 'error';
@@ -634,8 +883,11 @@ async function main() {
     return;
   }
   try {
-    state.store = await openStore();
-    await loadProject();
+    if (state.store) {
+      await loadProject();
+      if (state.samples.some((s) => s.backbone !== state.backbone)) await switching(() => commitBackbone(state.backbone, null));
+      await loadProject();
+    }
   } catch (err) {
     showError(err);
   }

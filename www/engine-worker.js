@@ -3,17 +3,25 @@
 // preview. Requests { id, op, args } are answered { id, ok, result | error }; the page sends
 // one at a time. Ops: create { model: Uint8Array, backend } -> backend report;
 // classify { rgba, width, height, k } -> { top, logits, embedding: Float32Array, ms, backend };
-// embed { rgba, width, height } -> Float32Array; backend -> report.
+// embed { rgba, width, height } -> Float32Array; backend -> report;
+// memory -> { wasmBytes } (the size of the wasm linear memory, where the model lives);
+// loseDevice -> report (destroys the WebGPU device to exercise recovery).
+// A `create` that fails leaves the engine in use untouched; one that succeeds frees the old.
 import init, { Engine } from '/pkg/edgetune.js';
 
 let engine = null;
 
 async function run(op, args) {
   switch (op) {
-    case 'create':
+    case 'create': {
       await init();
-      engine = await Engine.create(args.model, args.backend);
+      const next = await Engine.create(args.model, args.backend);
+      if (engine) engine.free();
+      engine = next;
       return engine.backend();
+    }
+    case 'memory':
+      return { wasmBytes: (await init()).memory.buffer.byteLength };
     case 'classify': {
       const r = await engine.classify(args.rgba, args.width, args.height, args.k);
       return { ...r, embedding: Float32Array.from(r.embedding) };
@@ -21,6 +29,9 @@ async function run(op, args) {
     case 'embed':
       return engine.embed(args.rgba, args.width, args.height);
     case 'backend':
+      return engine.backend();
+    case 'loseDevice': // diagnostics: destroys the WebGPU device (the engine rebuilds it)
+      engine.loseDevice();
       return engine.backend();
     default:
       throw new Error(`unknown engine request '${op}'`);
@@ -30,7 +41,7 @@ async function run(op, args) {
 self.onmessage = async (ev) => {
   const { id, op, args } = ev.data;
   try {
-    if (op !== 'create' && !engine) throw new Error('the engine is not started');
+    if (op !== 'create' && op !== 'memory' && !engine) throw new Error('the engine is not started');
     const result = await run(op, args);
     const transfer = result instanceof Float32Array ? [result.buffer] : result && result.embedding ? [result.embedding.buffer] : [];
     self.postMessage({ id, ok: true, result }, transfer);

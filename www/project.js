@@ -3,8 +3,12 @@
 // File format (JSON, "edgetune-project" version 1):
 //   { format, version, dim, backbone, classes: [{ id, name, created }],
 //     samples: [{ classId, embedding: base64(f32 LE), image: "data:image/jpeg;base64,...", created }],
-//     versions: [{ id, created, classIds, names, dim, weight: base64(f32 LE), bias: base64(f32 LE), metrics, options }],
+//     versions: [{ id, created, backbone, classIds, names, dim, weight: base64(f32 LE), bias: base64(f32 LE), metrics, options }],
 //     current }
+// `backbone` names the model whose embeddings the file holds ("builtin", a key of an opened
+// model, or in older files the built-in model's URL). A file from another backbone is
+// accepted: its embeddings are checked against its own `dim`, and the app re-embeds the
+// samples from their images.
 // An imported file is untrusted input: every field is checked (types, lengths, finite
 // numbers, name lengths, image data URLs, sizes) before anything is written, and the first
 // problem found is reported by name.
@@ -81,8 +85,12 @@ export async function exportProject(project, dim, backbone) {
   });
 }
 
-/** Parses and validates a project file's text for a backbone of `dim` features. */
-export function parseProject(text, dim) {
+/**
+ * Parses and validates a project file's text. `dim` is the embedding width of the backbone in
+ * use, `backbone` its key: a file made on another backbone is checked against its own
+ * declared width, and its samples and versions keep that backbone's key.
+ */
+export function parseProject(text, dim, backbone = null) {
   if (text.length > MAX_FILE_BYTES) throw new ProjectError('The file is too large to be a project.');
   let p;
   try {
@@ -92,7 +100,16 @@ export function parseProject(text, dim) {
   }
   if (!p || p.format !== FORMAT) throw new ProjectError('The file is not an edgetune project (format field missing).');
   if (p.version !== 1) throw new ProjectError(`Project version ${p.version} is not supported (this app reads version 1).`);
-  if (p.dim !== dim) throw new ProjectError(`The project's features have ${p.dim} values; this model makes ${dim}.`);
+  const from = typeof p.backbone === 'string' && p.backbone.startsWith('/models/') ? 'builtin' : p.backbone;
+  const foreign = backbone !== null && from !== backbone;
+  if (foreign) {
+    if (typeof from !== 'string' || !from || from.length > 200) throw new ProjectError('The project does not say which model made its features.');
+    if (!Number.isInteger(p.dim) || p.dim < 1 || p.dim > 65536) throw new ProjectError(`The project's feature width ${p.dim} is not a valid width.`);
+    dim = p.dim;
+  } else if (p.dim !== dim) {
+    throw new ProjectError(`The project's features have ${p.dim} values; this model makes ${dim}.`);
+  }
+  const tag = backbone === null ? {} : { backbone: foreign ? from : backbone };
   if (!Array.isArray(p.classes) || !Array.isArray(p.samples) || !Array.isArray(p.versions)) {
     throw new ProjectError('The project lacks its classes, samples or versions lists.');
   }
@@ -116,6 +133,7 @@ export function parseProject(text, dim) {
       embedding: b64ToF32(s.embedding, dim, `Sample ${i + 1}'s features`),
       image: dataUrlToBlob(s.image, `Sample ${i + 1}'s image`),
       created: Number(s.created) || Date.now(),
+      ...tag,
     };
   });
   const versions = p.versions.map((v, i) => {
@@ -136,6 +154,7 @@ export function parseProject(text, dim) {
       bias: b64ToF32(v.bias, n, `${what}'s bias`),
       metrics: v.metrics && typeof v.metrics === 'object' ? v.metrics : {},
       options: v.options && typeof v.options === 'object' ? v.options : {},
+      ...tag,
     };
   });
   const current = versions.some((v) => v.id === p.current) ? p.current : null;

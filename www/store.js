@@ -1,18 +1,31 @@
-// The project kept on the device, in IndexedDB ("edgetune", version 1):
+// The project kept on the device, in IndexedDB ("edgetune", version 2):
 //   classes  { id, name, created }                         the user's classes, in creation order
-//   samples  { id, classId, embedding: Float32Array, image: Blob (JPEG), created }   index byClass
-//   versions { id, created, classIds, names, dim, weight: Float32Array, bias: Float32Array,
-//              metrics, options }                          trained heads, newest last
-//   meta     { key, value }                                "current" version id, "mode"
+//   samples  { id, classId, embedding: Float32Array, backbone, image: Blob (JPEG), created }
+//                                                          index byClass
+//   versions { id, created, backbone, classIds, names, dim, weight: Float32Array,
+//              bias: Float32Array, metrics, options }      trained heads, newest last
+//   models   { key, name, fileName, bytes: Uint8Array (.etm), info, created }
+//                                                          models the user opened (not the built-in one)
+//   meta     { key, value }                                "current" version id, "mode",
+//                                                          "backbone" (key of the model in use)
+// Embeddings and heads belong to the backbone that made them (`backbone`: "builtin" for the
+// model the page ships, else a key derived from the opened model's bytes; absent in
+// version-1 data, which the built-in model made). Switching
+// models re-embeds every sample from its stored image and swaps the backbone in one
+// transaction; heads of other backbones stay stored, hidden until their model is in use.
 // Every change is one transaction, so it happens entirely or not at all: a new model version
 // and the switch to it commit together, and a crash or a closed tab mid-save leaves the
 // previous version current. Storage errors (quota exceeded above all) reject with a
 // StoreError whose message says nothing was changed; the caller shows it.
 
 const DB = 'edgetune';
-const STORES = ['classes', 'samples', 'versions', 'meta'];
+const STORES = ['classes', 'samples', 'versions', 'models', 'meta'];
+const PROJECT = ['classes', 'samples', 'versions', 'meta'];
 
 export class StoreError extends Error {}
+
+/** The backbone key of the model the page ships. */
+export const BUILTIN = 'builtin';
 
 function describe(err, what) {
   const name = err && err.name;
@@ -31,15 +44,20 @@ function promised(req) {
 
 export async function openStore() {
   if (!('indexedDB' in globalThis)) throw new StoreError('This browser has no IndexedDB: your classes cannot be kept.');
-  const req = indexedDB.open(DB, 1);
-  req.onupgradeneeded = () => {
+  const req = indexedDB.open(DB, 2);
+  req.onupgradeneeded = (ev) => {
     const db = req.result;
-    db.createObjectStore('classes', { keyPath: 'id', autoIncrement: true });
-    const samples = db.createObjectStore('samples', { keyPath: 'id', autoIncrement: true });
-    samples.createIndex('byClass', 'classId');
-    db.createObjectStore('versions', { keyPath: 'id', autoIncrement: true });
-    db.createObjectStore('meta', { keyPath: 'key' });
+    if (ev.oldVersion < 1) {
+      db.createObjectStore('classes', { keyPath: 'id', autoIncrement: true });
+      const samples = db.createObjectStore('samples', { keyPath: 'id', autoIncrement: true });
+      samples.createIndex('byClass', 'classId');
+      db.createObjectStore('versions', { keyPath: 'id', autoIncrement: true });
+      db.createObjectStore('meta', { keyPath: 'key' });
+    }
+    if (ev.oldVersion < 2) db.createObjectStore('models', { keyPath: 'key' });
   };
+  // Another tab still on the old version blocks the upgrade; say so instead of hanging.
+  req.onblocked = () => console.warn('edgetune: close other tabs of this page to finish a storage upgrade');
   const db = await promised(req).catch((e) => { throw describe(e, 'open the local database'); });
   return new Store(db);
 }
@@ -73,12 +91,44 @@ class Store {
 
   async load() {
     return this.tx(STORES, 'readonly', 'read your project', async (s) => {
-      const [classes, samples, versions, meta] = await Promise.all([
-        promised(s.classes.getAll()), promised(s.samples.getAll()), promised(s.versions.getAll()), promised(s.meta.getAll()),
-      ]);
+      const [classes, samples, versions, models, meta] = await Promise.all(STORES.map((n) => promised(s[n].getAll())));
       const m = Object.fromEntries(meta.map((x) => [x.key, x.value]));
-      return { classes, samples, versions, current: m.current ?? null, mode: m.mode ?? 'imagenet' };
+      for (const x of [...samples, ...versions]) x.backbone ??= BUILTIN;
+      return { classes, samples, versions, models, current: m.current ?? null, mode: m.mode ?? 'imagenet', backbone: m.backbone ?? BUILTIN };
     });
+  }
+
+  // Makes `key` the backbone in use: stores `model` (a newly opened one; null for the built-in
+  // or an already stored model), gives every sample its embedding from `embeddings`
+  // (Map sample id -> Float32Array, made by that backbone) and makes `current` the current
+  // version, all in one transaction: a failure or a killed tab leaves the previous backbone
+  // in use with its own embeddings.
+  switchBackbone({ key, model, embeddings, current }) {
+    return this.tx(STORES, 'readwrite', 'switch to the model', async (s) => {
+      if (model) await promised(s.models.put(model));
+      const samples = await promised(s.samples.getAll());
+      for (const x of samples) {
+        const e = embeddings.get(x.id);
+        if (!e) throw new Error(`sample ${x.id} has no embedding for the new model`);
+        await promised(s.samples.put({ ...x, embedding: e, backbone: key }));
+      }
+      await promised(s.meta.put({ key: 'backbone', value: key }));
+      await promised(s.meta.put({ key: 'current', value: current }));
+      await promised(s.meta.put({ key: 'mode', value: current === null ? 'imagenet' : 'custom' }));
+    });
+  }
+
+  // Deletes a stored model and the versions trained on it.
+  deleteModel(key) {
+    return this.tx(['models', 'versions'], 'readwrite', 'delete the model', async (s) => {
+      const versions = await promised(s.versions.getAll());
+      for (const v of versions) if (v.backbone === key) await promised(s.versions.delete(v.id));
+      await promised(s.models.delete(key));
+    });
+  }
+
+  getModel(key) {
+    return this.tx(['models'], 'readonly', 'read the model', (s) => promised(s.models.get(key)));
   }
 
   addClass(name) {
@@ -108,9 +158,9 @@ class Store {
     });
   }
 
-  addSample(classId, embedding, image) {
+  addSample(classId, embedding, backbone, image) {
     return this.tx(['samples'], 'readwrite', 'save the sample', async (s) => {
-      const x = { classId, embedding, image, created: Date.now() };
+      const x = { classId, embedding, backbone, image, created: Date.now() };
       x.id = await promised(s.samples.add(x));
       return x;
     });
@@ -142,16 +192,20 @@ class Store {
     });
   }
 
-  // Replaces the whole project (an import) in one transaction: all of it, or nothing.
+  // Replaces the whole project (an import) in one transaction: all of it, or nothing. The
+  // backbone in use and the stored models are kept; samples keep the backbone that made
+  // their embeddings (the caller re-embeds those of another one).
   replaceAll(project) {
-    return this.tx(STORES, 'readwrite', 'import the project', async (s) => {
-      await Promise.all(STORES.map((n) => promised(s[n].clear())));
+    return this.tx(PROJECT, 'readwrite', 'import the project', async (s) => {
+      const backbone = await promised(s.meta.get('backbone'));
+      await Promise.all(PROJECT.map((n) => promised(s[n].clear())));
+      if (backbone) await promised(s.meta.put(backbone));
       const ids = new Map();
       for (const c of project.classes) {
         ids.set(c.id, await promised(s.classes.add({ name: c.name, created: c.created ?? Date.now() })));
       }
       for (const x of project.samples) {
-        await promised(s.samples.add({ classId: ids.get(x.classId), embedding: x.embedding, image: x.image, created: x.created ?? Date.now() }));
+        await promised(s.samples.add({ classId: ids.get(x.classId), embedding: x.embedding, backbone: x.backbone, image: x.image, created: x.created ?? Date.now() }));
       }
       let current = null;
       for (const v of project.versions) {

@@ -41,7 +41,9 @@ self.addEventListener('fetch', (ev) => {
     const cache = await caches.open(CACHE);
     try {
       const res = await fetch(req);
-      if (res.ok && res.type === 'basic') await cache.put(req, res.clone());
+      // A full storage must not cost the user the fresh response: refreshing the cache is
+      // best effort.
+      if (res.ok && res.type === 'basic') await cache.put(req, res.clone()).catch((e) => console.warn('offline cache not refreshed:', e));
       return res;
     } catch (err) {
       const hit = await cache.match(req, { ignoreSearch: true });

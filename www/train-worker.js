@@ -1,6 +1,7 @@
 // Training off the main thread, so the camera view stays live. Messages:
 //   in:  { type: 'train', dim, classes: [names], samples: [{ embedding: Float32Array, label }], options }
 //        { type: 'stop' }                       ends the run after the current epoch
+//        { type: 'memory' }                     asks for { type: 'memory', wasmBytes } (wasm linear memory)
 //   out: { type: 'progress', progress }         once per epoch ({ epoch, epochs, loss, accuracy, valLoss, valAccuracy, ... })
 //        { type: 'done', result }               { weight, bias, classes, dim, history, validationAccuracy, confusion, ... }
 //        { type: 'error', message }
@@ -13,6 +14,10 @@ self.onmessage = async (ev) => {
   const msg = ev.data;
   if (msg.type === 'stop') {
     if (trainer) trainer.stop();
+    return;
+  }
+  if (msg.type === 'memory') {
+    self.postMessage({ type: 'memory', wasmBytes: (await ready).memory.buffer.byteLength });
     return;
   }
   if (msg.type !== 'train') return;

@@ -135,6 +135,16 @@ impl ModelFile {
             .collect()
     }
 
+    /// The width of the embedding (the input of the dense layer that makes the logits), or
+    /// None when the logits do not come from a dense head.
+    pub fn embedding_dim(&self) -> Option<usize> {
+        let node = self.header.graph.nodes.get(self.header.graph.logits.checked_sub(1)?)?;
+        match &node.op {
+            crate::model::graph::Op::Dense { weight, .. } => self.tensors.get(weight)?.shape().get(1).copied(),
+            _ => None,
+        }
+    }
+
     /// True if the model holds int8 weights and quantization parameters.
     pub fn is_int8(&self) -> bool {
         self.header.quantization.is_some()

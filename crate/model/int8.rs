@@ -16,7 +16,8 @@
 //!   pool as TFLite's integer average `(sum + hw/2) / hw` (uint8: half up; int8: half away
 //!   from zero), and the classifier as an integer product of the rounded embedding
 //!   `k = round(e / s_e)` with `b_q = round(b / (s_e * s_w))` recovered from the stored f32 bias
-//!   (exact for `|b_q| < 2^23`), requantized like a convolution.
+//!   (exact for `|b_q| < 2^23`), requantized like a convolution. A head trained here on such a
+//!   backbone has no logits grid and runs as the engine's head on the f32 embedding.
 
 use super::etm::{Arithmetic, ModelFile, Stored, ValueQuant};
 use super::forward::apply_activation;
@@ -403,8 +404,10 @@ impl PreparedI8 {
                 (Arithmetic::TfliteUint8 | Arithmetic::TfliteInt8, Some(out)) => Val::F(self.tflite_pool(x, out)?),
                 (_, out) => Val::F(global_avg_pool_i8_to_f32(x, out)?),
             },
+            // TFLite's integer classifier, where the file quantizes both its input and output
+            // (a head trained here has no output grid and takes the float path below).
             (Int8Op::Dense { weight, scales, zero_points, bias, activation }, Val::F(x))
-                if !self.arithmetic.is_engine() =>
+                if !self.arithmetic.is_engine() && self.value_quant_opt(i + 1).is_some() =>
             {
                 let (Some(e_q), Some(out)) = (self.value_quant_opt(node.inputs[0]), self.value_quant_opt(i + 1)) else {
                     return Err(Error::invalid("forward_i8", "a TFLite classifier needs quantized input and output"));

@@ -254,6 +254,14 @@ pub fn with_head(backbone: &ModelFile, head: &LinearHead, labels: &[String]) -> 
         *bias = Some(bname.clone());
     }
     if m.is_int8() {
+        // The new head is symmetric and its logits are its own: an imported head's weight
+        // zero points and logits grid (TFLite) do not apply to it. Without a logits grid the
+        // head runs on the f32 embedding, as the page's live view computes it.
+        m.tensors.remove(&format!("{wname}.zero_point"));
+        let logits = m.header.graph.logits;
+        if let Some(v) = m.header.quantization.as_mut().and_then(|q| q.values.get_mut(logits)) {
+            *v = None;
+        }
         let (q, s) = quantize_weights_per_channel(&head.weight, head.classes, None)?;
         m.tensors.insert(format!("{wname}.scale"), Stored::F32(Tensor::new(vec![head.classes], s)?));
         m.tensors.insert(wname, Stored::I8 { shape: vec![head.classes, head.dim], data: q });

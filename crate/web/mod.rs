@@ -13,7 +13,8 @@
 //! - `importModel(bytes: Uint8Array, fileName: string, labels?: string[]): Uint8Array`: a
 //!   `.tflite`, `.onnx` or `.etm` file converted in the browser to `.etm` bytes for
 //!   `Engine.create` (format by extension, else by content); bad files throw a clear error.
-//! - `modelInfo(etm: Uint8Array)`: `{ architecture, precision, classes, input, source }`.
+//! - `modelInfo(etm: Uint8Array)`: `{ architecture, precision, classes, dim, input, source }`;
+//!   `dim` is the embedding width a trained head takes (null when the logits have no dense head).
 
 mod engine;
 mod trainer;
@@ -45,6 +46,8 @@ struct ModelInfo {
     architecture: String,
     precision: &'static str,
     classes: usize,
+    /// The embedding width a head trained on this model takes (None: no dense head).
+    dim: Option<usize>,
     input: [usize; 3],
     source: String,
 }
@@ -57,6 +60,7 @@ pub fn model_info(etm: Vec<u8>) -> Result<JsValue, JsError> {
         architecture: m.header.architecture.clone(),
         precision: if m.is_int8() { "int8" } else { "f32" },
         classes: m.header.labels.len(),
+        dim: m.embedding_dim(),
         input: m.header.graph.input,
         source: m.header.provenance.source.clone(),
     };

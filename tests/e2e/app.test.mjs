@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { launch, launchPersistent, startServer } from './browser.mjs';
+import { launchPersistent, startServer, writeClip } from './browser.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const PHOTOS = path.resolve(ROOT, '../shared/data/photos');
@@ -38,57 +38,15 @@ before(async () => {
   let url;
   ({ server, url } = await startServer({ port: 0 }));
   port = new URL(url).port;
-  // The browser decodes the photos; node writes them as y4m clips.
-  const { browser, cleanup } = await launch({ webgpu: false });
-  try {
-    const page = await browser.newPage();
-    await page.goto(`${url}manifest.webmanifest`);
-    for (const [name, file] of Object.entries(CLASSES)) {
-      const b64 = fs.readFileSync(path.join(PHOTOS, file)).toString('base64');
-      const rgba = await page.evaluate(async ({ b64, w, h }) => {
-        const raw = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-        const bmp = await createImageBitmap(new Blob([raw]));
-        const c = new OffscreenCanvas(w, h);
-        const g = c.getContext('2d');
-        const s = Math.max(w / bmp.width, h / bmp.height); // cover, centred
-        g.drawImage(bmp, (w - bmp.width * s) / 2, (h - bmp.height * s) / 2, bmp.width * s, bmp.height * s);
-        const d = g.getImageData(0, 0, w, h).data;
-        let out = '';
-        for (let i = 0; i < d.length; i += 0x8000) out += String.fromCharCode(...d.subarray(i, i + 0x8000));
-        return btoa(out);
-      }, { b64, w: CLIP_W, h: CLIP_H });
-      clips[name] = path.join(tmp, `${name.replace(' ', '_')}.y4m`);
-      fs.writeFileSync(clips[name], y4m(Buffer.from(rgba, 'base64'), CLIP_W, CLIP_H, 2));
-    }
-  } finally {
-    await cleanup();
+  for (const [name, file] of Object.entries(CLASSES)) {
+    clips[name] = path.join(tmp, `${name.replace(' ', '_')}.y4m`);
+    await writeClip(path.join(PHOTOS, file), clips[name], { width: CLIP_W, height: CLIP_H, frames: 2 });
   }
 });
 after(async () => {
   if (server) server.close();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
-
-// RGBA -> y4m, 4:2:0, BT.601 full range (C420jpeg), `frames` identical frames.
-function y4m(rgba, w, h, frames) {
-  const Y = Buffer.alloc(w * h);
-  const U = Buffer.alloc((w / 2) * (h / 2));
-  const V = Buffer.alloc((w / 2) * (h / 2));
-  const px = (x, y) => { const i = 4 * (y * w + x); return [rgba[i], rgba[i + 1], rgba[i + 2]]; };
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
-    const [r, g, b] = px(x, y);
-    Y[y * w + x] = Math.round(0.299 * r + 0.587 * g + 0.114 * b);
-  }
-  for (let y = 0; y < h / 2; y++) for (let x = 0; x < w / 2; x++) {
-    let r = 0, g = 0, b = 0;
-    for (const [dx, dy] of [[0, 0], [1, 0], [0, 1], [1, 1]]) { const p = px(2 * x + dx, 2 * y + dy); r += p[0] / 4; g += p[1] / 4; b += p[2] / 4; }
-    U[y * (w / 2) + x] = Math.max(0, Math.min(255, Math.round(128 - 0.168736 * r - 0.331264 * g + 0.5 * b)));
-    V[y * (w / 2) + x] = Math.max(0, Math.min(255, Math.round(128 + 0.5 * r - 0.418688 * g - 0.081312 * b)));
-  }
-  const parts = [Buffer.from(`YUV4MPEG2 W${w} H${h} F10:1 Ip A1:1 C420jpeg\n`)];
-  for (let f = 0; f < frames; f++) parts.push(Buffer.from('FRAME\n'), Y, U, V);
-  return Buffer.concat(parts);
-}
 
 async function restartServer() {
   if (server.listening) return;

@@ -1,0 +1,132 @@
+// Bring your own model, in the app: classes taught on the built-in model, then the shared
+// MobileNet v1 TFLite opened in the page (converted by the wasm importer) becomes the
+// backbone. The stored samples are re-embedded from their images, the built-in model's head
+// is hidden but kept, a head trained on the new backbone names the camera's class, its
+// download runs in the native CLI, switching back brings the first head back as it was, a
+// dropped file switches again, and a reload keeps the choice.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { launchPersistent, startServer, writeClip, openSmallModel, addClassWithFiles, SMALL_MODEL, SMALL_MODEL_LABELS } from './browser.mjs';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+const PHOTOS = path.resolve(ROOT, '../shared/data/photos');
+const CLI = path.join(ROOT, 'target/release/edgetune');
+const photo = (f) => path.join(PHOTOS, f);
+
+let server;
+let url;
+let tmp;
+let clip;
+
+before(async () => {
+  assert.ok(fs.existsSync(path.join(ROOT, 'pkg/edgetune_bg.wasm')), 'pkg/ must be built first (npm test does)');
+  assert.ok(fs.existsSync(SMALL_MODEL), `the shared TFLite model is missing at ${SMALL_MODEL} (../shared beside the repository)`);
+  assert.ok(fs.existsSync(CLI), 'the release CLI is built by scripts/models.sh (npm test runs it)');
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgetune-models-'));
+  ({ server, url } = await startServer({ port: 0 }));
+  clip = path.join(tmp, 'parrot.y4m');
+  await writeClip(photo('parrot.jpg'), clip, { width: 320, height: 240, frames: 2, fps: 10 });
+});
+after(async () => {
+  if (server) server.close();
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+// Each sample's backbone and embedding width, as stored.
+const storedSamples = (page) => page.evaluate(() => new Promise((resolve, reject) => {
+  const req = indexedDB.open('edgetune');
+  req.onerror = () => reject(req.error);
+  req.onsuccess = () => {
+    const r = req.result.transaction('samples').objectStore('samples').getAll();
+    r.onsuccess = () => { resolve(r.result.map((x) => `${x.backbone ?? 'builtin'}/${x.embedding.length}`)); req.result.close(); };
+  };
+}));
+
+const versionLabels = (page) => page.$$eval('#versions li span', (l) => l.map((x) => x.textContent));
+const top = (page) => page.getAttribute('#predictions', 'data-top');
+
+async function train(page, n) {
+  await page.click('#train');
+  await page.waitForFunction((n) => document.body.dataset.training === 'done' && document.querySelectorAll('#versions li button.danger').length === n, n, { timeout: 180_000 });
+}
+
+test('a TFLite model opened in the page becomes the backbone; samples are re-embedded; heads stay with their model', { timeout: 900_000 }, async () => {
+  const profile = fs.mkdtempSync(path.join(tmp, 'profile-'));
+  let s = await launchPersistent(profile, { webgpu: false, camera: clip });
+  const errors = [];
+  try {
+    let page = s.context.pages()[0] || (await s.context.newPage());
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(url);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+    assert.equal(await page.getAttribute('body', 'data-backbone'), 'builtin');
+    // 1. Two classes and a head on the built-in model.
+    await addClassWithFiles(page, 'bird', [photo('parrot.jpg'), photo('owl.jpg'), photo('bird.bmp')]);
+    await addClassWithFiles(page, 'other', [photo('sunflower.bmp'), photo('hot_dog.jpg'), photo('cat.bmp')]);
+    await train(page, 1);
+    await page.waitForFunction(() => document.getElementById('predictions').dataset.top === 'bird', null, { timeout: 60_000 });
+    const builtinHead = await versionLabels(page);
+    assert.deepEqual(new Set(await storedSamples(page)), new Set(['builtin/1280']));
+
+    // 2. Open the TFLite file (with its labels): converted in wasm, samples re-embedded.
+    await openSmallModel(page);
+    const key = await page.getAttribute('body', 'data-backbone');
+    assert.deepEqual(new Set(await storedSamples(page)), new Set([`${key}/256`]));
+    assert.deepEqual(await page.$$eval('#classes li', (l) => l.map((x) => x.dataset.count)), ['3', '3']);
+    assert.equal(await page.textContent('#mode-imagenet'), 'Model classes');
+    assert.equal(await page.getAttribute('#mode-imagenet', 'aria-pressed'), 'true');
+    assert.match(await page.textContent('#versions'), /No trained model yet/);
+    assert.match(await page.textContent(`#models li[data-key="${key}"]`), /mobilenet_v1_0\.25_128_quant · int8 · 128×128 · 256 features · 1001 classes/);
+    await page.waitForFunction(() => /macaw/.test(document.getElementById('predictions').dataset.top || ''), null, { timeout: 60_000 });
+
+    // 3. A head on the new backbone names the camera's class; its download runs natively.
+    await train(page, 1);
+    await page.waitForFunction(() => document.getElementById('predictions').dataset.top === 'bird', null, { timeout: 60_000 });
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download-model')]);
+    const etm = path.join(tmp, 'mv1-head.etm');
+    await download.saveAs(etm);
+    const out = execFileSync(CLI, ['classify', '--backend', 'cpu', '--model', etm, photo('parrot.jpg'), photo('sunflower.bmp')], { encoding: 'utf8' });
+    const firsts = out.split('\n').filter((l) => /^\s+[\d.]+%/.test(l));
+    assert.match(out, /parrot\.jpg[^\n]*\n\s+[\d.]+%\s+bird\n/, out);
+    assert.match(out, /sunflower\.bmp[^\n]*\n\s+[\d.]+%\s+other\n/, out);
+    assert.ok(firsts.length >= 2);
+
+    // 4. Back to the built-in model: its head is current again, as it was.
+    await page.click('#models li[data-key="builtin"] button');
+    await page.waitForFunction(() => document.body.dataset.backbone === 'builtin' && !document.body.dataset.switching, null, { timeout: 120_000 });
+    assert.deepEqual(await versionLabels(page), builtinHead);
+    assert.deepEqual(new Set(await storedSamples(page)), new Set(['builtin/1280']));
+    assert.equal(await page.getAttribute('#mode-custom', 'aria-pressed'), 'true');
+    await page.waitForFunction(() => document.getElementById('predictions').dataset.top === 'bird', null, { timeout: 60_000 });
+
+    // 5. Dropping the same files on the page switches to the stored model (no second copy).
+    await page.evaluate(async ({ model, labels }) => {
+      const bytes = Uint8Array.from(atob(model), (c) => c.charCodeAt(0));
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], 'mobilenet_v1_0.25_128_quant.tflite'));
+      dt.items.add(new File([labels], 'labels.txt'));
+      document.body.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, { model: fs.readFileSync(SMALL_MODEL).toString('base64'), labels: fs.readFileSync(SMALL_MODEL_LABELS, 'utf8') });
+    await page.waitForFunction((key) => document.body.dataset.backbone === key && !document.body.dataset.switching, key, { timeout: 120_000 });
+    assert.equal(await page.$$eval('#models li', (l) => l.length), 2);
+    assert.equal((await versionLabels(page)).length, 1);
+
+    // 6. A reload keeps the opened model as the backbone.
+    await page.reload();
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+    assert.equal(await page.getAttribute('body', 'data-backbone'), key);
+    await page.waitForFunction(() => document.getElementById('predictions').dataset.top === 'bird', null, { timeout: 60_000 });
+
+    // 7. A file that is no model is refused by name; the backbone stays.
+    await page.setInputFiles('#open-model', { name: 'broken.onnx', mimeType: 'application/octet-stream', buffer: Buffer.from('not a model at all') });
+    await page.waitForFunction(() => /Could not open broken\.onnx/.test(document.getElementById('error').textContent), null, { timeout: 30_000 });
+    assert.equal(await page.getAttribute('body', 'data-backbone'), key);
+    assert.deepEqual(errors, []);
+  } finally {
+    await s.close();
+  }
+});
