@@ -208,6 +208,7 @@ impl Engine {
 
     /// Embeddings `[N, D]` of a preprocessed NHWC batch.
     pub async fn embeddings(&mut self, input: Tensor) -> Result<Tensor> {
+        crate::model::check_finite(&input)?;
         if self.gpu.is_none() {
             return self.classifier.embeddings(input);
         }

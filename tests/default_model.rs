@@ -227,3 +227,48 @@ fn cli_info_and_classify() {
 fn strip_times(s: &str) -> Vec<String> {
     s.lines().skip(1).map(|l| l.split(" (").next().unwrap_or(l).to_string()).collect()
 }
+
+/// The page's "Quantize" path, natively: the f32 model quantized on RGBA frames (the shared
+/// photos, centre-cropped to 256 x 256 as the page's frames are), judged by top-1 agreement
+/// with f32 on photos it was not calibrated on.
+#[test]
+fn quantizing_on_rgba_frames_agrees_with_f32_on_other_frames() {
+    let (Some(path), Some(photos)) = (common::default_model("f32"), common::shared("data/photos")) else { return };
+    use edgetune::model::frames::{quantize_on_frames, top1_agreement, RgbaFrames};
+    let f32_model = ModelFile::load(&path).unwrap();
+    let side = 256;
+    let frame = |name: &str| -> Vec<u8> {
+        let (w, h, rgb) = edgetune::data::images::load_rgb(&photos.join(name)).unwrap();
+        let s = w.min(h);
+        let (x0, y0) = ((w - s) / 2, (h - s) / 2);
+        let mut out = Vec::with_capacity(side * side * 4);
+        for y in 0..side {
+            for x in 0..side {
+                let (sx, sy) = (x0 + x * s / side, y0 + y * s / side);
+                out.extend_from_slice(&rgb[(sy * w + sx) * 3..(sy * w + sx) * 3 + 3]);
+                out.push(255);
+            }
+        }
+        out
+    };
+    let (calib, held): (Vec<&str>, Vec<&str>) =
+        PHOTOS.iter().partition(|p| !matches!(**p, "parrot.jpg" | "cat.bmp" | "hot_dog.jpg" | "owl.jpg"));
+    let pack = |names: &[&str]| names.iter().flat_map(|n| frame(n)).collect::<Vec<u8>>();
+    let (cdata, hdata) = (pack(&calib), pack(&held));
+    let cal = RgbaFrames::new(&cdata, calib.len(), side, side).unwrap();
+    let test = RgbaFrames::new(&hdata, held.len(), side, side).unwrap();
+    let q = quantize_on_frames(&f32_model, &cal, "minmax", &|_, _, _| {}).unwrap();
+    assert!(q.is_int8());
+    assert!(q.header.quantization.as_ref().unwrap().calibration_source.contains("camera frames"));
+    let same = top1_agreement(&f32_model, &q, &test).unwrap();
+    eprintln!("int8 calibrated on {} frames: top-1 equals f32 on {same}/{} held-out frames", calib.len(), held.len());
+    assert!(same >= held.len() - 1, "{same}/{}", held.len());
+    assert!(quantize_on_frames(&q, &cal, "minmax", &|_, _, _| {})
+        .unwrap_err()
+        .to_string()
+        .contains("already quantized"));
+    assert!(quantize_on_frames(&f32_model, &cal, "best", &|_, _, _| {})
+        .unwrap_err()
+        .to_string()
+        .contains("unknown method"));
+}

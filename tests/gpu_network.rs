@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use edgetune::data::images::load_preprocessed;
 use edgetune::engine::{BackendChoice, Engine};
@@ -19,7 +19,7 @@ fn gpu_required() -> bool {
 }
 
 /// An engine forced onto the GPU, or `None` (skip) when no adapter exists and none is required.
-fn gpu_engine(model: &PathBuf) -> Option<Engine> {
+fn gpu_engine(model: &Path) -> Option<Engine> {
     match block_on(Engine::new(Classifier::load(model).expect("model loads"), BackendChoice::Gpu)) {
         Ok(e) => Some(e),
         Err(e) if !gpu_required() && e.to_string().contains("no GPU adapter") => {

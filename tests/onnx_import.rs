@@ -45,7 +45,7 @@ fn pytorch_exports_match_onnxruntime_on_every_photo() {
     for name in ["mobilenet_v2", "efficientnet_lite0"] {
         let path = dir.join(format!("{name}.onnx"));
         let file = import_onnx(&std::fs::read(&path).unwrap(), &path.display().to_string(), None).unwrap();
-        let preprocess = file.header.preprocess.clone();
+        let preprocess = file.header.preprocess;
         let model = Classifier::new(file).unwrap();
         // The same input for both: the engine's preprocessing, written NCHW for onnxruntime.
         let (mut raw, mut ours) = (vec![], vec![]);

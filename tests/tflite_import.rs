@@ -151,7 +151,8 @@ fn a_new_head_on_a_tflite_backbone_computes_w_e_plus_b() {
         let e = model.embeddings(x.clone()).unwrap().into_data();
         let logits = model.logits(x).unwrap().into_data();
         for c in 0..classes {
-            let want: f32 = head.bias[c] + weight[c * dim..(c + 1) * dim].iter().zip(&e).map(|(w, v)| w * v).sum::<f32>();
+            let want: f32 =
+                head.bias[c] + weight[c * dim..(c + 1) * dim].iter().zip(&e).map(|(w, v)| w * v).sum::<f32>();
             let scale: f32 = weight[c * dim..(c + 1) * dim].iter().zip(&e).map(|(w, v)| (w * v).abs()).sum::<f32>();
             assert!((logits[c] - want).abs() <= 0.01 * scale + 1e-4, "{img:?} class {c}: {} vs {want}", logits[c]);
         }

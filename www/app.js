@@ -28,6 +28,12 @@ const el = (tag, props = {}, ...children) => {
 };
 
 const MODEL_FILE = /\.(tflite|onnx|etm)$/i;
+// In-page quantization: camera frames taken for calibration (one every 150 ms), the stored
+// sample images used as well (at most 32), and the calibration method (the built-in model's).
+const CALIBRATION_FRAMES = 16;
+const CALIBRATION_EVERY_MS = 150;
+const CALIBRATION_SAMPLES = 32;
+const CALIBRATION_METHOD = 'mse';
 
 const state = {
   engine: null,
@@ -161,6 +167,13 @@ function renderLive() {
 async function onFrame(video) {
   if (state.switching) return;
   const frame = centreSquare(video, FRAME, onFrame.canvas || (onFrame.canvas = new OffscreenCanvas(FRAME, FRAME)));
+  // Calibration for "Quantize" keeps a copy of a frame now and then (the classify call
+  // takes the pixels).
+  const c = state.collecting;
+  if (c && c.frames.length < c.want && performance.now() - c.last >= CALIBRATION_EVERY_MS) {
+    c.frames.push(frame.rgba.slice());
+    c.last = performance.now();
+  }
   const r = await exclusive(() => state.engine.classify(frame.rgba, frame.width, frame.height, 3));
   const embedding = r.embedding;
   keep(stats.frameMs, r.ms);
@@ -432,7 +445,9 @@ function trainingWorker() {
       if (state.training) state.training.fail(ev.message || 'the worker stopped');
     };
     state.trainer.onmessage = (ev) => {
-      if (ev.data.type === 'memory') memoryWaiters.shift()?.(ev.data.wasmBytes);
+      const type = ev.data.type;
+      if (type === 'memory') memoryWaiters.shift()?.(ev.data.wasmBytes);
+      else if (type.startsWith('quantize')) state.quantizing?.on(ev.data);
       else if (state.training) state.training.on(ev.data);
     };
   }
@@ -767,6 +782,69 @@ async function openModel(files) {
   }
 }
 
+// The stored sample images (the user's own scene) as 256 x 256 RGBA frames, at most `n`,
+// spread over the classes.
+async function sampleFrames(n) {
+  const step = Math.max(1, Math.ceil(state.samples.length / n));
+  const out = [];
+  for (let i = 0; i < state.samples.length && out.length < n; i += step) {
+    const bitmap = await createImageBitmap(state.samples[i].image);
+    out.push(centreSquare(bitmap, FRAME).rgba);
+    bitmap.close();
+  }
+  return out;
+}
+
+// A float model quantized to int8 in the page: calibrated on the user's sample images and
+// fresh camera frames (every 4th held out to measure top-1 agreement with the float model),
+// in the training worker; the int8 model is stored and becomes the backbone.
+async function quantize(record) {
+  if (state.quantizing || state.switching) return;
+  try {
+    modelStatus('Collecting calibration frames from the camera…');
+    const frames = await sampleFrames(CALIBRATION_SAMPLES);
+    if (state.camera && state.camera.running) {
+      state.collecting = { frames: [], want: CALIBRATION_FRAMES, last: 0 };
+      const t0 = performance.now();
+      while (state.collecting.frames.length < CALIBRATION_FRAMES && performance.now() - t0 < 15_000) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      frames.push(...state.collecting.frames);
+      state.collecting = null;
+    }
+    if (frames.length < 4) throw new Error('it needs at least 4 images of your scene: record samples or start the camera first');
+    const held = frames.filter((_, i) => i % 4 === 3);
+    const calib = frames.filter((_, i) => i % 4 !== 3);
+    const pack = (list) => { const out = new Uint8Array(list.length * FRAME * FRAME * 4); list.forEach((f, i) => out.set(f, i * f.length)); return out; };
+    const result = await new Promise((resolve, reject) => {
+      state.quantizing = {
+        on(msg) {
+          if (msg.type === 'quantize-progress') modelStatus(`Quantizing ${record.name} on ${calib.length} of your images: pass ${msg.pass}, ${msg.done}/${msg.total}`);
+          else if (msg.type === 'quantized') resolve(msg);
+          else reject(new Error(msg.message));
+        },
+      };
+      renderModels();
+      const c = pack(calib);
+      const h = pack(held);
+      trainingWorker().postMessage({ type: 'quantize', model: record.bytes, calib: c, calibCount: calib.length, heldOut: h, heldCount: held.length,
+        width: FRAME, height: FRAME, method: CALIBRATION_METHOD }, [c.buffer, h.buffer]);
+    });
+    const bytes = new Uint8Array(result.model);
+    const q = { key: modelKey(bytes), name: `${record.name} int8`, fileName: record.fileName, bytes, info: modelInfo(bytes), created: Date.now(),
+      quantizedFrom: record.key, agreement: { agree: result.agree, heldOut: result.heldOut } };
+    state.quantizing = null;
+    await useModel(q, true);
+  } catch (err) {
+    modelStatus('');
+    showError(`Could not quantize ${record.name}: ${err && err.message ? err.message : err}`);
+  } finally {
+    state.collecting = null;
+    state.quantizing = null;
+    renderModels();
+  }
+}
+
 function renderModels() {
   const row = (key, label, record) => {
     const inUse = key === state.backbone;
@@ -774,6 +852,11 @@ function renderModels() {
     use.addEventListener('click', () => useModel(record).catch(showError));
     const li = el('li', {}, el('span', { className: inUse ? 'current' : '', textContent: label }), use);
     li.dataset.key = key;
+    if (record && record.info.precision === 'f32') {
+      const q = el('button', { type: 'button', className: 'quantize', textContent: 'Quantize to int8', disabled: Boolean(state.quantizing) });
+      q.addEventListener('click', () => quantize(record));
+      li.append(q);
+    }
     if (record) {
       const del = el('button', { type: 'button', className: 'danger', textContent: 'Delete', disabled: inUse });
       del.addEventListener('click', async () => {
@@ -788,10 +871,11 @@ function renderModels() {
     }
     return li;
   };
-  const describe = (info) => `${info.precision} · ${info.input[0]}×${info.input[1]} · ${info.dim} features · ${info.classes} classes`;
+  const describe = (m) => `${m.info.precision} · ${m.info.input[0]}×${m.info.input[1]} · ${m.info.dim} features · ${m.info.classes} classes`
+    + (m.agreement ? ` · top-1 equals the float model's on ${m.agreement.agree}/${m.agreement.heldOut} held-out frames` : '');
   $('models').replaceChildren(
     row(BUILTIN, 'EfficientNet-Lite0 int8 (built in)', null),
-    ...state.models.map((m) => row(m.key, `${m.name} · ${describe(m.info)}`, m)));
+    ...state.models.map((m) => row(m.key, `${m.name} · ${describe(m)}`, m)));
 }
 
 // ---- start ----------------------------------------------------------------------------

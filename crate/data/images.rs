@@ -8,9 +8,34 @@ use crate::error::{Error, Result};
 use crate::preprocess::{preprocess, Preprocess};
 use crate::tensor::Tensor;
 
-/// Decodes an image file to `(width, height, RGB bytes)`.
+/// Largest image side decoded (a 16384 x 16384 RGBA image is already 1 GiB).
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+/// Largest decoder allocation.
+const MAX_IMAGE_ALLOC: u64 = 512 << 20;
+
+/// Decodes an image file to `(width, height, RGB bytes)`. The size in the file's header is
+/// checked before any pixel buffer is allocated, so a small file claiming a huge image is an
+/// error, not an out-of-memory abort.
 pub fn load_rgb(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
-    let img = image::open(path).map_err(|e| Error::parse(path, format!("cannot decode image: {e}")))?.to_rgb8();
+    let err = |e: String| Error::parse(path, format!("cannot decode image: {e}"));
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| err(e.to_string()))?;
+    if w == 0 || h == 0 || w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
+        return Err(err(format!("the image is {w} x {h}; sides from 1 to {MAX_IMAGE_SIDE} pixels are read")));
+    }
+    reader = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_ALLOC);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| err(e.to_string()))?.to_rgb8();
     Ok((img.width() as usize, img.height() as usize, img.into_raw()))
 }
 

@@ -333,6 +333,16 @@ impl ModelFile {
                 }
             }
         }
+        // A NaN or infinite weight would turn every output into NaN without a word.
+        let mut names: Vec<&String> = self.tensors.keys().collect();
+        names.sort();
+        for name in names {
+            if let Stored::F32(t) = &self.tensors[name] {
+                if let Some(i) = t.data().iter().position(|v| !v.is_finite()) {
+                    return Err(bad(format!("tensor '{name}' holds {} at element {i}", t.data()[i])));
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 pub mod efficientnet;
 pub mod etm;
 pub mod forward;
+pub mod frames;
 pub mod graph;
 pub mod int8;
 pub mod mobilenet_v2;
@@ -61,6 +62,7 @@ impl Classifier {
 
     /// Logits `[N, classes]` of a preprocessed NHWC batch.
     pub fn logits(&self, input: Tensor) -> Result<Tensor> {
+        check_finite(&input)?;
         match &self.runner {
             Runner::F32(p) => p.logits(input),
             Runner::I8(p) => p.logits(&input),
@@ -72,6 +74,7 @@ impl Classifier {
     /// Embeddings `[N, D]` (the global pool's output) of a preprocessed NHWC batch: what the
     /// head reads, and what head-only training caches.
     pub fn embeddings(&self, input: Tensor) -> Result<Tensor> {
+        check_finite(&input)?;
         match &self.runner {
             Runner::F32(p) => {
                 let e = p.graph.embedding;
@@ -82,6 +85,15 @@ impl Classifier {
             }
             Runner::I8(p) => p.embeddings(&input),
         }
+    }
+}
+
+/// A NaN or infinite input value is refused: the f32 path would spread it to every logit and
+/// the int8 path would quietly map it onto the grid, so neither result would mean anything.
+pub(crate) fn check_finite(input: &Tensor) -> Result<()> {
+    match input.data().iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(crate::Error::invalid("classify", format!("input element {i} is {}", input.data()[i]))),
+        None => Ok(()),
     }
 }
 

@@ -182,7 +182,7 @@ pub fn export_onnx(m: &ModelFile) -> Result<Vec<u8>> {
                         let (oihw, _) = channels_last_to_first(wt.data(), &ws)?;
                         let wn =
                             wr.init(tensor(&format!("{name}.weight"), &[o, ci, kh, kw], data_type::FLOAT, f32s(&oihw)));
-                        let bn = wr.init(tensor(&format!("{name}.bias"), &[o], data_type::FLOAT, f32s(&b)));
+                        let bn = wr.init(tensor(&format!("{name}.bias"), &[o], data_type::FLOAT, f32s(b)));
                         (wn, Some(bn))
                     }
                     Some(_) => {

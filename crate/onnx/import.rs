@@ -67,6 +67,9 @@ enum Bound {
     Flat(usize),
 }
 
+/// Integer weights (OHWI or [O, K]), their per-channel scales and zero points.
+type QWeight = (Vec<i8>, Vec<f32>, Vec<i32>);
+
 struct Importer<'a> {
     file: &'a str,
     opset: i64,
@@ -84,7 +87,7 @@ struct Importer<'a> {
     /// Quantization of each graph value (index 0 = the input), from QuantizeLinear.
     values: Vec<Option<ValueQuant>>,
     /// Integer weights (OHWI or [O, K]) of quantized nodes, by weight key: data, scales, zero points.
-    qweights: HashMap<String, (Vec<i8>, Vec<f32>, Vec<i32>)>,
+    qweights: HashMap<String, QWeight>,
     /// int32 biases of quantized convolutions, by bias key: data and their per-channel scales.
     qbiases: HashMap<String, (Vec<i32>, Vec<f32>)>,
 }
@@ -163,7 +166,7 @@ impl<'a> Importer<'a> {
         channels: usize,
         axis: usize,
         layout: impl Fn(&[i32]) -> Result<Vec<i32>>,
-    ) -> Result<Option<(Vec<i8>, Vec<f32>, Vec<i32>)>> {
+    ) -> Result<Option<QWeight>> {
         let Some(qc) = n.input.get(i).and_then(|k| self.qconsts.get(k)) else { return Ok(None) };
         let (scales, zps) = qc.per_channel(channels, axis, &node_name(n))?;
         let data = layout(&qc.ints)?.into_iter().map(|v| v.clamp(-128, 127) as i8).collect();

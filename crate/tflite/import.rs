@@ -133,7 +133,7 @@ fn value_quant(file: &str, t: &TensorDef) -> Result<ValueQuant> {
     match (scales, zps) {
         (Some(s), Some(z)) if s.len() == 1 && z.len() == 1 => {
             let v = ValueQuant { scale: s.get(0), zero_point: z.get(0) as i32 - offset };
-            if !(v.scale.is_finite() && v.scale > 0.0) || !(-128..=127).contains(&v.zero_point) {
+            if !(v.scale.is_finite() && v.scale > 0.0 && (-128..=127).contains(&v.zero_point)) {
                 return Err(err(file, format!("tensor '{name}' has invalid quantization {v:?}")));
             }
             Ok(v)
@@ -542,7 +542,7 @@ impl<'a> Importer<'a> {
             }
             114 => {
                 // QUANTIZE of the float model input: the input's quantization.
-                if self.bound.get(&(first.max(0) as usize)).is_some() || !self.nodes.is_empty() {
+                if self.bound.contains_key(&(first.max(0) as usize)) || !self.nodes.is_empty() {
                     return Err(Error::unsupported(format!("{name}: QUANTIZE inside the network (requantization)")));
                 }
                 self.set_input(&self.tensor(out)?)?;

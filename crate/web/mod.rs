@@ -15,6 +15,9 @@
 //!   `Engine.create` (format by extension, else by content); bad files throw a clear error.
 //! - `modelInfo(etm: Uint8Array)`: `{ architecture, precision, classes, dim, input, source }`;
 //!   `dim` is the embedding width a trained head takes (null when the logits have no dense head).
+//! - `quantizeModel(etm, rgba, count, width, height, method, progress?)`: a float model
+//!   post-training quantized to int8 on the user's own frames (`count` RGBA frames packed);
+//!   `topOneAgreement(a, b, rgba, count, width, height)`: how many frames two models agree on.
 
 mod engine;
 mod trainer;
@@ -65,6 +68,50 @@ pub fn model_info(etm: Vec<u8>) -> Result<JsValue, JsError> {
         source: m.header.provenance.source.clone(),
     };
     serde_wasm_bindgen::to_value(&info).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// A float `.etm` quantized to int8 on `count` RGBA frames of `width x height` packed in
+/// `rgba` (see [`crate::model::frames`]); `method` is "minmax", "percentile" or "mse";
+/// `progress(pass, done, total)` is called as calibration goes.
+#[wasm_bindgen(js_name = quantizeModel)]
+pub fn quantize_model(
+    etm: &[u8],
+    rgba: &[u8],
+    count: usize,
+    width: usize,
+    height: usize,
+    method: String,
+    progress: Option<js_sys::Function>,
+) -> Result<Vec<u8>, JsError> {
+    let err = |e: crate::Error| JsError::new(&e.to_string());
+    let m = crate::model::etm::ModelFile::from_bytes(etm).map_err(err)?;
+    let frames = crate::model::frames::RgbaFrames::new(rgba, count, width, height).map_err(err)?;
+    let report = |pass: usize, done: usize, total: usize| {
+        if let Some(f) = &progress {
+            let _ = f.call3(&JsValue::NULL, &pass.into(), &done.into(), &total.into());
+        }
+    };
+    let q = crate::model::frames::quantize_on_frames(&m, &frames, &method, &report).map_err(err)?;
+    q.to_bytes().map_err(err)
+}
+
+/// On how many of the packed RGBA frames the two `.etm` models agree on the top-1 class.
+#[wasm_bindgen(js_name = topOneAgreement)]
+pub fn top_one_agreement(
+    a: &[u8],
+    b: &[u8],
+    rgba: &[u8],
+    count: usize,
+    width: usize,
+    height: usize,
+) -> Result<usize, JsError> {
+    let err = |e: crate::Error| JsError::new(&e.to_string());
+    let (a, b) = (
+        crate::model::etm::ModelFile::from_bytes(a).map_err(err)?,
+        crate::model::etm::ModelFile::from_bytes(b).map_err(err)?,
+    );
+    let frames = crate::model::frames::RgbaFrames::new(rgba, count, width, height).map_err(err)?;
+    crate::model::frames::top1_agreement(&a, &b, &frames).map_err(err)
 }
 
 #[derive(Serialize)]

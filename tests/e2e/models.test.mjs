@@ -3,7 +3,8 @@
 // backbone. The stored samples are re-embedded from their images, the built-in model's head
 // is hidden but kept, a head trained on the new backbone names the camera's class, its
 // download runs in the native CLI, switching back brings the first head back as it was, a
-// dropped file switches again, and a reload keeps the choice.
+// dropped file switches again, a reload keeps the choice, and a project exported on one
+// model imports on the other (re-embedded).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -61,6 +62,7 @@ test('a TFLite model opened in the page becomes the backbone; samples are re-emb
   try {
     let page = s.context.pages()[0] || (await s.context.newPage());
     page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('dialog', (d) => d.accept());
     await page.goto(url);
     await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
     assert.equal(await page.getAttribute('body', 'data-backbone'), 'builtin');
@@ -125,6 +127,60 @@ test('a TFLite model opened in the page becomes the backbone; samples are re-emb
     await page.setInputFiles('#open-model', { name: 'broken.onnx', mimeType: 'application/octet-stream', buffer: Buffer.from('not a model at all') });
     await page.waitForFunction(() => /Could not open broken\.onnx/.test(document.getElementById('error').textContent), null, { timeout: 30_000 });
     assert.equal(await page.getAttribute('body', 'data-backbone'), key);
+
+    // 8. A project exported on this model and imported on the built-in one: its samples are
+    // re-embedded by the built-in model from their images; its head stays with its model.
+    const [exported] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+    const file = path.join(tmp, 'project-mv1.json');
+    await exported.saveAs(file);
+    assert.equal(JSON.parse(fs.readFileSync(file, 'utf8')).backbone, key);
+    await page.click('#models li[data-key="builtin"] button');
+    await page.waitForFunction(() => document.body.dataset.backbone === 'builtin' && !document.body.dataset.switching, null, { timeout: 120_000 });
+    await page.click('#classes li[data-name="other"] button.danger');
+    await page.waitForFunction(() => !document.querySelector('#classes li[data-name="other"]'));
+    await page.setInputFiles('#import', file);
+    await page.waitForFunction(() => document.querySelector('#classes li[data-name="other"]')?.dataset.count === '3' && !document.body.dataset.switching, null, { timeout: 120_000 });
+    await page.waitForFunction(() => !document.body.dataset.switching);
+    assert.deepEqual(new Set(await storedSamples(page)), new Set(['builtin/1280']));
+    assert.match(await page.textContent('#versions'), /No trained model yet/);
+    assert.deepEqual(errors, []);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a float model opened in the page is quantized there on the user\'s own images and camera frames', { timeout: 900_000 }, async () => {
+  const f32 = path.join(ROOT, 'www/models/efficientnet_lite0.f32.etm');
+  assert.ok(fs.existsSync(f32), 'www/models/ is built by scripts/models.sh (npm test runs it)');
+  const profile = fs.mkdtempSync(path.join(tmp, 'profile-quantize-'));
+  const s = await launchPersistent(profile, { webgpu: false, camera: clip });
+  const errors = [];
+  try {
+    const page = s.context.pages()[0] || (await s.context.newPage());
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.on('dialog', (d) => d.accept());
+    await page.goto(url);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+    await addClassWithFiles(page, 'bird', [photo('parrot.jpg'), photo('owl.jpg'), photo('bird.bmp')]);
+    await addClassWithFiles(page, 'other', [photo('sunflower.bmp'), photo('hot_dog.jpg'), photo('cat.bmp')]);
+    await page.setInputFiles('#open-model', f32);
+    await page.waitForFunction(() => (document.body.dataset.backbone || '').startsWith('etm-') && !document.body.dataset.switching, null, { timeout: 300_000 });
+    const floatKey = await page.getAttribute('body', 'data-backbone');
+    assert.match(await page.textContent(`#models li[data-key="${floatKey}"]`), /efficientnet_lite0\.f32 · f32 · 224×224 · 1280 features · 1000 classes/);
+    const t0 = Date.now();
+    await page.click(`#models li[data-key="${floatKey}"] button.quantize`);
+    await page.waitForFunction((k) => (document.body.dataset.backbone || '').startsWith('etm-') && document.body.dataset.backbone !== k && !document.body.dataset.switching, floatKey, { timeout: 600_000 });
+    const seconds = (Date.now() - t0) / 1000;
+    const key = await page.getAttribute('body', 'data-backbone');
+    const row = await page.textContent(`#models li[data-key="${key}"]`);
+    assert.match(row, /efficientnet_lite0\.f32 int8 · int8 · 224×224 · 1280 features · 1000 classes · top-1 equals the float model's on \d+\/\d+ held-out frames/);
+    const [, agree, held] = row.match(/on (\d+)\/(\d+) held-out/).map(Number);
+    console.log(`in-page quantization of the f32 Lite0 (mse, 6 sample images + camera frames): ${seconds.toFixed(0)} s from the click to the int8 model in use; top-1 equal to f32 on ${agree}/${held} held-out frames`);
+    assert.ok(held >= 1 && agree >= held - 1, row);
+    // The int8 model classifies the camera (ImageNet) and a head trains on it.
+    await page.waitForFunction(() => /macaw/.test(document.getElementById('predictions').dataset.top || ''), null, { timeout: 60_000 });
+    await train(page, 1);
+    await page.waitForFunction(() => document.getElementById('predictions').dataset.top === 'bird', null, { timeout: 60_000 });
     assert.deepEqual(errors, []);
   } finally {
     await s.close();
