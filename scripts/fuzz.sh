@@ -4,13 +4,17 @@
 # checkpoint's first 64 KiB, ONNX's own node-test models, two small generated classifiers
 # (fuzz/seeds/onnx_seeds.py) and the smallest shared TFLite file. Prints the executions per
 # target; a crash leaves its input in fuzz/artifacts/<target>/ and fails the run (turn it
-# into a regression test in tests/bad_input.rs). Not part of npm test: it is bounded but slow.
+# into a regression test in tests/bad_input.rs). npm test runs it bounded (EDGETUNE_FUZZ_SECONDS,
+# default 20 s per target).
 # FUZZ_TARGETS="onnx_import tflite_import" runs only those.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 secs="${FUZZ_SECONDS:-60}"
 
-rustup toolchain list | grep -q '^nightly' || die "fuzzing needs the nightly toolchain: rustup toolchain install nightly"
+if ! rustup toolchain list | grep -q '^nightly'; then
+  say "installing the nightly toolchain for cargo-fuzz (once)"
+  rustup toolchain install nightly --profile minimal || die "fuzzing needs the nightly toolchain: rustup toolchain install nightly --profile minimal"
+fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   say "installing cargo-fuzz (once)"
   cargo install cargo-fuzz

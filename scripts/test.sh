@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npm test: every test. Native Rust tests (unit, integration, ONNX conformance, property
 # tests, benches in test mode, GPU probe on lavapipe), the release wasm build, then the
-# browser end-to-end tests in headless Chromium.
+# browser end-to-end tests in headless Chromium, then every fuzz target for a bounded time.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 start=$(date +%s)
@@ -30,5 +30,8 @@ bash scripts/build-wasm.sh
 
 say "browser end-to-end tests (headless Chromium)"
 node --test tests/e2e/
+
+say "fuzzing every loader of untrusted bytes, bounded (${EDGETUNE_FUZZ_SECONDS:-20} s per target)"
+FUZZ_SECONDS="${EDGETUNE_FUZZ_SECONDS:-20}" bash scripts/fuzz.sh
 
 say "all tests passed in $(( $(date +%s) - start )) s"
