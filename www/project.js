@@ -100,10 +100,11 @@ export function parseProject(text, dim, backbone = null) {
   }
   if (!p || p.format !== FORMAT) throw new ProjectError('The file is not an edgetune project (format field missing).');
   if (p.version !== 1) throw new ProjectError(`Project version ${p.version} is not supported (this app reads version 1).`);
-  const from = typeof p.backbone === 'string' && p.backbone.startsWith('/models/') ? 'builtin' : p.backbone;
+  // A file that names no backbone (hand-made) is read as made by the model in use.
+  const from = typeof p.backbone === 'string' && p.backbone.startsWith('/models/') ? 'builtin' : p.backbone ?? backbone;
   const foreign = backbone !== null && from !== backbone;
   if (foreign) {
-    if (typeof from !== 'string' || !from || from.length > 200) throw new ProjectError('The project does not say which model made its features.');
+    if (typeof from !== 'string' || !from || from.length > 200) throw new ProjectError('The project names its model in a form this app does not read.');
     if (!Number.isInteger(p.dim) || p.dim < 1 || p.dim > 65536) throw new ProjectError(`The project's feature width ${p.dim} is not a valid width.`);
     dim = p.dim;
   } else if (p.dim !== dim) {
