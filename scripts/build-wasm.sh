@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Release wasm build into pkg/: cargo (wasm32, size profile) -> wasm-bindgen (ES module for
-# the web) -> wasm-opt -Oz (binaryen from npm; Debian's older wasm-opt corrupts
+# Release wasm build into pkg/: cargo (wasm32, size profile with the engine at opt-level 3 and
+# WebAssembly SIMD, .cargo/config.toml) -> wasm-bindgen (ES module for
+# the web) -> wasm-opt -O3 (binaryen from npm; Debian's older wasm-opt corrupts
 # wasm-bindgen's externref table, see TOOLCHAIN.md). Prints the shipped sizes.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -15,7 +16,7 @@ if [ -f pkg/edgetune_bg.wasm ] && [ pkg/edgetune_bg.wasm -nt "$raw" ] && [ pkg/e
 else
   rm -rf pkg.tmp && mkdir -p pkg.tmp
   wasm-bindgen --target web --out-dir pkg.tmp --out-name edgetune "$raw"
-  node_modules/.bin/wasm-opt -Oz \
+  node_modules/.bin/wasm-opt -O3 --enable-simd \
     --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
     --enable-reference-types --enable-multivalue --enable-mutable-globals \
     pkg.tmp/edgetune_bg.wasm -o pkg.tmp/edgetune_bg.wasm

@@ -14,6 +14,7 @@
 import init, { version as engineVersion, modelWithHead, importModel, modelInfo } from '/pkg/edgetune.js';
 import { Camera, CameraError, centreSquare } from '/camera.js';
 import { openStore, BUILTIN } from '/store.js';
+import { wasmSimdSupported, SIMD_MISSING } from '/wasm-support.js';
 import { checkName, exportProject, parseProject, headProbabilities } from '/project.js';
 
 const MODEL_URL = '/models/efficientnet_lite0.int8.etm';
@@ -924,6 +925,7 @@ async function main() {
 
   const badge = $('backend');
   try {
+    if (!wasmSimdSupported()) throw new Error(SIMD_MISSING);
     await init();
     $('version').textContent = `edgetune ${engineVersion()}`;
   } catch (err) {

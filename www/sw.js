@@ -11,6 +11,7 @@ const SHELL = [
   '/style.css',
   '/app.js',
   '/camera.js',
+  '/wasm-support.js',
   '/store.js',
   '/project.js',
   '/train-worker.js',

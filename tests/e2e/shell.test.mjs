@@ -34,6 +34,7 @@ async function loadShell(webgpu) {
       camera: await page.textContent('#camera-message'),
       errorHidden: await page.isHidden('#error'),
       probe: await page.evaluate(async () => (await import('/pkg/edgetune.js')).probeBackend()),
+      simd: await page.evaluate(async () => (await import('/wasm-support.js')).wasmSimdSupported()),
       foreign,
       errors,
     };
@@ -51,6 +52,7 @@ test('the engine loads and finds the WebGPU adapter', async () => {
   assert.match(r.label, /WebGPU/);
   assert.match(r.detail, /dot4I8Packed: (yes|no).*self-test/);
   assert.equal(r.probe.backend, 'webgpu');
+  assert.equal(r.simd, true, 'the SIMD probe module validates in Chromium');
   assert.match(r.camera, /camera/i);
   assert.ok(r.errorHidden);
   assert.deepEqual(r.foreign, [], 'no request may leave the page origin');
