@@ -346,6 +346,34 @@ impl PreparedI8 {
         self.run_nodes(input, self.ops.len())
     }
 
+    /// Wall-clock milliseconds of each node on one input, in graph order (what the speed
+    /// work profiles): `(node name, kind, ms)`, kind one of "pointwise", "depthwise", "conv",
+    /// "add", "pool", "dense"; the input's quantization is the first entry, "quantize".
+    pub fn profile(&self, input: &Tensor) -> Result<Vec<(String, &'static str, f64)>> {
+        let now = crate::engine::now_ms;
+        let t0 = now();
+        let mut values = vec![self.input_value(input)?];
+        let mut out = vec![("input".to_string(), "quantize", now() - t0)];
+        for (i, (node, op)) in self.graph.nodes.iter().zip(&self.ops).enumerate() {
+            let t = now();
+            let y = self.step(i, &values)?;
+            let ms = now() - t;
+            values.push(y);
+            let kind = match op {
+                Int8Op::Conv { weight, params, .. } => match weight.shape() {
+                    [_, 1, 1, _] if params.groups == 1 => "pointwise",
+                    [o, _, _, 1] if params.groups == *o && *o > 1 => "depthwise",
+                    _ => "conv",
+                },
+                Int8Op::Add { .. } => "add",
+                Int8Op::GlobalAvgPool => "pool",
+                Int8Op::Dense { .. } => "dense",
+            };
+            out.push((node.name.clone(), kind, ms));
+        }
+        Ok(out)
+    }
+
     /// Values `0..=nodes` (the first `nodes` nodes run).
     fn run_nodes(&self, input: &Tensor, nodes: usize) -> Result<Vec<Val>> {
         let mut values = vec![self.input_value(input)?];

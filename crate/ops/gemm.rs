@@ -193,6 +193,9 @@ pub fn gemm_i8_acc(
         }
     }
     if m >= 4 {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return Ok(super::gemm_wasm::gemm_i8_acc_dot(a, za, b, zb, bias, m, k, n));
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
         return Ok(gemm_i8_acc_rows(a, za, b, zb, bias, m, k, n));
     }
     let row_sum = |r: &[i8]| r.iter().map(|&v| v as i32).sum::<i32>();
@@ -227,6 +230,7 @@ pub fn gemm_i8_acc(
 /// `acc[i, :] += (a[i, p] - za) * Bt[p, :]`, a contiguous widening i16 multiply-add the
 /// compiler vectorizes. Integer sums are exact in any order, so this equals the dot form.
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
 fn gemm_i8_acc_rows(
     a: &[i8],
     za: i32,

@@ -11,6 +11,8 @@ pub mod activation;
 pub mod add;
 pub mod conv;
 pub mod gemm;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod gemm_wasm;
 pub mod layout;
 pub mod norm;
 pub mod pool;

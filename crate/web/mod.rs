@@ -18,6 +18,8 @@
 //! - `quantizeModel(etm, rgba, count, width, height, method, progress?)`: a float model
 //!   post-training quantized to int8 on the user's own frames (`count` RGBA frames packed);
 //!   `topOneAgreement(a, b, rgba, count, width, height)`: how many frames two models agree on.
+//! - `profileLayers(int8Etm, rgba, width, height, runs)`: `[{ name, kind, ms }]`, each node's
+//!   median CPU time (the browser benchmark's per-layer profile).
 
 mod engine;
 mod trainer;
@@ -112,6 +114,36 @@ pub fn top_one_agreement(
     );
     let frames = crate::model::frames::RgbaFrames::new(rgba, count, width, height).map_err(err)?;
     crate::model::frames::top1_agreement(&a, &b, &frames).map_err(err)
+}
+
+#[derive(Serialize)]
+struct LayerTime {
+    name: String,
+    kind: &'static str,
+    ms: f64,
+}
+
+/// Per-layer CPU times of an int8 `.etm` on one RGBA frame: the median over `runs` runs of
+/// each node (see [`crate::model::int8::PreparedI8::profile`]).
+#[wasm_bindgen(js_name = profileLayers)]
+pub fn profile_layers(etm: &[u8], rgba: &[u8], width: usize, height: usize, runs: usize) -> Result<JsValue, JsError> {
+    let err = |e: crate::Error| JsError::new(&e.to_string());
+    let m = crate::model::etm::ModelFile::from_bytes(etm).map_err(err)?;
+    let x = crate::preprocess::preprocess(rgba, width, height, 4, &m.header.preprocess).map_err(err)?;
+    let c = crate::model::Classifier::new(m).map_err(err)?;
+    let net = c.int8().ok_or_else(|| JsError::new("profileLayers: the model is not int8"))?;
+    let mut all = vec![];
+    for _ in 0..runs.max(1) {
+        all.push(net.profile(&x).map_err(err)?);
+    }
+    let rows = (0..all[0].len())
+        .map(|i| {
+            let mut ms: Vec<f64> = all.iter().map(|r| r[i].2).collect();
+            ms.sort_by(f64::total_cmp);
+            LayerTime { name: all[0][i].0.clone(), kind: all[0][i].1, ms: ms[ms.len() / 2] }
+        })
+        .collect::<Vec<_>>();
+    serde_wasm_bindgen::to_value(&rows).map_err(|e| JsError::new(&e.to_string()))
 }
 
 #[derive(Serialize)]
