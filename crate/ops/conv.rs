@@ -223,6 +223,9 @@ fn conv_general<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeome
 }
 
 /// Depthwise fast path: channels innermost and contiguous in input, weights and output.
+/// Channels go in blocks of [`DW_BLOCK`] whose sums stay in a local array (registers) over
+/// all taps, written once per pixel; per channel the taps are summed in the same order as
+/// before, so f32 results are unchanged and integer ones exact.
 fn conv_depthwise<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry) -> Vec<T::Acc> {
     let [kh, kw] = g.kernel;
     let c = g.in_c;
@@ -234,16 +237,32 @@ fn conv_depthwise<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeo
         }
     }
     let mut y = vec![T::Acc::default(); g.batch * g.out_h * g.out_w * c];
+    let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw); // (input offset, weight offset)
     for n in 0..g.batch {
         for oy in 0..g.out_h {
             for ox in 0..g.out_w {
+                taps.clear();
+                g.for_each_tap(n, oy, ox, |t, xo| taps.push((xo, t * c)));
                 let out = &mut y[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
-                g.for_each_tap(n, oy, ox, |t, xo| {
-                    let (xs, ws) = (&x[xo..][..c], &wt[t * c..][..c]);
-                    for ((o, &a), &b) in out.iter_mut().zip(xs).zip(ws) {
-                        *o = T::mac(*o, a, b);
+                let mut c0 = 0;
+                while c0 + DW_BLOCK <= c {
+                    let mut acc = [T::Acc::default(); DW_BLOCK];
+                    for &(xo, wo) in &taps {
+                        let (xs, ws) = (&x[xo + c0..][..DW_BLOCK], &wt[wo + c0..][..DW_BLOCK]);
+                        for i in 0..DW_BLOCK {
+                            acc[i] = T::mac(acc[i], xs[i], ws[i]);
+                        }
                     }
-                });
+                    out[c0..c0 + DW_BLOCK].copy_from_slice(&acc);
+                    c0 += DW_BLOCK;
+                }
+                for ch in c0..c {
+                    let mut acc = T::Acc::default();
+                    for &(xo, wo) in &taps {
+                        acc = T::mac(acc, x[xo + ch], wt[wo + ch]);
+                    }
+                    out[ch] = acc;
+                }
                 if let Some(b) = bias {
                     for (o, &bv) in out.iter_mut().zip(b) {
                         *o = T::add(*o, bv);
@@ -254,6 +273,9 @@ fn conv_depthwise<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeo
     }
     y
 }
+
+/// Channels per register block of the depthwise convolution.
+const DW_BLOCK: usize = 16;
 
 fn check_bias(op: &'static str, len: Option<usize>, out_c: usize) -> Result<()> {
     match len {
@@ -319,6 +341,28 @@ pub fn conv2d_i8_acc(
     if g.is_pointwise() {
         let rows = g.batch * g.in_h * g.in_w;
         return Ok((g, gemm_i8_acc(xd, zx, wd, &zw, bias, rows, g.in_c, g.out_c)?));
+    }
+    if g.groups == 1 {
+        // im2col, then the GEMM: row r holds output pixel r's taps, K = KH*KW*Cin values in
+        // the weights' (ky, kx, ci) order. Padding taps hold the input zero point, which
+        // centres to 0: exactly the loop below, which skips them.
+        let k = g.reduction_len();
+        let rows = g.batch * g.out_h * g.out_w;
+        crate::tensor::numel(OP, &[rows, k])?;
+        let mut cols = vec![zx as i8; rows * k];
+        let mut r = 0;
+        for n in 0..g.batch {
+            for oy in 0..g.out_h {
+                for ox in 0..g.out_w {
+                    let row = &mut cols[r * k..(r + 1) * k];
+                    g.for_each_tap(n, oy, ox, |t, xo| {
+                        row[t * g.in_c..(t + 1) * g.in_c].copy_from_slice(&xd[xo..xo + g.in_c]);
+                    });
+                    r += 1;
+                }
+            }
+        }
+        return Ok((g, gemm_i8_acc(&cols, zx, wd, &zw, bias, rows, k, g.out_c)?));
     }
     // Centre once: (x - zx) and (w - zw[oc]) as i16 (both in [-255, 255]), then exact MACs.
     let xc: Vec<i16> = xd.iter().map(|&v| (v as i32 - zx) as i16).collect();

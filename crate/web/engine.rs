@@ -60,6 +60,9 @@ fn take(inner: &Rc<RefCell<Engine>>) -> Result<std::cell::RefMut<'_, Engine>, Js
     inner.try_borrow_mut().map_err(|_| JsError::new("engine busy: the previous call has not finished"))
 }
 
+// The engine is borrowed across the awaits of a GPU call on purpose: the borrow is what makes
+// an overlapping call fail fast with "engine busy" (see `take`), and JS is single-threaded.
+#[allow(clippy::await_holding_refcell_ref)]
 #[wasm_bindgen(js_class = Engine)]
 impl JsEngine {
     /// Loads an `.etm` model and prepares it on `backend` ("auto" by default).
@@ -135,7 +138,7 @@ impl JsEngine {
 pub fn model_with_head(backbone: &[u8], weight: &[f32], bias: &[f32], names: Vec<String>) -> Result<Vec<u8>, JsError> {
     let m = ModelFile::from_bytes(backbone).map_err(js_err)?;
     let classes = names.len();
-    if classes < 2 || bias.len() != classes || weight.len() % classes != 0 || weight.is_empty() {
+    if classes < 2 || bias.len() != classes || !weight.len().is_multiple_of(classes) || weight.is_empty() {
         return Err(JsError::new(&format!(
             "modelWithHead: {classes} names, {} biases and {} weights do not make a head",
             bias.len(),
