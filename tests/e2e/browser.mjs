@@ -133,6 +133,22 @@ const SHARED = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..
 export const SMALL_MODEL = path.join(SHARED, 'models/mobilenet_v1_0.25_128_quant.tflite');
 export const SMALL_MODEL_LABELS = path.join(SHARED, 'data/photos/imagenet_labels.txt');
 
+/**
+ * What the app tests share: the built engine and the small shared model present, the app's
+ * server on a free port, a temp folder and a fake-camera clip of `photo` (320x240 at `fps`).
+ * Resolves to { url, tmp, clip, close }.
+ */
+export async function appFixture(name, photo, { fps = 10 } = {}) {
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+  if (!fs.existsSync(path.join(root, 'pkg/edgetune_bg.wasm'))) throw new Error('pkg/ must be built first (npm test does)');
+  if (!fs.existsSync(SMALL_MODEL)) throw new Error(`the shared TFLite model is missing at ${SMALL_MODEL} (../shared beside the repository)`);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `edgetune-${name}-`));
+  const { server, url } = await startServer({ port: 0 });
+  const clip = path.join(tmp, 'camera.y4m');
+  await writeClip(photo, clip, { width: 320, height: 240, frames: 2, fps });
+  return { url, tmp, clip, close: () => { server.close(); fs.rmSync(tmp, { recursive: true, force: true }); } };
+}
+
 /** Opens the small shared model (with its labels) in the app and waits for the switch. */
 export async function openSmallModel(page) {
   await page.setInputFiles('#open-model', [SMALL_MODEL, SMALL_MODEL_LABELS]);

@@ -8,34 +8,26 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { launchPersistent, startServer, writeClip, openSmallModel, addClassWithFiles, SMALL_MODEL, SMALL_MODEL_LABELS } from './browser.mjs';
+import { launchPersistent, openSmallModel, addClassWithFiles, SMALL_MODEL, SMALL_MODEL_LABELS, appFixture } from './browser.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const PHOTOS = path.resolve(ROOT, '../shared/data/photos');
 const CLI = path.join(ROOT, 'target/release/edgetune');
 const photo = (f) => path.join(PHOTOS, f);
 
-let server;
+let fx;
 let url;
 let tmp;
 let clip;
 
 before(async () => {
-  assert.ok(fs.existsSync(path.join(ROOT, 'pkg/edgetune_bg.wasm')), 'pkg/ must be built first (npm test does)');
-  assert.ok(fs.existsSync(SMALL_MODEL), `the shared TFLite model is missing at ${SMALL_MODEL} (../shared beside the repository)`);
   assert.ok(fs.existsSync(CLI), 'the release CLI is built by scripts/models.sh (npm test runs it)');
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgetune-models-'));
-  ({ server, url } = await startServer({ port: 0 }));
-  clip = path.join(tmp, 'parrot.y4m');
-  await writeClip(photo('parrot.jpg'), clip, { width: 320, height: 240, frames: 2, fps: 10 });
+  fx = await appFixture('models', photo('parrot.jpg'), { fps: 10 });
+  ({ url, tmp, clip } = fx);
 });
-after(async () => {
-  if (server) server.close();
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-});
+after(() => fx && fx.close());
 
 // Each sample's backbone and embedding width, as stored.
 const storedSamples = (page) => page.evaluate(() => new Promise((resolve, reject) => {

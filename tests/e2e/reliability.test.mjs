@@ -13,9 +13,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { launchPersistent, startServer, writeClip, openSmallModel, addClassWithFiles, killBrowser, SMALL_MODEL } from './browser.mjs';
+import { launchPersistent, openSmallModel, addClassWithFiles, killBrowser, appFixture } from './browser.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const SHARED = path.resolve(ROOT, '../shared');
@@ -23,23 +22,16 @@ const PHOTOS = path.join(SHARED, 'data/photos');
 const BIG_MODEL = path.join(SHARED, 'models/mobilenet_v1_0.5_160_quant.tflite');
 const photo = (f) => path.join(PHOTOS, f);
 
-let server;
+let fx;
 let url;
 let tmp;
 let clip;
 
 before(async () => {
-  assert.ok(fs.existsSync(path.join(ROOT, 'pkg/edgetune_bg.wasm')), 'pkg/ must be built first (npm test does)');
-  assert.ok(fs.existsSync(SMALL_MODEL), `the shared TFLite model is missing at ${SMALL_MODEL} (../shared beside the repository)`);
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgetune-reliability-'));
-  ({ server, url } = await startServer({ port: 0 }));
-  clip = path.join(tmp, 'parrot.y4m');
-  await writeClip(photo('parrot.jpg'), clip, { width: 320, height: 240, frames: 2, fps: 10 });
+  fx = await appFixture('reliability', photo('parrot.jpg'), { fps: 10 });
+  ({ url, tmp, clip } = fx);
 });
-after(async () => {
-  if (server) server.close();
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-});
+after(() => fx && fx.close());
 
 async function open(profile, options = {}) {
   const s = await launchPersistent(profile, { webgpu: false, camera: clip, ...options });

@@ -9,9 +9,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { launchPersistent, startServer, writeClip, openSmallModel, addClassWithFiles, SMALL_MODEL, OUT_DIR } from './browser.mjs';
+import { launchPersistent, openSmallModel, addClassWithFiles, OUT_DIR, appFixture } from './browser.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const SHARED = path.resolve(ROOT, '../shared');
@@ -21,23 +20,16 @@ const CYCLES = Number(process.env.SOAK_CYCLES || 20);
 const WARMUP_FRAMES = 300;
 const GROWTH_LIMIT = 0.10;
 
-let server;
+let fx;
 let url;
 let tmp;
 let clip;
 
 before(async () => {
-  assert.ok(fs.existsSync(path.join(ROOT, 'pkg/edgetune_bg.wasm')), 'pkg/ must be built first (npm test does)');
-  assert.ok(fs.existsSync(SMALL_MODEL), `the shared TFLite model is missing at ${SMALL_MODEL} (../shared beside the repository)`);
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgetune-soak-'));
-  ({ server, url } = await startServer({ port: 0 }));
-  clip = path.join(tmp, 'parrot30.y4m');
-  await writeClip(path.join(PHOTOS, 'parrot.jpg'), clip, { width: 320, height: 240, frames: 2, fps: 30 });
+  fx = await appFixture('soak', path.join(PHOTOS, 'parrot.jpg'), { fps: 30 });
+  ({ url, tmp, clip } = fx);
 });
-after(async () => {
-  if (server) server.close();
-  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-});
+after(() => fx && fx.close());
 
 const frames = (page) => page.evaluate(() => globalThis.edgetuneStats.frames);
 
