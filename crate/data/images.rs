@@ -18,18 +18,16 @@ const MAX_IMAGE_ALLOC: u64 = 512 << 20;
 /// error, not an out-of-memory abort.
 pub fn load_rgb(path: &Path) -> Result<(usize, usize, Vec<u8>)> {
     let err = |e: String| Error::parse(path, format!("cannot decode image: {e}"));
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    let (w, h) = reader.into_dimensions().map_err(|e| err(e.to_string()))?;
+    // The file's bytes are read once; the header is parsed twice (size check, then decode).
+    let bytes = super::read_limited(path, MAX_IMAGE_ALLOC)?;
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(&bytes[..])).with_guessed_format().map_err(|e| Error::io(path, e))
+    };
+    let (w, h) = reader()?.into_dimensions().map_err(|e| err(e.to_string()))?;
     if w == 0 || h == 0 || w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
         return Err(err(format!("the image is {w} x {h}; sides from 1 to {MAX_IMAGE_SIDE} pixels are read")));
     }
-    reader = image::ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
+    let mut reader = reader()?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
