@@ -188,9 +188,11 @@ async function main() {
   if (ratios.int8VsOrtF32) lines.push(`edgetune wasm int8 / onnxruntime-web wasm f32 median: ${ratios.int8VsOrtF32.toFixed(2)} (goal <= 0.5)`);
   const prof = by['edgetune-int8']?.profile;
   if (prof) {
-    const total = Object.values(prof).reduce((a, b) => a + b, 0);
-    lines.push('', `Where edgetune wasm int8's time goes (per-layer medians, profileLayers): ${Object.entries(prof).sort((a, b) => b[1] - a[1])
-      .map(([k, ms]) => `${k} ${ms.toFixed(1)} ms (${((100 * ms) / total).toFixed(0)}%)`).join(', ')}.`);
+    const total = Object.values(prof).reduce((a, b) => a + b.ms, 0);
+    // Throughput per kind: multiply-accumulates over the kind's summed median time.
+    const rate = ({ ms, macs }) => (macs ? `, ${(macs / ms / 1e6).toFixed(1)} GMAC/s` : '');
+    lines.push('', `Where edgetune wasm int8's time goes (per-layer medians, profileLayers): ${Object.entries(prof).sort((a, b) => b[1].ms - a[1].ms)
+      .map(([k, p]) => `${k} ${p.ms.toFixed(1)} ms (${((100 * p.ms) / total).toFixed(0)}%${rate(p)})`).join(', ')}.`);
   }
   const text = lines.join('\n');
   console.log(`\n${text}`);

@@ -16,6 +16,12 @@ command -v vulkaninfo >/dev/null 2>&1 || missing+=(vulkan-tools)
 /usr/bin/python3 -c "import torchvision" >/dev/null 2>&1 || missing+=(python3-torchvision)
 /usr/bin/python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 
+# The crate's unit tests also run as wasm under Node's WASI (the shipped SIMD kernels).
+if ! rustup target list --installed | grep -qx wasm32-wasip1; then
+  say "adding Rust target wasm32-wasip1 (unit tests of the wasm SIMD kernels under Node)"
+  rustup target add wasm32-wasip1 || die "the wasm unit tests need the target: rustup target add wasm32-wasip1"
+fi
+
 if [ ${#missing[@]} -gt 0 ]; then
   apt_install "${missing[@]}" || die "missing test prerequisites. Install them with:
     sudo apt-get install -y ${missing[*]}"

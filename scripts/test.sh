@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm test: every test. Native Rust tests (unit, integration, ONNX conformance, property
-# tests, benches in test mode, GPU probe on lavapipe), the release wasm build, then the
+# tests, benches in test mode, GPU probe on lavapipe), the unit tests again as wasm32-wasip1
+# under Node (the wasm SIMD kernels), the release wasm build, then the
 # browser end-to-end tests in headless Chromium, then every fuzz target for a bounded time.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -24,6 +25,9 @@ bash scripts/models.sh
 
 say "native tests (cargo test)"
 cargo test --all-targets
+
+say "unit tests as wasm with SIMD, under Node's WASI (the kernels the page runs)"
+cargo test --lib --target wasm32-wasip1
 
 say "wasm build"
 bash scripts/build-wasm.sh

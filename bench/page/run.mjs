@@ -37,7 +37,11 @@ async function edgetune(rgba, model, backend) {
   const profile = backend === 'cpu' && model.includes('int8') ? () => {
     const rows = m.profileLayers(bytes, new Uint8Array(rgba), SIDE, SIDE, 5);
     const byKind = {};
-    for (const r of rows) byKind[r.kind] = (byKind[r.kind] || 0) + r.ms;
+    for (const r of rows) {
+      const k = (byKind[r.kind] ||= { ms: 0, macs: 0 });
+      k.ms += r.ms;
+      k.macs += r.macs;
+    }
     return byKind;
   } : null;
   return { once, profile, detail: `${report.device}${report.variant ? ` (${report.variant})` : ''}` };

@@ -24,8 +24,8 @@ use super::forward::apply_activation;
 use super::graph::{Graph, Op};
 use crate::error::{Error, Result};
 use crate::ops::add::add_i8;
-use crate::ops::conv::{conv2d_i8_acc, Conv2dParams};
-use crate::ops::gemm::requantize_channels_last;
+use crate::ops::conv::{conv2d_i8_acc_packed, pack_conv_weights, Conv2dParams};
+use crate::ops::gemm::{requantize_channels_last, PackedB};
 use crate::ops::quantize::quantize_i8;
 use crate::quant::calibrate::MAX_BIAS_Q;
 use crate::quant::{Activation, AddRequant, OutputQuant, QParams, Requant};
@@ -35,6 +35,8 @@ use crate::tensor::{QTensor, Tensor};
 enum Int8Op {
     Conv {
         weight: QTensor,
+        /// The weights laid out for the GEMM once (one-group convolutions only).
+        packed: Option<PackedB>,
         bias: Option<Vec<i32>>,
         params: Conv2dParams,
         out: OutputQuant,
@@ -77,6 +79,15 @@ pub struct PreparedI8 {
     values: Vec<Option<ValueQuant>>,
     ops: Vec<Int8Op>,
     arithmetic: Arithmetic,
+}
+
+/// One node's line of [`PreparedI8::profile`].
+#[derive(Clone, Debug)]
+pub struct LayerProfile {
+    pub name: String,
+    pub kind: &'static str,
+    pub ms: f64,
+    pub macs: u64,
 }
 
 pub(super) enum Val {
@@ -192,10 +203,13 @@ impl PreparedI8 {
                     let (shape, data) = int8(m, weight)?;
                     let s = scales(m, weight)?;
                     let zps = weight_zero_points(m, weight, s.len())?;
+                    let weight = QTensor::from_i8(shape, data, QParams::per_axis(0, s, zps)?)?;
+                    let params = n.op.conv_params().ok_or_else(|| Error::invalid("int8 model", "conv params"))?;
                     Int8Op::Conv {
-                        weight: QTensor::from_i8(shape, data, QParams::per_axis(0, s, zps)?)?,
+                        packed: pack_conv_weights(&weight, &params)?,
+                        weight,
                         bias: bias.as_deref().map(|b| int32(m, b)).transpose()?,
-                        params: n.op.conv_params().ok_or_else(|| Error::invalid("int8 model", "conv params"))?,
+                        params,
                         out: out_quant(out_value, *activation)?,
                     }
                 }
@@ -275,7 +289,7 @@ impl PreparedI8 {
             )
         };
         Ok(match op {
-            Int8Op::Conv { weight, bias, params, out } => Int8Layer::Conv {
+            Int8Op::Conv { weight, bias, params, out, .. } => Int8Layer::Conv {
                 weight,
                 bias: bias.as_deref(),
                 params,
@@ -347,29 +361,45 @@ impl PreparedI8 {
     }
 
     /// Wall-clock milliseconds of each node on one input, in graph order (what the speed
-    /// work profiles): `(node name, kind, ms)`, kind one of "pointwise", "depthwise", "conv",
-    /// "add", "pool", "dense"; the input's quantization is the first entry, "quantize".
-    pub fn profile(&self, input: &Tensor) -> Result<Vec<(String, &'static str, f64)>> {
+    /// work profiles), with its kind ("pointwise", "depthwise", "conv", "add", "pool",
+    /// "dense") and multiply-accumulates (output elements x reduction length; 0 for add and
+    /// pool). The input's quantization is the first entry, kind "quantize".
+    pub fn profile(&self, input: &Tensor) -> Result<Vec<LayerProfile>> {
         let now = crate::engine::now_ms;
         let t0 = now();
         let mut values = vec![self.input_value(input)?];
-        let mut out = vec![("input".to_string(), "quantize", now() - t0)];
+        let mut out = vec![LayerProfile { name: "input".into(), kind: "quantize", ms: now() - t0, macs: 0 }];
         for (i, (node, op)) in self.graph.nodes.iter().zip(&self.ops).enumerate() {
             let t = now();
             let y = self.step(i, &values)?;
             let ms = now() - t;
-            values.push(y);
-            let kind = match op {
-                Int8Op::Conv { weight, params, .. } => match weight.shape() {
-                    [_, 1, 1, _] if params.groups == 1 => "pointwise",
-                    [o, _, _, 1] if params.groups == *o && *o > 1 => "depthwise",
-                    _ => "conv",
-                },
-                Int8Op::Add { .. } => "add",
-                Int8Op::GlobalAvgPool => "pool",
-                Int8Op::Dense { .. } => "dense",
+            let shape = |v: &Val| match v {
+                Val::Q(q) => q.shape().to_vec(),
+                Val::F(f) => f.shape().to_vec(),
             };
-            out.push((node.name.clone(), kind, ms));
+            let y_len = shape(&y).iter().product::<usize>() as u64;
+            // The dense head's reduction is its input's last axis.
+            let in_last = node
+                .inputs
+                .first()
+                .and_then(|&v| values.get(v))
+                .map_or(0, |v| shape(v).last().copied().unwrap_or(0) as u64);
+            values.push(y);
+            let (kind, macs) = match op {
+                Int8Op::Conv { weight, params, .. } => {
+                    let per_output = weight.shape().iter().skip(1).product::<usize>() as u64;
+                    let kind = match weight.shape() {
+                        [_, 1, 1, _] if params.groups == 1 => "pointwise",
+                        [o, _, _, 1] if params.groups == *o && *o > 1 => "depthwise",
+                        _ => "conv",
+                    };
+                    (kind, y_len * per_output)
+                }
+                Int8Op::Add { .. } => ("add", 0),
+                Int8Op::GlobalAvgPool => ("pool", 0),
+                Int8Op::Dense { .. } => ("dense", y_len * in_last),
+            };
+            out.push(LayerProfile { name: node.name.clone(), kind, ms, macs });
         }
         Ok(out)
     }
@@ -415,10 +445,10 @@ impl PreparedI8 {
                 .ok_or_else(|| Error::invalid("forward_i8", format!("node '{}' input {k} is not computed", node.name)))
         };
         Ok(match (op, input(0)?) {
-            (Int8Op::Conv { weight, bias, params, out }, Val::Q(x)) => {
+            (Int8Op::Conv { weight, packed, bias, params, out }, Val::Q(x)) => {
                 let (sx, _) = x.params().per_tensor_pair("conv2d_i8")?;
                 let rq = self.requant(sx, weight.params().scales(), out)?;
-                let (g, acc) = conv2d_i8_acc(x, weight, bias.as_deref(), params)?;
+                let (g, acc) = conv2d_i8_acc_packed(x, weight, packed.as_ref(), bias.as_deref(), params)?;
                 let y = requantize_channels_last(&acc, g.out_c, &rq)?;
                 Val::Q(QTensor::from_i8(g.out_shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)?)
             }

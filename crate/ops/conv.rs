@@ -16,7 +16,8 @@
 //! every path, so fast paths give the same bits as the general loop.
 
 use super::gemm::{
-    check_int8_reduction, check_int8_zero_points, gemm_i8_acc, matmul_f32, requantize_channels_last, BLayout,
+    check_int8_reduction, check_int8_zero_points, gemm_i8_acc, gemm_i8_acc_packed, matmul_f32,
+    requantize_channels_last, BLayout, PackedB,
 };
 use super::window::{explicit_pads, resolve_axis};
 use super::Padding;
@@ -328,6 +329,32 @@ pub fn conv2d_i8_acc(
     bias: Option<&[i32]>,
     p: &Conv2dParams,
 ) -> Result<(ConvGeometry, Vec<i32>)> {
+    conv2d_i8_acc_packed(x, w, None, bias, p)
+}
+
+/// The GEMM weights of a one-group int8 convolution (pointwise or im2col), packed once:
+/// `[Cout, KH*KW*Cin]` as it is stored. `None` for grouped (depthwise) convolutions.
+pub fn pack_conv_weights(w: &QTensor, p: &Conv2dParams) -> Result<Option<PackedB>> {
+    const OP: &str = "conv2d_i8";
+    let [out_c, kh, kw, in_c] = w.shape() else {
+        return Err(Error::shape(OP, format!("weights must be OHWI of rank 4, got {:?}", w.shape())));
+    };
+    if p.groups != 1 {
+        return Ok(None);
+    }
+    let zw = weight_zero_points(OP, w)?;
+    PackedB::new(w.i8_data(OP)?, &zw, *out_c, kh * kw * in_c).map(Some)
+}
+
+/// [`conv2d_i8_acc`] with the GEMM weights packed beforehand ([`pack_conv_weights`] of the
+/// same `w`); `None` packs them for this call.
+pub fn conv2d_i8_acc_packed(
+    x: &QTensor,
+    w: &QTensor,
+    packed: Option<&PackedB>,
+    bias: Option<&[i32]>,
+    p: &Conv2dParams,
+) -> Result<(ConvGeometry, Vec<i32>)> {
     const OP: &str = "conv2d_i8";
     let g = ConvGeometry::new(OP, x.shape(), w.shape(), p)?;
     check_bias(OP, bias.map(<[i32]>::len), g.out_c)?;
@@ -338,9 +365,15 @@ pub fn conv2d_i8_acc(
     check_int8_zero_points(OP, &zw)?;
     let xd = x.i8_data(OP)?;
     let wd = w.i8_data(OP)?;
+    let gemm = |a: &[i8], rows: usize| -> Result<Vec<i32>> {
+        match packed {
+            Some(b) if b.dims() == (g.out_c, g.reduction_len()) => gemm_i8_acc_packed(a, zx, b, bias, rows),
+            Some(b) => Err(Error::shape(OP, format!("packed weights {:?} do not match {:?}", b.dims(), w.shape()))),
+            None => gemm_i8_acc(a, zx, wd, &zw, bias, rows, g.reduction_len(), g.out_c),
+        }
+    };
     if g.is_pointwise() {
-        let rows = g.batch * g.in_h * g.in_w;
-        return Ok((g, gemm_i8_acc(xd, zx, wd, &zw, bias, rows, g.in_c, g.out_c)?));
+        return Ok((g, gemm(xd, g.batch * g.in_h * g.in_w)?));
     }
     if g.groups == 1 {
         // im2col, then the GEMM: row r holds output pixel r's taps, K = KH*KW*Cin values in
@@ -362,10 +395,9 @@ pub fn conv2d_i8_acc(
                 }
             }
         }
-        return Ok((g, gemm_i8_acc(&cols, zx, wd, &zw, bias, rows, k, g.out_c)?));
+        return Ok((g, gemm(&cols, rows)?));
     }
     // Centre once: (x - zx) and (w - zw[oc]) as i16 (both in [-255, 255]), then exact MACs.
-    let xc: Vec<i16> = xd.iter().map(|&v| (v as i32 - zx) as i16).collect();
     let per_oc = g.reduction_len().max(1);
     let wc: Vec<i16> = wd
         .chunks_exact(per_oc)
@@ -375,6 +407,11 @@ pub fn conv2d_i8_acc(
             row.iter().map(move |&v| (v as i32 - z) as i16)
         })
         .collect();
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if g.is_depthwise() {
+        return Ok((g, super::depthwise_wasm::depthwise_i8_acc(xd, zx, &wc, bias, &g)));
+    }
+    let xc: Vec<i16> = xd.iter().map(|&v| (v as i32 - zx) as i16).collect();
     let acc = if g.is_depthwise() { conv_depthwise(&xc, &wc, bias, &g) } else { conv_general(&xc, &wc, bias, &g) };
     Ok((g, acc))
 }
@@ -591,6 +628,89 @@ mod tests {
         let w = Tensor::zeros(vec![8, 3, 3, 4]).unwrap();
         let e = conv2d_f32(&x, &w, None, &Conv2dParams::default()).unwrap_err().to_string();
         assert!(e.contains("conv2d_f32") && e.contains("[1, 7, 7, 3]") && e.contains("[8, 3, 3, 4]"), "{e}");
+    }
+
+    /// Every int8 fast path (pointwise GEMM, im2col GEMM, depthwise; in wasm builds the SIMD
+    /// kernels) against the general loop on the same centred values: strides, dilation,
+    /// padding on every side, channel counts off the SIMD widths, zero points, bias.
+    #[test]
+    fn int8_fast_paths_equal_general_loop() {
+        let mut seed = 0x2545_f491u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let cases: &[([usize; 4], [usize; 4], Conv2dParams)] = &[
+            ([1, 5, 7, 6], [5, 1, 1, 6], Conv2dParams::default()),
+            (
+                [2, 6, 5, 3],
+                [9, 3, 3, 3],
+                Conv2dParams { stride: [2, 2], padding: Padding::SameUpper, ..Default::default() },
+            ),
+            (
+                [1, 9, 8, 19],
+                [19, 3, 3, 1],
+                Conv2dParams { padding: Padding::SameUpper, groups: 19, ..Default::default() },
+            ),
+            (
+                [1, 9, 8, 24],
+                [24, 3, 3, 1],
+                Conv2dParams { stride: [2, 2], padding: Padding::SameUpper, groups: 24, ..Default::default() },
+            ),
+            (
+                [2, 11, 10, 16],
+                [16, 5, 5, 1],
+                Conv2dParams { stride: [2, 1], padding: Padding::SameUpper, groups: 16, ..Default::default() },
+            ),
+            (
+                [1, 8, 9, 8],
+                [8, 3, 3, 1],
+                Conv2dParams {
+                    dilation: [2, 2],
+                    padding: Padding::Explicit { top: 1, left: 2, bottom: 3, right: 0 },
+                    groups: 8,
+                    ..Default::default()
+                },
+            ),
+            (
+                [1, 3, 3, 32],
+                [32, 5, 5, 1],
+                Conv2dParams { padding: Padding::SameUpper, groups: 32, ..Default::default() },
+            ),
+        ];
+        for (xs, ws, p) in cases {
+            let nx: usize = xs.iter().product();
+            let nw: usize = ws.iter().product();
+            let zx = (next() % 200) as i32 - 100;
+            let x = QTensor::from_i8(
+                xs.to_vec(),
+                (0..nx).map(|_| next() as i8).collect(),
+                QParams::per_tensor(0.1, zx).unwrap(),
+            )
+            .unwrap();
+            let zw: Vec<i32> = (0..ws[0]).map(|_| (next() % 5) as i32 - 2).collect();
+            let w = QTensor::from_i8(
+                ws.to_vec(),
+                (0..nw).map(|_| (next() as i8).max(-127)).collect(),
+                QParams::per_axis(0, vec![0.01; ws[0]], zw.clone()).unwrap(),
+            )
+            .unwrap();
+            let bias: Vec<i32> = (0..ws[0]).map(|_| (next() % 2001) as i32 - 1000).collect();
+            let (g, fast) = conv2d_i8_acc(&x, &w, Some(&bias), p).unwrap();
+            let xc: Vec<i16> = x.i8_data("t").unwrap().iter().map(|&v| (v as i32 - zx) as i16).collect();
+            let per = nw / ws[0];
+            let wc: Vec<i16> =
+                w.i8_data("t").unwrap().iter().enumerate().map(|(i, &v)| (v as i32 - zw[i / per]) as i16).collect();
+            let slow = conv_general(&xc, &wc, Some(&bias), &g);
+            assert_eq!(fast, slow, "input {xs:?}, weights {ws:?}, {p:?}");
+            // Weights packed once (as a prepared model holds them) give the same sums.
+            if let Some(packed) = pack_conv_weights(&w, p).unwrap() {
+                let (_, again) = conv2d_i8_acc_packed(&x, &w, Some(&packed), Some(&bias), p).unwrap();
+                assert_eq!(again, slow, "packed: input {xs:?}, weights {ws:?}");
+            }
+        }
     }
 
     #[test]

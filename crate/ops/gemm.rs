@@ -193,10 +193,7 @@ pub fn gemm_i8_acc(
         }
     }
     if m >= 4 {
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        return Ok(super::gemm_wasm::gemm_i8_acc_dot(a, za, b, zb, bias, m, k, n));
-        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-        return Ok(gemm_i8_acc_rows(a, za, b, zb, bias, m, k, n));
+        return gemm_i8_acc_packed(a, za, &PackedB::new(b, zb, n, k)?, bias, m);
     }
     let row_sum = |r: &[i8]| r.iter().map(|&v| v as i32).sum::<i32>();
     let a_sums: Vec<i32> = a.chunks_exact(k.max(1)).map(row_sum).collect();
@@ -225,29 +222,71 @@ pub fn gemm_i8_acc(
     Ok(acc)
 }
 
-/// The many-rows form of [`gemm_i8_acc`]: B centred and transposed once to `[K, N]` i16
-/// (`b - zb` lies in [-255, 255]), then each output row is built by row updates
-/// `acc[i, :] += (a[i, p] - za) * Bt[p, :]`, a contiguous widening i16 multiply-add the
-/// compiler vectorizes. Integer sums are exact in any order, so this equals the dot form.
-#[allow(clippy::too_many_arguments)]
-#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
-fn gemm_i8_acc_rows(
-    a: &[i8],
-    za: i32,
-    b: &[i8],
-    zb: &[i32],
-    bias: Option<&[i32]>,
-    m: usize,
-    k: usize,
+/// B `[N, K]` int8, centred by its zero points and laid out once for the fast GEMM (weights
+/// are packed when a model is prepared, not per call). In wasm builds the layout is the SIMD
+/// kernel's (`gemm_wasm`: blocks of 4 channels, K in pairs); natively it is `Bt[K, N]` i16,
+/// `Bt[p, j] = b[j, p] - zb[j]` (in [-255, 255]) for the row-update form.
+#[derive(Clone, Debug)]
+pub struct PackedB {
     n: usize,
-) -> Vec<i32> {
-    let mut bt = vec![0i16; k * n];
-    for j in 0..n {
-        let z = zp_at(zb, j);
-        for p in 0..k {
-            bt[p * n + j] = (b[j * k + p] as i32 - z) as i16;
+    k: usize,
+    data: Vec<i16>,
+}
+
+impl PackedB {
+    pub fn new(b: &[i8], zb: &[i32], n: usize, k: usize) -> Result<Self> {
+        const OP: &str = "gemm_i8 weights";
+        check_len(OP, "B", b.len(), [n, k])?;
+        check_int8_reduction(OP, k)?;
+        check_int8_zero_points(OP, zb)?;
+        if zb.len() != 1 && zb.len() != n {
+            return Err(Error::shape(OP, format!("{} B zero points for {n} rows", zb.len())));
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        let data = super::gemm_wasm::pack_b(b, zb, n, k);
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        let data = {
+            let mut bt = vec![0i16; k * n];
+            for (j, row) in b.chunks_exact(k.max(1)).enumerate().take(n) {
+                let z = zp_at(zb, j);
+                for (p, &v) in row.iter().enumerate() {
+                    bt[p * n + j] = (v as i32 - z) as i16;
+                }
+            }
+            bt
+        };
+        Ok(PackedB { n, k, data })
+    }
+
+    /// `(N, K)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+}
+
+/// [`gemm_i8_acc`] with B packed beforehand: `acc[i, j] = bias[j] + sum_p (a[i, p] - za) * b'[j, p]`.
+pub fn gemm_i8_acc_packed(a: &[i8], za: i32, b: &PackedB, bias: Option<&[i32]>, m: usize) -> Result<Vec<i32>> {
+    const OP: &str = "gemm_i8";
+    let (n, k) = (b.n, b.k);
+    check_len(OP, "A", a.len(), [m, k])?;
+    check_int8_zero_points(OP, &[za])?;
+    crate::tensor::numel(OP, &[m, n])?;
+    if let Some(bias) = bias {
+        if bias.len() != n {
+            return Err(Error::shape(OP, format!("bias has {} values, expected {n}", bias.len())));
         }
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return Ok(super::gemm_wasm::gemm_i8_acc_packed(a, za, &b.data, bias, m, k, n));
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    Ok(gemm_i8_acc_rows(a, za, &b.data, bias, m, k, n))
+}
+
+/// The row-update form: each output row is built by `acc[i, :] += (a[i, p] - za) * Bt[p, :]`,
+/// a contiguous widening i16 multiply-add the compiler vectorizes. Integer sums are exact in
+/// any order, so this equals the dot form.
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+fn gemm_i8_acc_rows(a: &[i8], za: i32, bt: &[i16], bias: Option<&[i32]>, m: usize, k: usize, n: usize) -> Vec<i32> {
     let mut acc = vec![0i32; m * n];
     for (i, row) in acc.chunks_exact_mut(n.max(1)).enumerate().take(m) {
         if let Some(bias) = bias {
@@ -281,7 +320,10 @@ pub fn requantize_channels_last(acc: &[i32], channels: usize, rq: &Requant) -> R
         }
         return Ok(out);
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    super::requant_wasm::requantize_rows(acc, &mults, rq.zero_point, rq.lo, rq.hi, &mut out);
     // Row by row with the multipliers zipped in: a straight loop the compiler can vectorize.
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
         for ((o, &a), &m) in orow.iter_mut().zip(arow).zip(&mults) {
             *o = crate::quant::requantize(a, m, rq.zero_point, rq.lo, rq.hi) as i8;
@@ -352,6 +394,63 @@ mod tests {
         // row0 a-1 = [1,2]; b0-0 = [1,1] -> 3 +10; b1-1 = [4,-6] -> 4-12 = -8
         // row1 a-1 = [-2,-1]; -> -3 + 10 = 7; -8+6 = -2
         assert_eq!(acc, vec![13, -8, 7, -2]);
+    }
+
+    /// The fast paths (`m >= 4`: the wasm SIMD kernel in wasm builds, the row-update form
+    /// natively) against a plain loop of centred products, on shapes that hit every tail:
+    /// rows not a multiple of 4, odd K, channels not a multiple of 4 or 8, per-row zero points.
+    #[test]
+    fn gemm_i8_fast_paths_equal_a_plain_loop() {
+        let mut seed = 0x9e37_79b9u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for &m in &[1usize, 4, 5, 7, 8, 13] {
+            for &k in &[1usize, 2, 3, 8, 24, 27, 33] {
+                for &n in &[1usize, 3, 4, 5, 8, 9, 12, 17] {
+                    let a: Vec<i8> = (0..m * k).map(|_| next() as i8).collect();
+                    let b: Vec<i8> = (0..n * k).map(|_| (next() as i8).max(-127)).collect();
+                    let za = (next() % 256) as i32 - 128;
+                    let zb: Vec<i32> =
+                        if n % 2 == 0 { vec![0] } else { (0..n).map(|_| (next() % 7) as i32 - 3).collect() };
+                    let bias: Vec<i32> = (0..n).map(|_| (next() % 20_001) as i32 - 10_000).collect();
+                    let got = gemm_i8_acc(&a, za, &b, &zb, Some(&bias), m, k, n).unwrap();
+                    for i in 0..m {
+                        for j in 0..n {
+                            let z = zp_at(&zb, j);
+                            let want =
+                                (0..k).fold(bias[j], |s, p| s + (a[i * k + p] as i32 - za) * (b[j * k + p] as i32 - z));
+                            assert_eq!(got[i * n + j], want, "m={m} k={k} n={n} at ({i}, {j})");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Requantizing rows (SIMD in wasm builds) equals the scalar spec value by value: ties,
+    /// accumulators past 2^24, saturation at both ends, fused ReLU6 bounds, channel counts on
+    /// and off the 16-lane step.
+    #[test]
+    fn requantizing_rows_equals_the_scalar_spec() {
+        use crate::quant::{requantize, Activation, OutputQuant};
+        for &c in &[1usize, 5, 16, 19, 32] {
+            for act in [Activation::None, Activation::Relu6] {
+                let scales: Vec<f32> = (0..c).map(|j| 0.002 + 0.0007 * j as f32).collect();
+                let rq = Requant::new("t", 0.5, &scales, &OutputQuant::new(0.25, -7, act).unwrap()).unwrap();
+                let mut acc: Vec<i32> = (0..c * 9).map(|i| (i as i32 - 40) * 97).collect();
+                acc.extend([i32::MAX, i32::MIN, 1 << 25, -(1 << 25) - 3, 0, 125, 375, -125]);
+                acc.resize(acc.len().div_ceil(c) * c, 1);
+                let got = requantize_channels_last(&acc, c, &rq).unwrap();
+                for (i, (&g, &a)) in got.iter().zip(&acc).enumerate() {
+                    let want = requantize(a, rq.multipliers[i % c], rq.zero_point, rq.lo, rq.hi) as i8;
+                    assert_eq!(g, want, "c={c} {act:?} acc={a}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,104 +2,149 @@
 //! (wasm32 builds with `simd128`, which the shipped module is).
 //!
 //! `acc[i, j] = bias[j] + sum_p (a[i, p] - za) * (b[j, p] - zb[j])`, A `[M, K]`, B `[N, K]`.
-//! Both operands are centred once into i16 rows (values in [-255, 255]) padded with zeros to
-//! a multiple of 8, so one `i32x4.dot_i16x8_s` does 8 multiply-adds exactly (a pair of
-//! products is at most 2 * 255^2, far inside i32). The micro-kernel holds a 2 x 4 block of
-//! outputs in eight i32x4 accumulators: per 8 steps of K it loads 2 A and 4 B vectors for 8
-//! dot products. Integer sums are exact in any order (wrapping like the scalar code), so the
-//! result is bit-identical to the reference; the browser tests check it through whole
-//! networks (the WebGPU path, built on the same reference, gives identical logits).
+//!
+//! Both operands are centred into i16 (values in [-255, 255]) and K is padded with zeros to
+//! an even length KP. B is packed in blocks of 4 output channels, pair-interleaved:
+//! ```text
+//! packed[jb][q] = [b'(4jb, 2q), b'(4jb, 2q+1), b'(4jb+1, 2q), b'(4jb+1, 2q+1), .., b'(4jb+3, 2q+1)]
+//! ```
+//! (8 i16, one v128; N padded to a multiple of 8 with zero channels). One pair of A values
+//! `(a'(i, 2q), a'(i, 2q+1))` loaded as an i32 and splat to four lanes, times a packed
+//! vector under `i32x4.dot_i16x8_s`, adds 2 products to each of 4 output channels, lane =
+//! channel. So accumulators are output vectors: no horizontal sums, and small K (24 or 40
+//! input channels, common in MobileNets) costs no per-output overhead.
+//!
+//! The micro-kernel holds a 4-row x 8-channel block in eight i32x4 accumulators started at
+//! the bias; per pair of K it does 2 weight loads and 4 splat loads for 8 dot products (64
+//! multiply-adds). A pair of products is at most 2 * 255^2, far inside i32, and integer sums
+//! are exact in any order (wrapping like the scalar code), so the result is bit-identical to
+//! the reference; `npm test` runs the comparison on many shapes in wasm under Node
+//! (`cargo test --lib --target wasm32-wasip1`), and the browser tests compare whole networks.
 
 use core::arch::wasm32::*;
 
-/// `rows` rows of `k` int8 values minus `zero(row)`, as i16 rows of `kp` (zero padded).
-fn centred(src: &[i8], rows: usize, k: usize, kp: usize, zero: impl Fn(usize) -> i32) -> Vec<i16> {
+/// Output channels per packed block (i32x4 lanes).
+const LANES: usize = 4;
+/// Rows and channels of the micro-kernel's register block.
+const MR: usize = 4;
+const NR: usize = 8;
+
+/// `rows` rows of `k` int8 values minus `zero`, as i16 rows of `kp` (zero padded).
+fn centred_rows(src: &[i8], rows: usize, k: usize, kp: usize, zero: i32) -> Vec<i16> {
     let mut out = vec![0i16; rows * kp];
-    for (r, (dst, row)) in out.chunks_exact_mut(kp.max(1)).zip(src.chunks_exact(k.max(1))).enumerate().take(rows) {
-        let z = zero(r);
+    for (dst, row) in out.chunks_exact_mut(kp.max(1)).zip(src.chunks_exact(k.max(1))).take(rows) {
         for (d, &v) in dst.iter_mut().zip(row) {
-            *d = (v as i32 - z) as i16;
+            *d = (v as i32 - zero) as i16;
         }
     }
     out
 }
 
-#[inline(always)]
-fn load(s: &[i16], at: usize) -> v128 {
-    // In bounds: callers index whole padded rows of 8-lane steps.
-    let chunk = &s[at..at + 8];
-    // SAFETY: `chunk` holds exactly 8 i16 (16 bytes); v128_load has no alignment requirement.
-    unsafe { v128_load(chunk.as_ptr() as *const v128) }
+/// B `[N, K]` centred and packed as in the module docs: `ceil(N / 8) * 2` blocks of
+/// `ceil(K / 2)` vectors. Made once per weight tensor ([`super::gemm::PackedB`]).
+pub fn pack_b(b: &[i8], zb: &[i32], n: usize, k: usize) -> Vec<i16> {
+    let (kp, np) = (k.div_ceil(2) * 2, n.div_ceil(NR) * NR);
+    let block_len = kp * LANES;
+    let mut out = vec![0i16; np * kp];
+    for (j, row) in b.chunks_exact(k.max(1)).enumerate().take(n) {
+        let z = if zb.len() == 1 { zb[0] } else { zb[j] };
+        let block = &mut out[(j / LANES) * block_len..][..block_len];
+        let lane = j % LANES;
+        for (pair, two) in row.chunks(2).enumerate() {
+            for (e, &v) in two.iter().enumerate() {
+                block[pair * 2 * LANES + lane * 2 + e] = (v as i32 - z) as i16;
+            }
+        }
+    }
+    out
 }
 
-#[inline(always)]
-fn hsum(v: v128) -> i32 {
-    i32x4_extract_lane::<0>(v)
-        .wrapping_add(i32x4_extract_lane::<1>(v))
-        .wrapping_add(i32x4_extract_lane::<2>(v))
-        .wrapping_add(i32x4_extract_lane::<3>(v))
-}
-
-/// See the module docs; shapes are checked by the caller.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_i8_acc_dot(
+/// See the module docs; `packed` comes from [`pack_b`] with the same `n` and `k`, shapes are
+/// checked by the caller.
+pub fn gemm_i8_acc_packed(
     a: &[i8],
     za: i32,
-    b: &[i8],
-    zb: &[i32],
+    packed: &[i16],
     bias: Option<&[i32]>,
     m: usize,
     k: usize,
     n: usize,
 ) -> Vec<i32> {
-    let kp = k.div_ceil(8) * 8;
-    let ac = centred(a, m, k, kp, |_| za);
-    let bc = centred(b, n, k, kp, |j| if zb.len() == 1 { zb[0] } else { zb[j] });
+    let kp = k.div_ceil(2) * 2;
+    let np = n.div_ceil(NR) * NR;
+    let ac = centred_rows(a, m, k, kp, za);
+    let bp = packed;
+    let mut bias_p = vec![0i32; np];
+    if let Some(bias) = bias {
+        bias_p[..n].copy_from_slice(&bias[..n]);
+    }
     let mut acc = vec![0i32; m * n];
-    let bias_of = |j: usize| bias.map_or(0, |b| b[j]);
+    let pairs = kp / 2;
+    let block_len = pairs * 2 * LANES;
+    // Every pointer below stays inside these lengths: rows i + r < m of kp values in `ac`,
+    // blocks j / 4 + 1 < np / 4 of block_len values in `bp` (j + 8 <= np).
+    assert!(ac.len() >= m * kp && bp.len() >= np * kp && bias_p.len() >= np);
     let mut i = 0;
     while i < m {
-        let rows = (m - i).min(2);
-        let a0 = i * kp;
-        let a1 = (i + rows - 1) * kp; // the same row twice for a last odd row
+        let rows = (m - i).min(MR);
+        // Row starts; a short last block repeats its last row (computed, not stored).
+        let row_at = |r: usize| (i + r.min(rows - 1)) * kp;
+        let ar = [row_at(0), row_at(1), row_at(2), row_at(3)];
         let mut j = 0;
-        while j + 4 <= n {
-            let bj = [j * kp, (j + 1) * kp, (j + 2) * kp, (j + 3) * kp];
-            let mut s0 = [i32x4_splat(0); 4];
-            let mut s1 = [i32x4_splat(0); 4];
-            let mut p = 0;
-            while p < kp {
-                let x0 = load(&ac, a0 + p);
-                let x1 = load(&ac, a1 + p);
-                for c in 0..4 {
-                    let w = load(&bc, bj[c] + p);
-                    s0[c] = i32x4_add(s0[c], i32x4_dot_i16x8(x0, w));
-                    s1[c] = i32x4_add(s1[c], i32x4_dot_i16x8(x1, w));
-                }
-                p += 8;
-            }
-            for c in 0..4 {
-                acc[i * n + j + c] = hsum(s0[c]).wrapping_add(bias_of(j + c));
-                if rows == 2 {
-                    acc[(i + 1) * n + j + c] = hsum(s1[c]).wrapping_add(bias_of(j + c));
-                }
-            }
-            j += 4;
-        }
         while j < n {
-            for r in 0..rows {
-                let ar = (i + r) * kp;
-                let mut s = i32x4_splat(0);
-                let mut p = 0;
-                while p < kp {
-                    s = i32x4_add(s, i32x4_dot_i16x8(load(&ac, ar + p), load(&bc, j * kp + p)));
-                    p += 8;
+            let bias0 = load_i32x4(&bias_p[j..j + LANES]);
+            let bias1 = load_i32x4(&bias_p[j + LANES..j + 2 * LANES]);
+            let mut s = [[bias0, bias1]; MR];
+            // SAFETY: see the assert above; all loads are unaligned-safe wasm loads.
+            unsafe {
+                let b0 = bp.as_ptr().add((j / LANES) * block_len);
+                let b1 = b0.add(block_len);
+                let a = ac.as_ptr();
+                let pa = [a.add(ar[0]), a.add(ar[1]), a.add(ar[2]), a.add(ar[3])];
+                for q in 0..pairs {
+                    let w0 = v128_load(b0.add(q * 8) as *const v128);
+                    let w1 = v128_load(b1.add(q * 8) as *const v128);
+                    for (sr, &pr) in s.iter_mut().zip(&pa) {
+                        let x = v128_load32_splat(pr.add(2 * q) as *const u32);
+                        sr[0] = i32x4_add(sr[0], i32x4_dot_i16x8(x, w0));
+                        sr[1] = i32x4_add(sr[1], i32x4_dot_i16x8(x, w1));
+                    }
                 }
-                acc[(i + r) * n + j] = hsum(s).wrapping_add(bias_of(j));
             }
-            j += 1;
+            for (r, sr) in s.iter().enumerate().take(rows) {
+                let out = &mut acc[(i + r) * n..(i + r + 1) * n];
+                store_lanes(out, j, sr[0]);
+                store_lanes(out, j + LANES, sr[1]);
+            }
+            j += NR;
         }
         i += rows;
     }
     acc
+}
+
+#[inline(always)]
+fn load_i32x4(s: &[i32]) -> v128 {
+    assert!(s.len() >= 4);
+    // SAFETY: `s` holds at least 4 i32 (16 bytes).
+    unsafe { v128_load(s.as_ptr() as *const v128) }
+}
+
+/// Stores lanes of `v` to `out[j..j + 4]`, as many as fit (the padded channels are dropped).
+#[inline(always)]
+fn store_lanes(out: &mut [i32], j: usize, v: v128) {
+    if j + LANES <= out.len() {
+        let dst = &mut out[j..j + LANES];
+        // SAFETY: `dst` holds exactly 4 i32 (16 bytes); v128_store has no alignment requirement.
+        unsafe { v128_store(dst.as_mut_ptr() as *mut v128, v) }
+    } else if j < out.len() {
+        let lanes = [
+            i32x4_extract_lane::<0>(v),
+            i32x4_extract_lane::<1>(v),
+            i32x4_extract_lane::<2>(v),
+            i32x4_extract_lane::<3>(v),
+        ];
+        let rest = out.len() - j;
+        out[j..].copy_from_slice(&lanes[..rest]);
+    }
 }

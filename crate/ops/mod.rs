@@ -10,6 +10,8 @@
 pub mod activation;
 pub mod add;
 pub mod conv;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod depthwise_wasm;
 pub mod gemm;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod gemm_wasm;
@@ -17,6 +19,8 @@ pub mod layout;
 pub mod norm;
 pub mod pool;
 pub mod quantize;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod requant_wasm;
 pub mod softmax;
 mod window;
 

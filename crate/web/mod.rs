@@ -18,7 +18,7 @@
 //! - `quantizeModel(etm, rgba, count, width, height, method, progress?)`: a float model
 //!   post-training quantized to int8 on the user's own frames (`count` RGBA frames packed);
 //!   `topOneAgreement(a, b, rgba, count, width, height)`: how many frames two models agree on.
-//! - `profileLayers(int8Etm, rgba, width, height, runs)`: `[{ name, kind, ms }]`, each node's
+//! - `profileLayers(int8Etm, rgba, width, height, runs)`: `[{ name, kind, ms, macs }]`, each node's
 //!   median CPU time (the browser benchmark's per-layer profile).
 
 mod engine;
@@ -121,6 +121,7 @@ struct LayerTime {
     name: String,
     kind: &'static str,
     ms: f64,
+    macs: f64,
 }
 
 /// Per-layer CPU times of an int8 `.etm` on one RGBA frame: the median over `runs` runs of
@@ -138,9 +139,10 @@ pub fn profile_layers(etm: &[u8], rgba: &[u8], width: usize, height: usize, runs
     }
     let rows = (0..all[0].len())
         .map(|i| {
-            let mut ms: Vec<f64> = all.iter().map(|r| r[i].2).collect();
+            let mut ms: Vec<f64> = all.iter().map(|r| r[i].ms).collect();
             ms.sort_by(f64::total_cmp);
-            LayerTime { name: all[0][i].0.clone(), kind: all[0][i].1, ms: ms[ms.len() / 2] }
+            let first = &all[0][i];
+            LayerTime { name: first.name.clone(), kind: first.kind, ms: ms[ms.len() / 2], macs: first.macs as f64 }
         })
         .collect::<Vec<_>>();
     serde_wasm_bindgen::to_value(&rows).map_err(|e| JsError::new(&e.to_string()))

@@ -1,0 +1,161 @@
+//! The int8 depthwise convolution accumulators with WebAssembly SIMD (wasm32 + `simd128`):
+//! the fast form of the depthwise branch of [`super::conv::conv2d_i8_acc`].
+//!
+//! ```text
+//! acc[n, oy, ox, c] = bias[c] + sum_{ky, kx inside} x'[n, oy*sh - pt + ky*dh, ox*sw - pl + kx*dw, c] * w'[c, ky, kx]
+//! ```
+//! with `x'`, `w'` the zero-point-centred values (in [-255, 255]; the input is widened to
+//! i16 and centred as it is loaded, the weights by the caller), input NHWC, weights `[C, KH, KW, 1]` re-laid here as `[KH, KW, C]` so a tap reads a contiguous
+//! channel vector. Per output pixel, channels go in blocks of 16 (then 8): per tap and 8
+//! channels one widening input load and one weight load, `i32x4.extmul_{low,high}_i16x8_s` into two i32x4 accumulators that stay in
+//! registers over all taps. Each product fits i32 and integer sums are exact in any order
+//! (wrapping like the scalar loop), so results are bit-identical to the reference.
+//!
+//! The valid taps of an output position form one contiguous range per axis (the tap index
+//! grows with `ky * dh`), computed once per row and column instead of testing every tap.
+
+use core::arch::wasm32::*;
+
+use super::conv::ConvGeometry;
+
+const LANES: usize = 8;
+
+/// `[first, end)` of the kernel taps on one axis whose input index `o*s - pad + k*d` lies in `[0, len)`.
+fn tap_range(o: usize, kernel: usize, stride: usize, dilation: usize, pad: usize, len: usize) -> (usize, usize) {
+    let base = (o * stride) as isize - pad as isize;
+    let d = dilation.max(1) as isize;
+    // First k with base + k*d >= 0, and first k with base + k*d >= len.
+    let first = if base >= 0 { 0 } else { ((-base) + d - 1) / d };
+    let end = if (len as isize) <= base { 0 } else { ((len as isize - base) + d - 1) / d };
+    let first = (first as usize).min(kernel);
+    (first, (end as usize).clamp(first, kernel))
+}
+
+/// Eight int8 values at `at`, widened to i16 and centred by `zx`.
+#[inline(always)]
+fn load8_centred(x: &[i8], at: usize, zx: v128) -> v128 {
+    let chunk = &x[at..at + LANES];
+    // SAFETY: `chunk` holds exactly 8 bytes; v128_load64 reads 8, no alignment requirement.
+    i16x8_sub(unsafe { i16x8_load_extend_i8x8(chunk.as_ptr()) }, zx)
+}
+
+#[inline(always)]
+fn load8(s: &[i16], at: usize) -> v128 {
+    let chunk = &s[at..at + LANES];
+    // SAFETY: `chunk` holds exactly 8 i16 (16 bytes); v128_load has no alignment requirement.
+    unsafe { v128_load(chunk.as_ptr() as *const v128) }
+}
+
+#[inline(always)]
+fn load4(s: &[i32], at: usize) -> v128 {
+    let chunk = &s[at..at + 4];
+    // SAFETY: `chunk` holds exactly 4 i32 (16 bytes).
+    unsafe { v128_load(chunk.as_ptr() as *const v128) }
+}
+
+#[inline(always)]
+fn store4(out: &mut [i32], at: usize, v: v128) {
+    let dst = &mut out[at..at + 4];
+    // SAFETY: `dst` holds exactly 4 i32 (16 bytes); v128_store has no alignment requirement.
+    unsafe { v128_store(dst.as_mut_ptr() as *mut v128, v) }
+}
+
+/// See the module docs. `x` is the int8 input with zero point `zx` (centred as it is
+/// loaded), `wc` the centred weights `[C, KH, KW, 1]`.
+pub fn depthwise_i8_acc(x: &[i8], zx: i32, wc: &[i16], bias: Option<&[i32]>, g: &ConvGeometry) -> Vec<i32> {
+    let [kh, kw] = g.kernel;
+    let c = g.in_c;
+    let mut wt = vec![0i16; kh * kw * c];
+    for ch in 0..c {
+        for t in 0..kh * kw {
+            wt[t * c + ch] = wc[ch * kh * kw + t];
+        }
+    }
+    let mut bias_c = vec![0i32; c];
+    if let Some(b) = bias {
+        bias_c.copy_from_slice(&b[..c]);
+    }
+    let zx8 = i16x8_splat(zx as i16);
+    let cols: Vec<(usize, usize)> =
+        (0..g.out_w).map(|ox| tap_range(ox, kw, g.stride[1], g.dilation[1], g.pad_left, g.in_w)).collect();
+    let c16 = c / 16 * 16;
+    let c8 = c / LANES * LANES;
+    let (dil_y, dil_x) = (g.dilation[0], g.dilation[1]);
+    let mut y = vec![0i32; g.batch * g.out_h * g.out_w * c];
+    // The unchecked loads below rely on these lengths.
+    assert!(x.len() >= g.batch * g.in_h * g.in_w * c && wt.len() == kh * kw * c);
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            let (ky0, ky1) = tap_range(oy, kh, g.stride[0], dil_y, g.pad_top, g.in_h);
+            let iy0 = (oy * g.stride[0] + ky0 * dil_y).saturating_sub(g.pad_top);
+            for (ox, &(kx0, kx1)) in cols.iter().enumerate() {
+                let ix0 = (ox * g.stride[1] + kx0 * dil_x).saturating_sub(g.pad_left);
+                let out = &mut y[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
+                // Offsets of the first valid tap in the input and in the weights; each tap
+                // steps by `dil_x * c` in the input and `c` in the weights along a row.
+                let x_first = ((n * g.in_h + iy0) * g.in_w + ix0) * c;
+                let (x_row_step, x_col_step) = (dil_y * g.in_w * c, dil_x * c);
+                let w_first = (ky0 * kw + kx0) * c;
+                let mut c0 = 0;
+                // 16 channels (four accumulators) per pass, then 8, then single channels.
+                while c0 < c16 {
+                    let (mut a0, mut a1, mut a2, mut a3) =
+                        (load4(&bias_c, c0), load4(&bias_c, c0 + 4), load4(&bias_c, c0 + 8), load4(&bias_c, c0 + 12));
+                    // SAFETY: the taps iterated are the valid ones (tap_range), so every input
+                    // offset is a pixel of `x` plus c0 + 16 <= c channels; weight offsets are
+                    // taps of `wt` plus the same channels (asserted below, before the loop).
+                    unsafe {
+                        let (xp, wp) = (x.as_ptr(), wt.as_ptr());
+                        for dy in 0..ky1 - ky0 {
+                            let xr = xp.add(x_first + dy * x_row_step + c0);
+                            let wr = wp.add(w_first + dy * kw * c + c0);
+                            for dx in 0..kx1 - kx0 {
+                                let (xo, wo) = (xr.add(dx * x_col_step), wr.add(dx * c));
+                                let x0 = i16x8_sub(i16x8_load_extend_i8x8(xo), zx8);
+                                let x1 = i16x8_sub(i16x8_load_extend_i8x8(xo.add(8)), zx8);
+                                let w0 = v128_load(wo as *const v128);
+                                let w1 = v128_load(wo.add(8) as *const v128);
+                                a0 = i32x4_add(a0, i32x4_extmul_low_i16x8(x0, w0));
+                                a1 = i32x4_add(a1, i32x4_extmul_high_i16x8(x0, w0));
+                                a2 = i32x4_add(a2, i32x4_extmul_low_i16x8(x1, w1));
+                                a3 = i32x4_add(a3, i32x4_extmul_high_i16x8(x1, w1));
+                            }
+                        }
+                    }
+                    store4(out, c0, a0);
+                    store4(out, c0 + 4, a1);
+                    store4(out, c0 + 8, a2);
+                    store4(out, c0 + 12, a3);
+                    c0 += 16;
+                }
+                while c0 < c8 {
+                    let (mut lo, mut hi) = (load4(&bias_c, c0), load4(&bias_c, c0 + 4));
+                    for dy in 0..ky1 - ky0 {
+                        let (xr, wr) = (x_first + dy * x_row_step + c0, w_first + dy * kw * c + c0);
+                        for dx in 0..kx1 - kx0 {
+                            let xv = load8_centred(x, xr + dx * x_col_step, zx8);
+                            let wv = load8(&wt, wr + dx * c);
+                            lo = i32x4_add(lo, i32x4_extmul_low_i16x8(xv, wv));
+                            hi = i32x4_add(hi, i32x4_extmul_high_i16x8(xv, wv));
+                        }
+                    }
+                    store4(out, c0, lo);
+                    store4(out, c0 + 4, hi);
+                    c0 += LANES;
+                }
+                for (ch, o) in out.iter_mut().enumerate().skip(c8) {
+                    let mut s = bias_c[ch];
+                    for dy in 0..ky1 - ky0 {
+                        let (xr, wr) = (x_first + dy * x_row_step + ch, w_first + dy * kw * c + ch);
+                        for dx in 0..kx1 - kx0 {
+                            let xv = x[xr + dx * x_col_step] as i32 - zx;
+                            s = s.wrapping_add(xv * wt[wr + dx * c] as i32);
+                        }
+                    }
+                    *o = s;
+                }
+            }
+        }
+    }
+    y
+}
