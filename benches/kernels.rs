@@ -2,7 +2,8 @@
 //!
 //! `cargo bench --bench kernels` runs criterion (throughput in elements = multiply-accumulates,
 //! so criterion's "Melem/s" reads as MMAC/s), then prints a GMAC/s table from its own
-//! median timing and writes it to `bench/kernels-native.json`. No assertions: figures only.
+//! median timing, next to the machine's measured int8 multiply-add ceiling, and writes it to
+//! `bench/kernels-native.json`. No assertions: figures only.
 //! Under `cargo test --benches` each kernel runs once as a smoke test.
 
 use std::hint::black_box;
@@ -152,6 +153,45 @@ fn median_time(f: &dyn Fn()) -> f64 {
     t[t.len() / 2]
 }
 
+/// The machine's ceiling for 16-bit multiply-add pairs into i32 (x86-64 SSE2 `pmaddwd` +
+/// `paddd`, the instructions a vectorized int8 kernel needs; AVX2 doubles the width where
+/// the build enables it): eight independent chains, each feeding its result back, 64
+/// multiply-adds per round, no memory traffic. MAC/s, or `None` off x86-64.
+fn int8_madd_peak() -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_add_epi32, _mm_cvtsi128_si32, _mm_madd_epi16, _mm_set1_epi32, _mm_xor_si128};
+        let rounds: u32 = 20_000_000;
+        let run = || {
+            // SAFETY: SSE2 is part of the x86-64 baseline.
+            unsafe {
+                let w = _mm_set1_epi32(black_box(0x0003_0001));
+                let mut a = [0; 8].map(|_| _mm_set1_epi32(black_box(5)));
+                for (k, v) in a.iter_mut().enumerate() {
+                    *v = _mm_add_epi32(*v, _mm_set1_epi32(k as i32));
+                }
+                for _ in 0..black_box(rounds) {
+                    for v in a.iter_mut() {
+                        *v = _mm_add_epi32(_mm_madd_epi16(*v, w), w);
+                    }
+                }
+                black_box(_mm_cvtsi128_si32(a.iter().fold(_mm_set1_epi32(0), |s, &v| _mm_xor_si128(s, v))));
+            }
+        };
+        run();
+        let best = (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                run();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        Some(64.0 * rounds as f64 / best)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -185,12 +225,20 @@ fn main() {
     if test_mode {
         return;
     }
-    println!("\n{:<32} {:>5} {:>12} {:>10} {:>9}", "kernel", "dtype", "MACs", "median ms", "GMAC/s");
+    let peak = int8_madd_peak();
+    if let Some(p) = peak {
+        println!("\nint8 multiply-add ceiling (SSE2 pmaddwd + paddd, no loads, one core): {:.1} GMAC/s", p / 1e9);
+    }
+    println!("\n{:<32} {:>5} {:>12} {:>10} {:>9} {:>8}", "kernel", "dtype", "MACs", "median ms", "GMAC/s", "of peak");
     let mut rows = vec![];
     for p in &cases {
         let s = median_time(&*p.run);
         let gmacs = p.macs as f64 / s / 1e9;
-        println!("{:<32} {:>5} {:>12} {:>10.3} {:>9.2}", p.name, p.dtype, p.macs, s * 1e3, gmacs);
+        let of_peak = match (p.dtype, peak) {
+            ("int8", Some(pk)) => format!("{:.0}%", 100.0 * gmacs * 1e9 / pk),
+            _ => "-".into(),
+        };
+        println!("{:<32} {:>5} {:>12} {:>10.3} {:>9.2} {:>8}", p.name, p.dtype, p.macs, s * 1e3, gmacs, of_peak);
         rows.push(format!(
             "    {{\"kernel\": \"{}\", \"dtype\": \"{}\", \"macs\": {}, \"median_ms\": {:.4}, \"gmac_per_s\": {:.3}}}",
             p.name,
@@ -201,8 +249,9 @@ fn main() {
         ));
     }
     let json = format!(
-        "{{\n  \"machine\": \"{}\",\n  \"threads\": 1,\n  \"command\": \"cargo bench --bench kernels\",\n  \"results\": [\n{}\n  ]\n}}\n",
+        "{{\n  \"machine\": \"{}\",\n  \"threads\": 1,\n  \"command\": \"cargo bench --bench kernels\",\n  \"int8_madd_peak_gmac_per_s\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
         cpu_model(),
+        peak.map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),
         rows.join(",\n")
     );
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # npm run bench: the browser benchmark against onnxruntime-web (bench/browser.mjs: headless
 # Chromium, one run, bench/results.json and bench/results.md) and the native kernel
-# benchmarks (figures printed and written to bench/kernels-native.json).
-# `npm run bench -- browser` or `-- kernels` runs one of them. Never part of npm test:
+# benchmarks (figures printed and written to bench/kernels-native.json), and the native
+# whole-network benchmark against onnxruntime from PyPI (bench/native.py: bench/native-results.*).
+# `npm run bench -- browser`, `-- kernels` or `-- native` runs one of them. Never part of npm test:
 # timings are not assertions.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 what="${1:-all}"
 case "$what" in
-  all|browser|kernels) ;;
-  *) die "npm run bench -- [browser|kernels]: unknown '$what'" ;;
+  all|browser|kernels|native) ;;
+  *) die "npm run bench -- [browser|kernels|native]: unknown '$what'" ;;
 esac
-if [ "$what" != kernels ]; then
+if [ "$what" = all ] || [ "$what" = browser ]; then
   bash scripts/setup.sh
   bash scripts/models.sh
   bash scripts/build-wasm.sh
@@ -19,7 +20,17 @@ if [ "$what" != kernels ]; then
   say "browser benchmark: edgetune vs onnxruntime-web (headless Chromium)"
   node bench/browser.mjs
 fi
-if [ "$what" != browser ]; then
+if [ "$what" = all ] || [ "$what" = kernels ]; then
   say "native kernel benchmarks"
   cargo bench --bench kernels
+fi
+if [ "$what" = all ] || [ "$what" = native ]; then
+  bash scripts/setup.sh
+  bash scripts/models.sh
+  cargo build --release --bin edgetune
+  interop="${EDGETUNE_CACHE:-$HOME/.cache/edgetune}/interop-venv/bin/python"
+  # The interop venv (onnxruntime from PyPI) is made by the test prerequisites step.
+  [ -x "$interop" ] || bash scripts/test-deps.sh
+  say "native benchmark: edgetune vs onnxruntime (PyPI), same ONNX files"
+  "$interop" bench/native.py
 fi

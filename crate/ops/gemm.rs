@@ -264,6 +264,25 @@ impl PackedB {
     }
 }
 
+/// Multiply-adds per second the int8 GEMM's instruction mix can reach at most on this
+/// machine (wasm SIMD builds: `i32x4.dot_i16x8_s` + `i32x4.add`, no loads), measured over
+/// `iters` rounds of 64; `None` where that kernel is not built. For the benchmarks.
+pub fn int8_dot_peak_macs_per_s(iters: u32) -> Option<f64> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        let t = crate::engine::now_ms();
+        let r = super::gemm_wasm::dot_add_peak(iters, iters as i32);
+        let ms = (crate::engine::now_ms() - t).max(1e-3);
+        // `r` is used so the loop is not removed.
+        Some(if r == i32::MIN { 0.0 } else { 64.0 * iters as f64 / (ms / 1000.0) })
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let _ = iters;
+        None
+    }
+}
+
 /// [`gemm_i8_acc`] with B packed beforehand: `acc[i, j] = bias[j] + sum_p (a[i, p] - za) * b'[j, p]`.
 pub fn gemm_i8_acc_packed(a: &[i8], za: i32, b: &PackedB, bias: Option<&[i32]>, m: usize) -> Result<Vec<i32>> {
     const OP: &str = "gemm_i8";

@@ -148,3 +148,21 @@ fn store_lanes(out: &mut [i32], j: usize, v: v128) {
         out[j..].copy_from_slice(&lanes[..rest]);
     }
 }
+
+/// The arithmetic ceiling of the micro-kernel's instruction mix, for the benchmarks: `iters`
+/// rounds of eight independent `i32x4.dot_i16x8_s` + `i32x4.add` chains (64 multiply-adds
+/// per round, no memory traffic). Each chain feeds its own result back as the next operand,
+/// so nothing can be hoisted or folded. Returns a value derived from every chain.
+pub fn dot_add_peak(iters: u32, seed: i32) -> i32 {
+    let w = i32x4_splat(seed | 0x0001_0001);
+    let mut a = [0; 8].map(|_| i32x4_splat(seed));
+    for (k, v) in a.iter_mut().enumerate() {
+        *v = i32x4_add(*v, i32x4_splat(k as i32));
+    }
+    for _ in 0..iters {
+        for v in a.iter_mut() {
+            *v = i32x4_add(i32x4_dot_i16x8(*v, w), w);
+        }
+    }
+    a.iter().fold(0, |s, &v| s ^ i32x4_extract_lane::<0>(v) ^ i32x4_extract_lane::<3>(v))
+}

@@ -20,6 +20,7 @@
 //!   `topOneAgreement(a, b, rgba, count, width, height)`: how many frames two models agree on.
 //! - `profileLayers(int8Etm, rgba, width, height, runs)`: `[{ name, kind, ms, macs }]`, each node's
 //!   median CPU time (the browser benchmark's per-layer profile).
+//! - `simdPeak(iters)`: multiply-adds per second of the int8 SIMD instruction mix alone.
 
 mod engine;
 mod trainer;
@@ -146,6 +147,14 @@ pub fn profile_layers(etm: &[u8], rgba: &[u8], width: usize, height: usize, runs
         })
         .collect::<Vec<_>>();
     serde_wasm_bindgen::to_value(&rows).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// Multiply-adds per second of the int8 GEMM's SIMD instruction mix without memory traffic
+/// (`i32x4.dot_i16x8_s` + `i32x4.add`), over `iters` rounds of 64: the ceiling the browser
+/// benchmark compares the measured kernels with. `undefined` if this build has no SIMD.
+#[wasm_bindgen(js_name = simdPeak)]
+pub fn simd_peak(iters: u32) -> Option<f64> {
+    crate::ops::gemm::int8_dot_peak_macs_per_s(iters)
 }
 
 #[derive(Serialize)]
