@@ -27,7 +27,8 @@ say "native tests (cargo test)"
 cargo test --all-targets
 
 say "unit tests as wasm with SIMD, under Node's WASI (the kernels the page runs)"
-cargo test --lib --target wasm32-wasip1
+# --nocapture: a failing test aborts the wasm instance, and captured output would be lost.
+cargo test --lib --target wasm32-wasip1 -- --nocapture
 
 say "wasm build"
 bash scripts/build-wasm.sh

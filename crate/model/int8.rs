@@ -25,7 +25,7 @@ use super::graph::{Graph, Op};
 use crate::error::{Error, Result};
 use crate::ops::add::add_i8;
 use crate::ops::conv::{conv2d_i8_acc_packed, pack_conv_weights, Conv2dParams};
-use crate::ops::gemm::{requantize_channels_last, PackedB};
+use crate::ops::gemm::{dot_i8_f32, requantize_channels_last, PackedB};
 use crate::ops::quantize::quantize_i8;
 use crate::quant::calibrate::MAX_BIAS_Q;
 use crate::quant::{Activation, AddRequant, OutputQuant, QParams, Requant};
@@ -497,8 +497,7 @@ impl PreparedI8 {
                 for (row, e) in y.chunks_exact_mut(n.max(1)).zip(x.data().chunks_exact(k.max(1))) {
                     for (c, out) in row.iter_mut().enumerate() {
                         let z = zero_points[c];
-                        let dot: f32 =
-                            weight[c * k..(c + 1) * k].iter().zip(e).map(|(&w, &v)| (w as i32 - z) as f32 * v).sum();
+                        let dot = dot_i8_f32(&weight[c * k..(c + 1) * k], z, e);
                         *out = dot * scales[c] + bias.as_ref().map_or(0.0, |b| b[c]);
                     }
                 }

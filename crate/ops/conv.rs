@@ -346,6 +346,49 @@ pub fn pack_conv_weights(w: &QTensor, p: &Conv2dParams) -> Result<Option<PackedB
     PackedB::new(w.i8_data(OP)?, &zw, *out_c, kh * kw * in_c).map(Some)
 }
 
+/// The checked geometry and int8 data of a convolution: `(g, zx, zw, x, w)`.
+type Int8ConvInputs<'a> = (ConvGeometry, i32, Vec<i32>, &'a [i8], &'a [i8]);
+
+fn int8_conv_inputs<'a>(
+    x: &'a QTensor,
+    w: &'a QTensor,
+    bias: Option<&[i32]>,
+    p: &Conv2dParams,
+) -> Result<Int8ConvInputs<'a>> {
+    const OP: &str = "conv2d_i8";
+    let g = ConvGeometry::new(OP, x.shape(), w.shape(), p)?;
+    check_bias(OP, bias.map(<[i32]>::len), g.out_c)?;
+    check_int8_reduction(OP, g.reduction_len())?;
+    let (_, zx) = x.params().per_tensor_pair(OP)?;
+    let zw = weight_zero_points(OP, w)?;
+    check_int8_zero_points(OP, &[zx])?;
+    check_int8_zero_points(OP, &zw)?;
+    Ok((g, zx, zw, x.i8_data(OP)?, w.i8_data(OP)?))
+}
+
+/// im2col for a one-group convolution: row r holds output pixel r's taps, K = KH*KW*Cin
+/// values in the weights' (ky, kx, ci) order. Padding taps hold the input zero point, which
+/// centres to 0: exactly what the direct loop, which skips them, computes.
+fn im2col_i8(xd: &[i8], zx: i32, g: &ConvGeometry) -> Result<Vec<i8>> {
+    let k = g.reduction_len();
+    let rows = g.batch * g.out_h * g.out_w;
+    crate::tensor::numel("conv2d_i8", &[rows, k])?;
+    let mut cols = vec![zx as i8; rows * k];
+    let mut r = 0;
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                let row = &mut cols[r * k..(r + 1) * k];
+                g.for_each_tap(n, oy, ox, |t, xo| {
+                    row[t * g.in_c..(t + 1) * g.in_c].copy_from_slice(&xd[xo..xo + g.in_c]);
+                });
+                r += 1;
+            }
+        }
+    }
+    Ok(cols)
+}
+
 /// [`conv2d_i8_acc`] with the GEMM weights packed beforehand ([`pack_conv_weights`] of the
 /// same `w`); `None` packs them for this call.
 pub fn conv2d_i8_acc_packed(
@@ -356,15 +399,7 @@ pub fn conv2d_i8_acc_packed(
     p: &Conv2dParams,
 ) -> Result<(ConvGeometry, Vec<i32>)> {
     const OP: &str = "conv2d_i8";
-    let g = ConvGeometry::new(OP, x.shape(), w.shape(), p)?;
-    check_bias(OP, bias.map(<[i32]>::len), g.out_c)?;
-    check_int8_reduction(OP, g.reduction_len())?;
-    let (_, zx) = x.params().per_tensor_pair(OP)?;
-    let zw = weight_zero_points(OP, w)?;
-    check_int8_zero_points(OP, &[zx])?;
-    check_int8_zero_points(OP, &zw)?;
-    let xd = x.i8_data(OP)?;
-    let wd = w.i8_data(OP)?;
+    let (g, zx, zw, xd, wd) = int8_conv_inputs(x, w, bias, p)?;
     let gemm = |a: &[i8], rows: usize| -> Result<Vec<i32>> {
         match packed {
             Some(b) if b.dims() == (g.out_c, g.reduction_len()) => gemm_i8_acc_packed(a, zx, b, bias, rows),
@@ -376,26 +411,8 @@ pub fn conv2d_i8_acc_packed(
         return Ok((g, gemm(xd, g.batch * g.in_h * g.in_w)?));
     }
     if g.groups == 1 {
-        // im2col, then the GEMM: row r holds output pixel r's taps, K = KH*KW*Cin values in
-        // the weights' (ky, kx, ci) order. Padding taps hold the input zero point, which
-        // centres to 0: exactly the loop below, which skips them.
-        let k = g.reduction_len();
-        let rows = g.batch * g.out_h * g.out_w;
-        crate::tensor::numel(OP, &[rows, k])?;
-        let mut cols = vec![zx as i8; rows * k];
-        let mut r = 0;
-        for n in 0..g.batch {
-            for oy in 0..g.out_h {
-                for ox in 0..g.out_w {
-                    let row = &mut cols[r * k..(r + 1) * k];
-                    g.for_each_tap(n, oy, ox, |t, xo| {
-                        row[t * g.in_c..(t + 1) * g.in_c].copy_from_slice(&xd[xo..xo + g.in_c]);
-                    });
-                    r += 1;
-                }
-            }
-        }
-        return Ok((g, gemm(&cols, rows)?));
+        let cols = im2col_i8(xd, zx, &g)?;
+        return Ok((g, gemm(&cols, g.batch * g.out_h * g.out_w)?));
     }
     // Centre once: (x - zx) and (w - zw[oc]) as i16 (both in [-255, 255]), then exact MACs.
     let per_oc = g.reduction_len().max(1);
@@ -694,7 +711,7 @@ mod tests {
             let w = QTensor::from_i8(
                 ws.to_vec(),
                 (0..nw).map(|_| (next() as i8).max(-127)).collect(),
-                QParams::per_axis(0, vec![0.01; ws[0]], zw.clone()).unwrap(),
+                QParams::per_axis(0, (0..ws[0]).map(|j| 0.004 + 0.001 * j as f32).collect(), zw.clone()).unwrap(),
             )
             .unwrap();
             let bias: Vec<i32> = (0..ws[0]).map(|_| (next() % 2001) as i32 - 1000).collect();

@@ -351,6 +351,37 @@ pub fn requantize_channels_last(acc: &[i32], channels: usize, rq: &Requant) -> R
     Ok(out)
 }
 
+/// `sum_p (w[p] - z) * x[p]` in f32 for an int8 weight row against a float vector (the
+/// classifier head on the float embedding), in one fixed order: eight running sums, lane
+/// `p % 8` (sequential within the lane), then `((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7))`,
+/// then the tail `p >= 8 * floor(k / 8)` in order. No compiler may reassociate f32 sums, so
+/// every build (native, wasm, the GPU backend's host-side head) gives the same bits, and the
+/// eight lanes are two f32x4 vectors for the vectorizer. `w` and `x` have equal lengths.
+pub fn dot_i8_f32(w: &[i8], z: i32, x: &[f32]) -> f32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::gemm_wasm::dot_i8_f32(w, z, x);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    dot_i8_f32_lanes(w, z, x)
+}
+
+/// The portable form of [`dot_i8_f32`] (the wasm SIMD one computes the same sums).
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+fn dot_i8_f32_lanes(w: &[i8], z: i32, x: &[f32]) -> f32 {
+    let mut s = [0f32; 8];
+    let (wc, xc) = (w.chunks_exact(8), x.chunks_exact(8));
+    let (wt, xt) = (wc.remainder(), xc.remainder());
+    for (wr, xr) in wc.zip(xc) {
+        for l in 0..8 {
+            s[l] += (wr[l] as i32 - z) as f32 * xr[l];
+        }
+    }
+    let mut sum = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    for (&wv, &xv) in wt.iter().zip(xt) {
+        sum += (wv as i32 - z) as f32 * xv;
+    }
+    sum
+}
+
 /// int8 dense layer: `y = requant(x · wᵀ + bias)` with x `[m, k]` per-tensor and w `[n, k]`
 /// per output channel.
 #[allow(clippy::too_many_arguments)]
@@ -469,6 +500,30 @@ mod tests {
                     assert_eq!(g, want, "c={c} {act:?} acc={a}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn int8_by_float_dot_sums_in_its_documented_order() {
+        for k in [0usize, 1, 7, 8, 9, 17, 1280] {
+            let w: Vec<i8> = (0..k).map(|i| ((i * 37) % 255) as u8 as i8).collect();
+            let x: Vec<f32> = (0..k).map(|i| ((i * 11 % 23) as f32 - 11.0) * 0.137).collect();
+            let z = 3;
+            let t = |p: usize| (w[p] as i32 - z) as f32 * x[p];
+            let full = k / 8 * 8;
+            let mut lanes = [0f32; 8];
+            for p in 0..full {
+                lanes[p % 8] += t(p);
+            }
+            let l = lanes;
+            let mut want = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+            for p in full..k {
+                want += t(p);
+            }
+            let got = dot_i8_f32(&w, z, &x);
+            assert_eq!(got.to_bits(), want.to_bits(), "k={k}");
+            let exact: f64 = (0..k).map(|p| (w[p] as i32 - z) as f64 * x[p] as f64).sum();
+            assert!((got as f64 - exact).abs() <= 1e-4 * (1.0 + exact.abs()), "k={k}: {got} vs {exact}");
         }
     }
 

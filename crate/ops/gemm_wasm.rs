@@ -149,6 +149,42 @@ fn store_lanes(out: &mut [i32], j: usize, v: v128) {
     }
 }
 
+/// [`super::gemm::dot_i8_f32`]: lanes 0-3 and 4-7 of the eight running sums are two f32x4
+/// vectors; their lane-wise sum is `(s0 + s4, s1 + s5, s2 + s6, s3 + s7)`, added as
+/// `(v0 + v1) + (v2 + v3)`, then the tail in order: the documented order, so the bits equal
+/// the portable code's.
+pub fn dot_i8_f32(w: &[i8], z: i32, x: &[f32]) -> f32 {
+    let k = w.len().min(x.len());
+    let full = k / 8 * 8;
+    let z4 = i32x4_splat(z);
+    let (mut lo, mut hi) = (f32x4_splat(0.0), f32x4_splat(0.0));
+    let mut p = 0;
+    while p < full {
+        let (wc, xc) = (&w[p..p + 8], &x[p..p + 8]);
+        // SAFETY: `wc` holds 8 bytes and `xc` 8 f32 (32 bytes); unaligned-safe wasm loads.
+        let (wv, x0, x1) = unsafe {
+            (
+                i16x8_load_extend_i8x8(wc.as_ptr()),
+                v128_load(xc.as_ptr() as *const v128),
+                v128_load(xc.as_ptr().add(4) as *const v128),
+            )
+        };
+        // w - z in i32, exact for any zero point, as the portable code computes it.
+        let c0 = f32x4_convert_i32x4(i32x4_sub(i32x4_extend_low_i16x8(wv), z4));
+        let c1 = f32x4_convert_i32x4(i32x4_sub(i32x4_extend_high_i16x8(wv), z4));
+        lo = f32x4_add(lo, f32x4_mul(c0, x0));
+        hi = f32x4_add(hi, f32x4_mul(c1, x1));
+        p += 8;
+    }
+    let v = f32x4_add(lo, hi);
+    let mut sum = (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v))
+        + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v));
+    for (&wv, &xv) in w[full..k].iter().zip(&x[full..k]) {
+        sum += (wv as i32 - z) as f32 * xv;
+    }
+    sum
+}
+
 /// The arithmetic ceiling of the micro-kernel's instruction mix, for the benchmarks: `iters`
 /// rounds of eight independent `i32x4.dot_i16x8_s` + `i32x4.add` chains (64 multiply-adds
 /// per round, no memory traffic). Each chain feeds its own result back as the next operand,

@@ -13,18 +13,36 @@
 
 use core::arch::wasm32::*;
 
+/// The clamp bounds of one requantization, as vectors: `[lo - zp, hi - zp]` in f32 and `zp`.
+struct Bounds {
+    lo: v128,
+    hi: v128,
+    zp: v128,
+}
+
+impl Bounds {
+    fn new(zp: i32, lo: i32, hi: i32) -> Self {
+        Bounds { lo: f32x4_splat((lo - zp) as f32), hi: f32x4_splat((hi - zp) as f32), zp: i32x4_splat(zp) }
+    }
+}
+
+/// Four accumulators requantized with four multipliers (see the module docs), as i32 lanes.
+#[inline(always)]
+fn requant4(acc: v128, mult: v128, b: &Bounds) -> v128 {
+    let f = f32x4_mul(f32x4_convert_i32x4(acc), mult);
+    let f = f32x4_nearest(f32x4_min(f32x4_max(f, b.lo), b.hi));
+    i32x4_add(i32x4_trunc_sat_f32x4(f), b.zp)
+}
+
 /// `out[r * c + j] = requantize(acc[r * c + j], mults[j], zp, lo, hi)`; `mults.len() == c`.
 pub fn requantize_rows(acc: &[i32], mults: &[f32], zp: i32, lo: i32, hi: i32, out: &mut [i8]) {
     let c = mults.len().max(1);
     let c16 = mults.len() / 16 * 16;
-    let (lo_f, hi_f) = (f32x4_splat((lo - zp) as f32), f32x4_splat((hi - zp) as f32));
-    let zp4 = i32x4_splat(zp);
+    let bounds = Bounds::new(zp, lo, hi);
     let one = |a: &[i32], m: &[f32]| -> v128 {
         // SAFETY: callers pass slices of at least 4 elements (16 bytes); unaligned loads.
         let (a, m) = unsafe { (v128_load(a.as_ptr() as *const v128), v128_load(m.as_ptr() as *const v128)) };
-        let f = f32x4_mul(f32x4_convert_i32x4(a), m);
-        let f = f32x4_nearest(f32x4_min(f32x4_max(f, lo_f), hi_f));
-        i32x4_add(i32x4_trunc_sat_f32x4(f), zp4)
+        requant4(a, m, &bounds)
     };
     for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
         let mut j = 0;
