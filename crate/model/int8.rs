@@ -24,8 +24,8 @@ use super::forward::apply_activation;
 use super::graph::{Graph, Op};
 use crate::error::{Error, Result};
 use crate::ops::add::add_i8;
-use crate::ops::conv::{conv2d_i8_acc_packed, pack_conv_weights, Conv2dParams};
-use crate::ops::gemm::{dot_i8_f32, requantize_channels_last, PackedB};
+use crate::ops::conv::{conv2d_i8_requant, pack_conv_weights, Conv2dParams};
+use crate::ops::gemm::{dot_i8_f32, PackedB};
 use crate::ops::quantize::quantize_i8;
 use crate::quant::calibrate::MAX_BIAS_Q;
 use crate::quant::{Activation, AddRequant, OutputQuant, QParams, Requant};
@@ -448,8 +448,7 @@ impl PreparedI8 {
             (Int8Op::Conv { weight, packed, bias, params, out }, Val::Q(x)) => {
                 let (sx, _) = x.params().per_tensor_pair("conv2d_i8")?;
                 let rq = self.requant(sx, weight.params().scales(), out)?;
-                let (g, acc) = conv2d_i8_acc_packed(x, weight, packed.as_ref(), bias.as_deref(), params)?;
-                let y = requantize_channels_last(&acc, g.out_c, &rq)?;
+                let (g, y) = conv2d_i8_requant(x, weight, packed.as_ref(), bias.as_deref(), params, &rq)?;
                 Val::Q(QTensor::from_i8(g.out_shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)?)
             }
             (Int8Op::Add { out }, Val::Q(x)) => match input(1)? {

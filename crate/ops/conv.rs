@@ -389,6 +389,56 @@ fn im2col_i8(xd: &[i8], zx: i32, g: &ConvGeometry) -> Result<Vec<i8>> {
     Ok(cols)
 }
 
+/// int8 convolution to its int8 output: [`conv2d_i8_acc_packed`], then
+/// [`requantize_channels_last`] with `rq`. In wasm SIMD builds a depthwise convolution with
+/// the engine's requantization scheme requantizes each output pixel as it is computed
+/// (same bits, no image-sized i32 buffer).
+pub fn conv2d_i8_requant(
+    x: &QTensor,
+    w: &QTensor,
+    packed: Option<&PackedB>,
+    bias: Option<&[i32]>,
+    p: &Conv2dParams,
+    rq: &Requant,
+) -> Result<(ConvGeometry, Vec<i8>)> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if rq.fixed.is_none() {
+        let (g, zx, zw, xd, wd) = int8_conv_inputs(x, w, bias, p)?;
+        if g.is_depthwise() {
+            let mults: Vec<f32> = match rq.multipliers.len() {
+                1 => vec![rq.multipliers[0]; g.out_c],
+                n if n == g.out_c => rq.multipliers.clone(),
+                n => return Err(Error::shape("requantize", format!("{n} multipliers for {} channels", g.out_c))),
+            };
+            let wc = centred_weights(wd, &zw, g.reduction_len());
+            let y = super::depthwise_wasm::depthwise_i8_requant(
+                xd,
+                zx,
+                &wc,
+                bias,
+                &g,
+                &mults,
+                (rq.zero_point, rq.lo, rq.hi),
+            );
+            return Ok((g, y));
+        }
+    }
+    let (g, acc) = conv2d_i8_acc_packed(x, w, packed, bias, p)?;
+    let y = requantize_channels_last(&acc, g.out_c, rq)?;
+    Ok((g, y))
+}
+
+/// Weights `[Cout, K]` minus their zero points (per tensor or per output channel), as i16.
+fn centred_weights(wd: &[i8], zw: &[i32], per_oc: usize) -> Vec<i16> {
+    wd.chunks_exact(per_oc.max(1))
+        .enumerate()
+        .flat_map(|(oc, row)| {
+            let z = if zw.len() == 1 { zw[0] } else { zw[oc] };
+            row.iter().map(move |&v| (v as i32 - z) as i16)
+        })
+        .collect()
+}
+
 /// [`conv2d_i8_acc`] with the GEMM weights packed beforehand ([`pack_conv_weights`] of the
 /// same `w`); `None` packs them for this call.
 pub fn conv2d_i8_acc_packed(
@@ -415,15 +465,7 @@ pub fn conv2d_i8_acc_packed(
         return Ok((g, gemm(&cols, g.batch * g.out_h * g.out_w)?));
     }
     // Centre once: (x - zx) and (w - zw[oc]) as i16 (both in [-255, 255]), then exact MACs.
-    let per_oc = g.reduction_len().max(1);
-    let wc: Vec<i16> = wd
-        .chunks_exact(per_oc)
-        .enumerate()
-        .flat_map(|(oc, row)| {
-            let z = if zw.len() == 1 { zw[0] } else { zw[oc] };
-            row.iter().map(move |&v| (v as i32 - z) as i16)
-        })
-        .collect();
+    let wc = centred_weights(wd, &zw, g.reduction_len());
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     if g.is_depthwise() {
         return Ok((g, super::depthwise_wasm::depthwise_i8_acc(xd, zx, &wc, bias, &g)));
@@ -722,6 +764,16 @@ mod tests {
                 w.i8_data("t").unwrap().iter().enumerate().map(|(i, &v)| (v as i32 - zw[i / per]) as i16).collect();
             let slow = conv_general(&xc, &wc, Some(&bias), &g);
             assert_eq!(fast, slow, "input {xs:?}, weights {ws:?}, {p:?}");
+            // Requantizing as the pixels are computed (wasm depthwise) equals requantizing the sums.
+            let rq = Requant::new(
+                "t",
+                0.1,
+                w.params().scales(),
+                &OutputQuant::new(0.37, 3, crate::quant::Activation::Relu6).unwrap(),
+            )
+            .unwrap();
+            let (_, q) = conv2d_i8_requant(&x, &w, None, Some(&bias), p, &rq).unwrap();
+            assert_eq!(q, requantize_channels_last(&slow, g.out_c, &rq).unwrap(), "requantized: {xs:?}, {ws:?}");
             // Weights packed once (as a prepared model holds them) give the same sums.
             if let Some(packed) = pack_conv_weights(&w, p).unwrap() {
                 let (_, again) = conv2d_i8_acc_packed(&x, &w, Some(&packed), Some(&bias), p).unwrap();

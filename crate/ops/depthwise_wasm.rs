@@ -63,6 +63,43 @@ fn store4(out: &mut [i32], at: usize, v: v128) {
 /// See the module docs. `x` is the int8 input with zero point `zx` (centred as it is
 /// loaded), `wc` the centred weights `[C, KH, KW, 1]`.
 pub fn depthwise_i8_acc(x: &[i8], zx: i32, wc: &[i16], bias: Option<&[i32]>, g: &ConvGeometry) -> Vec<i32> {
+    let c = g.in_c;
+    let mut y = vec![0i32; g.batch * g.out_h * g.out_w * c];
+    depthwise_pixels(x, zx, wc, bias, g, |px, acc| y[px * c..(px + 1) * c].copy_from_slice(acc));
+    y
+}
+
+/// The depthwise convolution straight to int8: each output pixel's accumulators are
+/// requantized while they are still in L1 ([`super::requant_wasm::requantize_rows`], the
+/// engine's scheme, `mults` one per channel), so no image-sized i32 buffer is written and
+/// read back (that pass was a third of the depthwise time in Lite0).
+pub fn depthwise_i8_requant(
+    x: &[i8],
+    zx: i32,
+    wc: &[i16],
+    bias: Option<&[i32]>,
+    g: &ConvGeometry,
+    mults: &[f32],
+    (zp, lo, hi): (i32, i32, i32),
+) -> Vec<i8> {
+    let c = g.in_c;
+    let mut y = vec![0i8; g.batch * g.out_h * g.out_w * c];
+    depthwise_pixels(x, zx, wc, bias, g, |px, acc| {
+        super::requant_wasm::requantize_rows(acc, mults, zp, lo, hi, &mut y[px * c..(px + 1) * c]);
+    });
+    y
+}
+
+/// The kernel: computes output pixel `px` (in `[N, OH, OW]` order) into a reused row of `C`
+/// accumulators and hands it to `emit(px, row)`.
+fn depthwise_pixels(
+    x: &[i8],
+    zx: i32,
+    wc: &[i16],
+    bias: Option<&[i32]>,
+    g: &ConvGeometry,
+    mut emit: impl FnMut(usize, &[i32]),
+) {
     let [kh, kw] = g.kernel;
     let c = g.in_c;
     let mut wt = vec![0i16; kh * kw * c];
@@ -81,7 +118,7 @@ pub fn depthwise_i8_acc(x: &[i8], zx: i32, wc: &[i16], bias: Option<&[i32]>, g: 
     let c16 = c / 16 * 16;
     let c8 = c / LANES * LANES;
     let (dil_y, dil_x) = (g.dilation[0], g.dilation[1]);
-    let mut y = vec![0i32; g.batch * g.out_h * g.out_w * c];
+    let mut out = vec![0i32; c];
     // The unchecked loads below rely on these lengths.
     assert!(x.len() >= g.batch * g.in_h * g.in_w * c && wt.len() == kh * kw * c);
     for n in 0..g.batch {
@@ -90,7 +127,7 @@ pub fn depthwise_i8_acc(x: &[i8], zx: i32, wc: &[i16], bias: Option<&[i32]>, g: 
             let iy0 = (oy * g.stride[0] + ky0 * dil_y).saturating_sub(g.pad_top);
             for (ox, &(kx0, kx1)) in cols.iter().enumerate() {
                 let ix0 = (ox * g.stride[1] + kx0 * dil_x).saturating_sub(g.pad_left);
-                let out = &mut y[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
+                let out = &mut out[..];
                 // Offsets of the first valid tap in the input and in the weights; each tap
                 // steps by `dil_x * c` in the input and `c` in the weights along a row.
                 let x_first = ((n * g.in_h + iy0) * g.in_w + ix0) * c;
@@ -154,8 +191,8 @@ pub fn depthwise_i8_acc(x: &[i8], zx: i32, wc: &[i16], bias: Option<&[i32]>, g: 
                     }
                     *o = s;
                 }
+                emit((n * g.out_h + oy) * g.out_w + ox, out);
             }
         }
     }
-    y
 }

@@ -89,7 +89,7 @@ pub fn gemm_i8_acc_packed(
         let rows = (m - i).min(MR);
         // Row starts; a short last block repeats its last row (computed, not stored).
         let row_at = |r: usize| (i + r.min(rows - 1)) * kp;
-        let ar = [row_at(0), row_at(1), row_at(2), row_at(3)];
+        let ar: [usize; MR] = core::array::from_fn(row_at);
         let mut j = 0;
         while j < n {
             let bias0 = load_i32x4(&bias_p[j..j + LANES]);
@@ -100,7 +100,7 @@ pub fn gemm_i8_acc_packed(
                 let b0 = bp.as_ptr().add((j / LANES) * block_len);
                 let b1 = b0.add(block_len);
                 let a = ac.as_ptr();
-                let pa = [a.add(ar[0]), a.add(ar[1]), a.add(ar[2]), a.add(ar[3])];
+                let pa: [*const i16; MR] = core::array::from_fn(|r| a.add(ar[r]));
                 for q in 0..pairs {
                     let w0 = v128_load(b0.add(q * 8) as *const v128);
                     let w1 = v128_load(b1.add(q * 8) as *const v128);
