@@ -16,7 +16,7 @@
 //! every path, so fast paths give the same bits as the general loop.
 
 use super::gemm::{
-    check_int8_reduction, check_int8_zero_points, gemm_i8_acc, gemm_i8_acc_packed, matmul_f32,
+    check_int8_reduction, check_int8_zero_points, gemm_i8_acc, gemm_i8_acc_packed, gemm_i8_requant_packed, matmul_f32,
     requantize_channels_last, BLayout, PackedB,
 };
 use super::window::{explicit_pads, resolve_axis};
@@ -390,9 +390,10 @@ fn im2col_i8(xd: &[i8], zx: i32, g: &ConvGeometry) -> Result<Vec<i8>> {
 }
 
 /// int8 convolution to its int8 output: [`conv2d_i8_acc_packed`], then
-/// [`requantize_channels_last`] with `rq`. In wasm SIMD builds a depthwise convolution with
-/// the engine's requantization scheme requantizes each output pixel as it is computed
-/// (same bits, no image-sized i32 buffer).
+/// [`requantize_channels_last`] with `rq`, the same bits by faster routes: with packed weights
+/// a one-group convolution goes through [`gemm_i8_requant_packed`] (requantization fused into
+/// the GEMM in wasm SIMD builds), and in wasm SIMD builds a depthwise convolution requantizes
+/// each output pixel as it is computed (no image-sized i32 buffer either way).
 pub fn conv2d_i8_requant(
     x: &QTensor,
     w: &QTensor,
@@ -405,11 +406,7 @@ pub fn conv2d_i8_requant(
     if rq.fixed.is_none() {
         let (g, zx, zw, xd, wd) = int8_conv_inputs(x, w, bias, p)?;
         if g.is_depthwise() {
-            let mults: Vec<f32> = match rq.multipliers.len() {
-                1 => vec![rq.multipliers[0]; g.out_c],
-                n if n == g.out_c => rq.multipliers.clone(),
-                n => return Err(Error::shape("requantize", format!("{n} multipliers for {} channels", g.out_c))),
-            };
+            let mults = rq.per_channel(g.out_c)?;
             let wc = centred_weights(wd, &zw, g.reduction_len());
             let y = super::depthwise_wasm::depthwise_i8_requant(
                 xd,
@@ -420,6 +417,21 @@ pub fn conv2d_i8_requant(
                 &mults,
                 (rq.zero_point, rq.lo, rq.hi),
             );
+            return Ok((g, y));
+        }
+    }
+    if let Some(b) = packed {
+        let (g, zx, _, xd, _) = int8_conv_inputs(x, w, bias, p)?;
+        if g.groups == 1 {
+            if b.dims() != (g.out_c, g.reduction_len()) {
+                let msg = format!("packed weights {:?} do not match {:?}", b.dims(), w.shape());
+                return Err(Error::shape("conv2d_i8", msg));
+            }
+            let y = if g.is_pointwise() {
+                gemm_i8_requant_packed(xd, zx, b, bias, rq, g.batch * g.in_h * g.in_w)?
+            } else {
+                gemm_i8_requant_packed(&im2col_i8(xd, zx, &g)?, zx, b, bias, rq, g.batch * g.out_h * g.out_w)?
+            };
             return Ok((g, y));
         }
     }
@@ -774,10 +786,13 @@ mod tests {
             .unwrap();
             let (_, q) = conv2d_i8_requant(&x, &w, None, Some(&bias), p, &rq).unwrap();
             assert_eq!(q, requantize_channels_last(&slow, g.out_c, &rq).unwrap(), "requantized: {xs:?}, {ws:?}");
-            // Weights packed once (as a prepared model holds them) give the same sums.
+            // Weights packed once (as a prepared model holds them) give the same sums, and the
+            // same int8 outputs with the requantization fused into the GEMM (wasm).
             if let Some(packed) = pack_conv_weights(&w, p).unwrap() {
                 let (_, again) = conv2d_i8_acc_packed(&x, &w, Some(&packed), Some(&bias), p).unwrap();
                 assert_eq!(again, slow, "packed: input {xs:?}, weights {ws:?}");
+                let (_, q) = conv2d_i8_requant(&x, &w, Some(&packed), Some(&bias), p, &rq).unwrap();
+                assert_eq!(q, requantize_channels_last(&slow, g.out_c, &rq).unwrap(), "packed, requantized: {xs:?}");
             }
         }
     }

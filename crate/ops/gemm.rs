@@ -283,22 +283,51 @@ pub fn int8_dot_peak_macs_per_s(iters: u32) -> Option<f64> {
     }
 }
 
+/// Shapes and zero point of a GEMM on packed weights.
+fn check_packed_args(a: &[i8], za: i32, b: &PackedB, bias: Option<&[i32]>, m: usize) -> Result<()> {
+    const OP: &str = "gemm_i8";
+    check_len(OP, "A", a.len(), [m, b.k])?;
+    check_int8_zero_points(OP, &[za])?;
+    crate::tensor::numel(OP, &[m, b.n])?;
+    match bias {
+        Some(bias) if bias.len() != b.n => {
+            Err(Error::shape(OP, format!("bias has {} values, expected {}", bias.len(), b.n)))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// [`gemm_i8_acc`] with B packed beforehand: `acc[i, j] = bias[j] + sum_p (a[i, p] - za) * b'[j, p]`.
 pub fn gemm_i8_acc_packed(a: &[i8], za: i32, b: &PackedB, bias: Option<&[i32]>, m: usize) -> Result<Vec<i32>> {
-    const OP: &str = "gemm_i8";
+    check_packed_args(a, za, b, bias, m)?;
     let (n, k) = (b.n, b.k);
-    check_len(OP, "A", a.len(), [m, k])?;
-    check_int8_zero_points(OP, &[za])?;
-    crate::tensor::numel(OP, &[m, n])?;
-    if let Some(bias) = bias {
-        if bias.len() != n {
-            return Err(Error::shape(OP, format!("bias has {} values, expected {n}", bias.len())));
-        }
-    }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return Ok(super::gemm_wasm::gemm_i8_acc_packed(a, za, &b.data, bias, m, k, n));
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     Ok(gemm_i8_acc_rows(a, za, &b.data, bias, m, k, n))
+}
+
+/// [`gemm_i8_acc_packed`] followed by [`requantize_channels_last`]. In wasm SIMD builds, for
+/// the engine's float-multiplier scheme, the requantization is fused into the GEMM's store
+/// (same bits, no i32 sums in memory).
+pub fn gemm_i8_requant_packed(
+    a: &[i8],
+    za: i32,
+    b: &PackedB,
+    bias: Option<&[i32]>,
+    rq: &Requant,
+    m: usize,
+) -> Result<Vec<i8>> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if rq.fixed.is_none() {
+        let (n, k) = (b.n, b.k);
+        check_packed_args(a, za, b, bias, m)?;
+        let mults = rq.per_channel(n)?;
+        let q = (rq.zero_point, rq.lo, rq.hi);
+        return Ok(super::gemm_wasm::gemm_i8_requant_packed(a, za, &b.data, bias, &mults, q, m, k, n));
+    }
+    let acc = gemm_i8_acc_packed(a, za, b, bias, m)?;
+    requantize_channels_last(&acc, b.n, rq)
 }
 
 /// The row-update form: each output row is built by `acc[i, :] += (a[i, p] - za) * Bt[p, :]`,
@@ -324,11 +353,7 @@ fn gemm_i8_acc_rows(a: &[i8], za: i32, bt: &[i16], bias: Option<&[i32]>, m: usiz
 /// Requantizes accumulators laid out `[.., C]` (channel last) with per-channel multipliers.
 pub fn requantize_channels_last(acc: &[i32], channels: usize, rq: &Requant) -> Result<Vec<i8>> {
     let c = channels.max(1);
-    let mults: Vec<f32> = match rq.multipliers.len() {
-        1 => vec![rq.multipliers[0]; c],
-        n if n == channels => rq.multipliers.clone(),
-        n => return Err(Error::shape("requantize", format!("{n} multipliers for {channels} channels"))),
-    };
+    let mults = rq.per_channel(channels)?;
     let mut out = vec![0i8; acc.len()];
     if rq.fixed.is_some() {
         // TFLite's fixed-point arithmetic (imported TFLite models).

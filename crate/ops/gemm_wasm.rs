@@ -59,9 +59,13 @@ pub fn pack_b(b: &[i8], zb: &[i32], n: usize, k: usize) -> Vec<i16> {
     out
 }
 
-/// See the module docs; `packed` comes from [`pack_b`] with the same `n` and `k`, shapes are
-/// checked by the caller.
-pub fn gemm_i8_acc_packed(
+/// The tile loop: for every block of up to 4 rows `i..i + rows` and 8 channels `j..j + 8`,
+/// computes the sums (bias included) and hands them to `emit(i, rows, j, sums)`, `sums[r]`
+/// holding channels `j..j + 4` and `j + 4..j + 8` of row `i + r`; lanes past `n` belong to
+/// the zero padding channels and must not be stored.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gemm_tiles(
     a: &[i8],
     za: i32,
     packed: &[i16],
@@ -69,7 +73,8 @@ pub fn gemm_i8_acc_packed(
     m: usize,
     k: usize,
     n: usize,
-) -> Vec<i32> {
+    mut emit: impl FnMut(usize, usize, usize, &[[v128; 2]; MR]),
+) {
     let kp = k.div_ceil(2) * 2;
     let np = n.div_ceil(NR) * NR;
     let ac = centred_rows(a, m, k, kp, za);
@@ -78,7 +83,6 @@ pub fn gemm_i8_acc_packed(
     if let Some(bias) = bias {
         bias_p[..n].copy_from_slice(&bias[..n]);
     }
-    let mut acc = vec![0i32; m * n];
     let pairs = kp / 2;
     let block_len = pairs * 2 * LANES;
     // Every pointer below stays inside these lengths: rows i + r < m of kp values in `ac`,
@@ -111,16 +115,84 @@ pub fn gemm_i8_acc_packed(
                     }
                 }
             }
-            for (r, sr) in s.iter().enumerate().take(rows) {
-                let out = &mut acc[(i + r) * n..(i + r + 1) * n];
-                store_lanes(out, j, sr[0]);
-                store_lanes(out, j + LANES, sr[1]);
-            }
+            emit(i, rows, j, &s);
             j += NR;
         }
         i += rows;
     }
+}
+
+/// See the module docs; `packed` comes from [`pack_b`] with the same `n` and `k`, shapes are
+/// checked by the caller.
+pub fn gemm_i8_acc_packed(
+    a: &[i8],
+    za: i32,
+    packed: &[i16],
+    bias: Option<&[i32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<i32> {
+    let mut acc = vec![0i32; m * n];
+    gemm_tiles(a, za, packed, bias, m, k, n, |i, rows, j, s| {
+        for (r, sr) in s.iter().enumerate().take(rows) {
+            let out = &mut acc[(i + r) * n..(i + r + 1) * n];
+            store_lanes(out, j, sr[0]);
+            store_lanes(out, j + LANES, sr[1]);
+        }
+    });
     acc
+}
+
+/// The GEMM with requantization fused into its store ([`super::requant_wasm::requant4`], the
+/// engine's scheme, bit-identical to [`crate::quant::requantize`]): each tile becomes int8 in
+/// registers, so the i32 sums never reach memory. `mults` holds one multiplier per channel.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_i8_requant_packed(
+    a: &[i8],
+    za: i32,
+    packed: &[i16],
+    bias: Option<&[i32]>,
+    mults: &[f32],
+    (zp, lo, hi): (i32, i32, i32),
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<i8> {
+    let np = n.div_ceil(NR) * NR;
+    let mut mult_p = vec![0f32; np];
+    mult_p[..n].copy_from_slice(&mults[..n]);
+    let bounds = super::requant_wasm::Bounds::new(zp, lo, hi);
+    let mut out = vec![0i8; m * n];
+    gemm_tiles(a, za, packed, bias, m, k, n, |i, rows, j, s| {
+        let (m0, m1) = (load_f32x4(&mult_p[j..j + LANES]), load_f32x4(&mult_p[j + LANES..j + NR]));
+        for (r, sr) in s.iter().enumerate().take(rows) {
+            let q0 = super::requant_wasm::requant4(sr[0], m0, &bounds);
+            let q1 = super::requant_wasm::requant4(sr[1], m1, &bounds);
+            // Channels j..j + 8 in the low 8 bytes (the narrows saturate nothing: q is in range).
+            let q16 = i16x8_narrow_i32x4(q0, q1);
+            let q = i8x16_narrow_i16x8(q16, q16);
+            let row = &mut out[(i + r) * n..(i + r + 1) * n];
+            if j + NR <= n {
+                let dst = &mut row[j..j + NR];
+                // SAFETY: `dst` holds exactly 8 bytes, what the 64-bit lane store writes.
+                unsafe { v128_store64_lane::<0>(q, dst.as_mut_ptr() as *mut u64) };
+            } else {
+                let mut bytes = [0i8; 16];
+                // SAFETY: `bytes` holds 16 bytes.
+                unsafe { v128_store(bytes.as_mut_ptr() as *mut v128, q) };
+                row[j..].copy_from_slice(&bytes[..n - j]);
+            }
+        }
+    });
+    out
+}
+
+#[inline(always)]
+fn load_f32x4(s: &[f32]) -> v128 {
+    assert!(s.len() >= 4);
+    // SAFETY: `s` holds at least 4 f32 (16 bytes).
+    unsafe { v128_load(s.as_ptr() as *const v128) }
 }
 
 #[inline(always)]

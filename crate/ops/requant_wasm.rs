@@ -15,21 +15,21 @@
 use core::arch::wasm32::*;
 
 /// The clamp bounds of one requantization, as vectors: `[lo - zp, hi - zp]` in f32 and `zp`.
-struct Bounds {
+pub(super) struct Bounds {
     lo: v128,
     hi: v128,
     zp: v128,
 }
 
 impl Bounds {
-    fn new(zp: i32, lo: i32, hi: i32) -> Self {
+    pub(super) fn new(zp: i32, lo: i32, hi: i32) -> Self {
         Bounds { lo: f32x4_splat((lo - zp) as f32), hi: f32x4_splat((hi - zp) as f32), zp: i32x4_splat(zp) }
     }
 }
 
 /// Four accumulators requantized with four multipliers (see the module docs), as i32 lanes.
 #[inline(always)]
-fn requant4(acc: v128, mult: v128, b: &Bounds) -> v128 {
+pub(super) fn requant4(acc: v128, mult: v128, b: &Bounds) -> v128 {
     let f = f32x4_mul(f32x4_convert_i32x4(acc), mult);
     // pmax/pmin (one x86 instruction each; the NaN- and zero-sign-exact max/min are several)
     // equal max/min here: no operand is NaN, and a -0.0 result rounds to 0 like +0.0.

@@ -229,6 +229,15 @@ pub struct Requant {
 }
 
 impl Requant {
+    /// The float multipliers, one per channel (a per-tensor one repeated).
+    pub fn per_channel(&self, channels: usize) -> Result<Vec<f32>> {
+        match self.multipliers.len() {
+            1 => Ok(vec![self.multipliers[0]; channels]),
+            n if n == channels => Ok(self.multipliers.clone()),
+            n => Err(Error::shape("requantize", format!("{n} multipliers for {channels} channels"))),
+        }
+    }
+
     /// `multipliers[c] = f32(input_scale * weight_scales[c] / out.scale)` computed in f64.
     pub fn new(op: &'static str, input_scale: f32, weight_scales: &[f32], out: &OutputQuant) -> Result<Self> {
         let multipliers = weight_scales
