@@ -186,18 +186,20 @@ async function main() {
   const lines = [md, ''];
   if (ratios.int8VsOrtInt8) lines.push(`edgetune wasm int8 / onnxruntime-web wasm int8 median: ${ratios.int8VsOrtInt8.toFixed(2)} (goal <= 0.8)`);
   if (ratios.int8VsOrtF32) lines.push(`edgetune wasm int8 / onnxruntime-web wasm f32 median: ${ratios.int8VsOrtF32.toFixed(2)} (goal <= 0.5)`);
+  // Throughput per kind: multiply-accumulates over the kind's summed median time.
+  const rate = ({ ms, macs }) => (macs ? `, ${(macs / ms / 1e6).toFixed(1)} GMAC/s` : '');
+  for (const [key, label] of [['edgetune-int8', 'edgetune wasm int8'], ['edgetune-f32', 'edgetune wasm f32']]) {
+    const prof = by[key]?.profile?.byKind;
+    if (!prof) continue;
+    const total = Object.values(prof).reduce((a, b) => a + b.ms, 0);
+    lines.push('', `Where ${label}'s time goes (per-layer medians, profileLayers): ${Object.entries(prof).sort((a, b) => b[1].ms - a[1].ms)
+      .map(([k, p]) => `${k} ${p.ms.toFixed(1)} ms (${((100 * p.ms) / total).toFixed(0)}%${rate(p)})`).join(', ')}.`);
+  }
   const prof = by['edgetune-int8']?.profile?.byKind;
   const peak = by['edgetune-int8']?.profile?.peakMacsPerS;
-  if (prof) {
-    const total = Object.values(prof).reduce((a, b) => a + b.ms, 0);
-    // Throughput per kind: multiply-accumulates over the kind's summed median time.
-    const rate = ({ ms, macs }) => (macs ? `, ${(macs / ms / 1e6).toFixed(1)} GMAC/s` : '');
-    lines.push('', `Where edgetune wasm int8's time goes (per-layer medians, profileLayers): ${Object.entries(prof).sort((a, b) => b[1].ms - a[1].ms)
-      .map(([k, p]) => `${k} ${p.ms.toFixed(1)} ms (${((100 * p.ms) / total).toFixed(0)}%${rate(p)})`).join(', ')}.`);
-    if (peak && prof.pointwise) {
-      const pw = prof.pointwise.macs / prof.pointwise.ms / 1e6;
-      lines.push('', `Measured ceiling of the int8 GEMM's SIMD mix in this browser (i32x4.dot_i16x8_s + i32x4.add, no loads; simdPeak): ${(peak / 1e9).toFixed(1)} GMAC/s; the pointwise layers run at ${pw.toFixed(1)} GMAC/s, ${((100 * pw * 1e9) / peak).toFixed(0)}% of it.`);
-    }
+  if (peak && prof?.pointwise) {
+    const pw = prof.pointwise.macs / prof.pointwise.ms / 1e6;
+    lines.push('', `Measured ceiling of the int8 GEMM's SIMD mix in this browser (i32x4.dot_i16x8_s + i32x4.add, no loads; simdPeak): ${(peak / 1e9).toFixed(1)} GMAC/s; the pointwise layers run at ${pw.toFixed(1)} GMAC/s, ${((100 * pw * 1e9) / peak).toFixed(0)}% of it.`);
   }
   const text = lines.join('\n');
   console.log(`\n${text}`);

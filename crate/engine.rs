@@ -234,8 +234,11 @@ impl Engine {
 
     /// Embeddings `[N, D]` and logits `[N, classes]` of one pass: what a live view needs to
     /// show the model's classes and feed the user's own head. For int8 models the logits
-    /// come from the embedding (no second pass); f32 models run twice.
+    /// come from the embedding; on the CPU an f32 model runs once for both.
     pub async fn embeddings_and_logits(&mut self, input: Tensor) -> Result<(Tensor, Tensor)> {
+        if self.gpu.is_none() {
+            return self.classifier.embeddings_and_logits(input);
+        }
         let e = self.embeddings(input.clone()).await?;
         let logits = match self.classifier.int8() {
             Some(model) => model.head_logits(e.clone())?,

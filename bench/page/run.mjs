@@ -33,8 +33,8 @@ async function edgetune(rgba, model, backend) {
     const r = await e.classify(new Uint8Array(rgba), SIDE, SIDE, 1);
     return { ms: r.ms, top: r.top[0].index };
   };
-  // Where the time goes, by layer kind (CPU int8 only): medians of 5 runs per node.
-  const profile = backend === 'cpu' && model.includes('int8') ? () => {
+  // Where the time goes, by layer kind (CPU path, int8 and f32): medians of 5 runs per node.
+  const profile = backend === 'cpu' ? () => {
     const rows = m.profileLayers(bytes, new Uint8Array(rgba), SIDE, SIDE, 5);
     const byKind = {};
     for (const r of rows) {

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use super::graph::{Graph, Op};
+use super::int8::LayerProfile;
 use crate::error::{Error, Result};
 use crate::ops::activation::{relu6_f32, relu_f32};
 use crate::ops::add::add_f32;
@@ -106,35 +107,75 @@ impl PreparedF32 {
             ));
         }
         let mut values = vec![input];
-        for (node, op) in self.graph.nodes.iter().zip(&self.ops).take(nodes) {
-            let x = &values[node.inputs[0]];
-            let y = match op {
-                PreparedOp::Conv { weight, bias, params, activation } => {
-                    let mut y = conv2d_f32(x, weight, Some(bias), params)?;
-                    apply_activation(y.data_mut(), *activation);
-                    y
-                }
-                PreparedOp::Add { activation } => {
-                    let mut y = add_f32(x, &values[node.inputs[1]])?;
-                    apply_activation(y.data_mut(), *activation);
-                    y
-                }
-                PreparedOp::GlobalAvgPool => {
-                    let y = global_avg_pool_f32(x)?;
-                    let (n, c) = (y.shape()[0], y.shape()[3]);
-                    y.reshape(vec![n, c])?
-                }
-                PreparedOp::Dense { weight, bias, activation } => {
-                    let (m, k) = (x.shape()[0], x.shape()[1]);
-                    let n = weight.shape()[0];
-                    let mut y = dense_f32(x.data(), weight.data(), bias.as_deref(), m, k, n)?;
-                    apply_activation(&mut y, *activation);
-                    Tensor::new(vec![m, n], y)?
-                }
-            };
+        for i in 0..nodes.min(self.ops.len()) {
+            let y = self.step(i, &values)?;
             values.push(y);
         }
         Ok(values)
+    }
+
+    /// Node `i` on the values computed so far.
+    fn step(&self, i: usize, values: &[Tensor]) -> Result<Tensor> {
+        let (Some(node), Some(op)) = (self.graph.nodes.get(i), self.ops.get(i)) else {
+            return Err(Error::invalid("forward", format!("no node {i}")));
+        };
+        let value = |k: usize| {
+            node.inputs
+                .get(k)
+                .and_then(|&v| values.get(v))
+                .ok_or_else(|| Error::invalid("forward", format!("node '{}' input {k} is not computed", node.name)))
+        };
+        let x = value(0)?;
+        Ok(match op {
+            PreparedOp::Conv { weight, bias, params, activation } => {
+                let mut y = conv2d_f32(x, weight, Some(bias), params)?;
+                apply_activation(y.data_mut(), *activation);
+                y
+            }
+            PreparedOp::Add { activation } => {
+                let mut y = add_f32(x, value(1)?)?;
+                apply_activation(y.data_mut(), *activation);
+                y
+            }
+            PreparedOp::GlobalAvgPool => {
+                let y = global_avg_pool_f32(x)?;
+                let (n, c) = (y.shape()[0], y.shape()[3]);
+                y.reshape(vec![n, c])?
+            }
+            PreparedOp::Dense { weight, bias, activation } => {
+                let (m, k) = (x.shape()[0], x.shape()[1]);
+                let n = weight.shape()[0];
+                let mut y = dense_f32(x.data(), weight.data(), bias.as_deref(), m, k, n)?;
+                apply_activation(&mut y, *activation);
+                Tensor::new(vec![m, n], y)?
+            }
+        })
+    }
+
+    /// Wall-clock milliseconds, kind and multiply-adds of each node on one input, in graph
+    /// order (see [`super::int8::PreparedI8::profile`]).
+    pub fn profile(&self, input: Tensor) -> Result<Vec<LayerProfile>> {
+        let now = crate::engine::now_ms;
+        let mut values = vec![input];
+        let mut out = vec![];
+        for (i, (node, op)) in self.graph.nodes.iter().zip(&self.ops).enumerate() {
+            let t = now();
+            let y = self.step(i, &values)?;
+            let ms = now() - t;
+            let (kind, macs) = match op {
+                PreparedOp::Conv { weight, params, .. } => {
+                    LayerProfile::conv(weight.shape(), params.groups, y.len() as u64)
+                }
+                PreparedOp::Add { .. } => ("add", 0),
+                PreparedOp::GlobalAvgPool => ("pool", 0),
+                PreparedOp::Dense { weight, .. } => {
+                    ("dense", y.len() as u64 * weight.shape().get(1).copied().unwrap_or(0) as u64)
+                }
+            };
+            values.push(y);
+            out.push(LayerProfile { name: node.name.clone(), kind, ms, macs });
+        }
+        Ok(out)
     }
 
     /// Logits `[N, classes]` of an NHWC batch.

@@ -81,13 +81,26 @@ pub struct PreparedI8 {
     arithmetic: Arithmetic,
 }
 
-/// One node's line of [`PreparedI8::profile`].
+/// One node's line of [`PreparedI8::profile`] and [`super::forward::PreparedF32::profile`].
 #[derive(Clone, Debug)]
 pub struct LayerProfile {
     pub name: String,
     pub kind: &'static str,
     pub ms: f64,
     pub macs: u64,
+}
+
+impl LayerProfile {
+    /// Kind and multiply-adds of a convolution with OHWI weights and `out_len` outputs.
+    pub fn conv(weight_shape: &[usize], groups: usize, out_len: u64) -> (&'static str, u64) {
+        let per_output = weight_shape.iter().skip(1).product::<usize>() as u64;
+        let kind = match weight_shape {
+            [_, 1, 1, _] if groups == 1 => "pointwise",
+            [o, _, _, 1] if groups == *o && *o > 1 => "depthwise",
+            _ => "conv",
+        };
+        (kind, out_len * per_output)
+    }
 }
 
 pub(super) enum Val {
@@ -386,15 +399,7 @@ impl PreparedI8 {
                 .map_or(0, |v| shape(v).last().copied().unwrap_or(0) as u64);
             values.push(y);
             let (kind, macs) = match op {
-                Int8Op::Conv { weight, params, .. } => {
-                    let per_output = weight.shape().iter().skip(1).product::<usize>() as u64;
-                    let kind = match weight.shape() {
-                        [_, 1, 1, _] if params.groups == 1 => "pointwise",
-                        [o, _, _, 1] if params.groups == *o && *o > 1 => "depthwise",
-                        _ => "conv",
-                    };
-                    (kind, y_len * per_output)
-                }
+                Int8Op::Conv { weight, params, .. } => LayerProfile::conv(weight.shape(), params.groups, y_len),
                 Int8Op::Add { .. } => ("add", 0),
                 Int8Op::GlobalAvgPool => ("pool", 0),
                 Int8Op::Dense { .. } => ("dense", y_len * in_last),

@@ -60,6 +60,16 @@ impl Classifier {
         }
     }
 
+    /// Per-node times, kinds and multiply-adds on one preprocessed input (the benchmarks'
+    /// per-layer profile; the int8 network's input quantization is its first line).
+    pub fn profile(&self, input: &Tensor) -> Result<Vec<int8::LayerProfile>> {
+        check_finite(input)?;
+        match &self.runner {
+            Runner::F32(p) => p.profile(input.clone()),
+            Runner::I8(p) => p.profile(input),
+        }
+    }
+
     /// Logits `[N, classes]` of a preprocessed NHWC batch.
     pub fn logits(&self, input: Tensor) -> Result<Tensor> {
         check_finite(&input)?;
@@ -84,6 +94,26 @@ impl Classifier {
                     .ok_or_else(|| crate::Error::invalid("forward", "no embedding value"))
             }
             Runner::I8(p) => p.embeddings(&input),
+        }
+    }
+
+    /// Embeddings and logits of one pass: the f32 network runs once and both values are taken
+    /// from it, the int8 network's logits come from its embedding through the head.
+    pub fn embeddings_and_logits(&self, input: Tensor) -> Result<(Tensor, Tensor)> {
+        check_finite(&input)?;
+        match &self.runner {
+            Runner::F32(p) => {
+                let (e, l) = (p.graph.embedding, p.graph.logits);
+                let values = p.forward_all(input)?;
+                let missing = || crate::Error::invalid("forward", "no embedding or logits value");
+                let logits = values.get(l).cloned().ok_or_else(missing)?;
+                let embedding = values.get(e).cloned().ok_or_else(missing)?;
+                Ok((embedding, logits))
+            }
+            Runner::I8(p) => {
+                let e = p.embeddings(&input)?;
+                Ok((e.clone(), p.head_logits(e)?))
+            }
         }
     }
 }

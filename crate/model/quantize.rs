@@ -311,6 +311,29 @@ mod tests {
         err
     }
 
+    /// One pass for both outputs gives exactly the values of the two separate calls, for the
+    /// float model and its int8 form.
+    #[test]
+    fn embeddings_and_logits_in_one_pass_equal_the_separate_calls() {
+        let m = float_model();
+        let cal = Calibration {
+            method: Method::MinMax,
+            samples: 4,
+            source: "random".into(),
+            sample: &|i| Ok(image(i)),
+            progress: &|_, _, _| {},
+            bias_correction: BiasCorrection::None,
+        };
+        let q = quantize_model(&m, &cal).unwrap();
+        for file in [m, q] {
+            let c = crate::model::Classifier::new(file).unwrap();
+            let (e, l) = c.embeddings_and_logits(image(9)).unwrap();
+            assert_eq!(e.data(), c.embeddings(image(9)).unwrap().data());
+            assert_eq!(l.data(), c.logits(image(9)).unwrap().data());
+            assert_eq!(c.profile(&image(9)).unwrap().iter().filter(|p| p.kind == "depthwise").count(), 1);
+        }
+    }
+
     #[test]
     fn every_bias_correction_gives_a_valid_close_model_and_empirical_helps_in_sample() {
         let m = float_model();

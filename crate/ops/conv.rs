@@ -301,8 +301,26 @@ pub fn conv2d_f32(x: &Tensor, w: &Tensor, bias: Option<&[f32]>, p: &Conv2dParams
             }
         }
         y
+    } else if g.groups == 1 {
+        // im2col + the GEMM: each sum runs over the taps in (ky, kx, ci) order from 0 like
+        // the direct loop (padding taps add exact zeros), then the bias.
+        let cols = im2col(x.data(), 0.0f32, &g)?;
+        let rows = g.batch * g.out_h * g.out_w;
+        let mut y = matmul_f32(&cols, w.data(), rows, g.reduction_len(), g.out_c, BLayout::NK)?;
+        if let Some(b) = bias {
+            for row in y.chunks_exact_mut(g.out_c.max(1)) {
+                for (v, &bv) in row.iter_mut().zip(b) {
+                    *v += bv;
+                }
+            }
+        }
+        y
     } else if g.is_depthwise() {
-        conv_depthwise(x.data(), w.data(), bias, &g)
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        let y = super::depthwise_wasm::depthwise_f32(x.data(), w.data(), bias, &g);
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        let y = conv_depthwise(x.data(), w.data(), bias, &g);
+        y
     } else {
         conv_general(x.data(), w.data(), bias, &g)
     };
@@ -369,11 +387,14 @@ fn int8_conv_inputs<'a>(
 /// im2col for a one-group convolution: row r holds output pixel r's taps, K = KH*KW*Cin
 /// values in the weights' (ky, kx, ci) order. Padding taps hold the input zero point, which
 /// centres to 0: exactly what the direct loop, which skips them, computes.
-fn im2col_i8(xd: &[i8], zx: i32, g: &ConvGeometry) -> Result<Vec<i8>> {
+/// `fill` is what a padding tap holds (the int8 zero point, or 0.0 for f32: adding `0 * w`
+/// to a sum that starts at +0.0 never changes its bits when `w` is finite, and weights are
+/// checked finite when a model loads).
+fn im2col<T: Copy>(xd: &[T], fill: T, g: &ConvGeometry) -> Result<Vec<T>> {
     let k = g.reduction_len();
     let rows = g.batch * g.out_h * g.out_w;
-    crate::tensor::numel("conv2d_i8", &[rows, k])?;
-    let mut cols = vec![zx as i8; rows * k];
+    crate::tensor::numel("im2col", &[rows, k])?;
+    let mut cols = vec![fill; rows * k];
     let mut r = 0;
     for n in 0..g.batch {
         for oy in 0..g.out_h {
@@ -430,7 +451,7 @@ pub fn conv2d_i8_requant(
             let y = if g.is_pointwise() {
                 gemm_i8_requant_packed(xd, zx, b, bias, rq, g.batch * g.in_h * g.in_w)?
             } else {
-                gemm_i8_requant_packed(&im2col_i8(xd, zx, &g)?, zx, b, bias, rq, g.batch * g.out_h * g.out_w)?
+                gemm_i8_requant_packed(&im2col(xd, zx as i8, &g)?, zx, b, bias, rq, g.batch * g.out_h * g.out_w)?
             };
             return Ok((g, y));
         }
@@ -473,7 +494,7 @@ pub fn conv2d_i8_acc_packed(
         return Ok((g, gemm(xd, g.batch * g.in_h * g.in_w)?));
     }
     if g.groups == 1 {
-        let cols = im2col_i8(xd, zx, &g)?;
+        let cols = im2col(xd, zx as i8, &g)?;
         return Ok((g, gemm(&cols, g.batch * g.out_h * g.out_w)?));
     }
     // Centre once: (x - zx) and (w - zw[oc]) as i16 (both in [-255, 255]), then exact MACs.
@@ -691,6 +712,21 @@ mod tests {
         let fast = conv2d_f32(&x, &w, None, &p).unwrap();
         let slow = conv_general(x.data(), w.data(), None, &g);
         assert_eq!(fast.data(), &slow[..]);
+        // Channel counts past the SIMD widths (16-channel blocks and a tail), padding on every
+        // side, bias; compared bit for bit (signed zeros included).
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let x = t(&[1, 7, 6, 35], |i| ((i * 37 % 29) as f32 - 14.0) * 0.173);
+        let b: Vec<f32> = (0..35).map(|i| i as f32 * 0.01 - 0.2).collect();
+        for (ws, groups, stride) in
+            [([35, 3, 3, 1], 35, 1), ([35, 5, 5, 1], 35, 2), ([13, 1, 1, 35], 1, 1), ([9, 3, 3, 35], 1, 2)]
+        {
+            let w = t(&ws, |i| ((i * 17 % 23) as f32 - 11.0) * 0.071);
+            let p = Conv2dParams { stride: [stride; 2], padding: Padding::SameUpper, groups, ..Default::default() };
+            let g = ConvGeometry::new("t", x.shape(), w.shape(), &p).unwrap();
+            let fast = conv2d_f32(&x, &w, Some(&b[..ws[0]]), &p).unwrap();
+            let slow = conv_general(x.data(), w.data(), Some(&b[..ws[0]]), &g);
+            assert_eq!(bits(fast.data()), bits(&slow), "weights {ws:?}");
+        }
     }
 
     #[test]

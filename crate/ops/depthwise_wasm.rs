@@ -196,3 +196,82 @@ fn depthwise_pixels(
         }
     }
 }
+
+/// The f32 depthwise convolution (weights `[C, KH, KW, 1]`), the fast form of the reference
+/// loop with its exact order: per channel the sum starts at 0, adds `x * w` over the valid
+/// taps in (ky, kx) order with separately rounded multiplies and adds, then adds the bias.
+/// Sixteen channels are four f32x4 accumulators, so the bits equal the scalar loop's.
+pub fn depthwise_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+    let [kh, kw] = g.kernel;
+    let c = g.in_c;
+    let mut wt = vec![0f32; kh * kw * c];
+    for ch in 0..c {
+        for t in 0..kh * kw {
+            wt[t * c + ch] = w[ch * kh * kw + t];
+        }
+    }
+    let cols: Vec<(usize, usize)> =
+        (0..g.out_w).map(|ox| tap_range(ox, kw, g.stride[1], g.dilation[1], g.pad_left, g.in_w)).collect();
+    let c16 = c / 16 * 16;
+    let (dil_y, dil_x) = (g.dilation[0], g.dilation[1]);
+    let mut y = vec![0f32; g.batch * g.out_h * g.out_w * c];
+    // The unchecked loads below rely on these lengths.
+    assert!(x.len() >= g.batch * g.in_h * g.in_w * c && wt.len() == kh * kw * c);
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            let (ky0, ky1) = tap_range(oy, kh, g.stride[0], dil_y, g.pad_top, g.in_h);
+            let iy0 = (oy * g.stride[0] + ky0 * dil_y).saturating_sub(g.pad_top);
+            for (ox, &(kx0, kx1)) in cols.iter().enumerate() {
+                let ix0 = (ox * g.stride[1] + kx0 * dil_x).saturating_sub(g.pad_left);
+                let out = &mut y[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
+                let x_first = ((n * g.in_h + iy0) * g.in_w + ix0) * c;
+                let (x_row_step, x_col_step) = (dil_y * g.in_w * c, dil_x * c);
+                let w_first = (ky0 * kw + kx0) * c;
+                let mut c0 = 0;
+                while c0 < c16 {
+                    let mut acc = [f32x4_splat(0.0); 4];
+                    // SAFETY: the taps iterated are the valid ones (tap_range), so every input
+                    // offset is a pixel of `x` plus c0 + 16 <= c channels, every weight offset
+                    // a tap of `wt` plus the same channels (lengths asserted above).
+                    unsafe {
+                        let (xp, wp) = (x.as_ptr(), wt.as_ptr());
+                        for dy in 0..ky1 - ky0 {
+                            let xr = xp.add(x_first + dy * x_row_step + c0);
+                            let wr = wp.add(w_first + dy * kw * c + c0);
+                            for dx in 0..kx1 - kx0 {
+                                let (xo, wo) = (xr.add(dx * x_col_step), wr.add(dx * c));
+                                for (q, a) in acc.iter_mut().enumerate() {
+                                    let xv = v128_load(xo.add(4 * q) as *const v128);
+                                    let wv = v128_load(wo.add(4 * q) as *const v128);
+                                    *a = f32x4_add(*a, f32x4_mul(xv, wv));
+                                }
+                            }
+                        }
+                    }
+                    for (q, a) in acc.iter().enumerate() {
+                        let dst = &mut out[c0 + 4 * q..c0 + 4 * q + 4];
+                        // SAFETY: `dst` holds exactly 4 f32 (16 bytes); unaligned store.
+                        unsafe { v128_store(dst.as_mut_ptr() as *mut v128, *a) };
+                    }
+                    c0 += 16;
+                }
+                for (ch, o) in out.iter_mut().enumerate().skip(c16) {
+                    let mut s = 0f32;
+                    for dy in 0..ky1 - ky0 {
+                        let (xr, wr) = (x_first + dy * x_row_step + ch, w_first + dy * kw * c + ch);
+                        for dx in 0..kx1 - kx0 {
+                            s += x[xr + dx * x_col_step] * wt[wr + dx * c];
+                        }
+                    }
+                    *o = s;
+                }
+                if let Some(b) = bias {
+                    for (o, &bv) in out.iter_mut().zip(b) {
+                        *o += bv;
+                    }
+                }
+            }
+        }
+    }
+    y
+}

@@ -63,6 +63,9 @@ pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: 
     crate::tensor::numel(OP, &[m, n])?;
     let mut c = vec![0.0f32; m * n];
     match b_layout {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        BLayout::KN => return Ok(super::gemm_wasm::matmul_f32_kn(a, b, m, k, n)),
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
         BLayout::KN => {
             // i-k-j order: the inner loop is a contiguous axpy that vectorizes.
             for i in 0..m {
@@ -457,6 +460,26 @@ mod tests {
         for i in 0..5 {
             let row = matmul_f32(&a[i * 7..(i + 1) * 7], &b, 1, 7, 3, BLayout::NK).unwrap();
             assert_eq!(&fast[i * 3..(i + 1) * 3], &row[..]);
+        }
+    }
+
+    /// The many-row f32 product (register-blocked SIMD in wasm, axpy natively) gives the bits
+    /// of the one-row dot loop on every tail shape: both sum over k in order from 0.
+    #[test]
+    fn matmul_f32_fast_path_equals_row_dots() {
+        for &m in &[4usize, 5, 7, 9] {
+            for &k in &[1usize, 3, 17] {
+                for &n in &[1usize, 5, 8, 13] {
+                    let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 19) as f32 - 9.0) * 0.173).collect();
+                    let b: Vec<f32> = (0..n * k).map(|i| ((i * 11 % 13) as f32 - 6.0) * 0.291).collect();
+                    let fast = matmul_f32(&a, &b, m, k, n, BLayout::NK).unwrap();
+                    for i in 0..m {
+                        let row = matmul_f32(&a[i * k..(i + 1) * k], &b, 1, k, n, BLayout::NK).unwrap();
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&fast[i * n..(i + 1) * n]), bits(&row), "m={m} k={k} n={n} row {i}");
+                    }
+                }
+            }
         }
     }
 

@@ -274,3 +274,61 @@ pub fn dot_add_peak(iters: u32, seed: i32) -> i32 {
     }
     a.iter().fold(0, |s, &v| s ^ i32x4_extract_lane::<0>(v) ^ i32x4_extract_lane::<3>(v))
 }
+
+/// f32 `C[m, n] = A[m, k] · B[k, n]` (B row-major `[K, N]`), the form
+/// [`super::gemm::matmul_f32`] uses for every many-row product. Each output is summed exactly
+/// as the scalar loop does, `c = ((0 + a0*b0) + a1*b1) + ...` in order of k with separately
+/// rounded multiplies and adds (wasm has no fused multiply-add in SIMD128), so the bits are
+/// the reference's; only the loop nest differs: a 4-row x 8-column block stays in eight f32x4
+/// registers over all of k (one A value splat per row, two B vectors per k), where the axpy
+/// form loads and stores its output row at every k.
+pub fn matmul_f32_kn(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut c = vec![0f32; m * n];
+    let n8 = n / NR * NR;
+    // Every pointer below stays inside these lengths: rows < m of k values in `a`, columns
+    // j + 8 <= n8 <= n of rows p < k in `b`.
+    assert!(a.len() >= m * k && b.len() >= k * n);
+    let mut i = 0;
+    while i < m {
+        let rows = (m - i).min(MR);
+        let ar: [usize; MR] = core::array::from_fn(|r| (i + r.min(rows - 1)) * k);
+        let mut j = 0;
+        while j < n8 {
+            let mut s = [[f32x4_splat(0.0); 2]; MR];
+            // SAFETY: see the assert above; unaligned-safe wasm loads.
+            unsafe {
+                let (ap, bp) = (a.as_ptr(), b.as_ptr().add(j));
+                for p in 0..k {
+                    let w0 = v128_load(bp.add(p * n) as *const v128);
+                    let w1 = v128_load(bp.add(p * n + 4) as *const v128);
+                    for (sr, &at) in s.iter_mut().zip(&ar) {
+                        let x = v128_load32_splat(ap.add(at + p) as *const u32);
+                        sr[0] = f32x4_add(sr[0], f32x4_mul(x, w0));
+                        sr[1] = f32x4_add(sr[1], f32x4_mul(x, w1));
+                    }
+                }
+            }
+            for (r, sr) in s.iter().enumerate().take(rows) {
+                let dst = &mut c[(i + r) * n + j..(i + r) * n + j + NR];
+                // SAFETY: `dst` holds exactly 8 f32 (32 bytes): two unaligned 16-byte stores.
+                unsafe {
+                    v128_store(dst.as_mut_ptr() as *mut v128, sr[0]);
+                    v128_store(dst.as_mut_ptr().add(4) as *mut v128, sr[1]);
+                }
+            }
+            j += NR;
+        }
+        // Columns past the last full block, scalar in the same order.
+        for r in 0..rows {
+            for jj in n8..n {
+                let mut s = 0f32;
+                for p in 0..k {
+                    s += a[(i + r) * k + p] * b[p * n + jj];
+                }
+                c[(i + r) * n + jj] = s;
+            }
+        }
+        i += rows;
+    }
+    c
+}

@@ -18,7 +18,7 @@
 //! - `quantizeModel(etm, rgba, count, width, height, method, progress?)`: a float model
 //!   post-training quantized to int8 on the user's own frames (`count` RGBA frames packed);
 //!   `topOneAgreement(a, b, rgba, count, width, height)`: how many frames two models agree on.
-//! - `profileLayers(int8Etm, rgba, width, height, runs)`: `[{ name, kind, ms, macs }]`, each node's
+//! - `profileLayers(etm, rgba, width, height, runs)`: `[{ name, kind, ms, macs }]`, each node's
 //!   median CPU time (the browser benchmark's per-layer profile).
 //! - `simdPeak(iters)`: multiply-adds per second of the int8 SIMD instruction mix alone.
 
@@ -125,18 +125,17 @@ struct LayerTime {
     macs: f64,
 }
 
-/// Per-layer CPU times of an int8 `.etm` on one RGBA frame: the median over `runs` runs of
-/// each node (see [`crate::model::int8::PreparedI8::profile`]).
+/// Per-layer CPU times of an `.etm` (int8 or f32) on one RGBA frame: the median over `runs`
+/// runs of each node (see [`crate::model::Classifier::profile`]).
 #[wasm_bindgen(js_name = profileLayers)]
 pub fn profile_layers(etm: &[u8], rgba: &[u8], width: usize, height: usize, runs: usize) -> Result<JsValue, JsError> {
     let err = |e: crate::Error| JsError::new(&e.to_string());
     let m = crate::model::etm::ModelFile::from_bytes(etm).map_err(err)?;
     let x = crate::preprocess::preprocess(rgba, width, height, 4, &m.header.preprocess).map_err(err)?;
     let c = crate::model::Classifier::new(m).map_err(err)?;
-    let net = c.int8().ok_or_else(|| JsError::new("profileLayers: the model is not int8"))?;
     let mut all = vec![];
     for _ in 0..runs.max(1) {
-        all.push(net.profile(&x).map_err(err)?);
+        all.push(c.profile(&x).map_err(err)?);
     }
     let rows = (0..all[0].len())
         .map(|i| {
