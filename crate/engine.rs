@@ -4,8 +4,10 @@
 //! - `cpu`: the reference kernels (int8 or f32, as the model file says).
 //! - `gpu`: the int8 network's WGSL plan ([`crate::gpu::network`]); an error when no adapter
 //!   exists, the model is f32, or the startup self-test fails.
-//! - `auto`: the GPU when an adapter exists and the self-test passes, else the CPU; the
-//!   [`BackendReport`] says which and why.
+//! - `auto`: the GPU when an adapter exists, the self-test passes and the GPU was faster than
+//!   the CPU on the self-test input, else the CPU; the [`BackendReport`] says which and why.
+//!   (A CPU-emulated adapter such as SwiftShader or lavapipe is about 30x slower than the
+//!   wasm SIMD CPU path on EfficientNet-Lite0, and timing both is what tells them apart.)
 //!
 //! Startup self-test: a fixed pseudo-random input runs through the CPU and through the GPU
 //! plan in each dot-product variant the device compiles; a variant is usable only if its pool
@@ -112,9 +114,10 @@ fn self_test_input(model: &PreparedI8) -> Result<Tensor> {
 impl Engine {
     /// Prepares `classifier` on the chosen backend (see the module docs for `auto`).
     pub async fn new(classifier: Classifier, choice: BackendChoice) -> Result<Engine> {
+        let precision = classifier.precision();
         let cpu_report = |reason: String| BackendReport {
             backend: "cpu",
-            precision: classifier.precision(),
+            precision,
             device: "reference kernels".into(),
             variant: None,
             reason,
@@ -124,7 +127,22 @@ impl Engine {
             return Ok(Engine { classifier, choice, gpu: None, report });
         }
         match Self::start_gpu(&classifier).await {
-            Ok((gpu, report)) => Ok(Engine { classifier, choice, gpu: Some(gpu), report }),
+            // `auto` keeps the GPU only if it beat the CPU on the self-test input: a
+            // CPU-emulated adapter (SwiftShader, lavapipe) or a weak GPU loses to the SIMD
+            // CPU kernels, and the user should get the faster path.
+            Ok((_, report, gpu_ms, cpu_ms)) if choice == BackendChoice::Auto && cpu_ms < gpu_ms => {
+                let why = format!(
+                    "the CPU was faster in the self-test ({cpu_ms:.1} ms against {gpu_ms:.1} ms for the GPU on {})",
+                    report.device
+                );
+                Ok(Engine { classifier, choice, gpu: None, report: cpu_report(why) })
+            }
+            Ok((gpu, mut report, _, cpu_ms)) => {
+                if choice == BackendChoice::Auto {
+                    report.reason = format!("{}; faster than the CPU ({cpu_ms:.1} ms)", report.reason);
+                }
+                Ok(Engine { classifier, choice, gpu: Some(gpu), report })
+            }
             Err(e) if choice == BackendChoice::Auto => {
                 let report = cpu_report(format!("no usable GPU ({e})"));
                 Ok(Engine { classifier, choice, gpu: None, report })
@@ -134,14 +152,18 @@ impl Engine {
     }
 
     /// Creates a device, self-tests each variant against the CPU and keeps the fastest
-    /// bit-exact one.
-    async fn start_gpu(classifier: &Classifier) -> Result<(GpuBackend, BackendReport)> {
+    /// bit-exact one; also returns its time and the CPU's on the same input (ms).
+    async fn start_gpu(classifier: &Classifier) -> Result<(GpuBackend, BackendReport, f64, f64)> {
         let model = classifier
             .int8()
             .ok_or_else(|| Error::unsupported("an f32 model on the GPU (the GPU backend runs int8 models)"))?;
         let ctx = GpuContext::new().await?;
         let input = self_test_input(model)?;
         let want = model.embeddings(&input)?;
+        // The CPU's time on the same input, warm (the run above allocated and warmed caches).
+        let start = now_ms();
+        model.embeddings(&input)?;
+        let cpu_ms = now_ms() - start;
         let x = model.quantize_input(&input)?;
         let mut variants = vec![DotVariant::Unpacked];
         if ctx.report.packed_int8_dot {
@@ -178,7 +200,7 @@ impl Engine {
                 best = Some((net, ms));
             }
         }
-        let Some((net, _)) = best else {
+        let Some((net, gpu_ms)) = best else {
             return Err(Error::Gpu(format!("GPU self-test failed on {}: {}", ctx.report.describe(), notes.join("; "))));
         };
         let why = if ctx.report.packed_int8_dot {
@@ -193,7 +215,7 @@ impl Engine {
             variant: Some(net.variant.name()),
             reason: format!("{why} ({})", notes.join(", ")),
         };
-        Ok((GpuBackend { ctx, net }, report))
+        Ok((GpuBackend { ctx, net }, report, gpu_ms, cpu_ms))
     }
 
     /// What runs and why.
@@ -279,7 +301,7 @@ impl Engine {
         crate::gpu::log(&format!("edgetune: GPU error ({error}); rebuilding the GPU backend"));
         self.gpu = None;
         match Self::start_gpu(&self.classifier).await {
-            Ok((gpu, mut report)) => {
+            Ok((gpu, mut report, ..)) => {
                 report.reason = format!("rebuilt after: {error}; {}", report.reason);
                 self.gpu = Some(gpu);
                 self.report = report;

@@ -79,9 +79,15 @@ fn auto_reports_its_choice_and_f32_models_stay_on_the_cpu() {
     let (Some(int8), Some(f32)) = (common::default_model("int8"), common::default_model("f32")) else { return };
     let Some(gpu) = gpu_engine(&int8) else { return };
     drop(gpu);
+    // `auto` keeps whichever of GPU and CPU was faster on the self-test input (on lavapipe,
+    // a CPU emulation, the two are close), and says so with the times.
     let auto = block_on(Engine::new(Classifier::load(&int8).unwrap(), BackendChoice::Auto)).unwrap();
-    assert_eq!(auto.report().backend, "gpu", "{}", auto.report().describe());
-    assert!(auto.report().reason.contains("self-test"), "{}", auto.report().reason);
+    let (backend, reason) = (auto.report().backend, &auto.report().reason);
+    match backend {
+        "gpu" => assert!(reason.contains("self-test") && reason.contains("faster than the CPU"), "{reason}"),
+        "cpu" => assert!(reason.contains("the CPU was faster in the self-test"), "{reason}"),
+        other => panic!("unexpected backend {other}: {reason}"),
+    }
     let cpu = block_on(Engine::new(Classifier::load(&int8).unwrap(), BackendChoice::Cpu)).unwrap();
     assert_eq!(cpu.report().backend, "cpu");
     let auto_f32 = block_on(Engine::new(Classifier::load(&f32).unwrap(), BackendChoice::Auto)).unwrap();

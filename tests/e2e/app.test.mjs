@@ -67,7 +67,8 @@ async function open(profile, clip, phone) {
   const page = ctx.context.pages()[0] || (await ctx.context.newPage());
   page.on('dialog', (d) => d.accept());
   if (process.env.E2E_DEBUG) page.on('console', (m) => console.log(`[page] ${m.type()}: ${m.text()}`));
-  await page.goto(`http://127.0.0.1:${port}/`);
+  // The desktop run asks for WebGPU: `auto` would pick the faster CPU path over SwiftShader.
+  await page.goto(`http://127.0.0.1:${port}/${phone ? '' : '?backend=gpu'}`);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
   return { ...ctx, page };
 }

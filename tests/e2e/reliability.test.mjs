@@ -33,13 +33,13 @@ before(async () => {
 });
 after(() => fx && fx.close());
 
-async function open(profile, options = {}) {
+async function open(profile, { query = '', ...options } = {}) {
   const s = await launchPersistent(profile, { webgpu: false, camera: clip, ...options });
   const page = s.context.pages()[0] || (await s.context.newPage());
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('dialog', (d) => d.accept());
-  await page.goto(url);
+  await page.goto(url + query);
   await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
   return { ...s, page, errors };
 }
@@ -230,7 +230,8 @@ test('the browser killed mid-save: the next launch has the previous version or t
 });
 
 test('WebGPU device lost while frames run: the engine recovers and the live view keeps classifying', { timeout: 600_000 }, async () => {
-  const s = await open(fs.mkdtempSync(path.join(tmp, 'profile-gpu-')), { webgpu: true });
+  // WebGPU asked for: `auto` would choose the faster CPU path over SwiftShader.
+  const s = await open(fs.mkdtempSync(path.join(tmp, 'profile-gpu-')), { webgpu: true, query: '?backend=gpu' });
   try {
     assert.equal(await s.page.getAttribute('#backend', 'data-backend'), 'gpu');
     await s.page.waitForFunction(() => /macaw/.test(document.getElementById('predictions').dataset.top || ''), null, { timeout: 120_000 });
