@@ -83,9 +83,10 @@ pub struct Engine {
     report: BackendReport,
 }
 
-/// Milliseconds from an arbitrary origin (`performance.now()` in the browser).
+/// Milliseconds from an arbitrary origin (`performance.now()` in the browser; the OS clock
+/// natively and under WASI, where the unit tests run as wasm).
 pub fn now_ms() -> f64 {
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(target_os = "wasi")))]
     {
         use wasm_bindgen::JsCast;
         let global = js_sys::global();
@@ -97,7 +98,7 @@ pub fn now_ms() -> f64 {
             })
             .unwrap_or_else(js_sys::Date::now)
     }
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), target_os = "wasi"))]
     {
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64() * 1e3

@@ -269,7 +269,8 @@ impl PackedB {
 
 /// Multiply-adds per second the int8 GEMM's instruction mix can reach at most on this
 /// machine (wasm SIMD builds: `i32x4.dot_i16x8_s` + `i32x4.add`, no loads), measured over
-/// `iters` rounds of 64; `None` where that kernel is not built. For the benchmarks.
+/// `iters` rounds of independent dot + add chains; `None` where that kernel is not built.
+/// For the benchmarks.
 pub fn int8_dot_peak_macs_per_s(iters: u32) -> Option<f64> {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
@@ -277,7 +278,8 @@ pub fn int8_dot_peak_macs_per_s(iters: u32) -> Option<f64> {
         let r = super::gemm_wasm::dot_add_peak(iters, iters as i32);
         let ms = (crate::engine::now_ms() - t).max(1e-3);
         // `r` is used so the loop is not removed.
-        Some(if r == i32::MIN { 0.0 } else { 64.0 * iters as f64 / (ms / 1000.0) })
+        let macs_per_round = 8.0 * super::gemm_wasm::PEAK_CHAINS as f64;
+        Some(if r == i32::MIN { 0.0 } else { macs_per_round * iters as f64 / (ms / 1000.0) })
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {

@@ -258,12 +258,13 @@ pub fn dot_i8_f32(w: &[i8], z: i32, x: &[f32]) -> f32 {
 }
 
 /// The arithmetic ceiling of the micro-kernel's instruction mix, for the benchmarks: `iters`
-/// rounds of eight independent `i32x4.dot_i16x8_s` + `i32x4.add` chains (64 multiply-adds
-/// per round, no memory traffic). Each chain feeds its own result back as the next operand,
-/// so nothing can be hoisted or folded. Returns a value derived from every chain.
+/// rounds of twelve independent `i32x4.dot_i16x8_s` + `i32x4.add` chains (96 multiply-adds
+/// per round, no memory traffic). Twelve chains hide the dot product's latency (eight left
+/// the loop latency-bound); each chain feeds its result back as the next operand, so nothing
+/// can be hoisted or folded. Returns a value derived from every chain.
 pub fn dot_add_peak(iters: u32, seed: i32) -> i32 {
     let w = i32x4_splat(seed | 0x0001_0001);
-    let mut a = [0; 8].map(|_| i32x4_splat(seed));
+    let mut a = [0; PEAK_CHAINS].map(|_| i32x4_splat(seed));
     for (k, v) in a.iter_mut().enumerate() {
         *v = i32x4_add(*v, i32x4_splat(k as i32));
     }
@@ -274,6 +275,9 @@ pub fn dot_add_peak(iters: u32, seed: i32) -> i32 {
     }
     a.iter().fold(0, |s, &v| s ^ i32x4_extract_lane::<0>(v) ^ i32x4_extract_lane::<3>(v))
 }
+
+/// Independent chains in [`dot_add_peak`].
+pub const PEAK_CHAINS: usize = 12;
 
 /// f32 `C[m, n] = A[m, k] · B[k, n]` (B row-major `[K, N]`), the form
 /// [`super::gemm::matmul_f32`] uses for every many-row product. Each output is summed exactly
