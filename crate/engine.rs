@@ -1,7 +1,8 @@
 //! Backend selection: one [`Engine`] runs a [`Classifier`] on the CPU or on the GPU, with the
 //! same numbers either way.
 //!
-//! - `cpu`: the reference kernels (int8 or f32, as the model file says).
+//! - `cpu`: the CPU kernels (int8 or f32, as the model file says): wasm SIMD in the browser,
+//!   the portable reference natively, with the same bits.
 //! - `gpu`: the int8 network's WGSL plan ([`crate::gpu::network`]); an error when no adapter
 //!   exists, the model is f32, or the startup self-test fails.
 //! - `auto`: the GPU when an adapter exists, the self-test passes and the GPU was faster than
@@ -54,7 +55,7 @@ pub struct BackendReport {
     pub backend: &'static str,
     /// The model's precision: "int8" or "f32".
     pub precision: &'static str,
-    /// GPU: the adapter ([`crate::gpu::AdapterReport::describe`]); CPU: "reference kernels".
+    /// GPU: the adapter ([`crate::gpu::AdapterReport::describe`]); CPU: [`CPU_KERNELS`].
     pub device: String,
     /// GPU: "dot4I8Packed" or "unpacked".
     pub variant: Option<&'static str>,
@@ -82,6 +83,13 @@ pub struct Engine {
     gpu: Option<GpuBackend>,
     report: BackendReport,
 }
+
+/// What runs on the CPU: the hand-written SIMD kernels in the shipped wasm, the portable
+/// reference kernels (bit-identical to them) elsewhere.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub const CPU_KERNELS: &str = "wasm SIMD kernels";
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub const CPU_KERNELS: &str = "portable reference kernels";
 
 /// Milliseconds from an arbitrary origin (`performance.now()` in the browser; the OS clock
 /// natively and under WASI, where the unit tests run as wasm).
@@ -119,7 +127,7 @@ impl Engine {
         let cpu_report = |reason: String| BackendReport {
             backend: "cpu",
             precision,
-            device: "reference kernels".into(),
+            device: CPU_KERNELS.into(),
             variant: None,
             reason,
         };
@@ -312,7 +320,7 @@ impl Engine {
                 self.report = BackendReport {
                     backend: "cpu",
                     precision: self.classifier.precision(),
-                    device: "reference kernels".into(),
+                    device: CPU_KERNELS.into(),
                     variant: None,
                     reason: format!("fell back from the GPU: {error}; rebuilding failed: {e2}"),
                 };
