@@ -90,6 +90,87 @@ pub fn depthwise_i8_requant(
     y
 }
 
+/// Where one output pixel's valid taps lie, for a channel-last input and tap-major weights:
+/// tap `(dy, dx)` of the window (`rows x cols` valid taps) reads the input at
+/// `x + dy * x_row + dx * x_col` and the weights at `w + dy * w_row + dx * c`, plus the channel.
+struct Window {
+    /// Output pixel index in `[N, OH, OW]` order.
+    px: usize,
+    x: usize,
+    w: usize,
+    rows: usize,
+    cols: usize,
+    x_row: usize,
+    x_col: usize,
+    w_row: usize,
+}
+
+impl Window {
+    /// Calls `f(input, weights)` with pointers to every valid tap at channel `c0`, in (ky, kx)
+    /// order; `c` is the channel count (the weights' step between taps of a row).
+    ///
+    /// # Safety
+    /// `x` and `w` must be the input and tap-major weights this window was made for, and the
+    /// channels `f` reads from `c0` on must lie inside `c`.
+    #[inline(always)]
+    unsafe fn for_each_tap<X, W>(
+        &self,
+        x: *const X,
+        w: *const W,
+        c0: usize,
+        c: usize,
+        mut f: impl FnMut(*const X, *const W),
+    ) {
+        for dy in 0..self.rows {
+            let xr = x.add(self.x + dy * self.x_row + c0);
+            let wr = w.add(self.w + dy * self.w_row + c0);
+            for dx in 0..self.cols {
+                f(xr.add(dx * self.x_col), wr.add(dx * c));
+            }
+        }
+    }
+}
+
+/// Calls `f` with the [`Window`] of every output pixel, in output order.
+fn for_each_window(g: &ConvGeometry, mut f: impl FnMut(&Window)) {
+    let [kh, kw] = g.kernel;
+    let c = g.in_c;
+    let (dil_y, dil_x) = (g.dilation[0], g.dilation[1]);
+    let cols: Vec<(usize, usize)> =
+        (0..g.out_w).map(|ox| tap_range(ox, kw, g.stride[1], dil_x, g.pad_left, g.in_w)).collect();
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            let (ky0, ky1) = tap_range(oy, kh, g.stride[0], dil_y, g.pad_top, g.in_h);
+            let iy0 = (oy * g.stride[0] + ky0 * dil_y).saturating_sub(g.pad_top);
+            for (ox, &(kx0, kx1)) in cols.iter().enumerate() {
+                let ix0 = (ox * g.stride[1] + kx0 * dil_x).saturating_sub(g.pad_left);
+                f(&Window {
+                    px: (n * g.out_h + oy) * g.out_w + ox,
+                    x: ((n * g.in_h + iy0) * g.in_w + ix0) * c,
+                    w: (ky0 * kw + kx0) * c,
+                    rows: ky1 - ky0,
+                    cols: kx1 - kx0,
+                    x_row: dil_y * g.in_w * c,
+                    x_col: dil_x * c,
+                    w_row: kw * c,
+                });
+            }
+        }
+    }
+}
+
+/// Depthwise weights `[C, KH, KW, 1]` as `[KH, KW, C]`, so a tap reads a channel vector.
+fn taps_major<T: Copy + Default>(w: &[T], g: &ConvGeometry) -> Vec<T> {
+    let (taps, c) = (g.kernel[0] * g.kernel[1], g.in_c);
+    let mut wt = vec![T::default(); taps * c];
+    for ch in 0..c {
+        for t in 0..taps {
+            wt[t * c + ch] = w[ch * taps + t];
+        }
+    }
+    wt
+}
+
 /// The kernel: computes output pixel `px` (in `[N, OH, OW]` order) into a reused row of `C`
 /// accumulators and hands it to `emit(px, row)`.
 fn depthwise_pixels(
@@ -100,101 +181,73 @@ fn depthwise_pixels(
     g: &ConvGeometry,
     mut emit: impl FnMut(usize, &[i32]),
 ) {
-    let [kh, kw] = g.kernel;
     let c = g.in_c;
-    let mut wt = vec![0i16; kh * kw * c];
-    for ch in 0..c {
-        for t in 0..kh * kw {
-            wt[t * c + ch] = wc[ch * kh * kw + t];
-        }
-    }
+    let wt = taps_major(wc, g);
     let mut bias_c = vec![0i32; c];
     if let Some(b) = bias {
         bias_c.copy_from_slice(&b[..c]);
     }
     let zx8 = i16x8_splat(zx as i16);
-    let cols: Vec<(usize, usize)> =
-        (0..g.out_w).map(|ox| tap_range(ox, kw, g.stride[1], g.dilation[1], g.pad_left, g.in_w)).collect();
     let c16 = c / 16 * 16;
     let c8 = c / LANES * LANES;
-    let (dil_y, dil_x) = (g.dilation[0], g.dilation[1]);
     let mut out = vec![0i32; c];
     // The unchecked loads below rely on these lengths.
-    assert!(x.len() >= g.batch * g.in_h * g.in_w * c && wt.len() == kh * kw * c);
-    for n in 0..g.batch {
-        for oy in 0..g.out_h {
-            let (ky0, ky1) = tap_range(oy, kh, g.stride[0], dil_y, g.pad_top, g.in_h);
-            let iy0 = (oy * g.stride[0] + ky0 * dil_y).saturating_sub(g.pad_top);
-            for (ox, &(kx0, kx1)) in cols.iter().enumerate() {
-                let ix0 = (ox * g.stride[1] + kx0 * dil_x).saturating_sub(g.pad_left);
-                let out = &mut out[..];
-                // Offsets of the first valid tap in the input and in the weights; each tap
-                // steps by `dil_x * c` in the input and `c` in the weights along a row.
-                let x_first = ((n * g.in_h + iy0) * g.in_w + ix0) * c;
-                let (x_row_step, x_col_step) = (dil_y * g.in_w * c, dil_x * c);
-                let w_first = (ky0 * kw + kx0) * c;
-                let mut c0 = 0;
-                // 16 channels (four accumulators) per pass, then 8, then single channels.
-                while c0 < c16 {
-                    let (mut a0, mut a1, mut a2, mut a3) =
-                        (load4(&bias_c, c0), load4(&bias_c, c0 + 4), load4(&bias_c, c0 + 8), load4(&bias_c, c0 + 12));
-                    // SAFETY: the taps iterated are the valid ones (tap_range), so every input
-                    // offset is a pixel of `x` plus c0 + 16 <= c channels; weight offsets are
-                    // taps of `wt` plus the same channels (asserted below, before the loop).
-                    unsafe {
-                        let (xp, wp) = (x.as_ptr(), wt.as_ptr());
-                        for dy in 0..ky1 - ky0 {
-                            let xr = xp.add(x_first + dy * x_row_step + c0);
-                            let wr = wp.add(w_first + dy * kw * c + c0);
-                            for dx in 0..kx1 - kx0 {
-                                let (xo, wo) = (xr.add(dx * x_col_step), wr.add(dx * c));
-                                let x0 = i16x8_sub(i16x8_load_extend_i8x8(xo), zx8);
-                                let x1 = i16x8_sub(i16x8_load_extend_i8x8(xo.add(8)), zx8);
-                                let w0 = v128_load(wo as *const v128);
-                                let w1 = v128_load(wo.add(8) as *const v128);
-                                a0 = i32x4_add(a0, i32x4_extmul_low_i16x8(x0, w0));
-                                a1 = i32x4_add(a1, i32x4_extmul_high_i16x8(x0, w0));
-                                a2 = i32x4_add(a2, i32x4_extmul_low_i16x8(x1, w1));
-                                a3 = i32x4_add(a3, i32x4_extmul_high_i16x8(x1, w1));
-                            }
-                        }
-                    }
-                    store4(out, c0, a0);
-                    store4(out, c0 + 4, a1);
-                    store4(out, c0 + 8, a2);
-                    store4(out, c0 + 12, a3);
-                    c0 += 16;
-                }
-                while c0 < c8 {
-                    let (mut lo, mut hi) = (load4(&bias_c, c0), load4(&bias_c, c0 + 4));
-                    for dy in 0..ky1 - ky0 {
-                        let (xr, wr) = (x_first + dy * x_row_step + c0, w_first + dy * kw * c + c0);
-                        for dx in 0..kx1 - kx0 {
-                            let xv = load8_centred(x, xr + dx * x_col_step, zx8);
-                            let wv = load8(&wt, wr + dx * c);
-                            lo = i32x4_add(lo, i32x4_extmul_low_i16x8(xv, wv));
-                            hi = i32x4_add(hi, i32x4_extmul_high_i16x8(xv, wv));
-                        }
-                    }
-                    store4(out, c0, lo);
-                    store4(out, c0 + 4, hi);
-                    c0 += LANES;
-                }
-                for (ch, o) in out.iter_mut().enumerate().skip(c8) {
-                    let mut s = bias_c[ch];
-                    for dy in 0..ky1 - ky0 {
-                        let (xr, wr) = (x_first + dy * x_row_step + ch, w_first + dy * kw * c + ch);
-                        for dx in 0..kx1 - kx0 {
-                            let xv = x[xr + dx * x_col_step] as i32 - zx;
-                            s = s.wrapping_add(xv * wt[wr + dx * c] as i32);
-                        }
-                    }
-                    *o = s;
-                }
-                emit((n * g.out_h + oy) * g.out_w + ox, out);
+    assert!(x.len() >= g.batch * g.in_h * g.in_w * c && wt.len() == g.kernel[0] * g.kernel[1] * c);
+    for_each_window(g, |t| {
+        let mut c0 = 0;
+        // 16 channels (four accumulators) per pass, then 8, then single channels.
+        while c0 < c16 {
+            let (mut a0, mut a1, mut a2, mut a3) =
+                (load4(&bias_c, c0), load4(&bias_c, c0 + 4), load4(&bias_c, c0 + 8), load4(&bias_c, c0 + 12));
+            // SAFETY: the taps iterated are the valid ones (tap_range), so every input offset
+            // is a pixel of `x` plus c0 + 16 <= c channels; weight offsets are taps of `wt`
+            // plus the same channels (lengths asserted above).
+            unsafe {
+                t.for_each_tap(x.as_ptr(), wt.as_ptr(), c0, c, |xo, wo| {
+                    let x0 = i16x8_sub(i16x8_load_extend_i8x8(xo), zx8);
+                    let x1 = i16x8_sub(i16x8_load_extend_i8x8(xo.add(8)), zx8);
+                    let w0 = v128_load(wo as *const v128);
+                    let w1 = v128_load(wo.add(8) as *const v128);
+                    a0 = i32x4_add(a0, i32x4_extmul_low_i16x8(x0, w0));
+                    a1 = i32x4_add(a1, i32x4_extmul_high_i16x8(x0, w0));
+                    a2 = i32x4_add(a2, i32x4_extmul_low_i16x8(x1, w1));
+                    a3 = i32x4_add(a3, i32x4_extmul_high_i16x8(x1, w1));
+                });
             }
+            store4(&mut out, c0, a0);
+            store4(&mut out, c0 + 4, a1);
+            store4(&mut out, c0 + 8, a2);
+            store4(&mut out, c0 + 12, a3);
+            c0 += 16;
         }
-    }
+        while c0 < c8 {
+            let (mut lo, mut hi) = (load4(&bias_c, c0), load4(&bias_c, c0 + 4));
+            for dy in 0..t.rows {
+                let (xr, wr) = (t.x + dy * t.x_row + c0, t.w + dy * t.w_row + c0);
+                for dx in 0..t.cols {
+                    let xv = load8_centred(x, xr + dx * t.x_col, zx8);
+                    let wv = load8(&wt, wr + dx * c);
+                    lo = i32x4_add(lo, i32x4_extmul_low_i16x8(xv, wv));
+                    hi = i32x4_add(hi, i32x4_extmul_high_i16x8(xv, wv));
+                }
+            }
+            store4(&mut out, c0, lo);
+            store4(&mut out, c0 + 4, hi);
+            c0 += LANES;
+        }
+        for (ch, o) in out.iter_mut().enumerate().skip(c8) {
+            let mut s = bias_c[ch];
+            for dy in 0..t.rows {
+                let (xr, wr) = (t.x + dy * t.x_row + ch, t.w + dy * t.w_row + ch);
+                for dx in 0..t.cols {
+                    let xv = x[xr + dx * t.x_col] as i32 - zx;
+                    s = s.wrapping_add(xv * wt[wr + dx * c] as i32);
+                }
+            }
+            *o = s;
+        }
+        emit(t.px, &out);
+    });
 }
 
 /// The f32 depthwise convolution (weights `[C, KH, KW, 1]`), the fast form of the reference
@@ -202,76 +255,51 @@ fn depthwise_pixels(
 /// taps in (ky, kx) order with separately rounded multiplies and adds, then adds the bias.
 /// Sixteen channels are four f32x4 accumulators, so the bits equal the scalar loop's.
 pub fn depthwise_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
-    let [kh, kw] = g.kernel;
     let c = g.in_c;
-    let mut wt = vec![0f32; kh * kw * c];
-    for ch in 0..c {
-        for t in 0..kh * kw {
-            wt[t * c + ch] = w[ch * kh * kw + t];
-        }
-    }
-    let cols: Vec<(usize, usize)> =
-        (0..g.out_w).map(|ox| tap_range(ox, kw, g.stride[1], g.dilation[1], g.pad_left, g.in_w)).collect();
+    let wt = taps_major(w, g);
     let c16 = c / 16 * 16;
-    let (dil_y, dil_x) = (g.dilation[0], g.dilation[1]);
     let mut y = vec![0f32; g.batch * g.out_h * g.out_w * c];
     // The unchecked loads below rely on these lengths.
-    assert!(x.len() >= g.batch * g.in_h * g.in_w * c && wt.len() == kh * kw * c);
-    for n in 0..g.batch {
-        for oy in 0..g.out_h {
-            let (ky0, ky1) = tap_range(oy, kh, g.stride[0], dil_y, g.pad_top, g.in_h);
-            let iy0 = (oy * g.stride[0] + ky0 * dil_y).saturating_sub(g.pad_top);
-            for (ox, &(kx0, kx1)) in cols.iter().enumerate() {
-                let ix0 = (ox * g.stride[1] + kx0 * dil_x).saturating_sub(g.pad_left);
-                let out = &mut y[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
-                let x_first = ((n * g.in_h + iy0) * g.in_w + ix0) * c;
-                let (x_row_step, x_col_step) = (dil_y * g.in_w * c, dil_x * c);
-                let w_first = (ky0 * kw + kx0) * c;
-                let mut c0 = 0;
-                while c0 < c16 {
-                    let mut acc = [f32x4_splat(0.0); 4];
-                    // SAFETY: the taps iterated are the valid ones (tap_range), so every input
-                    // offset is a pixel of `x` plus c0 + 16 <= c channels, every weight offset
-                    // a tap of `wt` plus the same channels (lengths asserted above).
-                    unsafe {
-                        let (xp, wp) = (x.as_ptr(), wt.as_ptr());
-                        for dy in 0..ky1 - ky0 {
-                            let xr = xp.add(x_first + dy * x_row_step + c0);
-                            let wr = wp.add(w_first + dy * kw * c + c0);
-                            for dx in 0..kx1 - kx0 {
-                                let (xo, wo) = (xr.add(dx * x_col_step), wr.add(dx * c));
-                                for (q, a) in acc.iter_mut().enumerate() {
-                                    let xv = v128_load(xo.add(4 * q) as *const v128);
-                                    let wv = v128_load(wo.add(4 * q) as *const v128);
-                                    *a = f32x4_add(*a, f32x4_mul(xv, wv));
-                                }
-                            }
-                        }
+    assert!(x.len() >= g.batch * g.in_h * g.in_w * c && wt.len() == g.kernel[0] * g.kernel[1] * c);
+    for_each_window(g, |t| {
+        let out = &mut y[t.px * c..(t.px + 1) * c];
+        let mut c0 = 0;
+        while c0 < c16 {
+            let mut acc = [f32x4_splat(0.0); 4];
+            // SAFETY: the taps iterated are the valid ones (tap_range), so every input offset
+            // is a pixel of `x` plus c0 + 16 <= c channels, every weight offset a tap of `wt`
+            // plus the same channels (lengths asserted above).
+            unsafe {
+                t.for_each_tap(x.as_ptr(), wt.as_ptr(), c0, c, |xo, wo| {
+                    for (q, a) in acc.iter_mut().enumerate() {
+                        let xv = v128_load(xo.add(4 * q) as *const v128);
+                        let wv = v128_load(wo.add(4 * q) as *const v128);
+                        *a = f32x4_add(*a, f32x4_mul(xv, wv));
                     }
-                    for (q, a) in acc.iter().enumerate() {
-                        let dst = &mut out[c0 + 4 * q..c0 + 4 * q + 4];
-                        // SAFETY: `dst` holds exactly 4 f32 (16 bytes); unaligned store.
-                        unsafe { v128_store(dst.as_mut_ptr() as *mut v128, *a) };
-                    }
-                    c0 += 16;
-                }
-                for (ch, o) in out.iter_mut().enumerate().skip(c16) {
-                    let mut s = 0f32;
-                    for dy in 0..ky1 - ky0 {
-                        let (xr, wr) = (x_first + dy * x_row_step + ch, w_first + dy * kw * c + ch);
-                        for dx in 0..kx1 - kx0 {
-                            s += x[xr + dx * x_col_step] * wt[wr + dx * c];
-                        }
-                    }
-                    *o = s;
-                }
-                if let Some(b) = bias {
-                    for (o, &bv) in out.iter_mut().zip(b) {
-                        *o += bv;
-                    }
+                });
+            }
+            for (q, a) in acc.iter().enumerate() {
+                let dst = &mut out[c0 + 4 * q..c0 + 4 * q + 4];
+                // SAFETY: `dst` holds exactly 4 f32 (16 bytes); unaligned store.
+                unsafe { v128_store(dst.as_mut_ptr() as *mut v128, *a) };
+            }
+            c0 += 16;
+        }
+        for (ch, o) in out.iter_mut().enumerate().skip(c16) {
+            let mut s = 0f32;
+            for dy in 0..t.rows {
+                let (xr, wr) = (t.x + dy * t.x_row + ch, t.w + dy * t.w_row + ch);
+                for dx in 0..t.cols {
+                    s += x[xr + dx * t.x_col] * wt[wr + dx * c];
                 }
             }
+            *o = s;
         }
-    }
+        if let Some(b) = bias {
+            for (o, &bv) in out.iter_mut().zip(b) {
+                *o += bv;
+            }
+        }
+    });
     y
 }
