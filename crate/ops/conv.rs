@@ -423,38 +423,29 @@ pub fn conv2d_i8_requant(
     p: &Conv2dParams,
     rq: &Requant,
 ) -> Result<(ConvGeometry, Vec<i8>)> {
+    // Checked once for both fast routes; the general route below checks for itself.
+    let (g, zx, zw, xd, wd) = int8_conv_inputs(x, w, bias, p)?;
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if rq.fixed.is_none() {
-        let (g, zx, zw, xd, wd) = int8_conv_inputs(x, w, bias, p)?;
-        if g.is_depthwise() {
-            let mults = rq.per_channel(g.out_c)?;
-            let wc = centred_weights(wd, &zw, g.reduction_len());
-            let y = super::depthwise_wasm::depthwise_i8_requant(
-                xd,
-                zx,
-                &wc,
-                bias,
-                &g,
-                &mults,
-                (rq.zero_point, rq.lo, rq.hi),
-            );
-            return Ok((g, y));
-        }
+    if rq.fixed.is_none() && g.is_depthwise() {
+        let mults = rq.per_channel(g.out_c)?;
+        let wc = centred_weights(wd, &zw, g.reduction_len());
+        let q = (rq.zero_point, rq.lo, rq.hi);
+        let y = super::depthwise_wasm::depthwise_i8_requant(xd, zx, &wc, bias, &g, &mults, q);
+        return Ok((g, y));
     }
-    if let Some(b) = packed {
-        let (g, zx, _, xd, _) = int8_conv_inputs(x, w, bias, p)?;
-        if g.groups == 1 {
-            if b.dims() != (g.out_c, g.reduction_len()) {
-                let msg = format!("packed weights {:?} do not match {:?}", b.dims(), w.shape());
-                return Err(Error::shape("conv2d_i8", msg));
-            }
-            let y = if g.is_pointwise() {
-                gemm_i8_requant_packed(xd, zx, b, bias, rq, g.batch * g.in_h * g.in_w)?
-            } else {
-                gemm_i8_requant_packed(&im2col(xd, zx as i8, &g)?, zx, b, bias, rq, g.batch * g.out_h * g.out_w)?
-            };
-            return Ok((g, y));
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let _ = (&zw, wd); // the weights are read by the wasm depthwise route only
+    if let Some(b) = packed.filter(|_| g.groups == 1) {
+        if b.dims() != (g.out_c, g.reduction_len()) {
+            let msg = format!("packed weights {:?} do not match {:?}", b.dims(), w.shape());
+            return Err(Error::shape("conv2d_i8", msg));
         }
+        let y = if g.is_pointwise() {
+            gemm_i8_requant_packed(xd, zx, b, bias, rq, g.batch * g.in_h * g.in_w)?
+        } else {
+            gemm_i8_requant_packed(&im2col(xd, zx as i8, &g)?, zx, b, bias, rq, g.batch * g.out_h * g.out_w)?
+        };
+        return Ok((g, y));
     }
     let (g, acc) = conv2d_i8_acc_packed(x, w, packed, bias, p)?;
     let y = requantize_channels_last(&acc, g.out_c, rq)?;
