@@ -118,6 +118,7 @@ fn options(a: &TrainArgs) -> Result<FinetuneOptions> {
         validation: a.validation,
         patience: a.patience,
         seed: a.seed,
+        distill: None,
     };
     Ok(FinetuneOptions {
         mode: Mode::parse(&a.mode)?,

@@ -361,6 +361,16 @@ impl PreparedI8 {
             .collect()
     }
 
+    /// Value `v` alone, dequantized (only the nodes before it run): what a frozen int8
+    /// prefix hands the trained part in quantization-aware training.
+    pub fn dequantized_value(&self, input: &Tensor, v: usize) -> Result<Tensor> {
+        match self.run_nodes(input, v)?.pop() {
+            Some(Val::Q(q)) => crate::ops::quantize::dequantize_tensor(&q),
+            Some(Val::F(t)) => Ok(t),
+            None => Err(Error::invalid("forward_i8", format!("no value {v}"))),
+        }
+    }
+
     /// The f32 embedding `[N, D]` (the global pool's output); the head is not run.
     pub fn embeddings(&self, input: &Tensor) -> Result<Tensor> {
         match self.run_nodes(input, self.graph.embedding)?.pop() {

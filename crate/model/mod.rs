@@ -2,6 +2,7 @@
 //! its f32 executor.
 
 pub mod efficientnet;
+pub mod channel_prune;
 pub mod etm;
 pub mod forward;
 pub mod frames;

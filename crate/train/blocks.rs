@@ -9,6 +9,10 @@
 //! choice with a few samples per class); convolution weights and biases and the new head
 //! are trained.
 //!
+//! With [`SuffixModel::qat`] set, the forward pass fake-quantizes weights and values the way
+//! the int8 engine rounds them and backward passes gradients straight through
+//! ([`super::fake_quant`]); that is quantization-aware training.
+//!
 //! Backward runs the nodes in reverse: activation backward from each node's output
 //! (ReLU6: `0 < y < 6`), then [`conv2d_backward_f32`], [`add_backward_f32`] or
 //! [`global_avg_pool_backward_f32`], gradients accumulating per value.
@@ -24,6 +28,7 @@ use crate::ops::pool::{global_avg_pool_backward_f32, global_avg_pool_f32};
 use crate::quant::Activation;
 use crate::tensor::Tensor;
 
+use super::fake_quant::{fake_quant_weights, FakeQuant};
 use super::head::LinearHead;
 use super::trainer::Trainable;
 
@@ -96,7 +101,12 @@ pub struct SuffixModel {
     pub head: LinearHead,
     /// Learning-rate factor of the block parameters relative to the head's.
     pub backbone_lr_scale: f32,
+    /// Quantization-aware training: fake quantization in the forward pass.
+    pub qat: Option<FakeQuant>,
     values: Vec<Tensor>,
+    /// Under QAT, the fake-quantized weights of the last forward (per node; the head last).
+    used_weights: Vec<Option<Tensor>>,
+    used_head: Option<Vec<f32>>,
 }
 
 impl SuffixModel {
@@ -108,7 +118,17 @@ impl SuffixModel {
             return Err(Error::invalid("last blocks", "a dense layer before the embedding cannot be fine-tuned here"));
         }
         let cut_shape = cut_shape_by_running(plan, split.cut)?;
-        Ok(SuffixModel { split, cut_shape, nodes, head, backbone_lr_scale: 1.0, values: vec![] })
+        Ok(SuffixModel {
+            split,
+            cut_shape,
+            nodes,
+            head,
+            backbone_lr_scale: 1.0,
+            qat: None,
+            values: vec![],
+            used_weights: vec![],
+            used_head: None,
+        })
     }
 
     /// Length of one cached cut value.
@@ -152,7 +172,23 @@ impl Trainable for SuffixModel {
 
     fn forward(&mut self, batch: &[&[f32]]) -> Result<Vec<f32>> {
         let emb = self.embeddings(batch)?;
-        self.head.logits(&emb, batch.len())
+        match &self.used_head {
+            Some(w) => LinearHead { weight: w.clone(), ..self.head.clone() }.logits(&emb, batch.len()),
+            None => self.head.logits(&emb, batch.len()),
+        }
+    }
+
+    fn set_training(&mut self, training: bool) {
+        if let Some(q) = &mut self.qat {
+            q.training = training;
+        }
+    }
+
+    fn weight_mask(&self) -> Vec<bool> {
+        let convs = self.nodes.iter().filter(|(_, op)| matches!(op, PreparedOp::Conv { .. })).count();
+        let mut m: Vec<bool> = (0..convs).flat_map(|_| [true, false]).collect();
+        m.extend([true, false]);
+        m
     }
 
     fn lr_scales(&self) -> Vec<f32> {
@@ -179,11 +215,23 @@ impl SuffixModel {
             return Err(Error::shape("last blocks", format!("cached inputs must have {} values", h * w * c)));
         }
         let mut values = vec![Tensor::new(vec![batch.len(), h, w, c], batch.concat())?];
-        for (inputs, op) in &self.nodes {
+        if let Some(q) = &mut self.qat {
+            q.apply(0, values[0].data_mut());
+        }
+        self.used_weights.clear();
+        for (j, (inputs, op)) in self.nodes.iter().enumerate() {
             let x = &values[inputs[0]];
-            let y = match op {
+            let mut y = match op {
                 PreparedOp::Conv { weight, bias, params, activation } => {
-                    let mut y = conv2d_f32(x, weight, Some(bias), params)?;
+                    let fq = match self.qat {
+                        Some(_) => Some(Tensor::new(
+                            weight.shape().to_vec(),
+                            fake_quant_weights(weight.data(), weight.shape()[0])?,
+                        )?),
+                        None => None,
+                    };
+                    let mut y = conv2d_f32(x, fq.as_ref().unwrap_or(weight), Some(bias), params)?;
+                    self.used_weights.push(fq);
                     apply_activation(y.data_mut(), *activation);
                     y
                 }
@@ -199,8 +247,15 @@ impl SuffixModel {
                 }
                 PreparedOp::Dense { .. } => return Err(Error::invalid("last blocks", "unexpected dense layer")),
             };
+            if let Some(q) = &mut self.qat {
+                q.apply(j + 1, y.data_mut());
+            }
             values.push(y);
         }
+        self.used_head = match self.qat {
+            Some(_) => Some(fake_quant_weights(&self.head.weight, self.head.classes)?),
+            None => None,
+        };
         let emb = values.last().ok_or_else(|| Error::invalid("last blocks", "no nodes"))?;
         if emb.shape() != [batch.len(), self.head.dim] {
             return Err(Error::shape("last blocks", format!("embedding {:?} does not fit the head", emb.shape())));
@@ -216,15 +271,30 @@ impl SuffixModel {
         let (d, k) = (self.head.dim, self.head.classes);
         let mut grads: Vec<Option<Vec<f32>>> = vec![None; self.values.len()];
         let (mut hw, mut hb, mut demb) = (vec![0f32; d * k], vec![0f32; k], vec![0f32; n * d]);
-        dense_backward_f32(emb.data(), &self.head.weight, dlogits, (n, d, k), Some(&mut demb), &mut hw, Some(&mut hb))?;
+        let head_w = self.used_head.as_ref().unwrap_or(&self.head.weight);
+        dense_backward_f32(emb.data(), head_w, dlogits, (n, d, k), Some(&mut demb), &mut hw, Some(&mut hb))?;
         *grads.last_mut().ok_or_else(|| Error::invalid("last blocks", "no values"))? = Some(demb);
         let mut param_grads: Vec<Vec<f32>> = vec![];
+        // Conv index of each node, to find the weights its forward used.
+        let mut conv_index = self.used_weights.len();
         for (j, (inputs, op)) in self.nodes.iter().enumerate().rev() {
+            if matches!(op, PreparedOp::Conv { .. }) {
+                conv_index -= 1;
+            }
             let y = &self.values[j + 1];
-            let Some(dy) = grads[j + 1].take() else { continue };
+            let Some(mut dy) = grads[j + 1].take() else {
+                if matches!(op, PreparedOp::Conv { .. }) {
+                    return Err(Error::invalid("last blocks", format!("node {j} gets no gradient")));
+                }
+                continue;
+            };
+            if let Some(q) = &self.qat {
+                q.mask_gradient(j + 1, &mut dy);
+            }
             let x = &self.values[inputs[0]];
             match op {
                 PreparedOp::Conv { weight, bias, params, activation } => {
+                    let weight = self.used_weights.get(conv_index).and_then(|w| w.as_ref()).unwrap_or(weight);
                     let dpre = act_backward(*activation, y, dy)?;
                     let (mut dw, mut db) = (vec![0f32; weight.len()], vec![0f32; bias.len()]);
                     // The cut value is frozen input: no gradient needed for it.

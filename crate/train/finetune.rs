@@ -99,7 +99,7 @@ pub struct Finetuned {
     pub train_seconds: f64,
 }
 
-fn check_samples(s: &Samples) -> Result<()> {
+pub(crate) fn check_samples(s: &Samples) -> Result<()> {
     if s.images.len() != s.labels.len() {
         return Err(Error::shape("finetune", format!("{} images, {} labels", s.images.len(), s.labels.len())));
     }
@@ -167,7 +167,7 @@ pub fn finetune(
         }
     };
     let feature_seconds = web_time::now() - start;
-    let data = Dataset { features: &features, labels: &samples.labels, dim, variants, classes };
+    let data = Dataset { features: &features, labels: &samples.labels, dim, variants, classes, teacher: None };
     let start = web_time::now();
     let mut on_progress = |ev: &Progress| events(Event::Train(ev));
     let mut init = Rng::new(opts.train.seed);

@@ -4,11 +4,14 @@
 
 pub mod augment;
 pub mod blocks;
+pub mod compress;
+pub mod fake_quant;
 pub mod finetune;
 pub mod head;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod prune;
 pub mod rng;
 pub mod schedule;
 pub mod trainer;

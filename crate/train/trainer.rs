@@ -13,11 +13,17 @@
 //! 4. A progress callback sees every epoch (and every step) and can stop the run.
 //!
 //! Everything random comes from one seeded [`Rng`]: the same seed gives the same run.
+//!
+//! Distillation: with `teacher` logits `[n][classes]` in the data and `distill` set, the
+//! training loss of a batch is `alpha CE + (1 - alpha) T^2 KL` per labelled sample and the
+//! soft part alone per [`UNLABELLED`] sample, averaged over the batch
+//! ([`distillation_batch`]). Unlabelled samples only ever train; validation uses the
+//! labelled ones and the plain loss.
 
 use crate::error::{Error, Result};
 
 use super::head::LinearHead;
-use super::loss::Loss;
+use super::loss::{distillation, Loss};
 use super::metrics::Confusion;
 use super::optim::{clip_grad_norm, step, Optimizer, State};
 use super::rng::Rng;
@@ -40,7 +46,19 @@ pub struct TrainConfig {
     /// Stop after this many epochs without a lower validation loss.
     pub patience: Option<usize>,
     pub seed: u64,
+    /// Knowledge distillation from the data's teacher logits (needs `Dataset::teacher`).
+    pub distill: Option<Distill>,
 }
+
+/// Distillation weights: `alpha` on the labels' cross-entropy, `1 - alpha` on the teacher.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Distill {
+    pub alpha: f32,
+    pub temperature: f32,
+}
+
+/// Label of a sample that has none (trained on the teacher's soft targets alone).
+pub const UNLABELLED: usize = usize::MAX;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -56,6 +74,7 @@ impl Default for TrainConfig {
             validation: 0.0,
             patience: None,
             seed: 0,
+            distill: None,
         }
     }
 }
@@ -83,6 +102,8 @@ pub struct Dataset<'a> {
     pub dim: usize,
     pub variants: usize,
     pub classes: usize,
+    /// Teacher logits `[n][classes]` for distillation.
+    pub teacher: Option<&'a [f32]>,
 }
 
 /// A model the loop can train: forward on a batch of feature vectors, backward of that forward.
@@ -95,6 +116,20 @@ pub trait Trainable: Clone {
     fn params_mut(&mut self) -> Vec<&mut [f32]>;
     /// Learning-rate factor per parameter tensor (empty: all 1).
     fn lr_scales(&self) -> Vec<f32> {
+        vec![]
+    }
+    /// Called before each epoch's first step (pruning schedules use it).
+    fn begin_epoch(&mut self, _epoch: usize, _epochs: usize) {}
+    /// Training (true) or evaluation (false) forward passes follow; range tracking and the
+    /// like only learn from training batches.
+    fn set_training(&mut self, _training: bool) {}
+    /// Whether the current state may be kept as the best epoch (a pruned model only once
+    /// it reached its final sparsity).
+    fn selectable(&self) -> bool {
+        true
+    }
+    /// Per parameter tensor: whether it is a weight (pruned) rather than a bias.
+    fn weight_mask(&self) -> Vec<bool> {
         vec![]
     }
 }
@@ -129,11 +164,20 @@ impl Dataset<'_> {
                 ),
             ));
         }
-        if let Some(&y) = self.labels.iter().find(|&&y| y >= self.classes) {
+        if let Some(t) = self.teacher {
+            if t.len() != n * self.classes {
+                return Err(Error::shape(OP, format!("{} teacher logits for {n} samples x {} classes", t.len(), self.classes)));
+            }
+            if t.iter().any(|v| !v.is_finite()) {
+                return Err(Error::invalid(OP, "teacher logits contain NaN or infinity"));
+            }
+        }
+        let unlabelled_ok = self.teacher.is_some();
+        if let Some(&y) = self.labels.iter().find(|&&y| y >= self.classes && !(unlabelled_ok && y == UNLABELLED)) {
             return Err(Error::invalid(OP, format!("label {y} outside 0..{}", self.classes)));
         }
         let mut present = vec![false; self.classes];
-        self.labels.iter().for_each(|&y| present[y] = true);
+        self.labels.iter().filter(|&&y| y != UNLABELLED).for_each(|&y| present[y] = true);
         if present.iter().filter(|&&p| p).count() < 2 {
             return Err(Error::invalid(OP, "need samples of at least two classes"));
         }
@@ -142,6 +186,11 @@ impl Dataset<'_> {
             return Err(Error::invalid(OP, format!("sample {sample} has a NaN or infinite feature")));
         }
         Ok(())
+    }
+
+    fn teacher_rows(&self, idx: &[usize]) -> Option<Vec<f32>> {
+        let t = self.teacher?;
+        Some(idx.iter().flat_map(|&i| &t[i * self.classes..(i + 1) * self.classes]).copied().collect())
     }
 
     fn sample(&self, i: usize, variant: usize) -> &[f32] {
@@ -153,6 +202,7 @@ impl Dataset<'_> {
 /// Stratified split: `(train, validation)` sample indices.
 pub fn split(labels: &[usize], classes: usize, fraction: f32, rng: &mut Rng) -> (Vec<usize>, Vec<usize>) {
     let (mut train, mut val) = (vec![], vec![]);
+    train.extend((0..labels.len()).filter(|&i| labels[i] == UNLABELLED));
     for c in 0..classes {
         let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
         rng.shuffle(&mut idx);
@@ -167,6 +217,48 @@ pub fn split(labels: &[usize], classes: usize, fraction: f32, rng: &mut Rng) -> 
 
 fn argmax(row: &[f32]) -> usize {
     row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0
+}
+
+/// The distillation loss of a batch whose labels may include [`UNLABELLED`] (see the module
+/// header): each part's mean from [`distillation`], weighted by its share of the batch.
+pub fn distillation_batch(
+    logits: &[f32],
+    teacher: &[f32],
+    labels: &[usize],
+    classes: usize,
+    d: Distill,
+) -> Result<(f32, Vec<f32>)> {
+    let n = labels.len();
+    if logits.len() != n * classes || teacher.len() != n * classes {
+        return Err(Error::shape("distillation", format!("{} logits, {} teacher logits, {n} labels", logits.len(), teacher.len())));
+    }
+    let mut grad = vec![0f32; logits.len()];
+    let mut loss = 0f64;
+    for labelled in [true, false] {
+        let rows: Vec<usize> = (0..n).filter(|&i| (labels[i] != UNLABELLED) == labelled).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let pick = |v: &[f32]| -> Vec<f32> { rows.iter().flat_map(|&i| &v[i * classes..(i + 1) * classes]).copied().collect() };
+        let (s, t) = (pick(logits), pick(teacher));
+        let (l, g) = if labelled {
+            let ys: Vec<usize> = rows.iter().map(|&i| labels[i]).collect();
+            distillation(&s, &t, Some(&ys), classes, d.alpha, d.temperature)?
+        } else {
+            // The soft part alone, weighted as in a labelled sample: (1 - alpha) T^2 KL.
+            let (l, mut g) = distillation(&s, &t, None, classes, 0.0, d.temperature)?;
+            g.iter_mut().for_each(|v| *v *= 1.0 - d.alpha);
+            (l * (1.0 - d.alpha), g)
+        };
+        let share = rows.len() as f32 / n as f32;
+        loss += (l * share) as f64;
+        for (k, &i) in rows.iter().enumerate() {
+            for j in 0..classes {
+                grad[i * classes + j] = g[k * classes + j] * share;
+            }
+        }
+    }
+    Ok((loss as f32, grad))
 }
 
 /// Loss, accuracy and confusion of `model` on `idx` (variant 0).
@@ -225,6 +317,9 @@ impl<M: Trainable> Session<M> {
         if cfg.epochs == 0 || cfg.batch_size == 0 {
             return Err(Error::invalid("train", "epochs and batch size must be at least 1"));
         }
+        if cfg.distill.is_some() != data.teacher.is_some() {
+            return Err(Error::invalid("train", "distillation needs teacher logits with the data, and teacher logits need distillation settings"));
+        }
         if !(0.0..1.0).contains(&cfg.validation) {
             return Err(Error::invalid("train", format!("validation fraction {} outside [0, 1)", cfg.validation)));
         }
@@ -276,13 +371,18 @@ impl<M: Trainable> Session<M> {
         let cfg = &self.cfg;
         let mut order = self.train_idx.clone();
         self.rng.shuffle(&mut order);
+        self.model.begin_epoch(self.epoch, cfg.epochs);
+        self.model.set_training(true);
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         let epoch = self.epoch + 1;
         for (s, chunk) in order.chunks(cfg.batch_size).enumerate() {
             let xs: Vec<&[f32]> = chunk.iter().map(|&i| data.sample(i, self.rng.below(data.variants))).collect();
             let ys: Vec<usize> = chunk.iter().map(|&i| data.labels[i]).collect();
             let logits = self.model.forward(&xs)?;
-            let (l, dlogits) = cfg.loss.compute(&logits, &ys, data.classes)?;
+            let (l, dlogits) = match (cfg.distill, data.teacher_rows(chunk)) {
+                (Some(d), Some(t)) => distillation_batch(&logits, &t, &ys, data.classes, d)?,
+                _ => cfg.loss.compute(&logits, &ys, data.classes)?,
+            };
             let mut grads = self.model.backward(&dlogits)?;
             if let Some(max) = cfg.clip_norm {
                 let mut views: Vec<&mut [f32]> = grads.iter_mut().map(|g| g.as_mut_slice()).collect();
@@ -298,6 +398,7 @@ impl<M: Trainable> Session<M> {
             loss_sum += l as f64 * chunk.len() as f64;
             seen += chunk.len();
             correct += logits.chunks_exact(data.classes).zip(&ys).filter(|(r, &y)| argmax(r) == y).count();
+            // (unlabelled samples never count as correct: the training accuracy is a lower bound)
             let ev = Progress {
                 epoch,
                 epochs: cfg.epochs,
@@ -316,6 +417,7 @@ impl<M: Trainable> Session<M> {
             }
         }
         self.epoch = epoch;
+        self.model.set_training(false);
         let mut ev = Progress {
             epoch,
             epochs: cfg.epochs,
@@ -332,7 +434,7 @@ impl<M: Trainable> Session<M> {
             let (vl, conf) = evaluate(&mut self.model, data, &self.val_idx, &cfg.loss, cfg.batch_size)?;
             ev.val_loss = Some(vl);
             ev.val_accuracy = Some(conf.accuracy() as f32);
-            if self.best.as_ref().is_none_or(|b| vl < b.0) {
+            if self.model.selectable() && self.best.as_ref().is_none_or(|b| vl < b.0) {
                 self.best = Some((vl, self.model.clone(), conf));
                 self.since_best = 0;
             } else {
@@ -406,6 +508,9 @@ impl Trainable for HeadModel {
     fn params_mut(&mut self) -> Vec<&mut [f32]> {
         vec![&mut self.head.weight, &mut self.head.bias]
     }
+    fn weight_mask(&self) -> Vec<bool> {
+        vec![true, false]
+    }
 }
 
 #[cfg(test)]
@@ -430,7 +535,7 @@ mod tests {
 
     fn run(seed: u64) -> TrainResult<HeadModel> {
         let (x, y) = blobs(20, 3);
-        let data = Dataset { features: &x, labels: &y, dim: 4, variants: 1, classes: 3 };
+        let data = Dataset { features: &x, labels: &y, dim: 4, variants: 1, classes: 3, teacher: None };
         let cfg = TrainConfig { epochs: 20, batch_size: 8, lr: 0.05, validation: 0.25, seed, ..Default::default() };
         let head = LinearHead::new(4, 3, &mut Rng::new(seed)).unwrap();
         train(HeadModel::new(head), &data, &cfg, &mut |_| true).unwrap()
@@ -450,7 +555,7 @@ mod tests {
     #[test]
     fn stops_when_asked_and_early() {
         let (x, y) = blobs(10, 2);
-        let data = Dataset { features: &x, labels: &y, dim: 4, variants: 1, classes: 2 };
+        let data = Dataset { features: &x, labels: &y, dim: 4, variants: 1, classes: 2, teacher: None };
         let head = LinearHead::new(4, 2, &mut Rng::new(0)).unwrap();
         let cfg = TrainConfig { epochs: 50, batch_size: 4, ..Default::default() };
         let mut calls = 0;
@@ -470,11 +575,34 @@ mod tests {
     fn bad_data_is_an_error() {
         let head = || HeadModel::new(LinearHead::new(2, 2, &mut Rng::new(0)).unwrap());
         let cfg = TrainConfig::default();
-        let empty = Dataset { features: &[], labels: &[], dim: 2, variants: 1, classes: 2 };
+        let empty = Dataset { features: &[], labels: &[], dim: 2, variants: 1, classes: 2, teacher: None };
         assert!(train(head(), &empty, &cfg, &mut |_| true).unwrap_err().to_string().contains("no training samples"));
-        let one_class = Dataset { features: &[0.0; 4], labels: &[1, 1], dim: 2, variants: 1, classes: 2 };
+        let one_class = Dataset { features: &[0.0; 4], labels: &[1, 1], dim: 2, variants: 1, classes: 2, teacher: None };
         assert!(train(head(), &one_class, &cfg, &mut |_| true).unwrap_err().to_string().contains("two classes"));
-        let nan = Dataset { features: &[0.0, f32::NAN, 1.0, 1.0], labels: &[0, 1], dim: 2, variants: 1, classes: 2 };
+        let nan = Dataset { features: &[0.0, f32::NAN, 1.0, 1.0], labels: &[0, 1], dim: 2, variants: 1, classes: 2, teacher: None };
         assert!(train(head(), &nan, &cfg, &mut |_| true).unwrap_err().to_string().contains("NaN"));
+    }
+
+    #[test]
+    fn distillation_batches_mix_labelled_and_unlabelled_rows() {
+        let d = Distill { alpha: 0.25, temperature: 3.0 };
+        let s = [1.0, -0.5, 0.2, 0.0, 2.0, -1.0];
+        let t = [0.5, 0.5, -1.0, 1.0, 1.0, 0.0];
+        let (l, g) = distillation_batch(&s, &t, &[2, 0], 3, d).unwrap();
+        let (l0, g0) = distillation(&s, &t, Some(&[2, 0]), 3, 0.25, 3.0).unwrap();
+        assert!((l - l0).abs() < 1e-6 && g.iter().zip(&g0).all(|(a, b)| (a - b).abs() < 1e-7));
+        // Row 1 unlabelled: half the batch, its soft part weighted by 1 - alpha.
+        let (_, g) = distillation_batch(&s, &t, &[2, UNLABELLED], 3, d).unwrap();
+        let (_, soft) = distillation(&s[3..], &t[3..], None, 3, 0.0, 3.0).unwrap();
+        let (_, hard) = distillation(&s[..3], &t[..3], Some(&[2]), 3, 0.25, 3.0).unwrap();
+        for j in 0..3 {
+            assert!((g[3 + j] - 0.5 * 0.75 * soft[j]).abs() < 1e-7);
+            assert!((g[j] - 0.5 * hard[j]).abs() < 1e-7);
+        }
+        // Unlabelled samples without a teacher are out of range.
+        let x = [0.0f32; 4];
+        let data = Dataset { features: &x, labels: &[0, UNLABELLED], dim: 2, variants: 1, classes: 2, teacher: None };
+        let head = HeadModel::new(LinearHead::new(2, 2, &mut Rng::new(0)).unwrap());
+        assert!(train(head, &data, &TrainConfig::default(), &mut |_| true).is_err());
     }
 }

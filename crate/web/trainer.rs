@@ -75,7 +75,7 @@ impl HeadTrainer {
 
 /// The trainers' samples as a training set (one variant per sample).
 fn dataset<'a>(features: &'a [f32], labels: &'a [usize], dim: usize, classes: usize) -> Dataset<'a> {
-    Dataset { features, labels, dim, variants: 1, classes }
+    Dataset { features, labels, dim, variants: 1, classes, teacher: None }
 }
 
 /// One epoch of a started session, as the JS progress object (or `null` when over).
