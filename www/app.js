@@ -11,7 +11,7 @@
 // else queue behind the call in flight instead of piling up in the engine. The live view
 // shows the user's classes once a version is trained (mode "custom"), the ImageNet
 // classifier otherwise.
-import init, { version as engineVersion, modelWithHead, importModel, modelInfo } from '/pkg/edgetune.js';
+import init, { version as engineVersion, modelWithHead, importModel, modelInfo, quantizeHead } from '/pkg/edgetune.js';
 import { Camera, CameraError, centreSquare } from '/camera.js';
 import { openStore, BUILTIN } from '/store.js';
 import { wasmSimdSupported, SIMD_MISSING } from '/wasm-support.js';
@@ -431,8 +431,57 @@ function renderResult(v) {
       ...v.names.map((_, j) => el('td', { className: i === j ? 'hit' : '', textContent: String(m.confusion[i * k + j]) }))));
     parts.push(el('table', { className: 'confusion' }, el('tbody', {}, head, ...rows)));
   }
+  const q = m.int8;
+  if (q) {
+    const pct = (x) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
+    parts.push(el('p', { id: 'int8-accuracy', textContent: `Head quantized to int8 (one scale per class): accuracy on the ${q.samples} samples ${pct(q.before)} with float weights, ${pct(q.after)} with int8; ${pct(q.agreement)} keep their top class.` }));
+  } else {
+    const button = el('button', { id: 'quantize-head', type: 'button', textContent: 'Quantize head to int8', disabled: v.id === 'unsaved' });
+    button.addEventListener('click', () => quantizeVersionHead(v, button));
+    parts.push(el('p', {}, button));
+  }
   box.replaceChildren(...parts);
   box.hidden = false;
+}
+
+const argmax = (p) => p.reduce((best, x, i) => (x > p[best] ? i : best), 0);
+
+// The trained head's weights quantized per class to int8 (in the wasm core, as int8 models
+// store heads), measured on the project's samples of its classes with the float weights and
+// with the int8 ones, and saved as a new version (the float one stays in the list).
+async function quantizeVersionHead(v, button) {
+  button.disabled = true;
+  try {
+    const weight = Float32Array.from(quantizeHead(v.weight, v.names.length).weight);
+    let n = 0;
+    let before = 0;
+    let after = 0;
+    let same = 0;
+    v.classIds.forEach((id, label) => {
+      for (const s of samplesOf(id)) {
+        const a = argmax(headProbabilities(v, s.embedding));
+        const b = argmax(headProbabilities({ ...v, weight }, s.embedding));
+        n += 1;
+        before += a === label;
+        after += b === label;
+        same += a === b;
+      }
+    });
+    const int8 = { samples: n, before: n ? before / n : null, after: n ? after / n : null, agreement: n ? same / n : null, from: v.id };
+    const version = {
+      backbone: v.backbone, classIds: v.classIds, names: v.names, dim: v.dim, weight, bias: Float32Array.from(v.bias),
+      metrics: { ...v.metrics, int8 }, options: v.options,
+    };
+    const saved = await state.store.saveVersion(version);
+    state.versions.push(saved);
+    state.current = saved.id;
+    setMode('custom');
+    renderResult(saved);
+    renderVersions();
+  } catch (err) {
+    button.disabled = false;
+    showError(`Could not quantize the head: ${err.message || err}`);
+  }
 }
 
 // The training worker is started (and its wasm compiled) once, ahead of the first Train, so
@@ -519,6 +568,7 @@ function train() {
       state.versions[state.versions.indexOf(pending)] = saved;
       if (state.current === pending.id) state.current = saved.id;
       if (awaitingLiveVersion === pending.id) awaitingLiveVersion = saved.id; // no frame yet
+      if (state.current === saved.id) renderResult(saved); // now it can be quantized
       document.body.dataset.training = 'done';
     } catch (err) {
       state.versions.splice(state.versions.indexOf(pending), 1);
@@ -555,7 +605,7 @@ function renderVersions() {
   const own = ownVersions();
   const list = own.slice().reverse().map((v, i) => {
     const acc = v.metrics && v.metrics.validationAccuracy;
-    const label = `v${own.length - i} · ${v.names.join(', ')}${acc === null || acc === undefined ? '' : ` · ${(100 * acc).toFixed(0)}%`} · ${new Date(v.created).toLocaleString()}`;
+    const label = `v${own.length - i} · ${v.names.join(', ')}${v.metrics?.int8 ? ' · int8 head' : ''}${acc === null || acc === undefined ? '' : ` · ${(100 * acc).toFixed(0)}%`} · ${new Date(v.created).toLocaleString()}`;
     const use = el('button', { type: 'button', textContent: v.id === state.current ? 'In use' : 'Use', disabled: v.id === state.current });
     use.addEventListener('click', async () => {
       try {

@@ -86,12 +86,8 @@ pub fn info(path: &Path) -> Result<bool> {
         .iter()
         .map(|(k, v)| Ok((k.clone(), edgetune::Tensor::zeros(v.shape().to_vec())?)))
         .collect::<Result<_>>()?;
-    let params: usize = m
-        .tensors
-        .iter()
-        .filter(|(k, _)| !k.ends_with(".scale"))
-        .map(|(_, v)| v.shape().iter().product::<usize>())
-        .sum();
+    let params = edgetune::model::channel_prune::parameter_count(&m);
+    let zeros = edgetune::model::channel_prune::zero_weights(&m);
     println!("file          {} ({} bytes)", path.display(), std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
     println!("format        {} v{}", h.format, h.version);
     println!("architecture  {} ({} nodes)", h.architecture, h.graph.nodes.len());
@@ -108,7 +104,10 @@ pub fn info(path: &Path) -> Result<bool> {
         p.mean,
         p.scale
     );
-    println!("parameters    {params}");
+    println!(
+        "parameters    {params} ({zeros} convolution and dense weights are zero, {:.1}%)",
+        100.0 * zeros as f64 / params.max(1) as f64
+    );
     println!("MACs          {}", h.graph.macs(&shapes)?);
     let shown: Vec<&str> = h.labels.iter().take(5).map(String::as_str).collect();
     println!(

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod bench_cmd;
 mod commands;
+mod compress_cmd;
 mod train_cmd;
 use edgetune::onnx::conformance::{self, Outcome};
 
@@ -94,6 +95,76 @@ enum Command {
         #[arg(long)]
         per_class: usize,
         /// Output .etm.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Prune a fine-tuned float model: magnitude pruning of its last blocks and head to
+    /// --sparsity on a gradual schedule while they train, or --structured: remove expansion
+    /// channels across the whole network until its MACs fall by --sparsity (a smaller dense
+    /// model), then fine-tune the last blocks.
+    Prune {
+        #[command(flatten)]
+        args: train_cmd::TrainArgs,
+        /// Use the first N images of each class.
+        #[arg(long)]
+        per_class: usize,
+        /// Fraction removed, in [0, 1): of the trained layers' weights, or (structured) of the
+        /// whole network's MACs.
+        #[arg(long)]
+        sparsity: f32,
+        #[arg(long)]
+        structured: bool,
+        /// Structured: training images whose activations score the channels.
+        #[arg(long, default_value_t = 100)]
+        calib_images: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Quantization-aware training: post-training quantization, then the last blocks and head
+    /// trained with fake quantization; writes an int8 model.
+    Qat {
+        #[command(flatten)]
+        args: train_cmd::TrainArgs,
+        #[arg(long)]
+        per_class: usize,
+        /// Start from this int8 model (the PTQ form of --model) instead of quantizing here.
+        #[arg(long)]
+        ptq: Option<PathBuf>,
+        /// Calibration images for the PTQ start (default: --data).
+        #[arg(long)]
+        calib: Option<String>,
+        /// minmax, percentile or mse.
+        #[arg(long, default_value = "mse")]
+        method: String,
+        #[arg(long, default_value_t = 100)]
+        samples: usize,
+        #[arg(long, default_value = "empirical")]
+        bias_correction: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Knowledge distillation: train the student's (--model) last blocks and head on a
+    /// teacher's logits and the labels.
+    Distill {
+        #[command(flatten)]
+        args: train_cmd::TrainArgs,
+        #[arg(long)]
+        per_class: usize,
+        /// The teacher .etm (same classes as the data).
+        #[arg(long)]
+        teacher: PathBuf,
+        /// Weight of the labels' cross-entropy; 1 - alpha goes to the teacher.
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f32,
+        #[arg(long, default_value_t = 4.0)]
+        temperature: f32,
+        /// Extra images without labels (cifar10:PATH or a folder), trained on the teacher alone.
+        #[arg(long)]
+        unlabelled: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        unlabelled_offset: usize,
+        #[arg(long)]
+        unlabelled_count: Option<usize>,
         #[arg(long)]
         out: PathBuf,
     },
@@ -210,6 +281,40 @@ fn main() -> ExitCode {
         }
         Command::Classify { model, backend, images } => commands::classify(&model, &backend, &images),
         Command::Finetune { args, per_class, out } => train_cmd::run(&args, per_class, &out, &progress_bar),
+        Command::Prune { args, per_class, sparsity, structured, calib_images, out } => {
+            compress_cmd::prune(&args, per_class, sparsity, structured, calib_images, &out, &progress_bar)
+        }
+        Command::Qat { args, per_class, ptq, calib, method, samples, bias_correction, out } => {
+            let q = compress_cmd::PtqArgs {
+                ptq: ptq.as_deref(),
+                calib: calib.as_deref(),
+                method: &method,
+                samples,
+                bias_correction: &bias_correction,
+            };
+            compress_cmd::qat(&args, per_class, &q, &out, &progress_bar)
+        }
+        Command::Distill {
+            args,
+            per_class,
+            teacher,
+            alpha,
+            temperature,
+            unlabelled,
+            unlabelled_offset,
+            unlabelled_count,
+            out,
+        } => {
+            let d = compress_cmd::DistillArgs {
+                teacher: &teacher,
+                alpha,
+                temperature,
+                unlabelled: unlabelled.as_deref(),
+                unlabelled_offset,
+                unlabelled_count,
+            };
+            compress_cmd::distill(&args, per_class, &d, &out, &progress_bar)
+        }
         Command::Fewshot { args, per_class, test, test_offset, test_limit, json } => {
             train_cmd::fewshot(&args, &per_class, &test, (test_offset, test_limit), json.as_deref())
         }

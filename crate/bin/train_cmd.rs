@@ -17,8 +17,9 @@ use edgetune::{Error, Result};
 /// Training options shared by `finetune` and `fewshot`.
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// The backbone .etm (f32 or int8; last-blocks needs f32).
-    #[arg(long)]
+    /// The backbone .etm (f32 or int8; last-blocks needs f32); for prune, qat and distill the
+    /// model to compress (also spelled --model, and --student for distill).
+    #[arg(long, visible_aliases = ["model", "student"])]
     pub backbone: PathBuf,
     /// cifar10:PATH, or a folder with one sub-folder of images per class.
     #[arg(long)]
@@ -59,7 +60,7 @@ pub struct TrainArgs {
 
 /// The first `per_class` images of each class: from a CIFAR-10 file, or from a folder with
 /// one sub-folder of images per class (the sub-folder names become the labels).
-fn load_samples(spec: &str, per_class: usize) -> Result<Samples> {
+pub fn load_samples(spec: &str, per_class: usize) -> Result<Samples> {
     if per_class == 0 {
         return Err(Error::invalid("finetune", "--per-class must be at least 1"));
     }
@@ -105,7 +106,7 @@ fn load_samples(spec: &str, per_class: usize) -> Result<Samples> {
     Ok(Samples { images, labels, class_names: names })
 }
 
-fn options(a: &TrainArgs) -> Result<FinetuneOptions> {
+pub fn options(a: &TrainArgs) -> Result<FinetuneOptions> {
     let train = TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -127,6 +128,15 @@ fn options(a: &TrainArgs) -> Result<FinetuneOptions> {
         train,
         backbone_lr_scale: a.backbone_lr_scale,
     })
+}
+
+/// One line per finished epoch: training loss and accuracy, and validation's when held out.
+pub fn epoch_line(p: &edgetune::train::trainer::Progress) -> String {
+    let val = match (p.val_loss, p.val_accuracy) {
+        (Some(l), Some(acc)) => format!(", validation loss {l:.4} accuracy {:.1}%", acc * 100.0),
+        _ => String::new(),
+    };
+    format!("epoch {:>3}/{}: loss {:.4} accuracy {:.1}%{val}", p.epoch, p.epochs, p.loss, p.accuracy * 100.0)
 }
 
 pub fn run(
@@ -160,18 +170,12 @@ pub fn run(
                 });
                 pb.set_position(((p.epoch - 1) * p.steps + p.step) as u64);
                 if p.end_of_epoch {
-                    let say = |line: String| if pb.is_hidden() { println!("{line}") } else { pb.println(line) };
-                    let val = match (p.val_loss, p.val_accuracy) {
-                        (Some(l), Some(acc)) => format!(", validation loss {l:.4} accuracy {:.1}%", acc * 100.0),
-                        _ => String::new(),
-                    };
-                    say(format!(
-                        "epoch {:>3}/{}: loss {:.4} accuracy {:.1}%{val}",
-                        p.epoch,
-                        p.epochs,
-                        p.loss,
-                        p.accuracy * 100.0
-                    ));
+                    let line = epoch_line(p);
+                    if pb.is_hidden() {
+                        println!("{line}")
+                    } else {
+                        pb.println(line)
+                    }
                 }
             }
         }

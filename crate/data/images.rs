@@ -108,6 +108,14 @@ impl ImageSource {
         }
     }
 
+    /// Image `i` as 8-bit RGB `(width, height, pixels)`.
+    pub fn rgb(&self, i: usize) -> Result<(usize, usize, Vec<u8>)> {
+        match self {
+            ImageSource::Cifar { file, .. } => Ok((SIDE, SIDE, file.rgb(i))),
+            ImageSource::Folder { files, .. } => load_rgb(&files[i]),
+        }
+    }
+
     /// Description for model provenance and reports.
     pub fn describe(&self) -> String {
         match self {

@@ -12,17 +12,24 @@
 //! ```
 //!
 //! with `d_c` D's output after its activation, and P's batch norm folded in (`W~ = W` without
-//! one). Each block drops the lowest-scoring `fraction` of its expanded channels (keeping a
-//! multiple of 4, which suits the 4-channel SIMD blocks, and at least 4), and P absorbs
-//! their means so the expected output is unchanged:
+//! one). `score_c^2` is the energy removed from P's output; divided by the energy of P's
+//! output (the sum of its channels' variances) it is channel c's relative damage.
+//!
+//! Allocation ([`plan_channels`]): the network should lose a fraction `f` of its MACs, and
+//! layers differ widely in how much they tolerate, so channels are removed globally in order
+//! of relative damage per MAC saved (removing a channel of block b saves
+//! `H_A W_A Cin + H_D W_D (k^2 + Cout)` MACs) until the saving reaches `f`. Every block keeps
+//! at least a quarter of its channels, and a multiple of 4 (which suits the 4-channel SIMD
+//! blocks), rounding up. P absorbs the removed channels' means, so the expected output is
+//! unchanged:
 //!
 //! ```text
 //! shift_o = sum_{c removed} W_P[o, c] * mean(d_c);   P's BN mean_o -= shift_o  (or bias_o += shift_o)
 //! ```
 //!
 //! A loses rows (weights `[C, 1, 1, Cin]`, its batch norm or bias), D loses rows (`[C, k, k, 1]`,
-//! its batch norm or bias, its group count) and P loses input columns (`[Cout, 1, 1, C]`).
-//! The MACs of the three layers fall by the removed fraction.
+//! its batch norm or bias, its group count) and P loses input columns (`[Cout, 1, 1, C]`)
+//! ([`prune_to`]).
 
 use std::collections::HashMap;
 
@@ -48,9 +55,11 @@ pub struct Expansion {
 pub struct ChannelStats {
     pub mean: Vec<f64>,
     pub var: Vec<f64>,
+    /// Sum over P's output channels of their variances.
+    pub out_energy: f64,
 }
 
-fn conv_shape<'a>(m: &'a ModelFile, node: usize) -> Option<(&'a [usize], usize)> {
+fn conv_shape(m: &ModelFile, node: usize) -> Option<(&[usize], usize)> {
     match &m.header.graph.nodes.get(node)?.op {
         Op::Conv2d { weight, groups, .. } => Some((m.tensors.get(weight)?.shape(), *groups)),
         _ => None,
@@ -100,14 +109,24 @@ pub fn channel_stats(
         return Err(Error::invalid(OP, "need at least one calibration image"));
     }
     let plan = PreparedF32::new(&m.header.graph, &m.f32_tensors())?;
-    let mut sums: Vec<(Vec<f64>, Vec<f64>, f64)> =
-        exps.iter().map(|e| (vec![0.0; e.channels], vec![0.0; e.channels], 0.0)).collect();
+    // Per expansion: (sum, sum of squares) of D's channels and of P's channels, and the count.
+    type Sums = (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, f64);
+    let mut sums: Vec<Sums> = vec![];
     for i in 0..n {
         let values = plan.forward_all(image(i)?)?;
-        for (e, (s, s2, count)) in exps.iter().zip(sums.iter_mut()) {
-            let d = &values[e.depthwise + 1];
-            for px in d.data().chunks_exact(e.channels) {
+        for (k, e) in exps.iter().enumerate() {
+            let (d, p) = (&values[e.depthwise + 1], &values[e.project + 1]);
+            let cout = *p.shape().last().unwrap_or(&1);
+            if sums.len() <= k {
+                sums.push((vec![0.0; e.channels], vec![0.0; e.channels], vec![0.0; cout], vec![0.0; cout], 0.0));
+            }
+            let (s, s2, ps, ps2, count) = &mut sums[k];
+            for (px, py) in d.data().chunks_exact(e.channels).zip(p.data().chunks_exact(cout.max(1))) {
                 for ((a, b), &x) in s.iter_mut().zip(s2.iter_mut()).zip(px) {
+                    *a += x as f64;
+                    *b += x as f64 * x as f64;
+                }
+                for ((a, b), &x) in ps.iter_mut().zip(ps2.iter_mut()).zip(py) {
                     *a += x as f64;
                     *b += x as f64 * x as f64;
                 }
@@ -115,12 +134,30 @@ pub fn channel_stats(
             }
         }
     }
+    let moments = |s: &[f64], s2: &[f64], n: f64| -> (Vec<f64>, Vec<f64>) {
+        let mean: Vec<f64> = s.iter().map(|v| v / n).collect();
+        // E[x^2] - E[x]^2 leaves rounding noise for a constant channel: below 1e-9 of the
+        // mean's square it is zero.
+        let var = s2
+            .iter()
+            .zip(&mean)
+            .map(|(v, m)| {
+                let var = v / n - m * m;
+                if var <= 1e-9 * m * m {
+                    0.0
+                } else {
+                    var
+                }
+            })
+            .collect();
+        (mean, var)
+    };
     Ok(sums
         .into_iter()
-        .map(|(s, s2, n)| {
-            let mean: Vec<f64> = s.iter().map(|v| v / n).collect();
-            let var = s2.iter().zip(&mean).map(|(v, m)| (v / n - m * m).max(0.0)).collect();
-            ChannelStats { mean, var }
+        .map(|(s, s2, ps, ps2, n)| {
+            let (mean, var) = moments(&s, &s2, n);
+            let out_energy = moments(&ps, &ps2, n).1.iter().sum();
+            ChannelStats { mean, var, out_energy }
         })
         .collect())
 }
@@ -151,10 +188,9 @@ fn select_last(t: &Tensor, keep: &[usize]) -> Result<Tensor> {
     Tensor::new(shape, t.data().chunks_exact(c.max(1)).flat_map(|row| keep.iter().map(move |&k| row[k])).collect())
 }
 
-/// Channels kept when removing `fraction` of `c` (multiple of 4, at least 4, at most `c`).
-pub fn kept_channels(c: usize, fraction: f32) -> usize {
-    let k = ((c as f32 * (1.0 - fraction)) / 4.0).round() as usize * 4;
-    k.clamp(4.min(c), c)
+/// Kept channels rounded up to a multiple of 4, and at least a quarter of `c` (and at least 4).
+pub fn round_kept(kept: usize, c: usize) -> usize {
+    kept.max(c.div_ceil(4)).max(4).div_ceil(4).saturating_mul(4).min(c)
 }
 
 /// Replaces the per-channel tensors of a conv node's bias and batch norm by rows `keep`.
@@ -183,82 +219,163 @@ pub struct PruneReport {
     pub macs_after: u64,
 }
 
-/// Removes `fraction` of every expansion's channels (see the module header).
-pub fn prune_channels(m: &ModelFile, fraction: f32, stats: &[ChannelStats]) -> Result<(ModelFile, PruneReport)> {
+/// The projection's weights `[Cout, C]` and its batch-norm factor per output channel.
+fn projection(m: &ModelFile, e: &Expansion) -> Result<(Tensor, Vec<f64>)> {
+    let Op::Conv2d { weight, batch_norm, .. } = &m.header.graph.nodes[e.project].op else {
+        return Err(Error::invalid(OP, "expected a projection convolution"));
+    };
+    let wp = f32_tensor(m, weight)?.clone();
+    let bn_scale: Vec<f64> = match batch_norm {
+        Some(bn) => {
+            let (g, v) = (f32_tensor(m, &bn.gamma)?, f32_tensor(m, &bn.var)?);
+            g.data().iter().zip(v.data()).map(|(&g, &v)| g as f64 / (v as f64 + bn.eps as f64).sqrt()).collect()
+        }
+        None => vec![1.0; wp.shape()[0]],
+    };
+    Ok((wp, bn_scale))
+}
+
+/// Relative damage of removing each channel of each expansion (see the module header).
+pub fn relative_damage(m: &ModelFile, exps: &[Expansion], stats: &[ChannelStats]) -> Result<Vec<Vec<f64>>> {
+    if stats.len() != exps.len() || stats.iter().zip(exps).any(|(s, e)| s.mean.len() != e.channels) {
+        return Err(Error::shape(OP, "the channel statistics do not match the network"));
+    }
+    exps.iter()
+        .zip(stats)
+        .map(|(e, st)| {
+            let (wp, bn) = projection(m, e)?;
+            let (cout, c) = (wp.shape()[0], e.channels);
+            Ok((0..c)
+                .map(|ch| {
+                    let norm2: f64 = (0..cout).map(|o| (wp.data()[o * c + ch] as f64 * bn[o]).powi(2)).sum();
+                    st.var[ch] * norm2 / st.out_energy.max(f64::MIN_POSITIVE)
+                })
+                .collect())
+        })
+        .collect()
+}
+
+/// MACs saved per removed channel of each expansion.
+fn macs_per_channel(m: &ModelFile, exps: &[Expansion]) -> Result<Vec<u64>> {
+    let shapes = m.header.graph.infer_shapes(&m.f32_tensors(), 1)?;
+    exps.iter()
+        .map(|e| {
+            let hw = |v: usize| shapes[v].iter().skip(1).take(2).product::<usize>() as u64;
+            let g = &m.header.graph.nodes;
+            let cin = *shapes[g[e.expand].inputs[0]].last().unwrap_or(&0) as u64;
+            let cout = *shapes[e.project + 1].last().unwrap_or(&0) as u64;
+            let k2 = conv_shape(m, e.depthwise).map_or(9, |(s, _)| (s[1] * s[2]) as u64);
+            Ok(hw(e.expand + 1) * cin + hw(e.depthwise + 1) * (k2 + cout))
+        })
+        .collect()
+}
+
+/// Channels to keep per expansion so the network loses at least `fraction` of its MACs,
+/// removing globally in order of relative damage per MAC (see the module header).
+pub fn plan_channels(m: &ModelFile, exps: &[Expansion], stats: &[ChannelStats], fraction: f32) -> Result<Vec<Vec<usize>>> {
+    if !(fraction.is_finite() && (0.0..1.0).contains(&fraction)) {
+        return Err(Error::invalid(OP, format!("MAC fraction {fraction} is outside [0, 1)")));
+    }
+    let damage = relative_damage(m, exps, stats)?;
+    let per = macs_per_channel(m, exps)?;
+    let total = m.header.graph.macs(&m.f32_tensors())? as f64;
+    // Each block's channels from least to most damaging.
+    let orders: Vec<Vec<usize>> = damage
+        .iter()
+        .map(|d| {
+            let mut o: Vec<usize> = (0..d.len()).collect();
+            o.sort_by(|&a, &b| d[a].total_cmp(&d[b]).then(a.cmp(&b)));
+            o
+        })
+        .collect();
+    let mut candidates: Vec<(f64, usize)> = vec![];
+    for (b, d) in damage.iter().enumerate() {
+        candidates.extend(d.iter().map(|&x| (x / per[b].max(1) as f64, b)));
+    }
+    candidates.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+    let kept_after = |removed: &[usize]| -> Vec<usize> {
+        exps.iter().zip(removed).map(|(e, &r)| round_kept(e.channels - r.min(e.channels), e.channels)).collect()
+    };
+    let saved = |kept: &[usize]| -> f64 {
+        exps.iter().zip(kept).zip(&per).map(|((e, &k), &p)| ((e.channels - k) as u64 * p) as f64).sum()
+    };
+    // Greedy in global order; rounding each block up to a multiple of 4 gives some back, so
+    // the walk goes on until the rounded saving reaches the target (or nothing is left).
+    let mut removed = vec![0usize; exps.len()];
+    for &(_, b) in &candidates {
+        if saved(&kept_after(&removed)) >= fraction as f64 * total {
+            break;
+        }
+        if round_kept(exps[b].channels - removed[b] - 1, exps[b].channels) < exps[b].channels - removed[b] - 1 {
+            continue; // the block is at its floor
+        }
+        removed[b] += 1;
+    }
+    Ok(kept_after(&removed)
+        .iter()
+        .zip(&orders)
+        .map(|(&k, order)| {
+            // Keep the most important k: the tail of the ascending order.
+            let mut keep = order[order.len() - k..].to_vec();
+            keep.sort_unstable();
+            keep
+        })
+        .collect())
+}
+
+/// Keeps channels `keep[b]` of expansion `b` and removes the rest (see the module header).
+pub fn prune_to(
+    m: &ModelFile,
+    exps: &[Expansion],
+    stats: &[ChannelStats],
+    keep: &[Vec<usize>],
+) -> Result<(ModelFile, PruneReport)> {
     if m.is_int8() {
         return Err(Error::invalid(OP, "the model is int8: prune the float model, then quantize the result"));
     }
-    if !(fraction.is_finite() && (0.0..1.0).contains(&fraction)) {
-        return Err(Error::invalid(OP, format!("fraction {fraction} is outside [0, 1)")));
-    }
-    let exps = find_expansions(m);
-    if exps.is_empty() {
-        return Err(Error::invalid(OP, "the network has no expand -> depthwise -> project blocks to prune"));
-    }
-    if stats.len() != exps.len() || stats.iter().zip(&exps).any(|(s, e)| s.mean.len() != e.channels) {
-        return Err(Error::shape(OP, "the channel statistics do not match the network"));
+    if keep.len() != exps.len() || stats.len() != exps.len() {
+        return Err(Error::shape(OP, "the kept channels or statistics do not match the network"));
     }
     let macs = |m: &ModelFile| m.header.graph.macs(&m.f32_tensors());
     let macs_before = macs(m)?;
     let mut out = m.clone();
     let mut report = PruneReport { blocks: exps.len(), channels_before: 0, channels_after: 0, macs_before, macs_after: 0 };
-    for (e, st) in exps.iter().zip(stats) {
-        let keep_n = kept_channels(e.channels, fraction);
+    for ((e, st), keep) in exps.iter().zip(stats).zip(keep) {
+        let c = e.channels;
+        if keep.is_empty() || keep.iter().any(|&k| k >= c) || keep.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::invalid(OP, "kept channels must be distinct, sorted and in range"));
+        }
         let Op::Conv2d { weight: pw, bias: pb, batch_norm: pbn, .. } = out.header.graph.nodes[e.project].op.clone()
         else {
             return Err(Error::invalid(OP, "expected a projection convolution"));
         };
-        let wp = f32_tensor(&out, &pw)?.clone();
+        let (wp, _) = projection(&out, e)?;
         let cout = wp.shape()[0];
-        let c = e.channels;
-        // Per output channel, the factor batch norm applies to the convolution's output.
-        let bn_scale: Vec<f64> = match &pbn {
-            Some(bn) => {
-                let (g, v) = (f32_tensor(&out, &bn.gamma)?, f32_tensor(&out, &bn.var)?);
-                g.data().iter().zip(v.data()).map(|(&g, &v)| g as f64 / (v as f64 + bn.eps as f64).sqrt()).collect()
-            }
-            None => vec![1.0; cout],
-        };
-        let score: Vec<f64> = (0..c)
-            .map(|ch| {
-                let norm: f64 = (0..cout).map(|o| (wp.data()[o * c + ch] as f64 * bn_scale[o]).powi(2)).sum();
-                st.var[ch].sqrt() * norm.sqrt()
-            })
-            .collect();
-        let mut order: Vec<usize> = (0..c).collect();
-        order.sort_by(|&a, &b| score[b].total_cmp(&score[a]).then(a.cmp(&b)));
-        let mut keep: Vec<usize> = order[..keep_n].to_vec();
-        keep.sort_unstable();
-        let removed: Vec<usize> = order[keep_n..].to_vec();
+        let removed: Vec<usize> = (0..c).filter(|ch| keep.binary_search(ch).is_err()).collect();
         let shift: Vec<f64> =
             (0..cout).map(|o| removed.iter().map(|&ch| wp.data()[o * c + ch] as f64 * st.mean[ch]).sum()).collect();
         // A and D lose rows; P loses columns and absorbs the removed channels' means.
         for node in [e.expand, e.depthwise] {
             let Op::Conv2d { weight, .. } = &out.header.graph.nodes[node].op else { continue };
             let wname = weight.clone();
-            let t = select_rows(f32_tensor(&out, &wname)?, &keep)?;
+            let t = select_rows(f32_tensor(&out, &wname)?, keep)?;
             out.tensors.insert(wname, Stored::F32(t));
-            slice_channel_params(&mut out, node, &keep)?;
+            slice_channel_params(&mut out, node, keep)?;
         }
         if let Op::Conv2d { groups, .. } = &mut out.header.graph.nodes[e.depthwise].op {
-            *groups = keep_n;
+            *groups = keep.len();
         }
-        out.tensors.insert(pw.clone(), Stored::F32(select_last(&wp, &keep)?));
+        out.tensors.insert(pw.clone(), Stored::F32(select_last(&wp, keep)?));
+        let shifted = |t: &Tensor, sign: f64| -> Result<Tensor> {
+            Tensor::new(t.shape().to_vec(), t.data().iter().zip(&shift).map(|(&v, &s)| (v as f64 + sign * s) as f32).collect())
+        };
         match (pbn, pb) {
             (Some(bn), _) => {
-                let mean = f32_tensor(&out, &bn.mean)?;
-                let t = Tensor::new(
-                    mean.shape().to_vec(),
-                    mean.data().iter().zip(&shift).map(|(&m, &s)| (m as f64 - s) as f32).collect(),
-                )?;
+                let t = shifted(f32_tensor(&out, &bn.mean)?, -1.0)?;
                 out.tensors.insert(bn.mean, Stored::F32(t));
             }
             (None, Some(b)) => {
-                let bias = f32_tensor(&out, &b)?;
-                let t = Tensor::new(
-                    bias.shape().to_vec(),
-                    bias.data().iter().zip(&shift).map(|(&v, &s)| (v as f64 + s) as f32).collect(),
-                )?;
+                let t = shifted(f32_tensor(&out, &b)?, 1.0)?;
                 out.tensors.insert(b, Stored::F32(t));
             }
             (None, None) => {
@@ -271,7 +388,7 @@ pub fn prune_channels(m: &ModelFile, fraction: f32, stats: &[ChannelStats]) -> R
             }
         }
         report.channels_before += c;
-        report.channels_after += keep_n;
+        report.channels_after += keep.len();
     }
     report.macs_after = macs(&out)?;
     out.header.provenance.steps.push(format!(
@@ -287,7 +404,39 @@ pub fn prune_channels(m: &ModelFile, fraction: f32, stats: &[ChannelStats]) -> R
     Ok((out, report))
 }
 
-/// Number of weights (every stored tensor's elements, batch-norm statistics excluded).
+/// Plans and applies pruning of at least `fraction` of the network's MACs.
+pub fn prune_channels(m: &ModelFile, fraction: f32, stats: &[ChannelStats]) -> Result<(ModelFile, PruneReport)> {
+    if m.is_int8() {
+        return Err(Error::invalid(OP, "the model is int8: prune the float model, then quantize the result"));
+    }
+    let exps = find_expansions(m);
+    if exps.is_empty() {
+        return Err(Error::invalid(OP, "the network has no expand -> depthwise -> project blocks to prune"));
+    }
+    let keep = plan_channels(m, &exps, stats, fraction)?;
+    prune_to(m, &exps, stats, &keep)
+}
+
+/// Convolution and dense weights that are exactly zero (what unstructured pruning leaves).
+pub fn zero_weights(m: &ModelFile) -> usize {
+    m.header
+        .graph
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.op {
+            Op::Conv2d { weight, .. } | Op::Dense { weight, .. } => m.tensors.get(weight),
+            _ => None,
+        })
+        .map(|t| match t {
+            Stored::F32(t) => t.data().iter().filter(|v| **v == 0.0).count(),
+            Stored::I8 { data, .. } => data.iter().filter(|v| **v == 0).count(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Number of parameters: every stored tensor's elements except batch-norm running
+/// statistics and quantization scales and zero points.
 pub fn parameter_count(m: &ModelFile) -> usize {
     let bn: HashMap<&str, ()> = m
         .header
@@ -361,7 +510,10 @@ mod tests {
             set(&mut m, &bn.beta, |c, _| 0.2 + 0.1 * (c % 5) as f32);
         }
         let stats = channel_stats(&m, &exps, 3, &mut |i| Ok(image(i))).unwrap();
-        let (p, report) = prune_channels(&m, 0.5, &stats).unwrap();
+        let damage = relative_damage(&m, &exps, &stats).unwrap();
+        assert!(damage.iter().all(|d| d.iter().enumerate().all(|(c, &x)| c % 2 == 0 || x == 0.0)));
+        let even: Vec<Vec<usize>> = exps.iter().map(|e| (0..e.channels).step_by(2).collect()).collect();
+        let (p, report) = prune_to(&m, &exps, &stats, &even).unwrap();
         assert_eq!(report.channels_after * 2, report.channels_before);
         assert!(report.macs_after < report.macs_before * 8 / 10, "{report:?}");
         assert_eq!(p.header.graph.macs(&p.f32_tensors()).unwrap(), report.macs_after);
@@ -375,9 +527,21 @@ mod tests {
                 assert!((x - y).abs() <= 1e-4 * scale, "{x} vs {y}");
             }
         }
-        // Pruning the pruned model by 0 changes nothing; an int8 model or a bad fraction is refused.
-        let stats2 = channel_stats(&p, &find_expansions(&p), 1, &mut |i| Ok(image(i))).unwrap();
-        assert_eq!(prune_channels(&p, 0.0, &stats2).unwrap().1.macs_after, report.macs_after);
+        // The planner removes harmless channels first: asked for a small cut, it takes only
+        // channels without damage (the constant ones, or dead ones), and it always reaches
+        // the MACs asked for.
+        let keep = plan_channels(&m, &exps, &stats, 0.1).unwrap();
+        assert!(keep.iter().flatten().count() < report.channels_before);
+        for ((k, e), d) in keep.iter().zip(&exps).zip(&damage) {
+            assert!((0..e.channels).all(|c| k.contains(&c) || d[c] == 0.0), "an informative channel was removed");
+            assert!(k.len() % 4 == 0 || k.len() == e.channels);
+        }
+        for f in [0.1, 0.3, 0.5] {
+            let (_, r) = prune_channels(&m, f, &stats).unwrap();
+            assert!(r.macs_after as f64 <= (1.0 - f as f64) * r.macs_before as f64, "{f}: {r:?}");
+        }
+        // Nothing asked, nothing removed; an int8 model or a bad fraction is refused.
+        assert_eq!(prune_channels(&m, 0.0, &stats).unwrap().1.macs_after, report.macs_before);
         for f in [1.0, -0.5, f32::NAN] {
             assert!(prune_channels(&m, f, &stats).unwrap_err().to_string().contains("outside [0, 1)"));
         }
@@ -385,11 +549,11 @@ mod tests {
     }
 
     #[test]
-    fn kept_channel_counts_are_multiples_of_four() {
-        assert_eq!(kept_channels(96, 0.5), 48);
-        assert_eq!(kept_channels(96, 0.3), 68);
-        assert_eq!(kept_channels(8, 0.99), 4);
-        assert_eq!(kept_channels(3, 0.9), 3);
-        assert_eq!(kept_channels(1152, 0.0), 1152);
+    fn kept_channel_counts_are_multiples_of_four_and_at_least_a_quarter() {
+        assert_eq!(round_kept(45, 96), 48);
+        assert_eq!(round_kept(3, 96), 24);
+        assert_eq!(round_kept(0, 8), 4);
+        assert_eq!(round_kept(1, 3), 3);
+        assert_eq!(round_kept(1152, 1152), 1152);
     }
 }

@@ -73,6 +73,30 @@ pub fn model_info(etm: Vec<u8>) -> Result<JsValue, JsError> {
     serde_wasm_bindgen::to_value(&info).map_err(|e| JsError::new(&e.to_string()))
 }
 
+/// A trained head `[classes, dim]` quantized per output channel to int8, as every int8 model
+/// stores its head (`s_c = max |w_c| / 127`, `q = round(w / s_c)`): `{ weight, scales }` with
+/// `weight` the dequantized values `q s_c` (what the int8 head computes with, and what the
+/// page keeps) and `scales` per class.
+#[wasm_bindgen(js_name = quantizeHead)]
+pub fn quantize_head(weight: &[f32], classes: usize) -> Result<JsValue, JsError> {
+    #[derive(serde::Serialize)]
+    struct Head {
+        weight: Vec<f32>,
+        scales: Vec<f32>,
+    }
+    if classes == 0 || weight.is_empty() || weight.len() % classes != 0 {
+        return Err(JsError::new(&format!("quantize head: {} weights for {classes} classes", weight.len())));
+    }
+    if weight.iter().any(|v| !v.is_finite()) {
+        return Err(JsError::new("quantize head: the weights contain NaN or infinity"));
+    }
+    let (q, scales) = crate::quant::calibrate::quantize_weights_per_channel(weight, classes, None)
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    let per = weight.len() / classes;
+    let weight = q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / per]).collect();
+    serde_wasm_bindgen::to_value(&Head { weight, scales }).map_err(|e| JsError::new(&e.to_string()))
+}
+
 /// A float `.etm` quantized to int8 on `count` RGBA frames of `width x height` packed in
 /// `rgba` (see [`crate::model::frames`]); `method` is "minmax", "percentile" or "mse";
 /// `progress(pass, done, total)` is called as calibration goes.

@@ -204,6 +204,19 @@ async function journey(label, phone) {
     assert.equal(await s.page.getAttribute('#mode-custom', 'aria-pressed'), 'true');
     await waitForTop(s.page, /^sunflower$/, 'custom view of the sunflower clip');
     assert.match(await s.page.textContent('#versions'), /parrot, hot dog, sunflower/);
+    // Quantize the trained head to int8: both accuracies are shown, a new version is current,
+    // and the live view (and every later launch) classifies with it.
+    await s.page.click('#quantize-head');
+    await s.page.waitForSelector('#int8-accuracy', { timeout: 30_000 });
+    const int8Text = await s.page.textContent('#int8-accuracy');
+    const m = int8Text.match(/on the (\d+) samples ([\d.]+)% with float weights, ([\d.]+)% with int8; ([\d.]+)% keep/);
+    assert.ok(m, int8Text);
+    console.log(`# ${label}: ${int8Text}`);
+    const [samples, before, after, agree] = m.slice(1).map(Number);
+    assert.ok(samples >= 12 && before >= 90 && Math.abs(after - before) <= 100 / samples + 1e-9 && agree >= 90, int8Text);
+    assert.equal(await s.page.$$eval('#versions li button.danger', (b) => b.length), 2);
+    assert.match(await s.page.textContent('#versions li:first-child span.current'), /int8 head/);
+    await waitForTop(s.page, /^sunflower$/, 'custom view with the int8 head');
     if (!phone) await downloadsWork(s.page);
     // Reload: everything is still there.
     await s.page.reload();
