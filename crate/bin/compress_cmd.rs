@@ -103,6 +103,9 @@ pub fn prune(
 ) -> Result<bool> {
     check_sparsity(sparsity)?;
     let (model, samples) = load(a, per_class)?;
+    if model.is_int8() {
+        return Err(Error::invalid("prune", "the model is int8: prune the float model, then quantize the result"));
+    }
     if !structured {
         let mut opts = compress_options(a)?;
         let ramp = opts.train.epochs.div_ceil(2);

@@ -110,7 +110,7 @@ enum Command {
         per_class: usize,
         /// Fraction removed, in [0, 1): of the trained layers' weights, or (structured) of the
         /// whole network's MACs.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         sparsity: f32,
         #[arg(long)]
         structured: bool,
@@ -154,9 +154,9 @@ enum Command {
         #[arg(long)]
         teacher: PathBuf,
         /// Weight of the labels' cross-entropy; 1 - alpha goes to the teacher.
-        #[arg(long, default_value_t = 0.5)]
+        #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
         alpha: f32,
-        #[arg(long, default_value_t = 4.0)]
+        #[arg(long, default_value_t = 4.0, allow_negative_numbers = true)]
         temperature: f32,
         /// Extra images without labels (cifar10:PATH or a folder), trained on the teacher alone.
         #[arg(long)]
