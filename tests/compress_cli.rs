@@ -9,29 +9,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use edgetune::data::cifar::CLASSES;
-use edgetune::model::etm::{Header, ModelFile, Provenance, Stored, FORMAT, VERSION};
+use edgetune::model::etm::ModelFile;
 use edgetune::model::mobilenet_v2::mobilenet_v2;
 use edgetune::preprocess::Preprocess;
 
 fn small_model(dir: &Path, name: &str, labels: Vec<String>) -> PathBuf {
     let (mut graph, tensors) = mobilenet_v2(0.35, labels.len(), 11).unwrap();
     graph.input = [32, 32, 3];
-    let header = Header {
-        format: FORMAT.into(),
-        version: VERSION,
-        architecture: "mobilenet_v2_0.35".into(),
-        graph,
-        preprocess: Preprocess { size: 32, crop_fraction: 1.0, ..Default::default() },
-        labels,
-        quantization: None,
-        provenance: Provenance {
-            source: "random initialization (test)".into(),
-            license: "".into(),
-            created_by: "".into(),
-            steps: vec![],
-        },
-    };
-    let m = ModelFile { header, tensors: tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect() };
+    let p = Preprocess { size: 32, crop_fraction: 1.0, ..Default::default() };
+    let m = ModelFile::float("mobilenet_v2_0.35", graph, tensors, p, labels, "random initialization (test)");
     let path = dir.join(name);
     m.save(&path).unwrap();
     path

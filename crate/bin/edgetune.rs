@@ -19,6 +19,20 @@ struct Cli {
     command: Command,
 }
 
+/// Post-training quantization settings (quantize, and qat's starting point).
+#[derive(clap::Args)]
+struct CalibArgs {
+    /// minmax, percentile or mse.
+    #[arg(long, default_value = "mse")]
+    method: String,
+    /// Number of calibration images (the first N of the source).
+    #[arg(long, default_value_t = 100)]
+    samples: usize,
+    /// none, analytic (from weight rounding) or empirical (analytic, then measured layer by layer).
+    #[arg(long, default_value = "empirical")]
+    bias_correction: String,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run ONNX backend node tests (e.g. /usr/share/libonnx-testdata/data/node) on the reference kernels.
@@ -65,15 +79,8 @@ enum Command {
         /// Calibration images: a folder of images or cifar10:PATH.
         #[arg(long)]
         calib: String,
-        /// minmax, percentile or mse.
-        #[arg(long, default_value = "mse")]
-        method: String,
-        /// Number of calibration images (the first N of the source).
-        #[arg(long, default_value_t = 100)]
-        samples: usize,
-        /// none, analytic (from weight rounding) or empirical (analytic, then measured layer by layer).
-        #[arg(long, default_value = "empirical")]
-        bias_correction: String,
+        #[command(flatten)]
+        cal: CalibArgs,
         input: PathBuf,
         output: PathBuf,
     },
@@ -133,13 +140,8 @@ enum Command {
         /// Calibration images for the PTQ start (default: --data).
         #[arg(long)]
         calib: Option<String>,
-        /// minmax, percentile or mse.
-        #[arg(long, default_value = "mse")]
-        method: String,
-        #[arg(long, default_value_t = 100)]
-        samples: usize,
-        #[arg(long, default_value = "empirical")]
-        bias_correction: String,
+        #[command(flatten)]
+        cal: CalibArgs,
         #[arg(long)]
         out: PathBuf,
     },
@@ -274,9 +276,13 @@ fn main() -> ExitCode {
         }
         Command::Export { model, output } => commands::export(&model, &output),
         Command::Info { model } => commands::info(&model),
-        Command::Quantize { calib, method, samples, bias_correction, input, output } => {
-            let args =
-                commands::QuantizeArgs { calib: &calib, method: &method, samples, bias_correction: &bias_correction };
+        Command::Quantize { calib, cal, input, output } => {
+            let args = commands::QuantizeArgs {
+                calib: &calib,
+                method: &cal.method,
+                samples: cal.samples,
+                bias_correction: &cal.bias_correction,
+            };
             commands::quantize(&args, &input, &output, &progress_bar)
         }
         Command::Classify { model, backend, images } => commands::classify(&model, &backend, &images),
@@ -284,13 +290,13 @@ fn main() -> ExitCode {
         Command::Prune { args, per_class, sparsity, structured, calib_images, out } => {
             compress_cmd::prune(&args, per_class, sparsity, structured, calib_images, &out, &progress_bar)
         }
-        Command::Qat { args, per_class, ptq, calib, method, samples, bias_correction, out } => {
+        Command::Qat { args, per_class, ptq, calib, cal, out } => {
             let q = compress_cmd::PtqArgs {
                 ptq: ptq.as_deref(),
                 calib: calib.as_deref(),
-                method: &method,
-                samples,
-                bias_correction: &bias_correction,
+                method: &cal.method,
+                samples: cal.samples,
+                bias_correction: &cal.bias_correction,
             };
             compress_cmd::qat(&args, per_class, &q, &out, &progress_bar)
         }

@@ -460,7 +460,6 @@ pub fn parameter_count(m: &ModelFile) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::etm::{Header, Provenance, FORMAT, VERSION};
     use crate::model::mobilenet_v2::mobilenet_v2;
     use crate::ops::gradcheck::values;
     use crate::preprocess::Preprocess;
@@ -469,17 +468,8 @@ mod tests {
     fn small_net() -> ModelFile {
         let (mut graph, tensors) = mobilenet_v2(0.35, 4, 3).unwrap();
         graph.input = [32, 32, 3];
-        let header = Header {
-            format: FORMAT.into(),
-            version: VERSION,
-            architecture: "mobilenet_v2_0.35".into(),
-            graph,
-            preprocess: Preprocess { size: 32, ..Default::default() },
-            labels: (0..4).map(|i| format!("class {i}")).collect(),
-            quantization: None,
-            provenance: Provenance { source: "test".into(), license: "".into(), created_by: "".into(), steps: vec![] },
-        };
-        ModelFile { header, tensors: tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect() }
+        let labels = (0..4).map(|i| format!("class {i}")).collect();
+        ModelFile::float("mobilenet_v2_0.35", graph, tensors, Preprocess { size: 32, ..Default::default() }, labels, "test")
     }
 
     fn image(i: usize) -> Tensor {

@@ -127,6 +127,28 @@ pub struct ModelFile {
 }
 
 impl ModelFile {
+    /// A float model from a graph and its weights (provenance: `source`, nothing else yet).
+    pub fn float(
+        architecture: &str,
+        graph: Graph,
+        tensors: HashMap<String, Tensor>,
+        preprocess: Preprocess,
+        labels: Vec<String>,
+        source: &str,
+    ) -> Self {
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            architecture: architecture.into(),
+            graph,
+            preprocess,
+            labels,
+            quantization: None,
+            provenance: Provenance { source: source.into(), license: String::new(), created_by: String::new(), steps: vec![] },
+        };
+        ModelFile { header, tensors: tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect() }
+    }
+
     /// The f32 tensors (the whole store of a float model).
     pub fn f32_tensors(&self) -> HashMap<String, Tensor> {
         self.tensors

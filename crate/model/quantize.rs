@@ -276,7 +276,6 @@ fn correct_biases_empirically(model: &mut ModelFile, float_means: &[Vec<f64>], c
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::etm::{Header, Provenance, FORMAT, VERSION};
     use crate::model::int8::PreparedI8;
     use crate::model::testnet::tiny_network;
     use crate::ops::gradcheck::values;
@@ -284,17 +283,8 @@ mod tests {
 
     fn float_model() -> ModelFile {
         let (graph, tensors) = tiny_network();
-        let header = Header {
-            format: FORMAT.into(),
-            version: VERSION,
-            architecture: "tiny".into(),
-            graph,
-            preprocess: Preprocess { size: 6, ..Default::default() },
-            labels: (0..3).map(|i| format!("class {i}")).collect(),
-            quantization: None,
-            provenance: Provenance { source: "test".into(), license: "".into(), created_by: "".into(), steps: vec![] },
-        };
-        ModelFile { header, tensors: tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect() }
+        let labels = (0..3).map(|i| format!("class {i}")).collect();
+        ModelFile::float("tiny", graph, tensors, Preprocess { size: 6, ..Default::default() }, labels, "test")
     }
 
     fn image(i: usize) -> Tensor {

@@ -277,7 +277,6 @@ fn now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::etm::{Header, Provenance, FORMAT, VERSION};
     use crate::model::quantize::{quantize_model, BiasCorrection, Calibration};
     use crate::model::testnet::tiny_network;
     use crate::preprocess::Preprocess;
@@ -292,17 +291,7 @@ mod tests {
 
     fn float_model() -> ModelFile {
         let (graph, tensors) = tiny_network();
-        let header = Header {
-            format: FORMAT.into(),
-            version: VERSION,
-            architecture: "tiny".into(),
-            graph,
-            preprocess: Preprocess { size: 6, ..Default::default() },
-            labels: names(),
-            quantization: None,
-            provenance: Provenance { source: "test".into(), license: "".into(), created_by: "".into(), steps: vec![] },
-        };
-        ModelFile { header, tensors: tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect() }
+        ModelFile::float("tiny", graph, tensors, Preprocess { size: 6, ..Default::default() }, names(), "test")
     }
 
     /// Images whose class sets the mean brightness of one colour channel.
