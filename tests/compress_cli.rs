@@ -93,7 +93,10 @@ fn prune_qat_and_distill_on_small_data_and_their_bad_arguments() {
 
     // Structured: at least 30% fewer MACs in a smaller dense model.
     let structured = out("structured.etm");
-    let text = run(with(&["prune", "--model", m, "--structured", "--sparsity", "0.3", "--calib-images", "10"], &["--out", &structured]));
+    let text = run(with(
+        &["prune", "--model", m, "--structured", "--sparsity", "0.3", "--calib-images", "10"],
+        &["--out", &structured],
+    ));
     assert!(text.contains("structured: "), "{text}");
     let smaller = field(&info(&structured), "MACs");
     assert!(smaller as f64 <= 0.7 * macs as f64, "{smaller} of {macs} MACs");
@@ -108,7 +111,19 @@ fn prune_qat_and_distill_on_small_data_and_their_bad_arguments() {
     // Distillation into the structured student, with unlabelled images.
     let distilled = out("distilled.etm");
     let text = run(with(
-        &["distill", "--teacher", m, "--student", &structured, "--unlabelled", &data, "--unlabelled-offset", "100", "--unlabelled-count", "8"],
+        &[
+            "distill",
+            "--teacher",
+            m,
+            "--student",
+            &structured,
+            "--unlabelled",
+            &data,
+            "--unlabelled-offset",
+            "100",
+            "--unlabelled-count",
+            "8",
+        ],
         &["--out", &distilled],
     ));
     assert!(text.contains("plus 8 unlabelled images"), "{text}");

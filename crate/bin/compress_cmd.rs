@@ -171,7 +171,10 @@ pub fn qat(a: &TrainArgs, per_class: usize, q: &PtqArgs, out: &Path, bar: Bar) -
             let spec = q.calib.unwrap_or(&a.data);
             let src = ImageSource::open(spec)?;
             if q.samples == 0 || q.samples > src.len() {
-                return Err(Error::invalid("qat", format!("--samples {}: the source has {} images", q.samples, src.len())));
+                return Err(Error::invalid(
+                    "qat",
+                    format!("--samples {}: the source has {} images", q.samples, src.len()),
+                ));
             }
             let p = model.header.preprocess;
             let pb = bar(q.samples, "post-training quantization");
@@ -213,7 +216,7 @@ pub struct DistillArgs<'a> {
 
 /// `edgetune distill`.
 pub fn distill(a: &TrainArgs, per_class: usize, d: &DistillArgs, out: &Path, bar: Bar) -> Result<bool> {
-    if !(0.0..=1.0).contains(&d.alpha) || !(d.temperature.is_finite() && d.temperature > 0.0) {
+    if !((0.0..=1.0).contains(&d.alpha) && d.temperature.is_finite() && d.temperature > 0.0) {
         return Err(Error::invalid(
             "distill",
             format!("--alpha {} must be in [0, 1] and --temperature {} positive", d.alpha, d.temperature),

@@ -272,7 +272,12 @@ fn macs_per_channel(m: &ModelFile, exps: &[Expansion]) -> Result<Vec<u64>> {
 
 /// Channels to keep per expansion so the network loses at least `fraction` of its MACs,
 /// removing globally in order of relative damage per MAC (see the module header).
-pub fn plan_channels(m: &ModelFile, exps: &[Expansion], stats: &[ChannelStats], fraction: f32) -> Result<Vec<Vec<usize>>> {
+pub fn plan_channels(
+    m: &ModelFile,
+    exps: &[Expansion],
+    stats: &[ChannelStats],
+    fraction: f32,
+) -> Result<Vec<Vec<usize>>> {
     if !(fraction.is_finite() && (0.0..1.0).contains(&fraction)) {
         return Err(Error::invalid(OP, format!("MAC fraction {fraction} is outside [0, 1)")));
     }
@@ -339,7 +344,8 @@ pub fn prune_to(
     let macs = |m: &ModelFile| m.header.graph.macs(&m.f32_tensors());
     let macs_before = macs(m)?;
     let mut out = m.clone();
-    let mut report = PruneReport { blocks: exps.len(), channels_before: 0, channels_after: 0, macs_before, macs_after: 0 };
+    let mut report =
+        PruneReport { blocks: exps.len(), channels_before: 0, channels_after: 0, macs_before, macs_after: 0 };
     for ((e, st), keep) in exps.iter().zip(stats).zip(keep) {
         let c = e.channels;
         if keep.is_empty() || keep.iter().any(|&k| k >= c) || keep.windows(2).any(|w| w[0] >= w[1]) {
@@ -367,7 +373,10 @@ pub fn prune_to(
         }
         out.tensors.insert(pw.clone(), Stored::F32(select_last(&wp, keep)?));
         let shifted = |t: &Tensor, sign: f64| -> Result<Tensor> {
-            Tensor::new(t.shape().to_vec(), t.data().iter().zip(&shift).map(|(&v, &s)| (v as f64 + sign * s) as f32).collect())
+            Tensor::new(
+                t.shape().to_vec(),
+                t.data().iter().zip(&shift).map(|(&v, &s)| (v as f64 + sign * s) as f32).collect(),
+            )
         };
         match (pbn, pb) {
             (Some(bn), _) => {
@@ -469,7 +478,14 @@ mod tests {
         let (mut graph, tensors) = mobilenet_v2(0.35, 4, 3).unwrap();
         graph.input = [32, 32, 3];
         let labels = (0..4).map(|i| format!("class {i}")).collect();
-        ModelFile::float("mobilenet_v2_0.35", graph, tensors, Preprocess { size: 32, ..Default::default() }, labels, "test")
+        ModelFile::float(
+            "mobilenet_v2_0.35",
+            graph,
+            tensors,
+            Preprocess { size: 32, ..Default::default() },
+            labels,
+            "test",
+        )
     }
 
     fn image(i: usize) -> Tensor {

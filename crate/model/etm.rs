@@ -144,7 +144,12 @@ impl ModelFile {
             preprocess,
             labels,
             quantization: None,
-            provenance: Provenance { source: source.into(), license: String::new(), created_by: String::new(), steps: vec![] },
+            provenance: Provenance {
+                source: source.into(),
+                license: String::new(),
+                created_by: String::new(),
+                steps: vec![],
+            },
         };
         ModelFile { header, tensors: tensors.into_iter().map(|(k, v)| (k, Stored::F32(v))).collect() }
     }

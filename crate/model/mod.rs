@@ -1,8 +1,8 @@
 //! Models: importers (PyTorch legacy checkpoints), architectures as code, the graph and
 //! its f32 executor.
 
-pub mod efficientnet;
 pub mod channel_prune;
+pub mod efficientnet;
 pub mod etm;
 pub mod forward;
 pub mod frames;

@@ -40,9 +40,14 @@ const OP: &str = "compress";
 pub enum Method<'a> {
     Plain,
     /// Final sparsity and the epochs over which it ramps up.
-    Prune { sparsity: f32, ramp_epochs: usize },
+    Prune {
+        sparsity: f32,
+        ramp_epochs: usize,
+    },
     /// Starts from this post-training-quantized form of the model.
-    Qat { ptq: &'a ModelFile },
+    Qat {
+        ptq: &'a ModelFile,
+    },
 }
 
 /// Settings shared by the methods.
@@ -165,10 +170,7 @@ pub fn retrain(
         let x = preprocess(&img.pixels, img.width, img.height, 3, &p)?;
         let cut = match &int8 {
             Some(net) => net.dequantized_value(&x, split.cut)?,
-            None => plan
-                .forward_prefix(x, split.cut)?
-                .pop()
-                .ok_or_else(|| Error::invalid(OP, "empty prefix"))?,
+            None => plan.forward_prefix(x, split.cut)?.pop().ok_or_else(|| Error::invalid(OP, "empty prefix"))?,
         };
         features.extend_from_slice(cut.data());
         features_done(i + 1, samples.images.len());
@@ -193,7 +195,8 @@ pub fn retrain(
             (with_suffix(model, &pruned.inner, &samples.class_names)?, r.history, r.validation, Some(counts))
         }
         Method::Qat { ptq } => {
-            suffix.qat = Some(FakeQuant { ranges: ptq_ranges(ptq, split.cut, suffix.nodes.len())?, ..Default::default() });
+            suffix.qat =
+                Some(FakeQuant { ranges: ptq_ranges(ptq, split.cut, suffix.nodes.len())?, ..Default::default() });
             let r = train(suffix, &data, &opts.train, progress)?;
             (export_qat(ptq, &r.model, &samples.class_names)?, r.history, r.validation, None)
         }
@@ -230,7 +233,8 @@ pub fn retrain(
 /// int8 weights and int32 biases quantized as the exporter always does (with the weights'
 /// scale floor that keeps biases in range), and the head per-channel int8.
 pub fn export_qat(ptq: &ModelFile, suffix: &SuffixModel, labels: &[String]) -> Result<ModelFile> {
-    let fq = suffix.qat.as_ref().ok_or_else(|| Error::invalid(OP, "the model was not trained with fake quantization"))?;
+    let fq =
+        suffix.qat.as_ref().ok_or_else(|| Error::invalid(OP, "the model was not trained with fake quantization"))?;
     let mut m = ptq.clone();
     let first = suffix.split.first;
     let q = m.header.quantization.as_mut().ok_or_else(|| Error::invalid(OP, "the PTQ model is not int8"))?;
@@ -246,7 +250,10 @@ pub fn export_qat(ptq: &ModelFile, suffix: &SuffixModel, labels: &[String]) -> R
         let PreparedOp::Conv { weight, bias, .. } = op else { continue };
         let node = &m.header.graph.nodes[first + j];
         let Op::Conv2d { weight: wname, bias: Some(bname), .. } = &node.op else {
-            return Err(Error::invalid(OP, format!("node '{}' of the PTQ model is not an int8 convolution", node.name)));
+            return Err(Error::invalid(
+                OP,
+                format!("node '{}' of the PTQ model is not an int8 convolution", node.name),
+            ));
         };
         let (wname, bname) = (wname.clone(), bname.clone());
         let in_scale = values
@@ -300,7 +307,8 @@ mod tests {
         let (mut images, mut labels) = (vec![], vec![]);
         for i in 0..n {
             let y = i % 3;
-            let px = (0..6 * 6 * 3).map(|k| if k % 3 == y { 150 + rng.below(100) } else { rng.below(120) } as u8).collect();
+            let px =
+                (0..6 * 6 * 3).map(|k| if k % 3 == y { 150 + rng.below(100) } else { rng.below(120) } as u8).collect();
             images.push(RgbImage::new(6, 6, px).unwrap());
             labels.push(y);
         }
@@ -381,8 +389,8 @@ mod tests {
         let m = float_model();
         let data = samples(60, 2);
         let q = ptq(&m, &data);
-        let r = retrain(&m, &data, Method::Qat { ptq: &q }, &opts(15, 0.02), None, &mut |_, _| {}, &mut |_| true)
-            .unwrap();
+        let r =
+            retrain(&m, &data, Method::Qat { ptq: &q }, &opts(15, 0.02), None, &mut |_, _| {}, &mut |_| true).unwrap();
         assert!(r.model.is_int8() && r.model.header.labels == names());
         assert!(r.model.header.provenance.steps.last().unwrap().contains("quantization-aware"));
         let (before, after) = (accuracy(&q, &data), accuracy(&r.model, &data));
@@ -406,7 +414,8 @@ mod tests {
             Some(Stored::F32(t)) => t.data().iter().filter(|v| **v == 0.0).count() as f64 / t.len() as f64,
             _ => panic!("{name}"),
         };
-        for w in ["blocks.0.expand.weight", "blocks.0.dw.weight", "blocks.0.project.weight", "head.weight", "fc.weight"] {
+        for w in ["blocks.0.expand.weight", "blocks.0.dw.weight", "blocks.0.project.weight", "head.weight", "fc.weight"]
+        {
             assert!((zeros_in(w) - 0.5).abs() < 0.1, "{w}: {}", zeros_in(w));
         }
         assert!(zeros_in("stem.weight") < 0.1, "the frozen stem is not pruned");

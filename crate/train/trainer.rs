@@ -166,7 +166,10 @@ impl Dataset<'_> {
         }
         if let Some(t) = self.teacher {
             if t.len() != n * self.classes {
-                return Err(Error::shape(OP, format!("{} teacher logits for {n} samples x {} classes", t.len(), self.classes)));
+                return Err(Error::shape(
+                    OP,
+                    format!("{} teacher logits for {n} samples x {} classes", t.len(), self.classes),
+                ));
             }
             if t.iter().any(|v| !v.is_finite()) {
                 return Err(Error::invalid(OP, "teacher logits contain NaN or infinity"));
@@ -230,7 +233,10 @@ pub fn distillation_batch(
 ) -> Result<(f32, Vec<f32>)> {
     let n = labels.len();
     if logits.len() != n * classes || teacher.len() != n * classes {
-        return Err(Error::shape("distillation", format!("{} logits, {} teacher logits, {n} labels", logits.len(), teacher.len())));
+        return Err(Error::shape(
+            "distillation",
+            format!("{} logits, {} teacher logits, {n} labels", logits.len(), teacher.len()),
+        ));
     }
     let mut grad = vec![0f32; logits.len()];
     let mut loss = 0f64;
@@ -239,7 +245,9 @@ pub fn distillation_batch(
         if rows.is_empty() {
             continue;
         }
-        let pick = |v: &[f32]| -> Vec<f32> { rows.iter().flat_map(|&i| &v[i * classes..(i + 1) * classes]).copied().collect() };
+        let pick = |v: &[f32]| -> Vec<f32> {
+            rows.iter().flat_map(|&i| &v[i * classes..(i + 1) * classes]).copied().collect()
+        };
         let (s, t) = (pick(logits), pick(teacher));
         let (l, g) = if labelled {
             let ys: Vec<usize> = rows.iter().map(|&i| labels[i]).collect();
@@ -318,7 +326,10 @@ impl<M: Trainable> Session<M> {
             return Err(Error::invalid("train", "epochs and batch size must be at least 1"));
         }
         if cfg.distill.is_some() != data.teacher.is_some() {
-            return Err(Error::invalid("train", "distillation needs teacher logits with the data, and teacher logits need distillation settings"));
+            return Err(Error::invalid(
+                "train",
+                "distillation needs teacher logits with the data, and teacher logits need distillation settings",
+            ));
         }
         if !(0.0..1.0).contains(&cfg.validation) {
             return Err(Error::invalid("train", format!("validation fraction {} outside [0, 1)", cfg.validation)));
@@ -577,9 +588,17 @@ mod tests {
         let cfg = TrainConfig::default();
         let empty = Dataset { features: &[], labels: &[], dim: 2, variants: 1, classes: 2, teacher: None };
         assert!(train(head(), &empty, &cfg, &mut |_| true).unwrap_err().to_string().contains("no training samples"));
-        let one_class = Dataset { features: &[0.0; 4], labels: &[1, 1], dim: 2, variants: 1, classes: 2, teacher: None };
+        let one_class =
+            Dataset { features: &[0.0; 4], labels: &[1, 1], dim: 2, variants: 1, classes: 2, teacher: None };
         assert!(train(head(), &one_class, &cfg, &mut |_| true).unwrap_err().to_string().contains("two classes"));
-        let nan = Dataset { features: &[0.0, f32::NAN, 1.0, 1.0], labels: &[0, 1], dim: 2, variants: 1, classes: 2, teacher: None };
+        let nan = Dataset {
+            features: &[0.0, f32::NAN, 1.0, 1.0],
+            labels: &[0, 1],
+            dim: 2,
+            variants: 1,
+            classes: 2,
+            teacher: None,
+        };
         assert!(train(head(), &nan, &cfg, &mut |_| true).unwrap_err().to_string().contains("NaN"));
     }
 
