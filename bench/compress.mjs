@@ -43,6 +43,13 @@ const jobs = {
   qat: { deps: ['ft', 'ptq-mse'], args: ['qat', '--model', m('ft'), '--ptq', m('ptq-mse'), ...train, '--epochs', '4', '--lr', '3e-4', '--out', m('qat')] },
   pruned50: { deps: ['ft'], args: ['prune', '--model', m('ft'), '--sparsity', '0.5', ...train, '--epochs', '8', '--lr', '1e-3', '--out', m('pruned50')] },
   struct30: { deps: ['ft'], args: ['prune', '--structured', '--sparsity', '0.3', '--model', m('ft'), ...train, '--epochs', '8', '--lr', '3e-3', '--out', m('struct30')] },
+  // Controls: the float model trained on with each compression's recipe and nothing else
+  // (`prune --sparsity 0`), so each row can be compared with the same extra training.
+  'ctl-qat': { deps: ['ft'], args: ['prune', '--model', m('ft'), '--sparsity', '0', ...train, '--epochs', '4', '--lr', '3e-4', '--out', m('ctl-qat')] },
+  'ctl-prune': { deps: ['ft'], args: ['prune', '--model', m('ft'), '--sparsity', '0', ...train, '--epochs', '8', '--lr', '1e-3', '--out', m('ctl-prune')] },
+  'ctl-struct': { deps: ['ft'], args: ['prune', '--model', m('ft'), '--sparsity', '0', ...train, '--epochs', '8', '--lr', '3e-3', '--out', m('ctl-struct')] },
+  'struct30-ptq': { deps: ['struct30'], args: ['quantize', '--calib', `cifar10:${DATA}/train.bin`, '--samples', '100', '--method', 'mse', m('struct30'), m('struct30-ptq')] },
+  'struct30-qat': { deps: ['struct30', 'struct30-ptq'], args: ['qat', '--model', m('struct30'), '--ptq', m('struct30-ptq'), ...train, '--epochs', '4', '--lr', '3e-4', '--out', m('struct30-qat')] },
   student: { deps: ['ft'], args: ['prune', '--structured', '--sparsity', '0.5', '--model', m('ft'), ...train, '--epochs', '8', '--lr', '3e-3', '--out', m('student')] },
   student0: { deps: ['ft'], args: ['prune', '--structured', '--sparsity', '0.5', '--model', m('ft'), ...train, '--epochs', '0', '--out', m('student0')] },
   distilled: { deps: ['student0'], args: ['distill', '--teacher', m('ft'), '--student', m('student0'), ...train, '--alpha', '0.5', '--temperature', '4', '--epochs', '8', '--lr', '3e-3', '--out', m('distilled')] },
@@ -53,9 +60,13 @@ const rows = [
   ['ptq-minmax', 'PTQ int8, minmax calibration'],
   ['ptq-percentile', 'PTQ int8, percentile calibration'],
   ['ptq-mse', 'PTQ int8, mse calibration'],
+  ['ctl-qat', 'control: f32 trained on like QAT (4 epochs, lr 3e-4)'],
   ['qat', 'QAT int8 (from PTQ mse)'],
+  ['ctl-prune', 'control: f32 trained on like pruning (8 epochs, lr 1e-3)'],
   ['pruned50', '50% unstructured (trained layers)'],
+  ['ctl-struct', 'control: f32 trained on like structured (8 epochs, lr 3e-3)'],
   ['struct30', 'structured, 30% fewer MACs'],
+  ['struct30-qat', 'structured 30% + QAT int8'],
   ['student', 'student: structured 50% fewer MACs, no teacher'],
   ['distilled', 'student distilled from the f32 model'],
   ['distilled-unlabelled', 'student distilled, + 1,000 unlabelled images'],
@@ -102,7 +113,7 @@ await wasm.default({ module_or_path: fs.readFileSync(path.join(ROOT, 'pkg/edgetu
 const rec = fs.readFileSync(path.join(DATA, 'test.bin')).subarray(0, 3073);
 const rgba = new Uint8Array(32 * 32 * 4);
 for (let i = 0; i < 1024; i++) rgba.set([rec[1 + i], rec[1 + 1024 + i], rec[1 + 2048 + i], 255], i * 4);
-async function wasmMedian(file, runs = 20) {
+async function wasmMedian(file, runs = 50) {
   const engine = await wasm.Engine.create(fs.readFileSync(file), 'cpu');
   for (let i = 0; i < 3; i++) await engine.classify(rgba, 32, 32, 1);
   const t = [];
@@ -125,7 +136,7 @@ for (const [name, label] of rows) {
   const file = m(name);
   const { stdout: info } = await run(EXE, ['info', file]);
   const bench = path.join(OUT, `${name}.bench.json`);
-  await run(EXE, ['bench', '--backend', 'cpu', '--model', file, '--runs', '20', '--json', bench]);
+  await run(EXE, ['bench', '--backend', 'cpu', '--model', file, '--runs', '50', '--json', bench]);
   const evalText = fs.readFileSync(path.join(OUT, `eval-${name}.log`), 'utf8');
   const trainLog = fs.existsSync(path.join(OUT, `${name}.log`)) ? fs.readFileSync(path.join(OUT, `${name}.log`), 'utf8') : '';
   const bytes = fs.readFileSync(file);
@@ -152,7 +163,7 @@ const cpu = (fs.readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.
 fs.writeFileSync(path.join(ROOT, 'bench/compress.json'), JSON.stringify({ cpu, date: new Date().toISOString(), rows: results }, null, 2));
 const base = results[0];
 const md = [
-  `CIFAR-10, EfficientNet-Lite0 backbone; trained on train.bin (250 per class, 10% held out), tested on all 2,000 test.bin images. ${cpu}, one thread; latency is one 224x224 image, median of 20.`,
+  `CIFAR-10, EfficientNet-Lite0 backbone; trained on train.bin (250 per class, 10% held out), tested on all 2,000 test.bin images. ${cpu}, one thread; latency is one 224x224 image, median of 50.`,
   '',
   '| model | params | zero weights | file KB (gzip) | MMACs | native ms | wasm ms | test accuracy | vs f32 |',
   '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
