@@ -31,7 +31,7 @@
 //! its batch norm or bias, its group count) and P loses input columns (`[Cout, 1, 1, C]`)
 //! ([`prune_to`]).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use super::etm::{ModelFile, Stored};
 use super::forward::PreparedF32;
@@ -447,7 +447,7 @@ pub fn zero_weights(m: &ModelFile) -> usize {
 /// Number of parameters: every stored tensor's elements except batch-norm running
 /// statistics and quantization scales and zero points.
 pub fn parameter_count(m: &ModelFile) -> usize {
-    let bn: HashMap<&str, ()> = m
+    let running_stats: HashSet<&str> = m
         .header
         .graph
         .nodes
@@ -457,11 +457,10 @@ pub fn parameter_count(m: &ModelFile) -> usize {
             _ => None,
         })
         .flatten()
-        .map(|s| (s, ()))
         .collect();
     m.tensors
         .iter()
-        .filter(|(k, _)| !bn.contains_key(k.as_str()) && !k.ends_with(".scale") && !k.ends_with(".zero_point"))
+        .filter(|(k, _)| !running_stats.contains(k.as_str()) && !k.ends_with(".scale") && !k.ends_with(".zero_point"))
         .map(|(_, t)| t.shape().iter().product::<usize>())
         .sum()
 }

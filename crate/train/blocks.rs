@@ -23,7 +23,7 @@ use crate::model::graph::Graph;
 use crate::ops::activation::{relu6_backward_f32, relu_backward_f32};
 use crate::ops::add::{add_backward_f32, add_f32};
 use crate::ops::conv::{conv2d_backward_f32, conv2d_f32};
-use crate::ops::gemm::dense_backward_f32;
+use crate::ops::gemm::{dense_backward_f32, dense_f32};
 use crate::ops::pool::{global_avg_pool_backward_f32, global_avg_pool_f32};
 use crate::quant::Activation;
 use crate::tensor::Tensor;
@@ -131,6 +131,11 @@ impl SuffixModel {
         })
     }
 
+    /// Trained convolutions (each has a weight and a bias tensor in `params_mut`).
+    fn conv_count(&self) -> usize {
+        self.nodes.iter().filter(|(_, op)| matches!(op, PreparedOp::Conv { .. })).count()
+    }
+
     /// Length of one cached cut value.
     pub fn input_len(&self) -> usize {
         self.cut_shape.iter().product()
@@ -172,10 +177,9 @@ impl Trainable for SuffixModel {
 
     fn forward(&mut self, batch: &[&[f32]]) -> Result<Vec<f32>> {
         let emb = self.embeddings(batch)?;
-        match &self.used_head {
-            Some(w) => LinearHead { weight: w.clone(), ..self.head.clone() }.logits(&emb, batch.len()),
-            None => self.head.logits(&emb, batch.len()),
-        }
+        let h = &self.head;
+        let weight = self.used_head.as_ref().unwrap_or(&h.weight);
+        dense_f32(&emb, weight, Some(&h.bias), batch.len(), h.dim, h.classes)
     }
 
     fn set_training(&mut self, training: bool) {
@@ -185,15 +189,13 @@ impl Trainable for SuffixModel {
     }
 
     fn weight_mask(&self) -> Vec<bool> {
-        let convs = self.nodes.iter().filter(|(_, op)| matches!(op, PreparedOp::Conv { .. })).count();
-        let mut m: Vec<bool> = (0..convs).flat_map(|_| [true, false]).collect();
+        let mut m: Vec<bool> = (0..self.conv_count()).flat_map(|_| [true, false]).collect();
         m.extend([true, false]);
         m
     }
 
     fn lr_scales(&self) -> Vec<f32> {
-        let convs = self.nodes.iter().filter(|(_, op)| matches!(op, PreparedOp::Conv { .. })).count();
-        let mut s = vec![self.backbone_lr_scale; 2 * convs];
+        let mut s = vec![self.backbone_lr_scale; 2 * self.conv_count()];
         s.extend([1.0, 1.0]);
         s
     }
