@@ -5,7 +5,9 @@
 //!    - area averaging when shrinking (`side > size`): output pixel `o` averages source
 //!      `[o * r, (o + 1) * r)` with `r = side / size`, partial pixels weighted by overlap;
 //!    - bilinear when enlarging: source coordinate `(o + 0.5) * r - 0.5`, clamped to the edge;
-//! 3. normalize: `(v - mean) / scale` with `mean = 127`, `scale = 128` for EfficientNet-Lite.
+//! 3. normalize: `(v - mean) / scale` with `mean = 127`, `scale = 128` for EfficientNet-Lite;
+//!    per channel `(v - mean[c]) / scale[c]` when the model says so (torchvision's ImageNet
+//!    normalization is `mean = 255 * (0.485, 0.456, 0.406)`, `scale = 255 * (0.229, 0.224, 0.225)`).
 //!
 //! Input: interleaved 8-bit RGB or RGBA (alpha ignored), row-major. Output: f32 NHWC
 //! `[1, size, size, 3]`.
@@ -20,11 +22,67 @@ pub struct Preprocess {
     pub crop_fraction: f32,
     pub mean: f32,
     pub scale: f32,
+    /// Per-channel (R, G, B) mean in pixel units, replacing `mean` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_mean: Option<[f32; 3]>,
+    /// Per-channel divisor in pixel units, replacing `scale` when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_scale: Option<[f32; 3]>,
+}
+
+impl Preprocess {
+    /// torchvision's ImageNet normalization: `(v / 255 - m) / s` per channel.
+    pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+    pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+    /// `(mean[c], scale[c])` for R, G and B in pixel units.
+    pub fn normalization(&self) -> ([f32; 3], [f32; 3]) {
+        (self.channel_mean.unwrap_or([self.mean; 3]), self.channel_scale.unwrap_or([self.scale; 3]))
+    }
+
+    /// Sets the normalization from mean and std in `[0, 1]` units (torchvision's
+    /// convention, `(v / 255 - mean) / std`); one value means the same for every channel.
+    pub fn set_unit_normalization(&mut self, mean: [f32; 3], std: [f32; 3]) -> Result<()> {
+        if std.iter().chain(&mean).any(|v| !v.is_finite()) || std.iter().any(|&s| s <= 0.0) {
+            return Err(Error::invalid("preprocess", format!("mean {mean:?} and std {std:?} must be finite, std > 0")));
+        }
+        let (m, s) = (mean.map(|v| v * 255.0), std.map(|v| v * 255.0));
+        if m.iter().all(|&v| v == m[0]) && s.iter().all(|&v| v == s[0]) {
+            (self.mean, self.scale, self.channel_mean, self.channel_scale) = (m[0], s[0], None, None);
+        } else {
+            (self.channel_mean, self.channel_scale) = (Some(m), Some(s));
+        }
+        Ok(())
+    }
+
+    /// The smallest and largest normalized value an 8-bit pixel can give (the input's range).
+    pub fn input_range(&self) -> (f32, f32) {
+        let (m, s) = self.normalization();
+        let ends = (0..3).flat_map(|c| [(0.0 - m[c]) / s[c], (255.0 - m[c]) / s[c]]);
+        ends.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    }
+
+    /// Whether the parameters can normalize anything (finite, non-zero divisors).
+    pub fn is_valid(&self) -> bool {
+        let (m, s) = self.normalization();
+        self.size > 0
+            && self.crop_fraction > 0.0
+            && self.crop_fraction <= 1.0
+            && m.iter().all(|v| v.is_finite())
+            && s.iter().all(|v| v.is_finite() && *v != 0.0)
+    }
 }
 
 impl Default for Preprocess {
     fn default() -> Self {
-        Preprocess { size: 224, crop_fraction: 0.875, mean: 127.0, scale: 128.0 }
+        Preprocess {
+            size: 224,
+            crop_fraction: 0.875,
+            mean: 127.0,
+            scale: 128.0,
+            channel_mean: None,
+            channel_scale: None,
+        }
     }
 }
 
@@ -76,9 +134,10 @@ pub fn preprocess(pixels: &[u8], width: usize, height: usize, channels: usize, p
             format!("{width}x{height}x{channels} image needs {need:?} bytes, got {}", pixels.len()),
         ));
     }
-    if !(p.crop_fraction > 0.0 && p.crop_fraction <= 1.0 && p.scale.is_finite() && p.scale != 0.0) {
-        return Err(Error::invalid(OP, format!("crop fraction {} must be in (0, 1], scale non-zero", p.crop_fraction)));
+    if !p.is_valid() {
+        return Err(Error::invalid(OP, format!("{p:?}: crop fraction must be in (0, 1], scales finite and non-zero")));
     }
+    let (mean, scale) = p.normalization();
     let side = ((width.min(height) as f64 * p.crop_fraction as f64).round() as usize).max(1);
     let (x0, y0) = ((width - side) / 2, (height - side) / 2);
     let taps = axis_taps(side, p.size);
@@ -98,7 +157,7 @@ pub fn preprocess(pixels: &[u8], width: usize, height: usize, channels: usize, p
         for ox in 0..p.size {
             for c in 0..3 {
                 let v: f32 = t.iter().map(|&(i, w)| rows[(i * p.size + ox) * 3 + c] * w).sum();
-                out[(oy * p.size + ox) * 3 + c] = (v - p.mean) / p.scale;
+                out[(oy * p.size + ox) * 3 + c] = (v - mean[c]) / scale[c];
             }
         }
     }
@@ -118,6 +177,26 @@ mod tests {
         }
         let t = preprocess(&img[..8 * 8 * 3], 8, 8, 3, &Preprocess::default()).unwrap();
         assert_eq!(t.shape(), &[1, 224, 224, 3]);
+    }
+
+    #[test]
+    fn per_channel_normalization_is_torchvision_s() {
+        let mut p = Preprocess { size: 4, crop_fraction: 1.0, ..Default::default() };
+        p.set_unit_normalization(Preprocess::IMAGENET_MEAN, Preprocess::IMAGENET_STD).unwrap();
+        let img: Vec<u8> = (0..4 * 4).flat_map(|_| [255u8, 128, 0]).collect();
+        let t = preprocess(&img, 4, 4, 3, &p).unwrap();
+        let want = [(1.0 - 0.485) / 0.229, (128.0 / 255.0 - 0.456) / 0.224, (0.0 - 0.406) / 0.225];
+        for px in t.data().chunks_exact(3) {
+            for (v, w) in px.iter().zip(want) {
+                assert!((v - w).abs() < 1e-5, "{px:?} vs {want:?}");
+            }
+        }
+        let (lo, hi) = p.input_range();
+        assert!((lo - (-0.485 / 0.229)).abs() < 1e-5 && (hi - (1.0 - 0.406) / 0.225).abs() < 1e-5, "{lo} {hi}");
+        // The same mean and std on every channel stays the scalar form.
+        p.set_unit_normalization([0.5; 3], [0.25; 3]).unwrap();
+        assert_eq!((p.mean, p.scale, p.channel_mean), (127.5, 63.75, None));
+        assert!(p.set_unit_normalization([0.5; 3], [0.0, 1.0, 1.0]).is_err());
     }
 
     #[test]

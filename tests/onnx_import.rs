@@ -12,6 +12,7 @@ use std::process::Command;
 use edgetune::data::images::{list_images, load_preprocessed};
 use edgetune::model::Classifier;
 use edgetune::onnx::import::import_onnx;
+use edgetune::preprocess::Preprocess;
 
 fn python(args: &[&std::ffi::OsStr]) {
     let Some(py) = common::interop_python() else { return };
@@ -44,7 +45,11 @@ fn pytorch_exports_match_onnxruntime_on_every_photo() {
     assert!(images.len() >= 10);
     for name in ["mobilenet_v2", "efficientnet_lite0"] {
         let path = dir.join(format!("{name}.onnx"));
-        let file = import_onnx(&std::fs::read(&path).unwrap(), &path.display().to_string(), None).unwrap();
+        let mut file = import_onnx(&std::fs::read(&path).unwrap(), &path.display().to_string(), None).unwrap();
+        if name == "mobilenet_v2" {
+            // torchvision's own normalization, per channel.
+            file.header.preprocess.set_unit_normalization(Preprocess::IMAGENET_MEAN, Preprocess::IMAGENET_STD).unwrap();
+        }
         let preprocess = file.header.preprocess;
         let model = Classifier::new(file).unwrap();
         // The same input for both: the engine's preprocessing, written NCHW for onnxruntime.
@@ -70,6 +75,40 @@ fn pytorch_exports_match_onnxruntime_on_every_photo() {
         }
         println!("{name}: largest logit difference {worst:.2e} of the largest logit ({} photos)", images.len());
         assert!(worst <= 1e-4, "{name}: logits differ by {worst:.2e} relative");
+    }
+}
+
+/// `edgetune import --mean/--std` records a per-channel normalization that `info` shows and
+/// the engine applies; bad values are clear errors.
+#[test]
+fn cli_import_records_torchvision_normalization() {
+    let Some(dir) = exported() else { return };
+    let exe = env!("CARGO_BIN_EXE_edgetune");
+    let onnx = dir.join("mobilenet_v2.onnx").display().to_string();
+    let out = dir.join("mv2_imagenet.etm");
+    let out_s = out.display().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["import", &onnx, &out_s];
+        args.extend(extra);
+        Command::new(exe).args(&args).output().unwrap()
+    };
+    let o = run(&["--mean", "imagenet", "--std", "0.229,0.224,0.225"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = edgetune::model::etm::ModelFile::load(&out).unwrap();
+    let (mean, scale) = m.header.preprocess.normalization();
+    assert!((mean[0] - 0.485 * 255.0).abs() < 1e-3 && (scale[2] - 0.225 * 255.0).abs() < 1e-3, "{mean:?} {scale:?}");
+    let info = Command::new(exe).args(["info", &out_s]).output().unwrap();
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("[c]") && text.contains("123.67"), "{text}");
+    for (args, want) in [
+        (&["--mean", "0.5"][..], "go together"),
+        (&["--mean", "0.5,0.5", "--std", "0.5"][..], "one or three"),
+        (&["--mean", "x", "--std", "0.5"][..], "--mean 'x'"),
+        (&["--mean", "0", "--std", "0"][..], "std > 0"),
+    ] {
+        let o = run(args);
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(want), "{args:?}: {e}");
     }
 }
 

@@ -19,13 +19,55 @@ use edgetune::{Error, Result};
 
 type Bar<'a> = &'a dyn Fn(usize, &str) -> indicatif::ProgressBar;
 
-pub fn import(input: &Path, output: &Path, labels: Option<&Path>, arch: &str, source: &str) -> Result<bool> {
+/// `--mean` / `--std` of `import`: both or neither; each one number, three (R,G,B) or `imagenet`.
+pub fn normalization(mean: Option<&str>, std: Option<&str>) -> Result<Option<([f32; 3], [f32; 3])>> {
+    let parse = |s: &str, imagenet: [f32; 3], what: &str| -> Result<[f32; 3]> {
+        if s.eq_ignore_ascii_case("imagenet") {
+            return Ok(imagenet);
+        }
+        let v: Vec<f32> =
+            s.split(',').map(|x| x.trim().parse::<f32>()).collect::<std::result::Result<_, _>>().map_err(|e| {
+                Error::invalid("import", format!("--{what} '{s}': {e} (one number, R,G,B or imagenet)"))
+            })?;
+        match v[..] {
+            [a] => Ok([a; 3]),
+            [r, g, b] => Ok([r, g, b]),
+            _ => Err(Error::invalid("import", format!("--{what} '{s}': {} values (one or three)", v.len()))),
+        }
+    };
+    match (mean, std) {
+        (None, None) => Ok(None),
+        (Some(m), Some(s)) => {
+            Ok(Some((parse(m, Preprocess::IMAGENET_MEAN, "mean")?, parse(s, Preprocess::IMAGENET_STD, "std")?)))
+        }
+        _ => Err(Error::invalid("import", "--mean and --std go together")),
+    }
+}
+
+pub fn import(
+    input: &Path,
+    output: &Path,
+    labels: Option<&Path>,
+    arch: &str,
+    source: &str,
+    norm: Option<([f32; 3], [f32; 3])>,
+) -> Result<bool> {
     let ext = input.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     if ext == "tflite" || ext == "onnx" {
         let start = Instant::now();
         let labels = labels.map(|p| read_labels(p, None)).transpose()?;
         let bytes = edgetune::data::read_limited(input, edgetune::model::etm::MAX_MODEL_BYTES)?;
-        let model = edgetune::model::import_file(&bytes, &input.display().to_string(), labels)?;
+        let mut model = edgetune::model::import_file(&bytes, &input.display().to_string(), labels)?;
+        if let Some((mean, std)) = norm {
+            if model.header.quantization.as_ref().is_some_and(|q| !q.arithmetic.is_engine()) {
+                return Err(Error::invalid(
+                    "import",
+                    "--mean/--std: a TFLite model's normalization is its input quantization, kept from the file",
+                ));
+            }
+            model.header.preprocess.set_unit_normalization(mean, std)?;
+            model.validate()?;
+        }
         model.save(output)?;
         let kind = if model.is_int8() { "int8" } else { "f32" };
         report_written(output, &format!(", {kind}, {} nodes", model.header.graph.nodes.len()), start);
@@ -45,7 +87,13 @@ pub fn import(input: &Path, output: &Path, labels: Option<&Path>, arch: &str, so
         version: VERSION,
         architecture: arch.into(),
         graph,
-        preprocess: Preprocess::default(),
+        preprocess: {
+            let mut p = Preprocess::default();
+            if let Some((mean, std)) = norm {
+                p.set_unit_normalization(mean, std)?;
+            }
+            p
+        },
         labels,
         quantization: None,
         provenance: Provenance {
@@ -97,12 +145,16 @@ pub fn info(path: &Path) -> Result<bool> {
     );
     println!("input         {}x{}x{}", h.graph.input[0], h.graph.input[1], h.graph.input[2]);
     let p = &h.preprocess;
+    let (mean, scale) = p.normalization();
+    let norm = if p.channel_mean.is_some() || p.channel_scale.is_some() {
+        format!("(x - {mean:?}[c]) / {scale:?}[c]")
+    } else {
+        format!("(x - {}) / {}", p.mean, p.scale)
+    };
     println!(
-        "preprocess    centre crop {:.1}%, resize to {} (area down / bilinear up), (x - {}) / {}",
+        "preprocess    centre crop {:.1}%, resize to {} (area down / bilinear up), {norm}",
         p.crop_fraction * 100.0,
         p.size,
-        p.mean,
-        p.scale
     );
     println!(
         "parameters    {params} ({zeros} convolution and dense weights are zero, {:.1}%)",

@@ -65,6 +65,15 @@ enum Command {
         /// Where the checkpoint came from (recorded in the model).
         #[arg(long, default_value = "")]
         source: String,
+        /// Input normalization mean in [0, 1] units, `(x / 255 - mean) / std`: one value or
+        /// R,G,B, or `imagenet` (torchvision's 0.485,0.456,0.406). ONNX models only; the
+        /// default is the engine's (x - 127) / 128.
+        #[arg(long, allow_hyphen_values = true)]
+        mean: Option<String>,
+        /// Input normalization std in [0, 1] units: one value or R,G,B, or `imagenet`
+        /// (0.229,0.224,0.225).
+        #[arg(long)]
+        std: Option<String>,
     },
     /// Export a model to ONNX (opset 13): f32 models as float ops, int8 models as QDQ.
     Export {
@@ -271,8 +280,9 @@ fn main() -> ExitCode {
             println!("GPU: {}", r.describe());
             true
         }),
-        Command::Import { input, output, labels, arch, source } => {
-            commands::import(&input, &output, labels.as_deref(), &arch, &source)
+        Command::Import { input, output, labels, arch, source, mean, std } => {
+            commands::normalization(mean.as_deref(), std.as_deref())
+                .and_then(|norm| commands::import(&input, &output, labels.as_deref(), &arch, &source, norm))
         }
         Command::Export { model, output } => commands::export(&model, &output),
         Command::Info { model } => commands::info(&model),

@@ -278,8 +278,7 @@ impl ModelFile {
         let bad = |m: String| Error::invalid("etm", m);
         let h = &self.header;
         let p = &h.preprocess;
-        if p.size == 0 || !(p.crop_fraction > 0.0 && p.crop_fraction <= 1.0) || !(p.scale.is_finite() && p.scale != 0.0)
-        {
+        if !p.is_valid() {
             return Err(bad(format!("invalid preprocessing {p:?}")));
         }
         if h.graph.input[0] == 0 || h.graph.input[1] == 0 || h.graph.input[2] != 3 {

@@ -123,7 +123,8 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
             Some(ValueQuant { scale, zero_point })
         })
         .collect();
-    let (scale, zero_point) = params_from_range((0.0 - p.mean) / p.scale, (255.0 - p.mean) / p.scale);
+    let (lo, hi) = p.input_range();
+    let (scale, zero_point) = params_from_range(lo, hi);
     values[0] = Some(ValueQuant { scale, zero_point });
     // The embedding and the logits stay f32 (see `int8`).
     values[plan.graph.embedding] = None;

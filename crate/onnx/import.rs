@@ -15,6 +15,7 @@
 //! Softmax of the logits                    -> nothing (the engine applies softmax itself)
 //! Dropout, Identity                        -> nothing
 //! Constant                                 -> a constant input of a later node
+//! shape arithmetic on constants            -> folded (`fold`: Shape, Gather, Slice, Concat, ...)
 //! ```
 //! Every node whose op is not in [`OPS`] is listed by name in one error before any work.
 //! A fusion is only made when the fused value has no other reader; otherwise the node is an
@@ -27,6 +28,7 @@ use std::path::Path;
 use prost::Message;
 
 use super::attr::Node;
+use super::fold;
 use super::proto::{GraphProto, ModelProto, NodeProto};
 use super::value::{Data, Value};
 use crate::error::{Error, Result};
@@ -52,6 +54,8 @@ pub const OPS: &[&str] = &[
     "Identity",
     "MatMul",
     "Pad",
+    "QLinearConv",
+    "QLinearMatMul",
     "QuantizeLinear",
     "ReduceMean",
     "Relu",
@@ -66,6 +70,15 @@ enum Bound {
     Padded { value: usize, pads: [usize; 4] },
     Flat(usize),
 }
+
+/// The graph value behind a bound tensor.
+fn bound_value(b: Bound) -> usize {
+    let (Bound::Image(v) | Bound::Flat(v) | Bound::Padded { value: v, .. }) = b;
+    v
+}
+
+/// QOperator ops (onnxruntime's `com.microsoft` domain) the importer maps.
+pub const MS_OPS: &[&str] = &["QGemm", "QLinearAdd", "QLinearGlobalAveragePool"];
 
 /// Integer weights (OHWI or [O, K]), their per-channel scales and zero points.
 type QWeight = (Vec<i8>, Vec<f32>, Vec<i32>);
@@ -202,6 +215,7 @@ impl<'a> Importer<'a> {
         }
         if let Some(o) = n.output.first() {
             self.quantized.insert(o.clone(), b);
+            self.bound.insert(o.clone(), b);
         }
         Ok(())
     }
@@ -211,24 +225,46 @@ impl<'a> Importer<'a> {
     fn dequantize(&mut self, n: &NodeProto, node: &Node) -> Result<()> {
         let name = node_name(n);
         let input = n.input.first().cloned().unwrap_or_default();
-        if let Some(b) = self.quantized.get(&input).copied() {
+        // Of a quantized value (after QuantizeLinear, or a QOperator node's output).
+        let produced = self.bound.get(&input).copied().filter(|&b| self.values[bound_value(b)].is_some());
+        if let Some(b) = self.quantized.get(&input).copied().or(produced) {
             self.set(n, b);
             return Ok(());
         }
-        let x = self.constant(n, 0)?;
+        let x = self.constant(n, 0)?.clone();
+        let scales = self.constant(n, 1)?.as_f32(&name)?.to_vec();
+        let zero_points = match n.input.get(2).filter(|s| !s.is_empty()) {
+            Some(_) => Some(self.constant(n, 2)?.as_i64s(&name)?),
+            None => None,
+        };
+        let axis = if scales.len() > 1 { node.axis(node.int("axis", 1)?, x.shape.len())? } else { 0 };
+        let out = n.output.first().cloned().unwrap_or_default();
+        self.store_dequantized(&name, &out, &x, scales, zero_points, axis)
+    }
+
+    /// Stores the integer constant `x` dequantized, `(q - z) * s` along `axis`, as constant
+    /// `out`, keeping its integers (uint8 shifted into int8) for the int8 model: what
+    /// DequantizeLinear of a weight does, and how QOperator nodes' weights and biases are read.
+    fn store_dequantized(
+        &mut self,
+        name: &str,
+        out: &str,
+        x: &Value,
+        scales: Vec<f32>,
+        zero_points: Option<Vec<i64>>,
+        axis: usize,
+    ) -> Result<()> {
         let (ints, offset): (Vec<i32>, i32) = match &x.data {
             Data::I8(d) => (d.iter().map(|&v| v as i32).collect(), 0),
             Data::U8(d) => (d.iter().map(|&v| v as i32 - 128).collect(), 128),
             Data::I32(d) => (d.clone(), 0),
-            d => return Err(Error::unsupported(format!("{name}: DequantizeLinear of {}", d.type_name()))),
+            d => return Err(Error::unsupported(format!("{name}: dequantizing {}", d.type_name()))),
         };
         let shape = x.shape.clone();
-        let scales = self.constant(n, 1)?.as_f32(&name)?.to_vec();
-        let zero_points: Vec<i32> = match n.input.get(2).filter(|s| !s.is_empty()) {
-            Some(_) => self.constant(n, 2)?.as_i64s(&name)?.iter().map(|&z| z as i32 - offset).collect(),
+        let zero_points: Vec<i32> = match zero_points {
+            Some(z) => z.iter().map(|&z| z as i32 - offset).collect(),
             None => vec![0; scales.len()],
         };
-        let axis = if scales.len() > 1 { node.axis(node.int("axis", 1)?, shape.len())? } else { 0 };
         if zero_points.len() != scales.len() || (scales.len() > 1 && shape.get(axis) != Some(&scales.len())) {
             return Err(err(self.file, format!("{name}: {} scales for shape {shape:?}", scales.len())));
         }
@@ -242,9 +278,8 @@ impl<'a> Importer<'a> {
                 (q - zero_points[c]) as f32 * scales[c]
             })
             .collect();
-        let out = n.output.first().cloned().unwrap_or_default();
-        self.consts.insert(out.clone(), Value::f32(shape, floats)?);
-        self.qconsts.insert(out, QConst { ints, scales, zero_points, axis });
+        self.consts.insert(out.to_string(), Value::f32(shape, floats)?);
+        self.qconsts.insert(out.to_string(), QConst { ints, scales, zero_points, axis });
         Ok(())
     }
 
@@ -274,6 +309,109 @@ impl<'a> Importer<'a> {
             _ => return Err(Error::unsupported(format!("{name}: an activation after '{}'", node.name))),
         }
         self.set(n, b);
+        Ok(())
+    }
+
+    /// The quantization `(scale, zero point)` at inputs `s`, `z` of `n`, in the int8 domain.
+    fn quant_at(&self, n: &NodeProto, s: usize, z: usize) -> Result<Option<ValueQuant>> {
+        let name = node_name(n);
+        if n.input.get(s).is_none_or(|i| i.is_empty()) {
+            return Ok(None);
+        }
+        let scale = self.constant(n, s)?.as_f32(&name)?.first().copied().unwrap_or(0.0);
+        let zp = match n.input.get(z).filter(|i| !i.is_empty()) {
+            Some(_) => {
+                let c = self.constant(n, z)?;
+                let offset = if matches!(c.data, Data::U8(_)) { 128 } else { 0 };
+                c.as_i64s(&name)?.first().copied().unwrap_or(0) as i32 - offset
+            }
+            None => -128,
+        };
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(err(self.file, format!("{name}: scale {scale}")));
+        }
+        Ok(Some(ValueQuant { scale, zero_point: zp }))
+    }
+
+    /// Records (or checks) the quantization of the value input `i` reads.
+    fn expect_quant(&mut self, n: &NodeProto, i: usize, q: ValueQuant) -> Result<()> {
+        let v = bound_value(self.bound(n, i)?);
+        match self.values[v] {
+            Some(old) if old != q => Err(Error::unsupported(format!(
+                "{}: node '{}' reads a value quantized as {old:?} with {q:?}",
+                self.file,
+                node_name(n)
+            ))),
+            _ => {
+                self.values[v] = Some(q);
+                Ok(())
+            }
+        }
+    }
+
+    /// QOperator nodes (QLinearConv, QLinearMatMul, QGemm, QLinearAdd,
+    /// QLinearGlobalAveragePool): the float op on the dequantized weights (integers kept, as
+    /// for QDQ), with the inputs' and output's quantizations recorded on their values.
+    fn qoperator(&mut self, n: &NodeProto, node: &Node) -> Result<()> {
+        let name = node_name(n);
+        // Per op: value inputs with their (scale, zero point) inputs; the weight (data, scale,
+        // zero point, channel axis); the int32 bias; the output's (scale, zero point); float op.
+        let trans_b = node.int("transB", 0)? != 0;
+        let (xs, weight, bias, out, float_op): (&[[usize; 3]], Option<[usize; 4]>, Option<usize>, [usize; 2], &str) =
+            match n.op_type.as_str() {
+                "QLinearConv" => (&[[0, 1, 2]], Some([3, 4, 5, 0]), Some(8), [6, 7], "Conv"),
+                "QLinearMatMul" => (&[[0, 1, 2]], Some([3, 4, 5, 1]), None, [6, 7], "MatMul"),
+                "QGemm" => (&[[0, 1, 2]], Some([3, 4, 5, if trans_b { 0 } else { 1 }]), Some(6), [7, 8], "Gemm"),
+                "QLinearAdd" => (&[[0, 1, 2], [3, 4, 5]], None, None, [6, 7], "Add"),
+                _ => {
+                    if node.int("channels_last", 0)? != 0 {
+                        return Err(Error::unsupported(format!("{name}: channels_last pooling")));
+                    }
+                    (&[[0, 1, 2]], None, None, [3, 4], "GlobalAveragePool")
+                }
+            };
+        let arg = |i: usize| n.input.get(i).cloned().unwrap_or_default();
+        let mut inputs = vec![];
+        let mut in_scale = 1.0f32;
+        for &[x, s, z] in xs {
+            let q = self.quant_at(n, s, z)?.ok_or_else(|| err(self.file, format!("{name}: input {x} has no scale")))?;
+            self.expect_quant(n, x, q)?;
+            in_scale = q.scale;
+            inputs.push(arg(x));
+        }
+        if let Some([w, s, z, axis]) = weight {
+            let wv = self.constant(n, w)?.clone();
+            let scales = self.constant(n, s)?.as_f32(&name)?.to_vec();
+            let zps = match n.input.get(z).filter(|i| !i.is_empty()) {
+                Some(_) => Some(self.constant(n, z)?.as_i64s(&name)?),
+                None => None,
+            };
+            let key = format!("{}#dequantized", arg(w));
+            let axis = if scales.len() > 1 { axis } else { 0 };
+            self.store_dequantized(&name, &key, &wv, scales.clone(), zps, axis)?;
+            inputs.push(key);
+            if let Some(b) = bias.filter(|&b| n.input.get(b).is_some_and(|i| !i.is_empty())) {
+                let bv = self.constant(n, b)?.clone();
+                let channels = bv.data.len();
+                let bias_scales: Vec<f32> = match scales.len() {
+                    1 => vec![in_scale * scales[0]; channels],
+                    _ => scales.iter().map(|&sw| in_scale * sw).collect(),
+                };
+                let key = format!("{}#dequantized", arg(b));
+                self.store_dequantized(&name, &key, &bv, bias_scales, None, 0)?;
+                inputs.push(key);
+            }
+        }
+        let mut attrs = n.attribute.clone();
+        attrs.retain(|a| !matches!(a.name.as_str(), "channels_last"));
+        let float =
+            NodeProto { op_type: float_op.into(), domain: String::new(), input: inputs, attribute: attrs, ..n.clone() };
+        self.node(&float)?;
+        if let Some(q) = self.quant_at(n, out[0], out[1])? {
+            let o = n.output.first().cloned().unwrap_or_default();
+            let b = self.bound.get(&o).copied().ok_or_else(|| err(self.file, format!("{name}: no output")))?;
+            self.values[bound_value(b)] = Some(q);
+        }
         Ok(())
     }
 
@@ -431,6 +569,9 @@ impl<'a> Importer<'a> {
                 Ok(())
             }
             "Conv" => self.conv(n, &node),
+            "QLinearConv" | "QLinearMatMul" | "QGemm" | "QLinearAdd" | "QLinearGlobalAveragePool" => {
+                self.qoperator(n, &node)
+            }
             "QuantizeLinear" => self.quantize(n),
             "DequantizeLinear" => self.dequantize(n, &node),
             "BatchNormalization" => self.batch_norm(n, &node),
@@ -552,7 +693,22 @@ impl<'a> Importer<'a> {
                 };
                 let value = if self.opset >= 11 {
                     match n.input.get(2).filter(|s| !s.is_empty()) {
-                        Some(_) => self.constant(n, 2)?.as_f32(&name)?.first().copied().unwrap_or(0.0),
+                        Some(_) => match &self.constant(n, 2)?.data {
+                            Data::F32(v) => v.first().copied().unwrap_or(0.0),
+                            // A quantized tensor padded with its zero point (QOperator graphs):
+                            // real zero.
+                            d @ (Data::U8(_) | Data::I8(_)) => {
+                                let offset = if matches!(d, Data::U8(_)) { 128 } else { 0 };
+                                let z = self.constant(n, 2)?.as_i64s(&name)?.first().copied().unwrap_or(0);
+                                let zp = self.values[bound_value(self.bound(n, 0)?)].map(|q| q.zero_point);
+                                if zp == Some(z as i32 - offset) {
+                                    0.0
+                                } else {
+                                    z as f32
+                                }
+                            }
+                            d => return Err(Error::unsupported(format!("{name}: Pad value of {}", d.type_name()))),
+                        },
                         None => 0.0,
                     }
                 } else {
@@ -585,6 +741,27 @@ impl<'a> Importer<'a> {
 }
 
 impl Importer<'_> {
+    /// Folds `n` into a constant when it is foldable and all its inputs are constants.
+    fn fold_constant(&mut self, n: &NodeProto) -> Result<bool> {
+        if !fold::FOLDABLE.contains(&n.op_type.as_str()) {
+            return Ok(false);
+        }
+        let mut inputs = Vec::with_capacity(n.input.len());
+        for i in &n.input {
+            match (i.is_empty(), self.consts.get(i)) {
+                (true, _) => inputs.push(None),
+                (false, Some(v)) => inputs.push(Some(v)),
+                (false, None) => return Ok(false),
+            }
+        }
+        let v = fold::fold(n, self.opset, &inputs)
+            .map_err(|e| err(self.file, format!("node '{}' ({}) on constants: {e}", node_name(n), n.op_type)))?;
+        if let Some(o) = n.output.first() {
+            self.consts.insert(o.clone(), v);
+        }
+        Ok(true)
+    }
+
     /// The int8 model of a QDQ graph: integer weights with their scales and zero points, int32
     /// conv biases on the scale `s_in * s_w[c]` (requantized from the float bias when the file's
     /// bias scale differs), the f32 head bias, and every value's quantization.
@@ -681,7 +858,11 @@ pub fn import_onnx(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> Res
     // Unsupported ops, each once with its count and first node, in graph order.
     let mut bad: Vec<(String, usize, String)> = vec![];
     for n in &g.node {
-        if (n.domain.is_empty() || n.domain == "ai.onnx") && OPS.contains(&n.op_type.as_str()) {
+        let op = n.op_type.as_str();
+        if (n.domain.is_empty() || n.domain == "ai.onnx") && (OPS.contains(&op) || fold::FOLDABLE.contains(&op)) {
+            continue;
+        }
+        if n.domain == "com.microsoft" && MS_OPS.contains(&op) {
             continue;
         }
         let op = if n.domain.is_empty() { n.op_type.clone() } else { format!("{}.{}", n.domain, n.op_type) };
@@ -693,11 +874,14 @@ pub fn import_onnx(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> Res
     if !bad.is_empty() {
         let list: Vec<String> = bad.iter().map(|(op, k, first)| format!("{op} x{k} (first: '{first}')")).collect();
         return Err(Error::unsupported(format!(
-            "{file}: {} node(s) of {} op type(s) not supported: {}. Supported: {}",
+            "{file}: {} node(s) of {} op type(s) not supported: {}. Supported: {}; com.microsoft {}; on \
+             constants only: {}",
             bad.iter().map(|b| b.1).sum::<usize>(),
             bad.len(),
             list.join(", "),
-            OPS.join(", ")
+            OPS.join(", "),
+            MS_OPS.join(", "),
+            fold::SHAPE_ONLY.join(", ")
         )));
     }
     let (input, h, w) = input_size(file, g)?;
@@ -731,6 +915,17 @@ pub fn import_onnx(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> Res
         qbiases: HashMap::new(),
     };
     for n in &g.node {
+        if im.fold_constant(n)? {
+            continue;
+        }
+        if fold::SHAPE_ONLY.contains(&n.op_type.as_str()) {
+            return Err(Error::unsupported(format!(
+                "{file}: node '{}' ({}) computes on a value that is not a constant (only constant shape \
+                 arithmetic is folded)",
+                node_name(n),
+                n.op_type
+            )));
+        }
         im.node(n)?;
     }
     let (Some(embedding), Some(logits)) = (im.embedding, im.logits) else {

@@ -6,6 +6,7 @@
 mod attr;
 pub mod conformance;
 pub mod export;
+pub mod fold;
 pub mod graph;
 pub mod import;
 mod ops;

@@ -648,6 +648,7 @@ pub fn import_tflite(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> R
             crop_fraction: 0.875,
             mean: im.input_zero_u8 as f32,
             scale: 1.0 / im.input_scale,
+            ..Preprocess::default()
         },
         quantization: Some(Quantization {
             method: "tflite".into(),

@@ -4,7 +4,8 @@ usage:
   onnx_reference.py export OUTDIR LITE0_CHECKPOINT
       writes OUTDIR/mobilenet_v2.onnx (torchvision, random weights, seed 0) and
       OUTDIR/efficientnet_lite0.onnx (the default model's checkpoint in a PyTorch module
-      written here: TF-"same" padding as explicit Pad nodes before stride-2 convolutions)
+      written here: TF-"same" padding as explicit Pad nodes before stride-2 convolutions, whose
+      pads PyTorch writes as a subgraph of shape ops that the importer folds)
   onnx_reference.py quantize MODEL.onnx CALIB.f32 COUNT OUT.onnx
       onnxruntime's quantize_static: QDQ, per-channel int8 weights, uint8 activations, MinMax
       calibration on COUNT float32 NCHW images
@@ -102,38 +103,6 @@ def lite0(checkpoint):
     return m
 
 
-def fold_constants(path):
-    """PyTorch 1.13 writes a constant F.pad as a subgraph of shape ops (ConstantOfShape,
-    Concat, Slice, Transpose, Cast) computing the pads. Evaluate every node whose inputs are all
-    constants with onnx's reference evaluator and store the results as initializers, leaving
-    the Pad nodes themselves (what a graph optimizer would do, done with onnx alone)."""
-    import onnx
-    from onnx import helper, numpy_helper
-    from onnx.reference import ReferenceEvaluator
-    model = onnx.load(path)
-    g = model.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    keep = []
-    for node in g.node:
-        if node.op_type != "Pad" and all(i == "" or i in consts for i in node.input):
-            ev = ReferenceEvaluator(helper.make_model(
-                helper.make_graph([node], "fold", [], [helper.make_tensor_value_info(o, 0, None) for o in node.output],
-                                  [numpy_helper.from_array(consts[i], i) for i in node.input if i]),
-                opset_imports=model.opset_import))
-            for name, value in zip(node.output, ev.run(None, {})):
-                consts[name] = np.asarray(value)
-                g.initializer.append(numpy_helper.from_array(np.asarray(value), name))
-        else:
-            keep.append(node)
-    del g.node[:]
-    g.node.extend(keep)
-    used = {i for n in keep for i in n.input} | {o.name for o in g.output}
-    live = [t for t in g.initializer if t.name in used]
-    del g.initializer[:]
-    g.initializer.extend(live)
-    onnx.save(model, path)
-
-
 def export(outdir, checkpoint):
     import torch
     import torchvision
@@ -151,7 +120,6 @@ def export(outdir, checkpoint):
         torch.onnx.export(model, torch.zeros(1, 3, size, size), f"{outdir}/{name}.onnx", opset_version=13,
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-        fold_constants(f"{outdir}/{name}.onnx")
 
 
 def run(model, images, count, out):
