@@ -155,15 +155,18 @@ fn write_nchw(path: &std::path::Path, inputs: &[edgetune::Tensor]) {
     std::fs::write(path, raw).unwrap();
 }
 
-#[test]
-fn onnxruntime_qdq_model_runs_in_int8_with_its_top1() {
+/// onnxruntime's `quantize_static` of the exported Lite0 in `format` ("qdq" or "qoperator"),
+/// calibrated on 16 CIFAR-10 training images, imported and run in int8 by the engine and by
+/// onnxruntime on the shared photos and 100 CIFAR-10 test images. Returns (agreeing, total);
+/// every photo must agree.
+fn quantized_lite0_agreement(format: &str) -> Option<(usize, usize)> {
     let (Some(photos), Some(train), Some(test), Some(dir)) = (
         common::shared("data/photos"),
         common::shared("data/cifar10/train.bin"),
         common::shared("data/cifar10/test.bin"),
         exported(),
     ) else {
-        return;
+        return None;
     };
     let p = edgetune::preprocess::Preprocess::default();
     // Calibration on training images only; the comparison on photos and test images.
@@ -171,38 +174,68 @@ fn onnxruntime_qdq_model_runs_in_int8_with_its_top1() {
     let calib: Vec<_> = (0..16).map(|i| train.preprocessed(i, &p).unwrap()).collect();
     let calib_file = dir.join("calib.f32");
     write_nchw(&calib_file, &calib);
-    let qdq = dir.join("lite0_qdq.onnx");
+    let quantized = dir.join(format!("lite0_{format}.onnx"));
     python(&[
         "quantize".as_ref(),
         dir.join("efficientnet_lite0.onnx").as_os_str(),
         calib_file.as_os_str(),
         "16".as_ref(),
-        qdq.as_os_str(),
+        quantized.as_os_str(),
+        format.as_ref(),
     ]);
-    let file = import_onnx(&std::fs::read(&qdq).unwrap(), "lite0_qdq.onnx", None).unwrap();
-    assert!(file.is_int8(), "a QDQ graph imports as an int8 model");
+    let file = import_onnx(&std::fs::read(&quantized).unwrap(), &quantized.display().to_string(), None).unwrap();
+    assert!(file.is_int8(), "a {format} graph imports as an int8 model");
+    // The logits' grid when the file quantizes them (QOperator's QGemm does), for the LSB count.
+    let logits_q = file.header.quantization.as_ref().and_then(|q| q.values[file.header.graph.logits]);
     let model = Classifier::new(file).unwrap();
     let test = edgetune::data::images::ImageSource::open(&format!("cifar10:{}", test.display())).unwrap();
     let mut inputs: Vec<_> = list_images(&photos).unwrap().iter().map(|i| load_preprocessed(i, &p).unwrap()).collect();
     let photos_n = inputs.len();
     inputs.extend((0..100).map(|i| test.preprocessed(i, &p).unwrap()));
-    let (input, out) = (dir.join("qdq_inputs.f32"), dir.join("qdq.json"));
+    let (input, out) = (dir.join(format!("{format}_inputs.f32")), dir.join(format!("{format}.json")));
     write_nchw(&input, &inputs);
     let count = inputs.len().to_string();
-    python(&["run".as_ref(), qdq.as_os_str(), input.as_os_str(), count.as_ref(), out.as_os_str()]);
+    python(&["run".as_ref(), quantized.as_os_str(), input.as_os_str(), count.as_ref(), out.as_os_str()]);
     let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let mut agree = 0;
+    let (mut agree, mut steps) = (0, vec![]);
     for (i, (x, theirs)) in inputs.into_iter().zip(reference["results"].as_array().unwrap()).enumerate() {
         let theirs: Vec<f32> = theirs.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-        let same = argmax(&model.logits(x).unwrap().into_data()) == argmax(&theirs);
+        let ours = model.logits(x).unwrap().into_data();
+        let same = argmax(&ours) == argmax(&theirs);
         if i < photos_n {
-            assert!(same, "photo {i}: top-1 differs from onnxruntime");
+            assert!(same, "{format} photo {i}: top-1 differs from onnxruntime");
         }
         agree += same as usize;
+        if let Some(q) = logits_q {
+            steps.push(ours.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max(((a - b) / q.scale).abs().round())));
+        }
+    }
+    if !steps.is_empty() {
+        steps.sort_by(f32::total_cmp);
+        let within1 = steps.iter().filter(|&&s| s <= 1.0).count();
+        println!(
+            "onnxruntime {format} Lite0: uint8 logits within 1 step on {within1}/{} images (median largest \
+             difference {} steps, worst {})",
+            steps.len(),
+            steps[steps.len() / 2],
+            steps[steps.len() - 1]
+        );
     }
     println!(
-        "onnxruntime QDQ Lite0 in int8: top-1 equal on {agree}/{} (10 photos + 100 CIFAR-10 test images)",
+        "onnxruntime {format} Lite0 in int8: top-1 equal on {agree}/{} ({photos_n} photos + 100 CIFAR-10 test images)",
         photos_n + 100
     );
-    assert!(agree as f64 >= 0.95 * (photos_n + 100) as f64, "top-1 agreement {agree}/{}", photos_n + 100);
+    Some((agree, photos_n + 100))
+}
+
+#[test]
+fn onnxruntime_qdq_model_runs_in_int8_with_its_top1() {
+    let Some((agree, total)) = quantized_lite0_agreement("qdq") else { return };
+    assert!(agree as f64 >= 0.95 * total as f64, "top-1 agreement {agree}/{total}");
+}
+
+#[test]
+fn onnxruntime_qoperator_model_runs_in_int8_with_its_top1() {
+    let Some((agree, total)) = quantized_lite0_agreement("qoperator") else { return };
+    assert!(agree as f64 >= 0.95 * total as f64, "top-1 agreement {agree}/{total}");
 }

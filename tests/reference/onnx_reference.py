@@ -6,9 +6,10 @@ usage:
       OUTDIR/efficientnet_lite0.onnx (the default model's checkpoint in a PyTorch module
       written here: TF-"same" padding as explicit Pad nodes before stride-2 convolutions, whose
       pads PyTorch writes as a subgraph of shape ops that the importer folds)
-  onnx_reference.py quantize MODEL.onnx CALIB.f32 COUNT OUT.onnx
-      onnxruntime's quantize_static: QDQ, per-channel int8 weights, uint8 activations, MinMax
-      calibration on COUNT float32 NCHW images
+  onnx_reference.py quantize MODEL.onnx CALIB.f32 COUNT OUT.onnx [qdq|qoperator]
+      onnxruntime's quantize_static: QDQ (default) or QOperator (QLinearConv, QLinearAdd, QGemm,
+      ...), per-channel int8 weights, uint8 activations, MinMax calibration on COUNT float32
+      NCHW images
   onnx_reference.py run MODEL.onnx IMAGES.f32 COUNT OUT.json
       runs onnxruntime (CPU) on COUNT float32 NCHW images, writes the first output per image
 """
@@ -134,7 +135,7 @@ def run(model, images, count, out):
     json.dump({"results": results}, open(out, "w"))
 
 
-def quantize(model, calib, count, out):
+def quantize(model, calib, count, out, fmt="qdq"):
     from onnxruntime import quantization as q
     import onnx
     h = onnx.load(model).graph.input[0].type.tensor_type.shape.dim[2].dim_value
@@ -147,7 +148,8 @@ def quantize(model, calib, count, out):
         def get_next(self):
             return next(self.it, None)
 
-    q.quantize_static(model, out, Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
+    quant_format = q.QuantFormat.QOperator if fmt == "qoperator" else q.QuantFormat.QDQ
+    q.quantize_static(model, out, Reader(), quant_format=quant_format, per_channel=True,
                       activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8)
 
 
@@ -155,6 +157,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "export":
         export(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "quantize":
-        quantize(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+        quantize(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], *sys.argv[6:7])
     else:
         run(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
