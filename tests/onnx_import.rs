@@ -1,5 +1,7 @@
-//! ONNX import against onnxruntime (PyPI): torchvision MobileNetV2 (random weights) and the
-//! default EfficientNet-Lite0, both exported by PyTorch with a committed script
+//! ONNX import against onnxruntime (PyPI): torchvision MobileNetV2, ResNet-18, SqueezeNet 1.1
+//! and MobileNetV3-Small (random weights), a small network of the remaining ops (windowed
+//! average pools, SiLU, Hardswish, squeeze-excitation, concat) and the default
+//! EfficientNet-Lite0, all exported by PyTorch with a committed script
 //! (tests/reference/onnx_reference.py), imported to `.etm` and run by the engine's f32 path on
 //! every shared photo. Logits must match onnxruntime's within 1e-4 of their largest magnitude,
 //! with the same top-1. Corrupt and unsupported files are clear errors.
@@ -43,10 +45,10 @@ fn pytorch_exports_match_onnxruntime_on_every_photo() {
     let (Some(photos), Some(dir)) = (common::shared("data/photos"), exported()) else { return };
     let images = list_images(&photos).unwrap();
     assert!(images.len() >= 10);
-    for name in ["mobilenet_v2", "efficientnet_lite0"] {
+    for name in ["mobilenet_v2", "efficientnet_lite0", "resnet18", "squeezenet1_1", "mobilenet_v3_small", "op_zoo"] {
         let path = dir.join(format!("{name}.onnx"));
         let mut file = import_onnx(&std::fs::read(&path).unwrap(), &path.display().to_string(), None).unwrap();
-        if name == "mobilenet_v2" {
+        if name != "efficientnet_lite0" {
             // torchvision's own normalization, per channel.
             file.header.preprocess.set_unit_normalization(Preprocess::IMAGENET_MEAN, Preprocess::IMAGENET_STD).unwrap();
         }

@@ -156,6 +156,12 @@ impl GpuNetwork {
                     let macs = x.shape.iter().product::<usize>() as u64;
                     (d, LayerInfo { name: node.name.clone(), kind: "global_sum", macs }, None)
                 }
+                Int8Layer::Other(kind) => {
+                    return Err(Error::unsupported(format!(
+                        "node '{}' ({kind}) on the GPU: its kernels run convolutions, adds and the global pool",
+                        node.name
+                    )))
+                }
                 _ => {
                     return Err(Error::unsupported(format!(
                         "node '{}' on the GPU (only the head may follow the pool)",

@@ -398,6 +398,15 @@ impl Imported {
         let classifier = self.graph.logits.checked_sub(1).and_then(|i| self.graph.nodes.get(i));
         let classes = match classifier.map(|n| &n.op) {
             Some(Op::Dense { weight, .. }) => self.tensors.get(weight).map_or(0, |t| t.shape()[0]),
+            // A network whose classifier is a convolution before the pool.
+            Some(Op::GlobalAvgPool) => {
+                let view = self
+                    .tensors
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), Tensor::zeros(v.shape().to_vec())?)))
+                    .collect::<Result<HashMap<_, _>>>()?;
+                self.graph.num_classes(&view)?
+            }
             _ => return Err(Error::unsupported(format!("{}: the logits are not a classifier's output", self.file))),
         };
         let labels = crate::data::labels::fit_labels(labels, classes)?;

@@ -5,15 +5,16 @@
 
 use std::collections::HashMap;
 
-use super::graph::{Graph, Op};
+use super::graph::{Graph, Op, Unary};
 use super::int8::LayerProfile;
 use crate::error::{Error, Result};
 use crate::ops::activation::{relu6_f32, relu_f32};
 use crate::ops::add::add_f32;
+use crate::ops::combine::{concat_channels, mul_f32};
 use crate::ops::conv::{conv2d_f32, Conv2dParams};
 use crate::ops::gemm::dense_f32;
 use crate::ops::norm::{fold_into_conv, BatchNorm};
-use crate::ops::pool::global_avg_pool_f32;
+use crate::ops::pool::{avg_pool2d_f32, global_avg_pool_f32, max_pool2d_f32, Pool2dParams};
 use crate::quant::Activation;
 use crate::tensor::Tensor;
 
@@ -33,6 +34,28 @@ pub enum PreparedOp {
     Add { activation: Activation },
     GlobalAvgPool,
     Dense { weight: Tensor, bias: Option<Vec<f32>>, activation: Activation },
+    MaxPool(Pool2dParams),
+    AvgPool(Pool2dParams),
+    Concat,
+    Mul,
+    Unary(Unary),
+}
+
+impl PreparedOp {
+    /// Kind name of the ops with no weights (profiles and errors).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PreparedOp::Conv { .. } => "conv",
+            PreparedOp::Add { .. } => "add",
+            PreparedOp::GlobalAvgPool => "pool",
+            PreparedOp::Dense { .. } => "dense",
+            PreparedOp::MaxPool(_) => "max_pool",
+            PreparedOp::AvgPool(_) => "avg_pool",
+            PreparedOp::Concat => "concat",
+            PreparedOp::Mul => "mul",
+            PreparedOp::Unary(f) => f.name(),
+        }
+    }
 }
 
 /// A graph ready to run in f32.
@@ -82,6 +105,17 @@ impl PreparedF32 {
                         bias: bias.as_ref().map(|b| get(tensors, b).map(Tensor::into_data)).transpose()?,
                         activation: *activation,
                     },
+                    Op::MaxPool { .. } | Op::AvgPool { .. } => {
+                        let p = n.op.pool_params().ok_or_else(|| Error::invalid("prepare", "pool params"))?;
+                        if matches!(n.op, Op::MaxPool { .. }) {
+                            PreparedOp::MaxPool(p)
+                        } else {
+                            PreparedOp::AvgPool(p)
+                        }
+                    }
+                    Op::Concat => PreparedOp::Concat,
+                    Op::Mul => PreparedOp::Mul,
+                    Op::Unary { function } => PreparedOp::Unary(*function),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -149,6 +183,20 @@ impl PreparedF32 {
                 apply_activation(&mut y, *activation);
                 Tensor::new(vec![m, n], y)?
             }
+            PreparedOp::MaxPool(p) => max_pool2d_f32(x, p)?,
+            PreparedOp::AvgPool(p) => avg_pool2d_f32(x, p)?,
+            PreparedOp::Concat => {
+                let parts: Vec<&Tensor> = (0..node.inputs.len()).map(value).collect::<Result<_>>()?;
+                let views: Vec<(&[f32], &[usize])> = parts.iter().map(|t| (t.data(), t.shape())).collect();
+                let (d, s) = concat_channels(&views)?;
+                Tensor::new(s, d)?
+            }
+            PreparedOp::Mul => mul_f32(x, value(1)?)?,
+            PreparedOp::Unary(f) => {
+                let mut y = x.clone();
+                y.data_mut().iter_mut().for_each(|v| *v = f.apply(*v));
+                y
+            }
         })
     }
 
@@ -166,11 +214,10 @@ impl PreparedF32 {
                 PreparedOp::Conv { weight, params, .. } => {
                     LayerProfile::conv(weight.shape(), params.groups, y.len() as u64)
                 }
-                PreparedOp::Add { .. } => ("add", 0),
-                PreparedOp::GlobalAvgPool => ("pool", 0),
                 PreparedOp::Dense { weight, .. } => {
                     ("dense", y.len() as u64 * weight.shape().get(1).copied().unwrap_or(0) as u64)
                 }
+                other => (other.kind(), 0),
             };
             values.push(y);
             out.push(LayerProfile { name: node.name.clone(), kind, ms, macs });

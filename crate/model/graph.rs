@@ -8,7 +8,19 @@
 //!   fused activation.
 //! - `add`: element-wise sum of two values (residual), fused activation.
 //! - `global_avg_pool`: `[N, H, W, C]` -> `[N, C]` (the embedding).
-//! - `dense`: `[N, K]` x `[Nout, K]`ᵀ + bias, fused activation (the classifier head).
+//! - `dense`: `[N, K]` x `[Nout, K]`ᵀ + bias, fused activation (the classifier head, and
+//!   the squeeze-excitation layers of imported networks).
+//! - `max_pool`, `avg_pool`: 2-D windows over NHWC (padding never counts in a max; in an
+//!   average only with `count_include_pad`); `ceil_mode` as ONNX's.
+//! - `concat`: along channels (the last axis) of any number of values with equal other dims.
+//! - `mul`: element-wise product of two values of one shape, or of an image `[N, H, W, C]` and
+//!   per-image channel factors `[N, C]` broadcast over H and W (squeeze-excitation).
+//! - `unary`: an element-wise function that could not be fused into the op before it
+//!   (`relu`, `clip`, `sigmoid`, `hard_sigmoid` = `clip(alpha x + beta, 0, 1)`,
+//!   `hard_swish` = `x * relu6(x + 3) / 6`).
+//!
+//! Global pools before the last one (squeeze-excitation) give `[N, C]` values read by dense
+//! layers; the embedding is the last global pool's output.
 
 use std::collections::HashMap;
 
@@ -16,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ops::conv::{Conv2dParams, ConvGeometry};
+use crate::ops::pool::{pool_out_shape, Pool2dParams};
 use crate::ops::Padding;
 use crate::quant::Activation;
 use crate::tensor::Tensor;
@@ -55,6 +68,41 @@ impl PadSpec {
     }
 }
 
+/// An element-wise function of a `unary` node.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "function", rename_all = "snake_case")]
+pub enum Unary {
+    Relu,
+    Clip { min: f32, max: f32 },
+    Sigmoid,
+    HardSigmoid { alpha: f32, beta: f32 },
+    HardSwish,
+}
+
+impl Unary {
+    /// The function on one value.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Unary::Relu => x.max(0.0),
+            Unary::Clip { min, max } => x.max(min).min(max),
+            Unary::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Unary::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Unary::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        }
+    }
+
+    /// Its name in profiles and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unary::Relu => "relu",
+            Unary::Clip { .. } => "clip",
+            Unary::Sigmoid => "sigmoid",
+            Unary::HardSigmoid { .. } => "hard_sigmoid",
+            Unary::HardSwish => "hard_swish",
+        }
+    }
+}
+
 /// One operation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -80,6 +128,28 @@ pub enum Op {
         bias: Option<String>,
         activation: Activation,
     },
+    MaxPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: PadSpec,
+        #[serde(default)]
+        ceil_mode: bool,
+    },
+    AvgPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: PadSpec,
+        #[serde(default)]
+        count_include_pad: bool,
+        #[serde(default)]
+        ceil_mode: bool,
+    },
+    Concat,
+    Mul,
+    Unary {
+        #[serde(flatten)]
+        function: Unary,
+    },
 }
 
 impl Op {
@@ -88,6 +158,19 @@ impl Op {
         match self {
             Op::Conv2d { stride, padding, groups, .. } => {
                 Some(Conv2dParams { stride: *stride, dilation: [1, 1], padding: padding.padding(), groups: *groups })
+            }
+            _ => None,
+        }
+    }
+
+    /// Window hyper-parameters (for pooling nodes).
+    pub fn pool_params(&self) -> Option<Pool2dParams> {
+        match *self {
+            Op::MaxPool { kernel, stride, padding, ceil_mode } => {
+                Some(Pool2dParams { kernel, stride, padding: padding.padding(), count_include_pad: false, ceil_mode })
+            }
+            Op::AvgPool { kernel, stride, padding, count_include_pad, ceil_mode } => {
+                Some(Pool2dParams { kernel, stride, padding: padding.padding(), count_include_pad, ceil_mode })
             }
             _ => None,
         }
@@ -139,7 +222,8 @@ impl Graph {
         let mut shapes = vec![vec![batch, h, w, c]];
         for (i, n) in self.nodes.iter().enumerate() {
             let arity = match n.op {
-                Op::Add { .. } => 2,
+                Op::Add { .. } | Op::Mul => 2,
+                Op::Concat => n.inputs.len().max(1),
                 _ => 1,
             };
             if n.inputs.len() != arity || n.inputs.iter().any(|&v| v > i) {
@@ -178,6 +262,39 @@ impl Graph {
                     [b, _, _, c] => vec![b, c],
                     _ => return Err(Error::shape("graph", format!("node '{}' pools a {x:?} value", n.name))),
                 },
+                Op::MaxPool { .. } | Op::AvgPool { .. } => {
+                    let p = n.op.pool_params().ok_or_else(|| Error::invalid("graph", "pool params"))?;
+                    pool_out_shape("graph pool", x, &p)
+                        .map_err(|e| Error::shape("graph", format!("node '{}': {e}", n.name)))?
+                }
+                Op::Concat => {
+                    let mut out = x.clone();
+                    let last = out.len().saturating_sub(1);
+                    out[last] = 0;
+                    for &v in &n.inputs {
+                        let s = &shapes[v];
+                        if s.len() != x.len() || s[..last] != x[..last] {
+                            return Err(Error::shape(
+                                "graph",
+                                format!("node '{}' concatenates {x:?} and {s:?} (only along channels)", n.name),
+                            ));
+                        }
+                        out[last] += s[last];
+                    }
+                    out
+                }
+                Op::Mul => {
+                    let b = &shapes[n.inputs[1]];
+                    let channel_factors = matches!((&x[..], &b[..]), ([n0, _, _, c], [n1, c1]) if n0 == n1 && c == c1);
+                    if b != x && !channel_factors {
+                        return Err(Error::shape(
+                            "graph",
+                            format!("node '{}' multiplies {x:?} by {b:?} (same shape, or [N, C] factors)", n.name),
+                        ));
+                    }
+                    x.clone()
+                }
+                Op::Unary { .. } => x.clone(),
                 Op::Dense { weight, bias, .. } => {
                     let wt = tensor(tensors, &n.name, weight)?;
                     match (&x[..], wt.shape()) {

@@ -21,11 +21,13 @@
 
 use super::etm::{Arithmetic, ModelFile, Stored, ValueQuant};
 use super::forward::apply_activation;
-use super::graph::{Graph, Op};
+use super::graph::{Graph, Op, Unary};
 use crate::error::{Error, Result};
 use crate::ops::add::add_i8;
+use crate::ops::combine::{concat_channels, mul_f32, mul_i8_f32};
 use crate::ops::conv::{conv2d_i8_requant, pack_conv_weights, Conv2dParams};
 use crate::ops::gemm::{dot_i8_f32, PackedB};
+use crate::ops::pool::{avg_pool2d_i8, max_pool2d_i8, requantize_values, Pool2dParams};
 use crate::ops::quantize::quantize_i8;
 use crate::quant::calibrate::MAX_BIAS_Q;
 use crate::quant::{Activation, AddRequant, OutputQuant, QParams, Requant};
@@ -53,6 +55,55 @@ enum Int8Op {
         bias: Option<Vec<f32>>,
         activation: Activation,
     },
+    MaxPool {
+        params: Pool2dParams,
+        out: OutputQuant,
+    },
+    AvgPool {
+        params: Pool2dParams,
+        out: OutputQuant,
+    },
+    /// Output grid when the output is quantized (values after a mid-network global pool are
+    /// f32, rounded onto their grid).
+    Concat {
+        out: Option<OutputQuant>,
+    },
+    Mul {
+        out: Option<OutputQuant>,
+    },
+    /// `lut[q + 128]`: the function of each int8 input value on the output grid, when both
+    /// are quantized.
+    Unary {
+        function: Unary,
+        lut: Option<Box<[i8; 256]>>,
+        out: Option<OutputQuant>,
+    },
+}
+
+impl Int8Op {
+    fn kind(&self) -> &'static str {
+        match self {
+            Int8Op::Conv { .. } => "conv",
+            Int8Op::Add { .. } => "add",
+            Int8Op::GlobalAvgPool => "pool",
+            Int8Op::Dense { .. } => "dense",
+            Int8Op::MaxPool { .. } => "max_pool",
+            Int8Op::AvgPool { .. } => "avg_pool",
+            Int8Op::Concat { .. } => "concat",
+            Int8Op::Mul { .. } => "mul",
+            Int8Op::Unary { function, .. } => function.name(),
+        }
+    }
+}
+
+/// `f` on every int8 value of grid `x`, rounded onto grid `y`: `lut[q + 128]`.
+fn unary_lut(f: Unary, x: ValueQuant, y: ValueQuant) -> Box<[i8; 256]> {
+    let mut lut = Box::new([0i8; 256]);
+    for (k, v) in lut.iter_mut().enumerate() {
+        let real = crate::quant::requant::dequantize(k as i32 - 128, x.scale, x.zero_point);
+        *v = crate::quant::requant::quantize_value(f.apply(real), y.scale, y.zero_point, -128, 127) as i8;
+    }
+    lut
 }
 
 /// One node of a quantized network as another backend sees it (the GPU plan walks these):
@@ -70,6 +121,8 @@ pub enum Int8Layer<'a> {
     GlobalAvgPool,
     /// The head: runs on the CPU for every backend ([`PreparedI8::head_logits`]).
     Dense,
+    /// An op only the CPU runs (pooling windows, concat, mul, unary functions), by kind.
+    Other(&'static str),
 }
 
 /// A quantized model ready to run.
@@ -208,6 +261,14 @@ impl PreparedI8 {
             let v = vq(i)?;
             OutputQuant::new(v.scale, v.zero_point, act)
         };
+        let optional_out = |i: usize| -> Result<Option<OutputQuant>> {
+            q.values
+                .get(i)
+                .copied()
+                .flatten()
+                .map(|v| OutputQuant::new(v.scale, v.zero_point, Activation::None))
+                .transpose()
+        };
         let mut ops = Vec::with_capacity(graph.nodes.len());
         for (i, n) in graph.nodes.iter().enumerate() {
             let out_value = i + 1;
@@ -235,6 +296,26 @@ impl PreparedI8 {
                     bias: bias.as_deref().map(|b| float(m, b)).transpose()?,
                     activation: *activation,
                 },
+                Op::MaxPool { .. } | Op::AvgPool { .. } => {
+                    let params = n.op.pool_params().ok_or_else(|| Error::invalid("int8 model", "pool params"))?;
+                    let out = out_quant(out_value, Activation::None)?;
+                    if matches!(n.op, Op::MaxPool { .. }) {
+                        Int8Op::MaxPool { params, out }
+                    } else {
+                        Int8Op::AvgPool { params, out }
+                    }
+                }
+                Op::Concat => Int8Op::Concat { out: optional_out(out_value)? },
+                Op::Mul => Int8Op::Mul { out: optional_out(out_value)? },
+                Op::Unary { function } => {
+                    let input = n.inputs.first().and_then(|&v| q.values.get(v).copied().flatten());
+                    let output = q.values.get(out_value).copied().flatten();
+                    Int8Op::Unary {
+                        function: *function,
+                        lut: input.zip(output).map(|(x, y)| unary_lut(*function, x, y)),
+                        out: optional_out(out_value)?,
+                    }
+                }
             });
         }
         Ok(PreparedI8 { graph, values: q.values.clone(), ops, arithmetic: q.arithmetic })
@@ -311,6 +392,7 @@ impl PreparedI8 {
             Int8Op::Add { out } => Int8Layer::Add { requant: AddRequant::new(input(0)?, input(1)?, out)? },
             Int8Op::GlobalAvgPool => Int8Layer::GlobalAvgPool,
             Int8Op::Dense { .. } => Int8Layer::Dense,
+            other => Int8Layer::Other(other.kind()),
         })
     }
 
@@ -410,9 +492,8 @@ impl PreparedI8 {
             values.push(y);
             let (kind, macs) = match op {
                 Int8Op::Conv { weight, params, .. } => LayerProfile::conv(weight.shape(), params.groups, y_len),
-                Int8Op::Add { .. } => ("add", 0),
-                Int8Op::GlobalAvgPool => ("pool", 0),
                 Int8Op::Dense { .. } => ("dense", y_len * in_last),
+                other => (other.kind(), 0),
             };
             out.push(LayerProfile { name: node.name.clone(), kind, ms, macs });
         }
@@ -518,6 +599,65 @@ impl PreparedI8 {
                 apply_activation(&mut y, *activation);
                 round_onto(&mut y, self.value_quant_opt(i + 1));
                 Val::F(Tensor::new(vec![m, n], y)?)
+            }
+            (Int8Op::MaxPool { params, out }, Val::Q(x)) => Val::Q(max_pool2d_i8(x, params, out)?),
+            (Int8Op::AvgPool { params, out }, Val::Q(x)) => Val::Q(avg_pool2d_i8(x, params, out)?),
+            (Int8Op::Unary { lut: Some(lut), out: Some(out), .. }, Val::Q(x)) => {
+                let y: Vec<i8> = x.i8_data("unary_i8")?.iter().map(|&q| lut[(q as i32 + 128) as usize]).collect();
+                Val::Q(QTensor::from_i8(x.shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)?)
+            }
+            (Int8Op::Unary { function, .. }, Val::F(x)) => {
+                let mut y = x.clone();
+                y.data_mut().iter_mut().for_each(|v| *v = function.apply(*v));
+                round_onto(y.data_mut(), self.value_quant_opt(i + 1));
+                Val::F(y)
+            }
+            (Int8Op::Mul { out }, Val::Q(x)) => {
+                let out =
+                    out.ok_or_else(|| Error::invalid("forward_i8", format!("'{}' has no output grid", node.name)))?;
+                let b = match input(1)? {
+                    Val::Q(b) => crate::ops::quantize::dequantize_tensor(b)?,
+                    Val::F(b) => b.clone(),
+                };
+                Val::Q(mul_i8_f32(x, &b, &out)?)
+            }
+            (Int8Op::Mul { .. }, Val::F(x)) => {
+                let b = match input(1)? {
+                    Val::Q(b) => crate::ops::quantize::dequantize_tensor(b)?,
+                    Val::F(b) => b.clone(),
+                };
+                let mut y = mul_f32(x, &b)?;
+                round_onto(y.data_mut(), self.value_quant_opt(i + 1));
+                Val::F(y)
+            }
+            (Int8Op::Concat { out }, _) => {
+                let parts: Vec<&Val> = (0..node.inputs.len()).map(input).collect::<Result<_>>()?;
+                match out {
+                    Some(out) if parts.iter().all(|p| matches!(p, Val::Q(_))) => {
+                        let mut moved = vec![];
+                        for p in &parts {
+                            let Val::Q(q) = p else { continue };
+                            let (sq, zq) = q.params().per_tensor_pair("concat_i8")?;
+                            moved.push((requantize_values(q.i8_data("concat_i8")?.to_vec(), sq, zq, out)?, q.shape()));
+                        }
+                        let views: Vec<(&[i8], &[usize])> = moved.iter().map(|(d, s)| (&d[..], *s)).collect();
+                        let (d, shape) = concat_channels(&views)?;
+                        Val::Q(QTensor::from_i8(shape, d, QParams::per_tensor(out.scale, out.zero_point)?)?)
+                    }
+                    _ => {
+                        let floats: Vec<Tensor> = parts
+                            .iter()
+                            .map(|p| match p {
+                                Val::Q(q) => crate::ops::quantize::dequantize_tensor(q),
+                                Val::F(t) => Ok(t.clone()),
+                            })
+                            .collect::<Result<_>>()?;
+                        let views: Vec<(&[f32], &[usize])> = floats.iter().map(|t| (t.data(), t.shape())).collect();
+                        let (mut d, shape) = concat_channels(&views)?;
+                        round_onto(&mut d, self.value_quant_opt(i + 1));
+                        Val::F(Tensor::new(shape, d)?)
+                    }
+                }
             }
             _ => {
                 return Err(Error::invalid("forward_i8", format!("node '{}' got a value of the wrong kind", node.name)))

@@ -8,6 +8,11 @@
 //! add              -> Add [+ activation]
 //! global_avg_pool  -> GlobalAveragePool, Flatten
 //! dense            -> Gemm (transB = 1) [+ activation]
+//! max_pool         -> MaxPool;  avg_pool -> AveragePool (pads explicit, ceil_mode kept)
+//! concat           -> Concat (axis 1)
+//! mul              -> Mul (channel factors reshaped to [N, C, 1, 1])
+//! unary            -> Relu | Clip | Sigmoid | HardSigmoid; hard_swish -> x * HardSigmoid(x)
+//!                     (HardSwish itself is opset 14)
 //! ```
 //! An int8 model becomes a QDQ graph, the form onnxruntime fuses into its int8 kernels:
 //! every quantized value `v` is followed by `QuantizeLinear(s_v, z_v)` -> `DequantizeLinear`,
@@ -26,7 +31,7 @@ use super::proto::{
 use crate::error::{Error, Result};
 use crate::model::etm::{ModelFile, Stored, ValueQuant};
 use crate::model::forward::{PreparedF32, PreparedOp};
-use crate::model::graph::{Op, PadSpec};
+use crate::model::graph::{Op, PadSpec, Unary};
 use crate::ops::layout::channels_last_to_first;
 use crate::quant::Activation;
 
@@ -48,6 +53,10 @@ fn f32s(v: &[f32]) -> Vec<u8> {
 
 fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
     AttributeProto { name: name.into(), ints: v.to_vec(), r#type: attribute_type::INTS, ..Default::default() }
+}
+
+fn float_attr(name: &str, v: f32) -> AttributeProto {
+    AttributeProto { name: name.into(), f: v, r#type: attribute_type::FLOAT, ..Default::default() }
 }
 
 fn int_attr(name: &str, v: i64) -> AttributeProto {
@@ -280,6 +289,56 @@ pub fn export_onnx(m: &ModelFile) -> Result<Vec<u8>> {
                 let y = wr.node("Gemm", &name, &refs, vec![int_attr("transB", 1)]);
                 wr.activation(y, &name, *activation)
             }
+            Op::MaxPool { kernel, stride, padding, ceil_mode }
+            | Op::AvgPool { kernel, stride, padding, ceil_mode, .. } => {
+                let in_shape = &shapes[n.inputs[0]];
+                let p = pads(*padding, (in_shape[1], in_shape[2]), (kernel[0], kernel[1]), *stride);
+                let mut attrs = vec![
+                    ints_attr("kernel_shape", &[kernel[0] as i64, kernel[1] as i64]),
+                    ints_attr("strides", &[stride[0] as i64, stride[1] as i64]),
+                    ints_attr("pads", &p),
+                    int_attr("ceil_mode", *ceil_mode as i64),
+                ];
+                let op = match n.op {
+                    Op::AvgPool { count_include_pad, .. } => {
+                        attrs.push(int_attr("count_include_pad", count_include_pad as i64));
+                        "AveragePool"
+                    }
+                    _ => "MaxPool",
+                };
+                wr.node(op, &name, &[&x], attrs)
+            }
+            Op::Concat => {
+                let parts: Vec<String> = n.inputs.iter().map(|&v| wr.names[v].clone()).collect();
+                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+                wr.node("Concat", &name, &refs, vec![int_attr("axis", 1)])
+            }
+            Op::Mul => {
+                let mut b = wr.names[n.inputs[1]].clone();
+                if shapes[n.inputs[1]].len() == 2 && shapes[n.inputs[0]].len() == 4 {
+                    let dims = [0i64, -1, 1, 1].iter().flat_map(|v| v.to_le_bytes()).collect();
+                    let shape = wr.init(tensor(&format!("{name}.factors_shape"), &[4], data_type::INT64, dims));
+                    b = wr.node("Reshape", &name, &[&b, &shape], vec![]);
+                }
+                wr.node("Mul", &name, &[&x, &b], vec![])
+            }
+            Op::Unary { function } => match *function {
+                Unary::Relu => wr.node("Relu", &name, &[&x], vec![]),
+                Unary::Clip { min, max } => {
+                    let lo = wr.init(tensor(&format!("{name}.min"), &[], data_type::FLOAT, f32s(&[min])));
+                    let hi = wr.init(tensor(&format!("{name}.max"), &[], data_type::FLOAT, f32s(&[max])));
+                    wr.node("Clip", &name, &[&x, &lo, &hi], vec![])
+                }
+                Unary::Sigmoid => wr.node("Sigmoid", &name, &[&x], vec![]),
+                Unary::HardSigmoid { alpha, beta } => {
+                    wr.node("HardSigmoid", &name, &[&x], vec![float_attr("alpha", alpha), float_attr("beta", beta)])
+                }
+                Unary::HardSwish => {
+                    let attrs = vec![float_attr("alpha", 1.0 / 6.0), float_attr("beta", 0.5)];
+                    let gate = wr.node("HardSigmoid", &name, &[&x], attrs);
+                    wr.node("Mul", &name, &[&x, &gate], vec![])
+                }
+            },
         };
         let out = match vq(i + 1) {
             Some(q) => wr.qdq(out, &name, q),

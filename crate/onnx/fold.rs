@@ -37,7 +37,7 @@ pub const FOLDABLE: &[&str] = &[
 
 /// Op types that exist in graphs only as shape arithmetic (an error when an input is computed).
 pub const SHAPE_ONLY: &[&str] =
-    &["Cast", "ConstantOfShape", "Div", "Gather", "Mul", "Shape", "Slice", "Sub", "Transpose", "Unsqueeze"];
+    &["Cast", "ConstantOfShape", "Div", "Gather", "Shape", "Slice", "Sub", "Transpose", "Unsqueeze"];
 
 fn strides(shape: &[usize]) -> Vec<usize> {
     let mut s = vec![1; shape.len()];

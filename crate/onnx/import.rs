@@ -33,8 +33,9 @@ use super::proto::{GraphProto, ModelProto, NodeProto};
 use super::value::{Data, Value};
 use crate::error::{Error, Result};
 use crate::model::etm::{Imported, ModelFile, Quantization, Stored, ValueQuant};
-use crate::model::graph::{Graph, Node as GNode, Op, PadSpec};
+use crate::model::graph::{Graph, Node as GNode, Op, PadSpec, Unary};
 use crate::ops::layout::channels_first_to_last;
+use crate::ops::Padding;
 use crate::preprocess::Preprocess;
 use crate::quant::Activation;
 use crate::tensor::Tensor;
@@ -42,8 +43,10 @@ use crate::tensor::Tensor;
 /// ONNX op types the importer maps.
 pub const OPS: &[&str] = &[
     "Add",
+    "AveragePool",
     "BatchNormalization",
     "Clip",
+    "Concat",
     "Constant",
     "Conv",
     "DequantizeLinear",
@@ -51,8 +54,12 @@ pub const OPS: &[&str] = &[
     "Flatten",
     "Gemm",
     "GlobalAveragePool",
+    "HardSigmoid",
+    "HardSwish",
     "Identity",
     "MatMul",
+    "MaxPool",
+    "Mul",
     "Pad",
     "QLinearConv",
     "QLinearMatMul",
@@ -60,6 +67,7 @@ pub const OPS: &[&str] = &[
     "ReduceMean",
     "Relu",
     "Reshape",
+    "Sigmoid",
     "Softmax",
     "Squeeze",
 ];
@@ -290,25 +298,131 @@ impl<'a> Importer<'a> {
         })
     }
 
+    /// ReLU or ReLU6: fused into the node before when that node has a fused activation and
+    /// this is its only reader, else a `unary` node.
     fn activation(&mut self, n: &NodeProto, act: Activation) -> Result<()> {
         let b = self.bound(n, 0)?;
         let (Bound::Image(v) | Bound::Flat(v)) = b else {
             return Err(Error::unsupported(format!("{}: activation of a padded tensor", self.file)));
         };
-        let name = node_name(n);
-        let node = self.fusable(n, v)?;
-        match &mut node.op {
-            // Clamps compose: ReLU then Clip(0, 6) (how PyTorch writes relu6) is ReLU6.
-            Op::Conv2d { activation, .. } | Op::Add { activation } | Op::Dense { activation, .. } => {
+        let input = n.input.first().map_or("", String::as_str);
+        if v > 0 && self.readers.get(input).copied().unwrap_or(0) == 1 {
+            if let Op::Conv2d { activation, .. } | Op::Add { activation } | Op::Dense { activation, .. } =
+                &mut self.nodes[v - 1].op
+            {
+                // Clamps compose: ReLU then Clip(0, 6) (how PyTorch writes relu6) is ReLU6.
                 *activation = match (*activation, act) {
                     (Activation::None, a) | (a, Activation::None) => a,
                     (Activation::Relu, Activation::Relu) => Activation::Relu,
                     _ => Activation::Relu6,
-                }
+                };
+                self.set(n, b);
+                return Ok(());
             }
-            _ => return Err(Error::unsupported(format!("{name}: an activation after '{}'", node.name))),
         }
-        self.set(n, b);
+        match act {
+            Activation::None => {
+                self.set(n, b);
+                Ok(())
+            }
+            Activation::Relu => self.unary(n, Unary::Relu),
+            Activation::Relu6 => self.unary(n, Unary::Clip { min: 0.0, max: 6.0 }),
+        }
+    }
+
+    /// An element-wise function as its own node.
+    fn unary(&mut self, n: &NodeProto, function: Unary) -> Result<()> {
+        let out = match self.bound(n, 0)? {
+            Bound::Image(x) => Bound::Image(self.push(n, Op::Unary { function }, vec![x])),
+            Bound::Flat(x) => Bound::Flat(self.push(n, Op::Unary { function }, vec![x])),
+            Bound::Padded { .. } => {
+                return Err(Error::unsupported(format!("{}: {} of a padded tensor", self.file, node_name(n))))
+            }
+        };
+        self.set(n, out);
+        Ok(())
+    }
+
+    /// MaxPool and AveragePool over an image.
+    fn pool(&mut self, n: &NodeProto, node: &Node) -> Result<()> {
+        let name = node_name(n);
+        node.only_attrs(&[
+            "auto_pad",
+            "ceil_mode",
+            "count_include_pad",
+            "dilations",
+            "kernel_shape",
+            "pads",
+            "storage_order",
+            "strides",
+        ])?;
+        let kernel = match node.usizes("kernel_shape")?.as_deref() {
+            Some(&[kh, kw]) => [kh, kw],
+            k => return Err(Error::unsupported(format!("{name}: kernel_shape {k:?} (only 2-D)"))),
+        };
+        if node.ints("dilations")?.is_some_and(|d| d.iter().any(|&v| v != 1)) {
+            return Err(Error::unsupported(format!("{name}: dilated pooling")));
+        }
+        let (padding, stride) = super::ops::window_attrs(node, kernel)?;
+        let padding = match padding {
+            Padding::Explicit { top, left, bottom, right } => PadSpec::Explicit { top, left, bottom, right },
+            Padding::SameUpper => PadSpec::Same,
+            Padding::SameLower => return Err(Error::unsupported(format!("{name}: SAME_LOWER pooling"))),
+        };
+        let ceil_mode = node.int("ceil_mode", 0)? != 0;
+        let mut count_include_pad = node.int("count_include_pad", 0)? != 0;
+        let (x, padding) = match (self.bound(n, 0)?, padding) {
+            (Bound::Image(x), p) => (x, p),
+            // PyTorch writes avg_pool2d(count_include_pad=True) as a zero Pad, then the pool:
+            // the padded zeros are counted, which is count_include_pad over those pads.
+            (Bound::Padded { value, pads: [t, l, b, r] }, PadSpec::Explicit { top, left, bottom, right })
+                if n.op_type == "AveragePool" && (count_include_pad || top + left + bottom + right == 0) =>
+            {
+                count_include_pad = true;
+                (value, PadSpec::Explicit { top: top + t, left: left + l, bottom: bottom + b, right: right + r })
+            }
+            _ => return Err(Error::unsupported(format!("{name}: pooling a padded or pooled tensor"))),
+        };
+        let op = if n.op_type == "MaxPool" {
+            Op::MaxPool { kernel, stride, padding, ceil_mode }
+        } else {
+            Op::AvgPool { kernel, stride, padding, count_include_pad, ceil_mode }
+        };
+        let v = self.push(n, op, vec![x]);
+        self.set(n, Bound::Image(v));
+        Ok(())
+    }
+
+    /// Concat along channels of images (axis 1 of NCHW) or of pooled `[N, C]` values.
+    fn concat(&mut self, n: &NodeProto, node: &Node) -> Result<()> {
+        let name = node_name(n);
+        let parts: Vec<Bound> = (0..n.input.len()).map(|i| self.bound(n, i)).collect::<Result<_>>()?;
+        let images = parts.iter().all(|b| matches!(b, Bound::Image(_)));
+        let flats = parts.iter().all(|b| matches!(b, Bound::Flat(_)));
+        let axis = node.int("axis", 1)?;
+        if !(images && (axis == 1 || axis == -3) || flats && (axis == 1 || axis == -1)) {
+            return Err(Error::unsupported(format!("{name}: Concat on axis {axis} (only channels of like values)")));
+        }
+        let v = self.push(n, Op::Concat, parts.iter().map(|&b| bound_value(b)).collect());
+        self.set(n, if images { Bound::Image(v) } else { Bound::Flat(v) });
+        Ok(())
+    }
+
+    /// Mul of two like values, or of an image and `[N, C]` channel factors (either order).
+    fn mul(&mut self, n: &NodeProto) -> Result<()> {
+        let name = node_name(n);
+        let (a, b) = match (self.bound(n, 0), n.input.get(1).and_then(|i| self.bound.get(i)).copied()) {
+            (Ok(a), Some(b)) => (a, b),
+            _ => return Err(Error::unsupported(format!("{name}: Mul by a constant (only of two computed values)"))),
+        };
+        let (image, inputs) = match (a, b) {
+            (Bound::Image(x), Bound::Image(y)) => (true, vec![x, y]),
+            (Bound::Image(x), Bound::Flat(f)) | (Bound::Flat(f), Bound::Image(x)) => (true, vec![x, f]),
+            (Bound::Flat(x), Bound::Flat(y)) => (false, vec![x, y]),
+            _ => return Err(Error::unsupported(format!("{name}: Mul of a padded tensor"))),
+        };
+        let v = self.push(n, Op::Mul, inputs);
+        self.set(n, if image { Bound::Image(v) } else { Bound::Flat(v) });
         Ok(())
     }
 
@@ -444,6 +558,14 @@ impl<'a> Importer<'a> {
         let (x, extra) = match self.bound(n, 0)? {
             Bound::Image(v) => (v, [0; 4]),
             Bound::Padded { value, pads } => (value, pads),
+            Bound::Flat(_) if kh == 1 && kw == 1 && group == 1 => {
+                // A 1x1 convolution of a pooled [N, C, 1, 1] value (squeeze-excitation) is a
+                // dense layer; OIHW with 1x1 kernels is already [O, I].
+                let qweight = self.qweight(n, 1, o, 0, |d| Ok(d.to_vec()))?;
+                let dense_weight = Tensor::new(vec![o, ig], weight.into_data())?;
+                let bias = bias.map(Tensor::into_data);
+                return self.dense(n, dense_weight, qweight, bias);
+            }
             Bound::Flat(_) => return Err(Error::unsupported(format!("{name}: convolution of a pooled tensor"))),
         };
         // A Pad node before the conv (`extra`) adds to explicit padding only.
@@ -576,6 +698,15 @@ impl<'a> Importer<'a> {
             "DequantizeLinear" => self.dequantize(n, &node),
             "BatchNormalization" => self.batch_norm(n, &node),
             "Relu" => self.activation(n, Activation::Relu),
+            "Sigmoid" => self.unary(n, Unary::Sigmoid),
+            "HardSigmoid" => {
+                let (alpha, beta) = (node.float("alpha", 0.2)?, node.float("beta", 0.5)?);
+                self.unary(n, Unary::HardSigmoid { alpha, beta })
+            }
+            "HardSwish" => self.unary(n, Unary::HardSwish),
+            "MaxPool" | "AveragePool" => self.pool(n, &node),
+            "Concat" => self.concat(n, &node),
+            "Mul" => self.mul(n),
             "Clip" => {
                 let (lo, hi) = if self.opset >= 11 {
                     let get = |i: usize| -> Result<Option<f32>> {
@@ -588,12 +719,11 @@ impl<'a> Importer<'a> {
                 } else {
                     (node.float("min", f32::NEG_INFINITY)?, node.float("max", f32::INFINITY)?)
                 };
-                let act = match (lo, hi) {
-                    (l, h) if l == 0.0 && h == 6.0 => Activation::Relu6,
-                    (l, h) if l == 0.0 && h == f32::INFINITY => Activation::Relu,
-                    _ => return Err(Error::unsupported(format!("{name}: Clip({lo}, {hi}) (only ReLU and ReLU6)"))),
-                };
-                self.activation(n, act)
+                match (lo, hi) {
+                    (l, h) if l == 0.0 && h == 6.0 => self.activation(n, Activation::Relu6),
+                    (l, h) if l == 0.0 && h == f32::INFINITY => self.activation(n, Activation::Relu),
+                    (min, max) => self.unary(n, Unary::Clip { min, max }),
+                }
             }
             "Add" => match (self.bound(n, 0), n.input.get(1).and_then(|i| self.bound.get(i)).copied()) {
                 (Ok(Bound::Image(a)), Some(Bound::Image(b))) => {
@@ -628,9 +758,7 @@ impl<'a> Importer<'a> {
                 let Bound::Image(x) = self.bound(n, 0)? else {
                     return Err(Error::unsupported(format!("{name}: pooling a padded tensor")));
                 };
-                if self.embedding.is_some() {
-                    return Err(Error::unsupported(format!("{name}: a second global pool")));
-                }
+                // The last global pool is the embedding; earlier ones feed squeeze-excitation.
                 let v = self.push(n, Op::GlobalAvgPool, vec![x]);
                 self.embedding = Some(v);
                 self.set(n, Bound::Flat(v));
@@ -928,11 +1056,12 @@ pub fn import_onnx(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> Res
         }
         im.node(n)?;
     }
-    let (Some(embedding), Some(logits)) = (im.embedding, im.logits) else {
-        return Err(Error::unsupported(format!(
-            "{file}: the network must end in a global average pool and a classifier"
-        )));
+    let Some(embedding) = im.embedding else {
+        return Err(Error::unsupported(format!("{file}: the network must have a global average pool (the embedding)")));
     };
+    // Logits: the last dense layer after the embedding, else the pool itself (networks whose
+    // classifier is a convolution before the pool, like SqueezeNet).
+    let logits = im.logits.filter(|&l| l > embedding).unwrap_or(embedding);
     let (tensors, quantization) = if im.values.iter().any(Option::is_some) {
         let (t, q) = im.int8_store(embedding, logits)?;
         (t, Some(q))

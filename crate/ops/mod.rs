@@ -9,6 +9,7 @@
 
 pub mod activation;
 pub mod add;
+pub mod combine;
 pub mod conv;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod depthwise_wasm;

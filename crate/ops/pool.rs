@@ -1,4 +1,8 @@
-//! Average pooling (2-D window and global), f32 and int8, NHWC.
+//! Average and max pooling (2-D window and global), f32 and int8, NHWC.
+//!
+//! Max: `y[n, oy, ox, c] = max_{window inside the input} x[n, iy, ix, c]` (padding never
+//! wins, as ONNX pads with -inf); int8 takes the max of the integers, which commutes with the
+//! monotone requantization onto the output grid (a copy when the grids are equal).
 //!
 //! `y[n, oy, ox, c] = (1 / count) * sum_{window} x[n, iy, ix, c]` where `count` is the
 //! number of window taps inside the input (`count_include_pad = false`, TensorFlow's and
@@ -69,6 +73,75 @@ fn geometry(op: &'static str, shape: &[usize], p: &Pool2dParams) -> Result<PoolG
         padded_h,
         padded_w,
     })
+}
+
+/// Output shape `[N, out_h, out_w, C]` of a pooling window over an NHWC `shape`.
+pub fn pool_out_shape(op: &'static str, shape: &[usize], p: &Pool2dParams) -> Result<Vec<usize>> {
+    let g = geometry(op, shape, p)?;
+    Ok(vec![g.batch, g.out_h, g.out_w, g.c])
+}
+
+/// f32 max pooling (a window without input pixels gives 0).
+pub fn max_pool2d_f32(x: &Tensor, p: &Pool2dParams) -> Result<Tensor> {
+    let g = geometry("max_pool2d_f32", x.shape(), p)?;
+    let mut y = vec![0.0f32; g.batch * g.out_h * g.out_w * g.c];
+    let xd = x.data();
+    for_each_window(&g, p, |out, inputs, _| {
+        let o = &mut y[out..out + g.c];
+        if let Some((&first, rest)) = inputs.split_first() {
+            o.copy_from_slice(&xd[first..first + g.c]);
+            for &i in rest {
+                for (v, &xv) in o.iter_mut().zip(&xd[i..i + g.c]) {
+                    // NaN propagates, as in ONNX.
+                    if xv > *v || xv.is_nan() {
+                        *v = xv;
+                    }
+                }
+            }
+        }
+    });
+    Tensor::new(vec![g.batch, g.out_h, g.out_w, g.c], y)
+}
+
+/// int8 max pooling onto the output grid `out` (x per-tensor).
+pub fn max_pool2d_i8(x: &QTensor, p: &Pool2dParams, out: &OutputQuant) -> Result<QTensor> {
+    const OP: &str = "max_pool2d_i8";
+    let g = geometry(OP, x.shape(), p)?;
+    let (sx, zx) = x.params().per_tensor_pair(OP)?;
+    let xd = x.i8_data(OP)?;
+    let mut y = vec![0i8; g.batch * g.out_h * g.out_w * g.c];
+    let mut acc = vec![0i8; g.c];
+    for_each_window(&g, p, |o, inputs, _| {
+        acc.iter_mut().for_each(|a| *a = zx.clamp(-128, 127) as i8);
+        if let Some((&first, rest)) = inputs.split_first() {
+            acc.copy_from_slice(&xd[first..first + g.c]);
+            for &i in rest {
+                for (a, &xv) in acc.iter_mut().zip(&xd[i..i + g.c]) {
+                    *a = (*a).max(xv);
+                }
+            }
+        }
+        y[o..o + g.c].copy_from_slice(&acc);
+    });
+    let y = requantize_values(y, sx, zx, out)?;
+    QTensor::from_i8(vec![g.batch, g.out_h, g.out_w, g.c], y, QParams::per_tensor(out.scale, out.zero_point)?)
+}
+
+/// int8 values moved from grid `(sx, zx)` onto `out`: `round((q - zx) * sx / s_out) + z_out`,
+/// clamped to `out`'s bounds; a copy when the grids are equal and nothing clamps.
+pub fn requantize_values(mut q: Vec<i8>, sx: f32, zx: i32, out: &OutputQuant) -> Result<Vec<i8>> {
+    let (lo, hi) = out.bounds();
+    if sx == out.scale && zx == out.zero_point && lo <= -128 && hi >= 127 {
+        return Ok(q);
+    }
+    let m = (sx as f64 / out.scale as f64) as f32;
+    if !(m.is_finite() && m > 0.0) {
+        return Err(Error::invalid("requantize", format!("multiplier {sx} / {} is not a positive f32", out.scale)));
+    }
+    for v in q.iter_mut() {
+        *v = requantize(*v as i32 - zx, m, out.zero_point, lo, hi) as i8;
+    }
+    Ok(q)
 }
 
 /// Visits each output pixel with its window's valid input pixels and its divisor `count`.
@@ -254,6 +327,34 @@ pub fn global_avg_pool_i8(x: &QTensor, out: &OutputQuant) -> Result<QTensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_pool_ignores_padding_and_int8_matches_f32() {
+        // 1x3x3x1, 2x2 window, stride 2, pad 1 on every side, with negative values: a
+        // padded zero must never win.
+        let x = Tensor::new(vec![1, 3, 3, 1], vec![-1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0, -8.0, -9.0]).unwrap();
+        let p = Pool2dParams {
+            kernel: [2, 2],
+            stride: [2, 2],
+            padding: Padding::Explicit { top: 1, left: 1, bottom: 1, right: 1 },
+            count_include_pad: false,
+            ceil_mode: false,
+        };
+        let y = max_pool2d_f32(&x, &p).unwrap();
+        assert_eq!(y.shape(), &[1, 2, 2, 1]);
+        assert_eq!(y.data(), &[-1.0, -2.0, -4.0, -5.0]);
+        let q = crate::ops::quantize::quantize_i8(&x, &QParams::per_tensor(0.05, 60).unwrap()).unwrap();
+        let out = OutputQuant::new(0.1, 10, crate::quant::Activation::None).unwrap();
+        let yq = max_pool2d_i8(&q, &p, &out).unwrap();
+        let back = crate::ops::quantize::dequantize_tensor(&yq).unwrap();
+        for (a, b) in back.data().iter().zip(y.data()) {
+            assert!((a - b).abs() <= 0.05 + 1e-6, "{a} vs {b}");
+        }
+        // Same grid: the integers are the input's own.
+        let same = OutputQuant::new(0.05, 60, crate::quant::Activation::None).unwrap();
+        let ys = max_pool2d_i8(&q, &p, &same).unwrap();
+        assert_eq!(ys.i8_data("t").unwrap()[0], q.i8_data("t").unwrap()[0]);
+    }
     use crate::quant::Activation;
 
     #[test]

@@ -117,6 +117,17 @@ impl SuffixModel {
         if nodes.iter().any(|(_, op)| matches!(op, PreparedOp::Dense { .. })) {
             return Err(Error::invalid("last blocks", "a dense layer before the embedding cannot be fine-tuned here"));
         }
+        // Backward exists for convolutions, adds and the global pool (what MobileNet- and
+        // EfficientNet-style blocks are made of); other ops are trained through the head only.
+        if let Some((_, op)) = nodes
+            .iter()
+            .find(|(_, op)| !matches!(op, PreparedOp::Conv { .. } | PreparedOp::Add { .. } | PreparedOp::GlobalAvgPool))
+        {
+            return Err(Error::unsupported(format!(
+                "fine-tuning blocks with a {} node (train the head alone: --mode head)",
+                op.kind()
+            )));
+        }
         let cut_shape = cut_shape_by_running(plan, split.cut)?;
         Ok(SuffixModel {
             split,
@@ -247,7 +258,7 @@ impl SuffixModel {
                     let (n, c) = (y.shape()[0], y.shape()[3]);
                     y.reshape(vec![n, c])?
                 }
-                PreparedOp::Dense { .. } => return Err(Error::invalid("last blocks", "unexpected dense layer")),
+                other => return Err(Error::invalid("last blocks", format!("unexpected {} node", other.kind()))),
             };
             if let Some(q) = &mut self.qat {
                 q.apply(j + 1, y.data_mut());
@@ -331,7 +342,7 @@ impl SuffixModel {
                         global_avg_pool_backward_f32(x.shape(), &dy, slot)?;
                     }
                 }
-                PreparedOp::Dense { .. } => return Err(Error::invalid("last blocks", "unexpected dense layer")),
+                other => return Err(Error::invalid("last blocks", format!("unexpected {} node", other.kind()))),
             }
         }
         // Collected in reverse as (bias, weight) pairs: flip to node order (weight, bias).

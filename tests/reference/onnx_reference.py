@@ -2,8 +2,10 @@
 
 usage:
   onnx_reference.py export OUTDIR LITE0_CHECKPOINT
-      writes OUTDIR/mobilenet_v2.onnx (torchvision, random weights, seed 0) and
-      OUTDIR/efficientnet_lite0.onnx (the default model's checkpoint in a PyTorch module
+      writes OUTDIR/{mobilenet_v2, resnet18, squeezenet1_1, mobilenet_v3_small}.onnx
+      (torchvision, random weights, seed 0), OUTDIR/op_zoo.onnx (a small network of the
+      remaining ops, written here) and OUTDIR/efficientnet_lite0.onnx (the default model's
+      checkpoint in a PyTorch module
       written here: TF-"same" padding as explicit Pad nodes before stride-2 convolutions, whose
       pads PyTorch writes as a subgraph of shape ops that the importer folds)
   onnx_reference.py quantize MODEL.onnx CALIB.f32 COUNT OUT.onnx [qdq|qoperator]
@@ -104,21 +106,67 @@ def lite0(checkpoint):
     return m
 
 
+def op_zoo():
+    """A small network with the ops torchvision's classifiers do not all use: windowed average
+    pools with and without padding in the count, a max pool in ceil mode, a channel concat,
+    SiLU (Sigmoid then Mul), Hardswish, a squeeze-excitation gate (HardSigmoid, Mul by [N, C]
+    factors) and a ReLU that cannot be fused (its input has two readers)."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Zoo(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+            self.a = nn.Conv2d(16, 8, 1)
+            self.b = nn.Conv2d(16, 8, 3, padding=1)
+            self.se1 = nn.Conv2d(16, 4, 1)
+            self.se2 = nn.Conv2d(4, 16, 1)
+            self.c = nn.Conv2d(16, 24, 3, stride=2, padding=1)
+            self.fc = nn.Linear(24, 10)
+
+        def forward(self, x):
+            x = F.relu(self.stem(x))
+            x = F.max_pool2d(x, 3, stride=2, ceil_mode=True)
+            y = torch.cat([self.a(x) * torch.sigmoid(self.a(x)), F.hardswish(self.b(x))], 1)
+            y = F.avg_pool2d(y, 3, stride=1, padding=1, count_include_pad=True)
+            y = F.avg_pool2d(y, 3, stride=1, padding=1, count_include_pad=False) + y
+            g = F.hardsigmoid(self.se2(F.relu(self.se1(F.adaptive_avg_pool2d(y, 1)))))
+            y = g * y
+            r = F.relu(y)
+            y = self.c(r + r)
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
+    return Zoo()
+
+
 def export(outdir, checkpoint):
     import torch
     import torchvision
     torch.manual_seed(0)
-    mv2 = torchvision.models.mobilenet_v2(weights=None).eval()
     # Random weights give near-constant outputs; make the batch norms non-trivial too.
-    with torch.no_grad():
-        for mod in mv2.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.1, 0.1)
-                mod.running_var.uniform_(0.5, 1.5)
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.1, 0.1)
-    for name, model, size in [("mobilenet_v2", mv2, 224), ("efficientnet_lite0", lite0(checkpoint), 224)]:
-        torch.onnx.export(model, torch.zeros(1, 3, size, size), f"{outdir}/{name}.onnx", opset_version=13,
+    def varied(model):
+        with torch.no_grad():
+            for mod in model.modules():
+                if isinstance(mod, torch.nn.BatchNorm2d):
+                    mod.running_mean.uniform_(-0.1, 0.1)
+                    mod.running_var.uniform_(0.5, 1.5)
+                    mod.weight.uniform_(0.5, 1.5)
+                    mod.bias.uniform_(-0.1, 0.1)
+        return model.eval()
+    models = [
+        ("mobilenet_v2", varied(torchvision.models.mobilenet_v2(weights=None)), 13),
+        ("efficientnet_lite0", lite0(checkpoint), 13),
+        # MaxPool; residual Add + ReLU.
+        ("resnet18", varied(torchvision.models.resnet18(weights=None)), 13),
+        # MaxPool in ceil mode, Concat; the classifier is a convolution before the pool.
+        ("squeezenet1_1", varied(torchvision.models.squeezenet1_1(weights=None)), 13),
+        # HardSwish (opset 14), squeeze-excitation with HardSigmoid and Mul.
+        ("mobilenet_v3_small", varied(torchvision.models.mobilenet_v3_small(weights=None)), 14),
+        ("op_zoo", varied(op_zoo()), 13),
+    ]
+    for name, model, opset in models:
+        torch.onnx.export(model, torch.zeros(1, 3, 224, 224), f"{outdir}/{name}.onnx", opset_version=opset,
                           input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
 
