@@ -177,7 +177,9 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
             }
             b
         });
-        let float_input = values[node.inputs[0]].is_none();
+        // Dense layers run on f32 values (the embedding, squeeze-excitation vectors) and keep
+        // an f32 bias.
+        let float_input = values[node.inputs[0]].is_none() || matches!(op, PreparedOp::Dense { .. });
         if let (Some(b), Some(bname), true) = (&bias, &bname, float_input) {
             tensors.insert(bname.clone(), Stored::F32(Tensor::new(vec![cout], b.clone())?));
         } else if let (Some(b), Some(bname)) = (bias, bname) {
