@@ -166,6 +166,12 @@ fn write_nchw(path: &std::path::Path, inputs: &[edgetune::Tensor]) {
 /// onnxruntime on the shared photos and 100 CIFAR-10 test images. Returns (agreeing, total);
 /// every photo must agree.
 fn quantized_lite0_agreement(format: &str) -> Option<(usize, usize)> {
+    quantized_agreement("efficientnet_lite0", format, 100)
+}
+
+/// As [`quantized_lite0_agreement`] for the exported network `name`, on `tests` CIFAR-10 test
+/// images after the photos.
+fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<(usize, usize)> {
     let (Some(photos), Some(train), Some(test), Some(dir)) = (
         common::shared("data/photos"),
         common::shared("data/cifar10/train.bin"),
@@ -174,16 +180,19 @@ fn quantized_lite0_agreement(format: &str) -> Option<(usize, usize)> {
     ) else {
         return None;
     };
-    let p = edgetune::preprocess::Preprocess::default();
+    let mut p = edgetune::preprocess::Preprocess::default();
+    if name != "efficientnet_lite0" {
+        p.set_unit_normalization(Preprocess::IMAGENET_MEAN, Preprocess::IMAGENET_STD).unwrap();
+    }
     // Calibration on training images only; the comparison on photos and test images.
     let train = edgetune::data::images::ImageSource::open(&format!("cifar10:{}", train.display())).unwrap();
     let calib: Vec<_> = (0..16).map(|i| train.preprocessed(i, &p).unwrap()).collect();
-    let calib_file = dir.join("calib.f32");
+    let calib_file = dir.join(format!("{name}_calib.f32"));
     write_nchw(&calib_file, &calib);
-    let quantized = dir.join(format!("lite0_{format}.onnx"));
+    let quantized = dir.join(format!("{name}_{format}.onnx"));
     python(&[
         "quantize".as_ref(),
-        dir.join("efficientnet_lite0.onnx").as_os_str(),
+        dir.join(format!("{name}.onnx")).as_os_str(),
         calib_file.as_os_str(),
         "16".as_ref(),
         quantized.as_os_str(),
@@ -197,8 +206,8 @@ fn quantized_lite0_agreement(format: &str) -> Option<(usize, usize)> {
     let test = edgetune::data::images::ImageSource::open(&format!("cifar10:{}", test.display())).unwrap();
     let mut inputs: Vec<_> = list_images(&photos).unwrap().iter().map(|i| load_preprocessed(i, &p).unwrap()).collect();
     let photos_n = inputs.len();
-    inputs.extend((0..100).map(|i| test.preprocessed(i, &p).unwrap()));
-    let (input, out) = (dir.join(format!("{format}_inputs.f32")), dir.join(format!("{format}.json")));
+    inputs.extend((0..tests).map(|i| test.preprocessed(i, &p).unwrap()));
+    let (input, out) = (dir.join(format!("{name}_{format}_inputs.f32")), dir.join(format!("{name}_{format}.json")));
     write_nchw(&input, &inputs);
     let count = inputs.len().to_string();
     python(&["run".as_ref(), quantized.as_os_str(), input.as_os_str(), count.as_ref(), out.as_os_str()]);
@@ -220,7 +229,7 @@ fn quantized_lite0_agreement(format: &str) -> Option<(usize, usize)> {
         steps.sort_by(f32::total_cmp);
         let within1 = steps.iter().filter(|&&s| s <= 1.0).count();
         println!(
-            "onnxruntime {format} Lite0: uint8 logits within 1 step on {within1}/{} images (median largest \
+            "onnxruntime {format} {name}: uint8 logits within 1 step on {within1}/{} images (median largest \
              difference {} steps, worst {})",
             steps.len(),
             steps[steps.len() / 2],
@@ -228,16 +237,25 @@ fn quantized_lite0_agreement(format: &str) -> Option<(usize, usize)> {
         );
     }
     println!(
-        "onnxruntime {format} Lite0 in int8: top-1 equal on {agree}/{} ({photos_n} photos + 100 CIFAR-10 test images)",
-        photos_n + 100
+        "onnxruntime {format} {name} in int8: top-1 equal on {agree}/{} ({photos_n} photos + {tests} CIFAR-10 test images)",
+        photos_n + tests
     );
-    Some((agree, photos_n + 100))
+    Some((agree, photos_n + tests))
 }
 
 #[test]
 fn onnxruntime_qdq_model_runs_in_int8_with_its_top1() {
     let Some((agree, total)) = quantized_lite0_agreement("qdq") else { return };
     assert!(agree as f64 >= 0.95 * total as f64, "top-1 agreement {agree}/{total}");
+}
+
+/// MaxPool in both of onnxruntime's quantized forms.
+#[test]
+fn onnxruntime_quantized_resnet18_runs_in_int8_with_its_top1() {
+    for format in ["qdq", "qoperator"] {
+        let Some((agree, total)) = quantized_agreement("resnet18", format, 40) else { return };
+        assert!(agree as f64 >= 0.95 * total as f64, "resnet18 {format}: top-1 agreement {agree}/{total}");
+    }
 }
 
 #[test]
