@@ -19,11 +19,13 @@ pub mod engine;
 pub mod error;
 pub mod gpu;
 pub mod model;
+#[cfg(feature = "importers")]
 pub mod onnx;
 pub mod ops;
 pub mod preprocess;
 pub mod quant;
 pub mod tensor;
+#[cfg(feature = "importers")]
 pub mod tflite;
 pub mod train;
 

@@ -1,27 +1,42 @@
 #!/usr/bin/env bash
-# Release wasm build into pkg/: cargo (wasm32, size profile with the engine at opt-level 3 and
-# WebAssembly SIMD, .cargo/config.toml) -> wasm-bindgen (ES module for
-# the web) -> wasm-opt -O3 (binaryen from npm; Debian's older wasm-opt corrupts
-# wasm-bindgen's externref table, see TOOLCHAIN.md). Prints the shipped sizes.
+# Release wasm builds: cargo (wasm32, size profile with the engine at opt-level 3 and
+# WebAssembly SIMD, .cargo/config.toml) -> wasm-bindgen (ES module for the web) -> wasm-opt -O3
+# (binaryen from npm; Debian's older wasm-opt corrupts wasm-bindgen's externref table, see
+# TOOLCHAIN.md). Two modules:
+#   pkg/           the engine, without the model importers (what every page load fetches);
+#   pkg/importer/  the same plus the ONNX and TFLite readers (`importers` feature), fetched
+#                  when someone opens a model file.
+# Prints the shipped sizes.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-say "building the wasm engine (release)"
-cargo build --lib --target "$WASM_TARGET" --profile wasm-release
-raw="target/$WASM_TARGET/wasm-release/edgetune.wasm"
-[ -f "$raw" ] || die "cargo did not produce $raw"
+# build_module OUT_DIR CARGO_FEATURE_ARGS...
+build_module() {
+  local out=$1; shift
+  say "building the wasm module $out (release)"
+  cargo build --lib --target "$WASM_TARGET" --profile wasm-release "$@"
+  local raw="target/$WASM_TARGET/wasm-release/edgetune.wasm"
+  [ -f "$raw" ] || die "cargo did not produce $raw"
+  # cargo overwrites the same file for both feature sets: compare contents, not times.
+  local stamp="target/$WASM_TARGET/wasm-release/${out//\//_}.source.wasm"
+  if [ -f "$out/edgetune_bg.wasm" ] && [ -f "$stamp" ] && cmp -s "$raw" "$stamp" && [ "$out/edgetune_bg.wasm" -nt "$0" ]; then
+    say "$out is up to date"
+  else
+    rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+    wasm-bindgen --target web --out-dir "$out.tmp" --out-name edgetune "$raw"
+    node_modules/.bin/wasm-opt -O3 --enable-simd \
+      --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+      --enable-reference-types --enable-multivalue --enable-mutable-globals \
+      "$out.tmp/edgetune_bg.wasm" -o "$out.tmp/edgetune_bg.wasm"
+    rm -rf "$out" && mkdir -p "$(dirname "$out")" && mv "$out.tmp" "$out"
+    cp "$raw" "$stamp"
+  fi
+  for f in "$out/edgetune_bg.wasm" "$out/edgetune.js"; do
+    say "$(printf '%-31s %8d bytes, %8d gzip' "$f" "$(wc -c <"$f")" "$(gzip -9c "$f" | wc -c)")"
+  done
+}
 
-if [ -f pkg/edgetune_bg.wasm ] && [ pkg/edgetune_bg.wasm -nt "$raw" ] && [ pkg/edgetune_bg.wasm -nt "$0" ]; then
-  say "pkg/ is up to date"
-else
-  rm -rf pkg.tmp && mkdir -p pkg.tmp
-  wasm-bindgen --target web --out-dir pkg.tmp --out-name edgetune "$raw"
-  node_modules/.bin/wasm-opt -O3 --enable-simd \
-    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-reference-types --enable-multivalue --enable-mutable-globals \
-    pkg.tmp/edgetune_bg.wasm -o pkg.tmp/edgetune_bg.wasm
-  rm -rf pkg && mv pkg.tmp pkg
-fi
-for f in pkg/edgetune_bg.wasm pkg/edgetune.js; do
-  say "$(printf '%-22s %8d bytes, %8d gzip' "$f" "$(wc -c <"$f")" "$(gzip -9c "$f" | wc -c)")"
-done
+# The importer first: pkg/ is replaced whole by the engine build, so keep it aside.
+build_module pkg.importer
+build_module pkg.engine --no-default-features
+rm -rf pkg && cp -r pkg.engine pkg && cp -r pkg.importer pkg/importer

@@ -11,7 +11,7 @@
 // else queue behind the call in flight instead of piling up in the engine. The live view
 // shows the user's classes once a version is trained (mode "custom"), the ImageNet
 // classifier otherwise.
-import init, { version as engineVersion, modelWithHead, importModel, modelInfo, quantizeHead } from '/pkg/edgetune.js';
+import init, { version as engineVersion, modelWithHead, modelInfo, quantizeHead } from '/pkg/edgetune.js';
 import { Camera, CameraError, centreSquare } from '/camera.js';
 import { openStore, BUILTIN } from '/store.js';
 import { wasmSimdSupported, SIMD_MISSING } from '/wasm-support.js';
@@ -808,6 +808,20 @@ async function useModel(record, isNew = false) {
   renderLive();
 }
 
+// The importer module: the engine plus the ONNX and TFLite readers, fetched the first time a
+// model file is opened (the engine module leaves them out to stay small).
+let importer = null;
+function importerModule() {
+  importer ??= import('/pkg/importer/edgetune.js').then(async (m) => {
+    await m.default();
+    return m;
+  }).catch((err) => {
+    importer = null;
+    throw err;
+  });
+  return importer;
+}
+
 // A model file (with an optional labels .txt, one class per line) opened or dropped.
 async function openModel(files) {
   const file = files.find((f) => MODEL_FILE.test(f.name));
@@ -821,7 +835,8 @@ async function openModel(files) {
     modelStatus(`Converting ${file.name}…`);
     const bytes = new Uint8Array(await file.arrayBuffer());
     const labels = labelsFile ? (await labelsFile.text()).split(/\r?\n/).map((l) => l.trim()).filter(Boolean) : undefined;
-    const etm = importModel(bytes, file.name, labels);
+    // An .etm is validated by modelInfo below; other formats go through the importer.
+    const etm = /\.etm$/i.test(file.name) ? bytes : (await importerModule()).importModel(bytes, file.name, labels);
     const info = modelInfo(etm);
     if (!info.dim) throw new Error('its classifier is not a dense layer on pooled features, so no classes can be trained on it');
     const record = { key: modelKey(etm), name: file.name.replace(MODEL_FILE, ''), fileName: file.name, bytes: etm, info, created: Date.now() };

@@ -1,5 +1,6 @@
 // Service worker: the app works offline after the first visit.
-// - install: caches the app shell, the wasm engine and the default model;
+// - install: caches the app shell, the wasm engine and its importer module, and the default
+//   model;
 // - fetch: same-origin GETs go to the network first (so a rebuilt engine is never served
 //   stale while online), the fresh response refreshes the cache, and the cache answers when
 //   the network fails. Requests to any other origin are not touched: never cached, never
@@ -20,6 +21,9 @@ const SHELL = [
   '/icon.svg',
   '/pkg/edgetune.js',
   '/pkg/edgetune_bg.wasm',
+  // The model importers, loaded when a model file is opened: cached so that works offline too.
+  '/pkg/importer/edgetune.js',
+  '/pkg/importer/edgetune_bg.wasm',
   '/models/efficientnet_lite0.int8.etm',
 ];
 

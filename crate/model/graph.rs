@@ -70,7 +70,7 @@ impl PadSpec {
 
 /// An element-wise function of a `unary` node.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "function", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Unary {
     Relu,
     Clip { min: f32, max: f32 },
@@ -147,7 +147,6 @@ pub enum Op {
     Concat,
     Mul,
     Unary {
-        #[serde(flatten)]
         function: Unary,
     },
 }

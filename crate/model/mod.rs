@@ -163,6 +163,7 @@ impl SourceFormat {
 /// A model from the bytes of an `.etm`, `.tflite` or `.onnx` file (`name` picks the format
 /// with [`SourceFormat::detect`] and names the file in errors); `labels` as the importers take
 /// them (ignored for `.etm`, which has its own).
+#[cfg(feature = "importers")]
 pub fn import_file(bytes: &[u8], name: &str, labels: Option<Vec<String>>) -> Result<etm::ModelFile> {
     match SourceFormat::detect(bytes, name) {
         SourceFormat::Etm => etm::ModelFile::from_bytes(bytes),

@@ -379,10 +379,7 @@ pub fn fold(n: &NodeProto, opset: i64, inputs: &[Option<&Value>]) -> Result<Valu
             Value::new(vec![x.shape.len()], Data::I64(x.shape.iter().map(|&d| d as i64).collect()))
         }
         op @ ("Add" | "Sub" | "Mul" | "Div") => arithmetic(&node, op),
-        "Reshape" => match super::ops::run("Reshape", &node) {
-            Some(r) => r.and_then(|mut v| v.pop().ok_or_else(|| Error::invalid("Reshape", "no output"))),
-            None => Err(Error::unsupported("Reshape")),
-        },
+        "Reshape" => super::ops::reshape(&node),
         other => Err(Error::unsupported(format!("constant folding of {other}"))),
     }
 }

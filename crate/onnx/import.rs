@@ -113,6 +113,17 @@ struct Importer<'a> {
     qbiases: HashMap<String, (Vec<i32>, Vec<f32>)>,
 }
 
+/// Where a QOperator node keeps its operands, by input index: value inputs with their scale
+/// and zero point; the weight (data, scale, zero point, channel axis); the int32 bias; the
+/// output's scale and zero point; and the float op it stands for.
+struct QLayout {
+    xs: &'static [[usize; 3]],
+    weight: Option<[usize; 4]>,
+    bias: Option<usize>,
+    out: [usize; 2],
+    op: &'static str,
+}
+
 /// A constant behind DequantizeLinear: integers (uint8 shifted into int8), per-tensor or
 /// per-axis scales and zero points.
 struct QConst {
@@ -468,22 +479,30 @@ impl<'a> Importer<'a> {
     /// for QDQ), with the inputs' and output's quantizations recorded on their values.
     fn qoperator(&mut self, n: &NodeProto, node: &Node) -> Result<()> {
         let name = node_name(n);
-        // Per op: value inputs with their (scale, zero point) inputs; the weight (data, scale,
-        // zero point, channel axis); the int32 bias; the output's (scale, zero point); float op.
         let trans_b = node.int("transB", 0)? != 0;
-        let (xs, weight, bias, out, float_op): (&[[usize; 3]], Option<[usize; 4]>, Option<usize>, [usize; 2], &str) =
-            match n.op_type.as_str() {
-                "QLinearConv" => (&[[0, 1, 2]], Some([3, 4, 5, 0]), Some(8), [6, 7], "Conv"),
-                "QLinearMatMul" => (&[[0, 1, 2]], Some([3, 4, 5, 1]), None, [6, 7], "MatMul"),
-                "QGemm" => (&[[0, 1, 2]], Some([3, 4, 5, if trans_b { 0 } else { 1 }]), Some(6), [7, 8], "Gemm"),
-                "QLinearAdd" => (&[[0, 1, 2], [3, 4, 5]], None, None, [6, 7], "Add"),
-                _ => {
-                    if node.int("channels_last", 0)? != 0 {
-                        return Err(Error::unsupported(format!("{name}: channels_last pooling")));
-                    }
-                    (&[[0, 1, 2]], None, None, [3, 4], "GlobalAveragePool")
+        let l = match n.op_type.as_str() {
+            "QLinearConv" => {
+                QLayout { xs: &[[0, 1, 2]], weight: Some([3, 4, 5, 0]), bias: Some(8), out: [6, 7], op: "Conv" }
+            }
+            "QLinearMatMul" => {
+                QLayout { xs: &[[0, 1, 2]], weight: Some([3, 4, 5, 1]), bias: None, out: [6, 7], op: "MatMul" }
+            }
+            "QGemm" => QLayout {
+                xs: &[[0, 1, 2]],
+                weight: Some([3, 4, 5, if trans_b { 0 } else { 1 }]),
+                bias: Some(6),
+                out: [7, 8],
+                op: "Gemm",
+            },
+            "QLinearAdd" => QLayout { xs: &[[0, 1, 2], [3, 4, 5]], weight: None, bias: None, out: [6, 7], op: "Add" },
+            _ => {
+                if node.int("channels_last", 0)? != 0 {
+                    return Err(Error::unsupported(format!("{name}: channels_last pooling")));
                 }
-            };
+                QLayout { xs: &[[0, 1, 2]], weight: None, bias: None, out: [3, 4], op: "GlobalAveragePool" }
+            }
+        };
+        let QLayout { xs, weight, bias, out, op: float_op } = l;
         let arg = |i: usize| n.input.get(i).cloned().unwrap_or_default();
         let mut inputs = vec![];
         let mut in_scale = 1.0f32;

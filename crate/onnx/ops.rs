@@ -209,7 +209,7 @@ fn flatten(n: &Node) -> Result<Value> {
     Value::new(shape, x.data.clone())
 }
 
-fn reshape(n: &Node) -> Result<Value> {
+pub(crate) fn reshape(n: &Node) -> Result<Value> {
     n.only_attrs(&["allowzero"])?;
     let x = n.input(0)?;
     let spec = n.input(1)?.as_i64s("Reshape shape")?;

@@ -13,6 +13,9 @@
 //! - `importModel(bytes: Uint8Array, fileName: string, labels?: string[]): Uint8Array`: a
 //!   `.tflite`, `.onnx` or `.etm` file converted in the browser to `.etm` bytes for
 //!   `Engine.create` (format by extension, else by content); bad files throw a clear error.
+//!   Only in the importer module `pkg/importer/edgetune.js` (the same API plus the ONNX and
+//!   TFLite readers), which the page loads when a model file is opened; the engine module
+//!   `pkg/edgetune.js` leaves the readers out to stay small.
 //! - `modelInfo(etm: Uint8Array)`: `{ architecture, precision, classes, dim, input, source }`;
 //!   `dim` is the embedding width a trained head takes (null when the logits have no dense head).
 //! - `quantizeModel(etm, rgba, count, width, height, method, progress?)`: a float model
@@ -40,7 +43,9 @@ pub fn version() -> String {
     crate::VERSION.to_string()
 }
 
-/// Converts a model file to `.etm` bytes (see the module docs).
+/// Converts a model file to `.etm` bytes (see the module docs). Only in the importer module
+/// (`pkg/importer/`, built with the `importers` feature), which the page loads on demand.
+#[cfg(feature = "importers")]
 #[wasm_bindgen(js_name = importModel)]
 pub fn import_model(bytes: Vec<u8>, file_name: String, labels: Option<Vec<String>>) -> Result<Vec<u8>, JsError> {
     let err = |e: crate::Error| JsError::new(&e.to_string());
@@ -84,7 +89,7 @@ pub fn quantize_head(weight: &[f32], classes: usize) -> Result<JsValue, JsError>
         weight: Vec<f32>,
         scales: Vec<f32>,
     }
-    if classes == 0 || weight.is_empty() || weight.len() % classes != 0 {
+    if classes == 0 || weight.is_empty() || !weight.len().is_multiple_of(classes) {
         return Err(JsError::new(&format!("quantize head: {} weights for {classes} classes", weight.len())));
     }
     if weight.iter().any(|v| !v.is_finite()) {

@@ -30,7 +30,7 @@ before(async () => {
   ({ browser, cleanup } = await launch({ webgpu: false }));
   ({ page, errors, foreign } = await openPage(browser, url));
   await page.evaluate(async () => {
-    const m = await import('/pkg/edgetune.js');
+    const m = await import('/pkg/importer/edgetune.js');
     await m.default();
     globalThis.m = m;
   });
