@@ -31,13 +31,18 @@ fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
 }
 
-/// Exports both models once per test process into a temporary folder.
+/// Exports the models once per test process into a temporary folder (the tests run in
+/// parallel: one export, shared).
 fn exported() -> Option<PathBuf> {
-    let (Some(_), Some(ckpt)) = (common::interop_python(), common::lite0_checkpoint()) else { return None };
-    let dir = std::env::temp_dir().join(format!("edgetune-onnx-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    python(&["export".as_ref(), dir.as_os_str(), ckpt.as_os_str()]);
-    Some(dir)
+    static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let (Some(_), Some(ckpt)) = (common::interop_python(), common::lite0_checkpoint()) else { return None };
+        let dir = std::env::temp_dir().join(format!("edgetune-onnx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        python(&["export".as_ref(), dir.as_os_str(), ckpt.as_os_str()]);
+        Some(dir)
+    })
+    .clone()
 }
 
 #[test]
@@ -187,7 +192,7 @@ fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<(usize,
     // Calibration on training images only; the comparison on photos and test images.
     let train = edgetune::data::images::ImageSource::open(&format!("cifar10:{}", train.display())).unwrap();
     let calib: Vec<_> = (0..16).map(|i| train.preprocessed(i, &p).unwrap()).collect();
-    let calib_file = dir.join(format!("{name}_calib.f32"));
+    let calib_file = dir.join(format!("{name}_{format}_calib.f32"));
     write_nchw(&calib_file, &calib);
     let quantized = dir.join(format!("{name}_{format}.onnx"));
     python(&[
@@ -226,6 +231,10 @@ fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<(usize,
         }
     }
     if !steps.is_empty() {
+        // The file's arithmetic is onnxruntime's (its add included): its uint8 logits, not
+        // just its top-1.
+        let over: Vec<_> = steps.iter().enumerate().filter(|(_, &s)| s > 1.0).collect();
+        assert!(over.is_empty(), "{name} {format}: logits more than 1 step from onnxruntime's on {over:?}");
         steps.sort_by(f32::total_cmp);
         let within1 = steps.iter().filter(|&&s| s <= 1.0).count();
         println!(
@@ -246,7 +255,7 @@ fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<(usize,
 #[test]
 fn onnxruntime_qdq_model_runs_in_int8_with_its_top1() {
     let Some((agree, total)) = quantized_lite0_agreement("qdq") else { return };
-    assert!(agree as f64 >= 0.95 * total as f64, "top-1 agreement {agree}/{total}");
+    assert!(agree as f64 >= 0.99 * total as f64, "top-1 agreement {agree}/{total}");
 }
 
 /// MaxPool in both of onnxruntime's quantized forms.
@@ -254,14 +263,14 @@ fn onnxruntime_qdq_model_runs_in_int8_with_its_top1() {
 fn onnxruntime_quantized_resnet18_runs_in_int8_with_its_top1() {
     for format in ["qdq", "qoperator"] {
         let Some((agree, total)) = quantized_agreement("resnet18", format, 40) else { return };
-        assert!(agree as f64 >= 0.95 * total as f64, "resnet18 {format}: top-1 agreement {agree}/{total}");
+        assert!(agree as f64 >= 0.99 * total as f64, "resnet18 {format}: top-1 agreement {agree}/{total}");
     }
 }
 
 #[test]
 fn onnxruntime_qoperator_model_runs_in_int8_with_its_top1() {
     let Some((agree, total)) = quantized_lite0_agreement("qoperator") else { return };
-    assert!(agree as f64 >= 0.95 * total as f64, "top-1 agreement {agree}/{total}");
+    assert!(agree as f64 >= 0.99 * total as f64, "top-1 agreement {agree}/{total}");
 }
 
 /// log10 signal-to-noise of `q` against `f`, in dB.

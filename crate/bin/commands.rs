@@ -59,7 +59,7 @@ pub fn import(
         let bytes = edgetune::data::read_limited(input, edgetune::model::etm::MAX_MODEL_BYTES)?;
         let mut model = edgetune::model::import_file(&bytes, &input.display().to_string(), labels)?;
         if let Some((mean, std)) = norm {
-            if model.header.quantization.as_ref().is_some_and(|q| !q.arithmetic.is_engine()) {
+            if model.header.quantization.as_ref().is_some_and(|q| q.arithmetic.is_tflite()) {
                 return Err(Error::invalid(
                     "import",
                     "--mean/--std: a TFLite model's normalization is its input quantization, kept from the file",

@@ -84,7 +84,7 @@ impl GpuNetwork {
         if batch == 0 {
             return Err(Error::invalid("gpu plan", "batch size 0"));
         }
-        if !model.arithmetic().is_engine() {
+        if model.arithmetic().is_tflite() {
             return Err(Error::unsupported(format!("{:?} arithmetic on the GPU (CPU only)", model.arithmetic())));
         }
         let input_shape = [batch, h, w, c];
@@ -132,6 +132,12 @@ impl GpuNetwork {
                     let (scale, zero_point) = out_quant()?;
                     let out = Value { buffer: d.output().clone(), shape, scale, zero_point };
                     (d, LayerInfo { name: node.name.clone(), kind, macs }, Some(out))
+                }
+                Int8Layer::Add { .. } if model.arithmetic().ort_add_offset().is_some() => {
+                    return Err(Error::unsupported(format!(
+                        "node '{}': onnxruntime's add arithmetic on the GPU (its fused multiply-adds are CPU only)",
+                        node.name
+                    )))
                 }
                 Int8Layer::Add { requant } => {
                     let (a, b) = (value(0)?, value(1)?);

@@ -47,11 +47,32 @@ pub enum Arithmetic {
     TfliteUint8,
     /// The same for an int8 TFLite file (pool rounds half away from zero).
     TfliteInt8,
+    /// onnxruntime's, as in a uint8-activation ONNX file that onnxruntime quantized: the
+    /// engine's requantization (which is onnxruntime's) except the add, which follows
+    /// onnxruntime's x86 kernel (`quant::OrtAddRequant`); CPU only.
+    OnnxruntimeUint8,
+    /// The same for int8 activations.
+    OnnxruntimeInt8,
 }
 
 impl Arithmetic {
     pub fn is_engine(&self) -> bool {
         *self == Arithmetic::Engine
+    }
+
+    /// TFLite's fixed-point requantization and integer pooling.
+    pub fn is_tflite(&self) -> bool {
+        matches!(self, Arithmetic::TfliteUint8 | Arithmetic::TfliteInt8)
+    }
+
+    /// The offset from int8 to the file's own integers for onnxruntime's add (128 for
+    /// uint8), or `None` when adds use the engine's arithmetic.
+    pub fn ort_add_offset(&self) -> Option<i32> {
+        match self {
+            Arithmetic::OnnxruntimeUint8 => Some(128),
+            Arithmetic::OnnxruntimeInt8 => Some(0),
+            _ => None,
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use super::etm::{Arithmetic, ModelFile, Stored, ValueQuant};
 use super::forward::apply_activation;
 use super::graph::{Graph, Op, Unary};
 use crate::error::{Error, Result};
-use crate::ops::add::add_i8;
+use crate::ops::add::{add_i8, add_i8_ort};
 use crate::ops::combine::{concat_channels, mul_f32, mul_i8_f32};
 use crate::ops::conv::{conv2d_i8_requant, pack_conv_weights, Conv2dParams};
 use crate::ops::gemm::{dot_i8_f32, PackedB};
@@ -200,13 +200,24 @@ pub fn global_sums_i8(x: &QTensor) -> Result<(Vec<i32>, usize)> {
     Ok((sums, h * w))
 }
 
-/// The float half: `e = s_x * sum / (H * W)`, rounded onto `out` when the model quantizes its
-/// embedding; on the CPU for every backend (so the embedding is bit-identical whether the sums
-/// came from the CPU or the GPU).
+/// The float half: `e = s_x * sum / (H * W)`; on the CPU for every backend (so the embedding
+/// is bit-identical whether the sums came from the CPU or the GPU). When the model quantizes
+/// its embedding (imported QDQ/QOperator files), the mean is requantized onto that grid as
+/// onnxruntime's QLinearGlobalAveragePool does, `q = requantize(sum, s_x / (s_y * H * W))`
+/// with the multiplier in f32, and `e = s_y * (q - z_y)`.
 pub fn embedding_from_sums(sums: &[i32], sx: f32, hw: usize, out: Option<ValueQuant>) -> Vec<f32> {
-    let mut e: Vec<f32> = sums.iter().map(|&a| a as f32 * sx / hw as f32).collect();
-    round_onto(&mut e, out);
-    e
+    match out {
+        None => sums.iter().map(|&a| a as f32 * sx / hw as f32).collect(),
+        Some(q) => {
+            let m = sx / (q.scale * hw as f32);
+            sums.iter()
+                .map(|&a| {
+                    let k = crate::quant::requantize(a, m, q.zero_point, -128, 127);
+                    crate::quant::requant::dequantize(k, q.scale, q.zero_point)
+                })
+                .collect()
+        }
+    }
 }
 
 fn int8(m: &ModelFile, name: &str) -> Result<(Vec<usize>, Vec<i8>)> {
@@ -328,10 +339,10 @@ impl PreparedI8 {
 
     /// The requantization of a conv or classifier output in the model's arithmetic.
     fn requant(&self, input_scale: f32, weight_scales: &[f32], out: &OutputQuant) -> Result<Requant> {
-        if self.arithmetic.is_engine() {
-            Requant::new("conv2d_i8", input_scale, weight_scales, out)
-        } else {
+        if self.arithmetic.is_tflite() {
             Requant::tflite("conv2d_i8", input_scale, weight_scales, out)
+        } else {
+            Requant::new("conv2d_i8", input_scale, weight_scales, out)
         }
     }
 
@@ -549,7 +560,10 @@ impl PreparedI8 {
                 Val::Q(QTensor::from_i8(g.out_shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)?)
             }
             (Int8Op::Add { out }, Val::Q(x)) => match input(1)? {
-                Val::Q(b) => Val::Q(add_i8(x, b, out)?),
+                Val::Q(b) => match self.arithmetic.ort_add_offset() {
+                    Some(offset) => Val::Q(add_i8_ort(x, b, out, offset)?),
+                    None => Val::Q(add_i8(x, b, out)?),
+                },
                 Val::F(_) => {
                     return Err(Error::invalid("forward_i8", format!("node '{}' adds a float value", node.name)))
                 }
@@ -558,10 +572,12 @@ impl PreparedI8 {
                 (Arithmetic::TfliteUint8 | Arithmetic::TfliteInt8, Some(out)) => Val::F(self.tflite_pool(x, out)?),
                 (_, out) => Val::F(global_avg_pool_i8_to_f32(x, out)?),
             },
-            // TFLite's integer classifier, where the file quantizes both its input and output
-            // (a head trained here has no output grid and takes the float path below).
+            // An integer classifier where the file quantizes both its input and output (TFLite's
+            // in its arithmetic, onnxruntime's QGemm / QDQ Gemm in the engine's): the f32 input
+            // is on its grid, so `round(e / s_e)` recovers its integers exactly. A head trained
+            // here has no output grid and takes the float path below.
             (Int8Op::Dense { weight, scales, zero_points, bias, activation }, Val::F(x))
-                if !self.arithmetic.is_engine() && self.value_quant_opt(i + 1).is_some() =>
+                if self.value_quant_opt(i + 1).is_some() && self.value_quant_opt(node.inputs[0]).is_some() =>
             {
                 let (Some(e_q), Some(out)) = (self.value_quant_opt(node.inputs[0]), self.value_quant_opt(i + 1)) else {
                     return Err(Error::invalid("forward_i8", "a TFLite classifier needs quantized input and output"));

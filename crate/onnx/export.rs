@@ -159,7 +159,7 @@ pub fn export_onnx(m: &ModelFile) -> Result<Vec<u8>> {
     let shapes = g.infer_shapes(&view, 1)?;
     let quant = m.header.quantization.as_ref();
     let vq = |v: usize| quant.and_then(|q| q.values.get(v).copied().flatten());
-    if quant.is_some_and(|q| !q.arithmetic.is_engine()) {
+    if quant.is_some_and(|q| q.arithmetic.is_tflite()) {
         return Err(Error::unsupported(
             "export of a model with TFLite arithmetic (its fixed-point rounding has no ONNX form)",
         ));

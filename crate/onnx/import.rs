@@ -32,7 +32,7 @@ use super::fold;
 use super::proto::{GraphProto, ModelProto, NodeProto};
 use super::value::{Data, Value};
 use crate::error::{Error, Result};
-use crate::model::etm::{Imported, ModelFile, Quantization, Stored, ValueQuant};
+use crate::model::etm::{Arithmetic, Imported, ModelFile, Quantization, Stored, ValueQuant};
 use crate::model::graph::{Graph, Node as GNode, Op, PadSpec, Unary};
 use crate::ops::layout::channels_first_to_last;
 use crate::ops::Padding;
@@ -111,6 +111,10 @@ struct Importer<'a> {
     qweights: HashMap<String, QWeight>,
     /// int32 biases of quantized convolutions, by bias key: data and their per-channel scales.
     qbiases: HashMap<String, (Vec<i32>, Vec<f32>)>,
+    /// Whether activation zero points were uint8 (the file's integers are int8 + 128).
+    uint8_values: bool,
+    /// The file's producer ("edgetune" files keep the engine's arithmetic).
+    producer: &'a str,
 }
 
 /// Where a QOperator node keeps its operands, by input index: value inputs with their scale
@@ -222,6 +226,7 @@ impl<'a> Importer<'a> {
         let (&[scale], &[zp]) = (&scale[..], &zp[..]) else {
             return Err(Error::unsupported(format!("{name}: per-axis quantization of an activation")));
         };
+        self.uint8_values |= offset == 128;
         let q = ValueQuant { scale, zero_point: zp as i32 - offset };
         if !(q.scale.is_finite() && q.scale > 0.0) {
             return Err(err(self.file, format!("{name}: scale {scale}")));
@@ -540,6 +545,12 @@ impl<'a> Importer<'a> {
         let float =
             NodeProto { op_type: float_op.into(), domain: String::new(), input: inputs, attribute: attrs, ..n.clone() };
         self.node(&float)?;
+        // The file's integer type, for onnxruntime's add (an absent zero point is uint8).
+        let zp_type = n.input.get(out[1]).filter(|i| !i.is_empty()).map(|_| self.constant(n, out[1]));
+        self.uint8_values |= match zp_type {
+            Some(c) => matches!(c?.data, Data::U8(_)),
+            None => true,
+        };
         if let Some(q) = self.quant_at(n, out[0], out[1])? {
             let o = n.output.first().cloned().unwrap_or_default();
             let b = self.bound.get(&o).copied().ok_or_else(|| err(self.file, format!("{name}: no output")))?;
@@ -957,7 +968,12 @@ impl Importer<'_> {
             samples: 0,
             calibration_source: format!("kept from the ONNX file {}", self.file),
             values: self.values.clone(),
-            arithmetic: Default::default(),
+            // Files onnxruntime quantized run its add; the engine's own exports keep its own.
+            arithmetic: match (self.producer, self.uint8_values) {
+                ("edgetune", _) => Arithmetic::Engine,
+                (_, true) => Arithmetic::OnnxruntimeUint8,
+                (_, false) => Arithmetic::OnnxruntimeInt8,
+            },
         };
         Ok((store, q))
     }
@@ -1060,6 +1076,8 @@ pub fn import_onnx(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> Res
         values: vec![None],
         qweights: HashMap::new(),
         qbiases: HashMap::new(),
+        uint8_values: false,
+        producer: &model.producer_name,
     };
     for n in &g.node {
         if im.fold_constant(n)? {

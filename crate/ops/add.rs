@@ -3,7 +3,7 @@
 //! (`y = round(ma * (a - za) + mb * (b - zb)) + zy`, see [`crate::quant::AddRequant`]).
 
 use crate::error::{Error, Result};
-use crate::quant::{AddRequant, OutputQuant, QParams};
+use crate::quant::{AddRequant, OrtAddRequant, OutputQuant, QParams};
 use crate::tensor::{numel, QTensor, Tensor};
 
 /// NumPy broadcast of two shapes, or an error naming `op`.
@@ -116,6 +116,17 @@ pub fn add_i8(a: &QTensor, b: &QTensor, out: &OutputQuant) -> Result<QTensor> {
         return Err(Error::shape(OP, format!("shapes {:?} and {:?} differ", a.shape(), b.shape())));
     }
     let rq = AddRequant::new(a.params().per_tensor_pair(OP)?, b.params().per_tensor_pair(OP)?, out)?;
+    let y = a.i8_data(OP)?.iter().zip(b.i8_data(OP)?).map(|(&x, &y)| rq.apply(x, y)).collect();
+    QTensor::from_i8(a.shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)
+}
+
+/// [`add_i8`] in onnxruntime's arithmetic ([`OrtAddRequant`]; `offset` 128 for a uint8 file).
+pub fn add_i8_ort(a: &QTensor, b: &QTensor, out: &OutputQuant, offset: i32) -> Result<QTensor> {
+    const OP: &str = "add_i8";
+    if a.shape() != b.shape() {
+        return Err(Error::shape(OP, format!("shapes {:?} and {:?} differ", a.shape(), b.shape())));
+    }
+    let rq = OrtAddRequant::new(a.params().per_tensor_pair(OP)?, b.params().per_tensor_pair(OP)?, out, offset)?;
     let y = a.i8_data(OP)?.iter().zip(b.i8_data(OP)?).map(|(&x, &y)| rq.apply(x, y)).collect();
     QTensor::from_i8(a.shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)
 }

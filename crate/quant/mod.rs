@@ -14,6 +14,7 @@ pub mod requant;
 
 pub use params::QParams;
 pub use requant::{
-    dequantize, quantize_value, requantize, round_multiplier_mantissa, Activation, AddRequant, OutputQuant, Requant,
+    dequantize, quantize_value, requantize, round_multiplier_mantissa, Activation, AddRequant, OrtAddRequant, OutputQuant,
+    Requant,
     ADD_MULTIPLIER_MANTISSA_BITS,
 };

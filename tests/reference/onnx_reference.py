@@ -197,8 +197,16 @@ def quantize(model, calib, count, out, fmt="qdq"):
             return next(self.it, None)
 
     quant_format = q.QuantFormat.QOperator if fmt == "qoperator" else q.QuantFormat.QDQ
+    # The quantizer writes helper models next to its input: a private copy keeps concurrent
+    # runs on the same model apart.
+    import os
+    import shutil
+    import tempfile
+    private = tempfile.mkdtemp()
+    model = shutil.copy(model, os.path.join(private, os.path.basename(model)))
     q.quantize_static(model, out, Reader(), quant_format=quant_format, per_channel=True,
                       activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8)
+    shutil.rmtree(private, ignore_errors=True)
 
 
 if __name__ == "__main__":
