@@ -4,7 +4,8 @@
 //!
 //! # Scheme: fp32 multiplier, single rounding
 //! ```text
-//! m = f32(s_in * s_w[c] / s_out)      once, at prepare time (f64 math, one rounding to f32)
+//! m = (s_in * s_w[c]) / s_out         once, at prepare time, in f32 in this order (as
+//!                                     onnxruntime computes it, so its files match exactly)
 //! a = f32(acc)                        round-to-nearest-even conversion of the i32 accumulator
 //! r = round_half_even(a * m)          one correctly rounded f32 multiply, ties to even
 //! q = clamp(r, lo - zp, hi - zp) + zp clamp in f32 (exact: r and the bounds are integers),
@@ -250,7 +251,8 @@ impl Requant {
         }
     }
 
-    /// `multipliers[c] = f32(input_scale * weight_scales[c] / out.scale)` computed in f64.
+    /// `multipliers[c] = (input_scale * weight_scales[c]) / out.scale` in f32, onnxruntime's
+    /// order (f64 arithmetic rounded once differed from it by one step on rare values).
     pub fn new(op: &'static str, input_scale: f32, weight_scales: &[f32], out: &OutputQuant) -> Result<Self> {
         let multipliers = weight_scales
             .iter()
