@@ -836,7 +836,9 @@ async function openModel(files) {
     const bytes = new Uint8Array(await file.arrayBuffer());
     const labels = labelsFile ? (await labelsFile.text()).split(/\r?\n/).map((l) => l.trim()).filter(Boolean) : undefined;
     // An .etm is validated by modelInfo below; other formats go through the importer.
-    const etm = /\.etm$/i.test(file.name) ? bytes : (await importerModule()).importModel(bytes, file.name, labels);
+    // An ONNX file carries no preprocessing: the user says which normalization it was trained with.
+    const normalization = /\.onnx$/i.test(file.name) ? $('onnx-normalization').value || undefined : undefined;
+    const etm = /\.etm$/i.test(file.name) ? bytes : (await importerModule()).importModel(bytes, file.name, labels, normalization);
     const info = modelInfo(etm);
     if (!info.dim) throw new Error('its classifier is not a dense layer on pooled features, so no classes can be trained on it');
     const record = { key: modelKey(etm), name: file.name.replace(MODEL_FILE, ''), fileName: file.name, bytes: etm, info, created: Date.now() };

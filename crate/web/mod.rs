@@ -10,13 +10,16 @@
 //!   uses its CPU path and `description` says why.
 //! - `Engine`: a model on WebGPU or the CPU: `classify`, `embed`, `backend()` (see [`engine`]).
 //! - `HeadTrainer`: head-only training on embeddings, one epoch per call (see [`trainer`]).
-//! - `importModel(bytes: Uint8Array, fileName: string, labels?: string[]): Uint8Array`: a
-//!   `.tflite`, `.onnx` or `.etm` file converted in the browser to `.etm` bytes for
-//!   `Engine.create` (format by extension, else by content); bad files throw a clear error.
+//! - `importModel(bytes: Uint8Array, fileName: string, labels?: string[], normalization?:
+//!   "imagenet"): Uint8Array`: a `.tflite`, `.onnx` or `.etm` file converted in the browser to
+//!   `.etm` bytes for `Engine.create` (format by extension, else by content); `"imagenet"`
+//!   records torchvision's per-channel mean/std (an ONNX file carries no preprocessing); bad
+//!   files throw a clear error.
 //!   Only in the importer module `pkg/importer/edgetune.js` (the same API plus the ONNX and
 //!   TFLite readers), which the page loads when a model file is opened; the engine module
 //!   `pkg/edgetune.js` leaves the readers out to stay small.
-//! - `modelInfo(etm: Uint8Array)`: `{ architecture, precision, classes, dim, input, source }`;
+//! - `modelInfo(etm: Uint8Array)`: `{ architecture, precision, classes, dim, input, source,
+//!   normalization: { mean, scale } }` (per channel, pixel units);
 //!   `dim` is the embedding width a trained head takes (null when the logits have no dense head).
 //! - `quantizeModel(etm, rgba, count, width, height, method, progress?)`: a float model
 //!   post-training quantized to int8 on the user's own frames (`count` RGBA frames packed);
@@ -47,9 +50,27 @@ pub fn version() -> String {
 /// (`pkg/importer/`, built with the `importers` feature), which the page loads on demand.
 #[cfg(feature = "importers")]
 #[wasm_bindgen(js_name = importModel)]
-pub fn import_model(bytes: Vec<u8>, file_name: String, labels: Option<Vec<String>>) -> Result<Vec<u8>, JsError> {
+pub fn import_model(
+    bytes: Vec<u8>,
+    file_name: String,
+    labels: Option<Vec<String>>,
+    normalization: Option<String>,
+) -> Result<Vec<u8>, JsError> {
     let err = |e: crate::Error| JsError::new(&e.to_string());
-    crate::model::import_file(&bytes, &file_name, labels).and_then(|m| m.to_bytes()).map_err(err)
+    let mut m = crate::model::import_file(&bytes, &file_name, labels).map_err(err)?;
+    match normalization.as_deref() {
+        None | Some("") => {}
+        Some("imagenet") if m.header.quantization.as_ref().is_none_or(|q| !q.arithmetic.is_tflite()) => {
+            let (mean, std) = (crate::preprocess::Preprocess::IMAGENET_MEAN, crate::preprocess::Preprocess::IMAGENET_STD);
+            m.header.preprocess.set_unit_normalization(mean, std).map_err(err)?;
+        }
+        Some(other) => {
+            return Err(JsError::new(&format!(
+                "normalization '{other}' (only \"imagenet\", for models without a TFLite input quantization)"
+            )))
+        }
+    }
+    m.to_bytes().map_err(err)
 }
 
 #[derive(Serialize)]
@@ -61,6 +82,14 @@ struct ModelInfo {
     dim: Option<usize>,
     input: [usize; 3],
     source: String,
+    /// Per-channel (R, G, B) mean and divisor in pixel units: `(x - mean[c]) / scale[c]`.
+    normalization: Normalization,
+}
+
+#[derive(Serialize)]
+struct Normalization {
+    mean: [f32; 3],
+    scale: [f32; 3],
 }
 
 /// What an `.etm` holds (see the module docs).
@@ -74,6 +103,10 @@ pub fn model_info(etm: Vec<u8>) -> Result<JsValue, JsError> {
         dim: m.embedding_dim(),
         input: m.header.graph.input,
         source: m.header.provenance.source.clone(),
+        normalization: {
+            let (mean, scale) = m.header.preprocess.normalization();
+            Normalization { mean, scale }
+        },
     };
     serde_wasm_bindgen::to_value(&info).map_err(|e| JsError::new(&e.to_string()))
 }

@@ -1,12 +1,14 @@
 // Model import in the browser: the shared quantized TFLite MobileNet converted to .etm by the
 // wasm importer (importModel), then run by the wasm engine, gives the same top-1 (and the same
 // printed probability) on every lossless shared photo as the native CLI's import + classify.
-// Garbage files are clear errors, and an .etm passes through.
+// Garbage files are clear errors, and an .etm passes through. An ONNX file takes torchvision's
+// per-channel normalization when asked.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import { launch, openPage, startServer } from './browser.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -103,4 +105,26 @@ test('a TFLite model converted in the browser classifies like the native import'
   assert.match(r.garbage, /x\.tflite: not a valid TFLite model/);
   assert.deepEqual(errors, []);
   assert.deepEqual(foreign, []);
+});
+
+test('an ONNX model converted in the browser takes torchvision normalization when asked', { timeout: 300_000 }, async () => {
+  // An ONNX file of the default float model, written by the native exporter.
+  const onnx = path.join(os.tmpdir(), `edgetune-e2e-${process.pid}.onnx`);
+  execFileSync(CLI, ['export', path.join(ROOT, 'www/models/efficientnet_lite0.f32.etm'), onnx]);
+  const r = await page.evaluate(async (b64) => {
+    const { m } = globalThis;
+    const raw = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const plain = m.modelInfo(m.importModel(raw, 'lite0.onnx'));
+    const imagenet = m.modelInfo(m.importModel(raw, 'lite0.onnx', undefined, 'imagenet'));
+    let bad = null;
+    try { m.importModel(raw, 'lite0.onnx', undefined, 'sepia'); } catch (e) { bad = String(e.message || e); }
+    return { plain, imagenet, bad };
+  }, fs.readFileSync(onnx).toString('base64'));
+  fs.rmSync(onnx, { force: true });
+  assert.deepEqual(r.plain.normalization, { mean: [127, 127, 127], scale: [128, 128, 128] });
+  const near = (a, b) => a.every((v, i) => Math.abs(v - b[i]) < 1e-3);
+  assert.ok(near(r.imagenet.normalization.mean, [123.675, 116.28, 103.53]), JSON.stringify(r.imagenet.normalization));
+  assert.ok(near(r.imagenet.normalization.scale, [58.395, 57.12, 57.375]), JSON.stringify(r.imagenet.normalization));
+  assert.match(r.bad, /normalization 'sepia'/);
+  assert.deepEqual(errors, []);
 });
