@@ -326,6 +326,11 @@ fn networks_with_newer_ops_run_in_int8_and_export() {
             images.len()
         );
         assert!(median >= 25.0, "{name}: int8 logit SQNR {median:.1} dB");
+        if name == "squeezenet1_1" {
+            // Its logits are the pool: a trained head goes after it, in f32 and int8.
+            head_after_pool_computes_w_e_plus_b(&file, &images);
+            head_after_pool_computes_w_e_plus_b(&int8, &images);
+        }
         // The GPU plan refuses by op; auto runs the CPU and says why.
         if name != "resnet18" {
             let engine = edgetune::gpu::kernel::block_on(Engine::new(
@@ -341,6 +346,33 @@ fn networks_with_newer_ops_run_in_int8_and_export() {
         if name == "op_zoo" || name == "mobilenet_v3_small" {
             roundtrip_agrees(&dir, name, &file, &f, &images, true);
             roundtrip_agrees(&dir, name, &int8, &q, &images, false);
+        }
+    }
+}
+
+/// A 3-class head on `backbone` (whose logits are its pool) gives `W e + b` on the pooled
+/// features.
+fn head_after_pool_computes_w_e_plus_b(backbone: &edgetune::model::etm::ModelFile, images: &[PathBuf]) {
+    let dim = backbone.embedding_dim().expect("the pool's width");
+    assert_eq!(dim, 1000);
+    let classes = 3;
+    let weight: Vec<f32> = (0..classes * dim).map(|i| ((i * 7919 % 997) as f32 / 997.0 - 0.5) * 0.2).collect();
+    let head = edgetune::train::head::LinearHead { dim, classes, weight: weight.clone(), bias: vec![0.1, -0.2, 0.05] };
+    let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let m = edgetune::train::finetune::with_head(backbone, &head, &names).unwrap();
+    let m = edgetune::model::etm::ModelFile::from_bytes(&m.to_bytes().unwrap()).unwrap();
+    assert_eq!(m.header.labels, names);
+    let model = Classifier::new(m.clone()).unwrap();
+    for img in images.iter().take(2) {
+        let x = load_preprocessed(img, &m.header.preprocess).unwrap();
+        let e = model.embeddings(x.clone()).unwrap().into_data();
+        let logits = model.logits(x).unwrap().into_data();
+        assert_eq!(logits.len(), classes);
+        for c in 0..classes {
+            let row = &weight[c * dim..(c + 1) * dim];
+            let want: f32 = head.bias[c] + row.iter().zip(&e).map(|(w, v)| w * v).sum::<f32>();
+            let scale: f32 = row.iter().zip(&e).map(|(w, v)| (w * v).abs()).sum::<f32>();
+            assert!((logits[c] - want).abs() <= 0.01 * scale + 1e-4, "{img:?} class {c}: {} vs {want}", logits[c]);
         }
     }
 }

@@ -186,10 +186,29 @@ impl ModelFile {
     /// The width of the embedding (the input of the dense layer that makes the logits), or
     /// None when the logits do not come from a dense head.
     pub fn embedding_dim(&self) -> Option<usize> {
-        let node = self.header.graph.nodes.get(self.header.graph.logits.checked_sub(1)?)?;
+        let g = &self.header.graph;
+        let node = g.nodes.get(g.logits.checked_sub(1)?)?;
         match &node.op {
             crate::model::graph::Op::Dense { weight, .. } => self.tensors.get(weight)?.shape().get(1).copied(),
+            // Logits straight from the pool (SqueezeNet): a head goes after it.
+            crate::model::graph::Op::GlobalAvgPool if g.logits == g.embedding => self.channels(g.embedding),
             _ => None,
+        }
+    }
+
+    /// The channel count of value `v`, from the weights of the nodes that make it (no tensors
+    /// are run or allocated).
+    pub fn channels(&self, v: usize) -> Option<usize> {
+        use crate::model::graph::Op;
+        let g = &self.header.graph;
+        if v == 0 {
+            return Some(g.input[2]);
+        }
+        let node = g.nodes.get(v - 1)?;
+        match &node.op {
+            Op::Conv2d { weight, .. } | Op::Dense { weight, .. } => self.tensors.get(weight)?.shape().first().copied(),
+            Op::Concat => node.inputs.iter().map(|&i| self.channels(i)).sum(),
+            _ => self.channels(*node.inputs.first()?),
         }
     }
 

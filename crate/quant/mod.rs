@@ -14,7 +14,6 @@ pub mod requant;
 
 pub use params::QParams;
 pub use requant::{
-    dequantize, quantize_value, requantize, round_multiplier_mantissa, Activation, AddRequant, OrtAddRequant, OutputQuant,
-    Requant,
-    ADD_MULTIPLIER_MANTISSA_BITS,
+    dequantize, quantize_value, requantize, round_multiplier_mantissa, Activation, AddRequant, OrtAddRequant,
+    OutputQuant, Requant, ADD_MULTIPLIER_MANTISSA_BITS,
 };

@@ -18,6 +18,7 @@ use crate::model::graph::Op;
 use crate::model::Classifier;
 use crate::preprocess::preprocess;
 use crate::quant::calibrate::quantize_weights_per_channel;
+use crate::quant::Activation;
 use crate::tensor::Tensor;
 
 use super::augment::{Augment, RgbImage};
@@ -246,9 +247,26 @@ fn head_node(m: &ModelFile) -> Result<(usize, String, String)> {
     }
 }
 
-/// `backbone` with a new head and labels.
+/// `backbone` with a new head and labels. A network whose logits are its pool (SqueezeNet's
+/// classifier is a convolution before the pool) gets a dense head after the pool.
 pub fn with_head(backbone: &ModelFile, head: &LinearHead, labels: &[String]) -> Result<ModelFile> {
     let mut m = backbone.clone();
+    let g = &mut m.header.graph;
+    if g.logits == g.embedding {
+        g.nodes.push(crate::model::graph::Node {
+            name: "head".into(),
+            op: Op::Dense {
+                weight: "head.weight".into(),
+                bias: Some("head.bias".into()),
+                activation: Activation::None,
+            },
+            inputs: vec![g.embedding],
+        });
+        g.logits = g.nodes.len();
+        if let Some(q) = m.header.quantization.as_mut() {
+            q.values.push(None);
+        }
+    }
     let (i, wname, bname) = head_node(&m)?;
     if let Op::Dense { bias, .. } = &mut m.header.graph.nodes[i].op {
         *bias = Some(bname.clone());

@@ -61,7 +61,8 @@ pub fn import_model(
     match normalization.as_deref() {
         None | Some("") => {}
         Some("imagenet") if m.header.quantization.as_ref().is_none_or(|q| !q.arithmetic.is_tflite()) => {
-            let (mean, std) = (crate::preprocess::Preprocess::IMAGENET_MEAN, crate::preprocess::Preprocess::IMAGENET_STD);
+            let (mean, std) =
+                (crate::preprocess::Preprocess::IMAGENET_MEAN, crate::preprocess::Preprocess::IMAGENET_STD);
             m.header.preprocess.set_unit_normalization(mean, std).map_err(err)?;
         }
         Some(other) => {
