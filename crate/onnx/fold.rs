@@ -164,45 +164,41 @@ fn concat(n: &Node) -> Result<Value> {
         }
         shape[axis] += p.shape[axis];
     }
-    // Output rows (everything before the axis) take each part's block in turn.
+    // Output rows (everything before the axis) take each part's block in turn: stack the
+    // parts, then gather.
     let outer: usize = first.shape[..axis].iter().product();
-    let mut out: Option<Data> = None;
-    let mut srcs: Vec<Vec<usize>> = parts.iter().map(|_| vec![]).collect();
-    for (k, p) in parts.iter().enumerate() {
-        let block = p.data.len() / outer.max(1);
-        srcs[k] = (0..outer).flat_map(|o| o * block..(o + 1) * block).collect();
+    let (mut starts, mut at) = (vec![], 0);
+    for p in &parts {
+        starts.push(at);
+        at += p.data.len();
     }
+    let mut src = Vec::with_capacity(at);
     for o in 0..outer {
-        for (p, src) in parts.iter().zip(&srcs) {
+        for (p, &start) in parts.iter().zip(&starts) {
             let block = p.data.len() / outer.max(1);
-            let piece = take(&p.data, &src[o * block..(o + 1) * block]);
-            out = Some(match (out, piece) {
-                (None, piece) => piece,
-                (Some(Data::F32(mut a)), Data::F32(b)) => {
-                    a.extend(b);
-                    Data::F32(a)
-                }
-                (Some(Data::I64(mut a)), Data::I64(b)) => {
-                    a.extend(b);
-                    Data::I64(a)
-                }
-                (Some(Data::I32(mut a)), Data::I32(b)) => {
-                    a.extend(b);
-                    Data::I32(a)
-                }
-                (Some(Data::U8(mut a)), Data::U8(b)) => {
-                    a.extend(b);
-                    Data::U8(a)
-                }
-                (Some(Data::I8(mut a)), Data::I8(b)) => {
-                    a.extend(b);
-                    Data::I8(a)
-                }
-                _ => return Err(Error::invalid("Concat", "mixed element types")),
-            });
+            src.extend(start + o * block..start + (o + 1) * block);
         }
     }
-    Value::new(shape, out.unwrap_or(Data::F32(vec![])))
+    let stacked = stack(&parts.iter().map(|p| &p.data).collect::<Vec<_>>())?;
+    Value::new(shape, take(&stacked, &src))
+}
+
+/// The parts' data one after another (all of one element type).
+fn stack(parts: &[&Data]) -> Result<Data> {
+    fn cat<T: Copy>(parts: &[&Data], get: impl Fn(&Data) -> Option<&Vec<T>>) -> Result<Vec<T>> {
+        let mut out = vec![];
+        for p in parts {
+            out.extend_from_slice(get(p).ok_or_else(|| Error::invalid("Concat", "mixed element types"))?);
+        }
+        Ok(out)
+    }
+    Ok(match parts.first() {
+        Some(Data::F32(_)) | None => Data::F32(cat(parts, |d| if let Data::F32(v) = d { Some(v) } else { None })?),
+        Some(Data::U8(_)) => Data::U8(cat(parts, |d| if let Data::U8(v) = d { Some(v) } else { None })?),
+        Some(Data::I8(_)) => Data::I8(cat(parts, |d| if let Data::I8(v) = d { Some(v) } else { None })?),
+        Some(Data::I32(_)) => Data::I32(cat(parts, |d| if let Data::I32(v) = d { Some(v) } else { None })?),
+        Some(Data::I64(_)) => Data::I64(cat(parts, |d| if let Data::I64(v) = d { Some(v) } else { None })?),
+    })
 }
 
 fn gather(n: &Node) -> Result<Value> {
@@ -443,5 +439,10 @@ mod tests {
         assert_eq!(cols.data, Data::F32(vec![2.0, 0.0, 5.0, 3.0]));
         let e = fold(&node("Gather", 2, vec![]), 13, &[Some(&g), Some(&ints(&[5]))]).unwrap_err().to_string();
         assert!(e.contains("out of range"), "{e}");
+        // Concat along the last axis interleaves rows.
+        let h = Value::f32(vec![2, 1], vec![10.0, 20.0]).unwrap();
+        let c = fold(&node("Concat", 2, vec![int_attr("axis", 1)]), 13, &[Some(&g), Some(&h)]).unwrap();
+        assert_eq!((c.shape.clone(), c.data), (vec![2, 4], Data::F32(vec![0.0, 1.0, 2.0, 10.0, 3.0, 4.0, 5.0, 20.0])));
+        assert!(fold(&node("Concat", 2, vec![int_attr("axis", 1)]), 13, &[Some(&g), Some(&ints(&[1, 2]))]).is_err());
     }
 }
