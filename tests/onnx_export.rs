@@ -1,12 +1,13 @@
 //! ONNX export: the default models written as ONNX and run by onnxruntime (PyPI).
 //! - f32: logits within 1e-4 of the largest logit on every shared photo, and the file imports
 //!   back into an identical-acting `.etm`;
-//! - int8 (QDQ): onnxruntime's top-1 equals the engine's int8 top-1 on every shared photo, and
-//!   on >= 95% of CIFAR-10 test images (ImageNet classes on upscaled 32x32 images: the
-//!   agreement, not the accuracy, is measured). The goal is 99%; it is not met. These
-//!   images give small top-1 margins (median 0.6 logits), and int8 rounding differences flip
-//!   them: onnxruntime's own optimized and unoptimized runs of the same file agree on only 94.9%
-//!   of the first 1,000, while the engine agrees with the optimized run on 96.7%.
+//! - int8 (QDQ, uint8 activations): onnxruntime's top-1 equals the engine's int8 top-1 on every
+//!   shared photo, and on >= 99% of CIFAR-10 test images (ImageNet classes on upscaled 32x32
+//!   images: the agreement, not the accuracy, is measured; their top-1 margins are small, median
+//!   0.6 logits, so any rounding difference shows). The quantizer aligns every add's grids with
+//!   onnxruntime's add, and onnxruntime's uint8 kernels round as the engine does, so the int8
+//!   layers are bit-identical; the pooled embedding and head are f32 in both, summed in
+//!   different orders.
 
 mod common;
 
@@ -119,7 +120,7 @@ fn int8_qdq_export_agrees_with_the_engine_on_cifar() {
         .count();
     let rate = agree as f64 / n as f64;
     println!("int8 QDQ export: onnxruntime top-1 = engine top-1 on {agree}/{n} CIFAR-10 test images");
-    assert!(rate >= 0.95, "top-1 agreement {:.1}%", rate * 100.0);
+    assert!(rate >= 0.99, "top-1 agreement {:.1}%", rate * 100.0);
     // Confident predictions: the shared photos must all agree.
     let Some(photos) = common::shared("data/photos") else { return };
     let inputs: Vec<Tensor> = list_images(&photos)

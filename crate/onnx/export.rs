@@ -15,7 +15,9 @@
 //!                     (HardSwish itself is opset 14)
 //! ```
 //! An int8 model becomes a QDQ graph, the form onnxruntime fuses into its int8 kernels:
-//! every quantized value `v` is followed by `QuantizeLinear(s_v, z_v)` -> `DequantizeLinear`,
+//! every quantized value `v` is followed by `QuantizeLinear(s_v, z_v + 128)` ->
+//! `DequantizeLinear` on uint8 (onnxruntime's uint8-activation kernels round as the engine
+//! does; with the add grids the engine's quantizer aligns, the file runs there bit for bit),
 //! weights are int8 initializers behind `DequantizeLinear(axis 0)` with their per-channel
 //! scales (and zero points), and int32 biases behind `DequantizeLinear` with scale
 //! `s_in * s_w[c]`. The head's f32 bias stays float, as in the engine.
@@ -106,8 +108,10 @@ impl Writer {
     /// `x` through QuantizeLinear -> DequantizeLinear on the value's int8 grid.
     fn qdq(&mut self, x: String, name: &str, q: ValueQuant) -> String {
         let s = self.init(tensor(&format!("{name}.q_scale"), &[], data_type::FLOAT, f32s(&[q.scale])));
-        let z =
-            self.init(tensor(&format!("{name}.q_zero_point"), &[], data_type::INT8, vec![q.zero_point as i8 as u8]));
+        // uint8 values (the engine's int8 plus 128): onnxruntime's uint8-activation kernels
+        // round exactly as the engine does; its int8-activation path does not.
+        let zp = (q.zero_point + 128).clamp(0, 255) as u8;
+        let z = self.init(tensor(&format!("{name}.q_zero_point"), &[], data_type::UINT8, vec![zp]));
         let quantized = self.node("QuantizeLinear", name, &[&x, &s, &z], vec![]);
         self.node("DequantizeLinear", name, &[&quantized, &s, &z], vec![])
     }
