@@ -149,7 +149,6 @@ impl PreparedF32 {
     }
 
     /// Node `i` on the values computed so far.
-    #[inline(never)]
     fn step(&self, i: usize, values: &[Tensor]) -> Result<Tensor> {
         let (Some(node), Some(op)) = (self.graph.nodes.get(i), self.ops.get(i)) else {
             return Err(Error::invalid("forward", format!("no node {i}")));

@@ -540,7 +540,6 @@ impl PreparedI8 {
     }
 
     /// Runs node `i` on the values computed so far (`values[..=i]`).
-    #[inline(never)]
     pub(super) fn step(&self, i: usize, values: &[Val]) -> Result<Val> {
         let (node, op) = match (self.graph.nodes.get(i), self.ops.get(i)) {
             (Some(n), Some(o)) => (n, o),
