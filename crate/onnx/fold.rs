@@ -264,23 +264,22 @@ fn squeeze(n: &Node) -> Result<Value> {
 fn cast(n: &Node) -> Result<Value> {
     let x = n.input(0)?;
     let to = n.int("to", dt::FLOAT as i64)? as i32;
-    let floats = |x: &Value| -> Vec<f64> {
-        match &x.data {
-            Data::F32(v) => v.iter().map(|&a| a as f64).collect(),
-            d => x.as_i64s("Cast").map(|v| v.into_iter().map(|a| a as f64).collect()).unwrap_or_else(|_| {
-                debug_assert!(d.is_empty());
-                vec![]
-            }),
+    // Integers convert exactly (shape arithmetic holds sentinels like i64::MAX); floats to
+    // integers truncate toward zero, as ONNX's Cast does.
+    let (ints, floats): (Vec<i64>, Vec<f64>) = match &x.data {
+        Data::F32(v) => (v.iter().map(|&a| a as i64).collect(), v.iter().map(|&a| a as f64).collect()),
+        _ => {
+            let v = x.as_i64s("Cast")?;
+            let f = v.iter().map(|&a| a as f64).collect();
+            (v, f)
         }
     };
-    let f = floats(x);
-    // Float to integer truncates toward zero, as ONNX's Cast does.
     let data = match to {
-        dt::FLOAT => Data::F32(f.iter().map(|&v| v as f32).collect()),
-        dt::INT64 => Data::I64(f.iter().map(|&v| v as i64).collect()),
-        dt::INT32 => Data::I32(f.iter().map(|&v| v as i32).collect()),
-        dt::INT8 => Data::I8(f.iter().map(|&v| v as i8).collect()),
-        dt::UINT8 => Data::U8(f.iter().map(|&v| v as u8).collect()),
+        dt::FLOAT => Data::F32(floats.iter().map(|&v| v as f32).collect()),
+        dt::INT64 => Data::I64(ints),
+        dt::INT32 => Data::I32(ints.iter().map(|&v| v as i32).collect()),
+        dt::INT8 => Data::I8(ints.iter().map(|&v| v as i8).collect()),
+        dt::UINT8 => Data::U8(ints.iter().map(|&v| v as u8).collect()),
         other => return Err(Error::unsupported(format!("Cast to {}", dt::name(other)))),
     };
     Value::new(x.shape.clone(), data)
@@ -408,6 +407,8 @@ mod tests {
         let torch_pads = ints(&[1, 2, 3, 4]); // (left, right, top, bottom)
         let zeros = fold(&node("ConstantOfShape", 1, vec![]), 13, &[Some(&ints(&[4]))]).unwrap();
         let zeros = fold(&node("Cast", 1, vec![int_attr("to", dt::INT64 as i64)]), 13, &[Some(&zeros)]).unwrap();
+        let big = fold(&node("Cast", 1, vec![int_attr("to", dt::INT64 as i64)]), 13, &[Some(&ints(&[i64::MAX - 1]))]);
+        assert_eq!(big.unwrap().data, Data::I64(vec![i64::MAX - 1]), "integers cast exactly");
         let all = fold(&node("Concat", 2, vec![int_attr("axis", 0)]), 13, &[Some(&torch_pads), Some(&zeros)]).unwrap();
         let pairs = fold(&node("Reshape", 2, vec![]), 13, &[Some(&all), Some(&ints(&[-1, 2]))]).unwrap();
         let rev = fold(
