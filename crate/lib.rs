@@ -1,39 +1,39 @@
 //! edgetune: an int8 vision engine that classifies camera frames and fine-tunes on the
 //! user's own samples, in the browser (wasm + WebGPU) and natively (the `edgetune` CLI).
 //!
-//! Map of the crate (see DESIGN.md):
-//! - [`error`]: the one [`Error`] type.
-//! - [`tensor`]: [`Tensor`] (f32) and [`QTensor`] (int8/int32 + [`quant::QParams`]).
-//! - [`quant`]: quantization parameters and the one requantization function.
-//! - [`ops`]: CPU reference kernels, the numerics spec for every backend.
-//! - [`onnx`]: ONNX protobuf reading, the conformance runner over ONNX node tests, import
-//!   and export.
-//! - [`tflite`]: TFLite flatbuffer reading and import.
-//! - [`train`]: losses, optimizers, schedules, metrics and the trainer.
-//! - [`gpu`]: the WebGPU backend: adapter probing, WGSL int8 kernels, the network's plan.
-//! - [`engine`]: backend choice (`auto`/`cpu`/`gpu`), GPU self-test, lost-device recovery.
+//! Map of the crate (see DESIGN.md). Layers, lowest first; a module imports only from
+//! layers above it in this list:
+//! - [`base`]: error, tensors, quantization parameters, clock, rng, log, bounded reads.
+//! - [`quant`]: calibration, THE requantization of each arithmetic, fake quantization.
+//! - [`ops`]: per op, the reference (the spec) and its SIMD kernels, backward passes.
+//! - [`model`]: the graph IR, the `.etm` format, preprocessing, labels.
+//! - [`gpu`]: wgpu context and one wrapper per WGSL kernel.
+//! - [`exec`]: prepared CPU f32 / int8 executors, the GPU plan, the backend interface and
+//!   the engine (embedding, then the one head).
+//! - [`import`]: ONNX, TFLite and PyTorch readers, ONNX export, the dispatcher.
+//! - [`zoo`]: architectures as code (EfficientNet-Lite0, MobileNetV2).
+//! - [`data`]: image files and CIFAR-10 records for calibration and evaluation.
+//! - [`train`]: losses, optimizers, schedules, metrics, head and block trainers.
+//! - [`compress`]: PTQ, pruning, and the QAT / pruning / distillation drivers.
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` surface used by the page.
 
+pub mod base;
+pub mod compress;
 pub mod data;
-pub mod engine;
-pub mod error;
+pub mod exec;
 pub mod gpu;
+pub mod import;
 pub mod model;
-#[cfg(feature = "importers")]
-pub mod onnx;
 pub mod ops;
-pub mod preprocess;
 pub mod quant;
-pub mod tensor;
-#[cfg(feature = "importers")]
-pub mod tflite;
 pub mod train;
+pub mod zoo;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use error::{Error, Result};
-pub use tensor::{QTensor, Tensor};
+pub use base::error::{Error, Result};
+pub use base::tensor::{QTensor, Tensor};
 
 /// Engine version (the crate version), shown by the CLI and the page.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

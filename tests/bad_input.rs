@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edgetune::onnx::graph::{load_model, load_tensor, run};
-use edgetune::onnx::proto::{
+use edgetune::import::onnx::graph::{load_model, load_tensor, run};
+use edgetune::import::onnx::proto::{
     data_type, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto,
 };
-use edgetune::onnx::{Data, Value};
+use edgetune::import::onnx::{Data, Value};
 use prost::Message;
 
 fn temp_dir(name: &str) -> PathBuf {

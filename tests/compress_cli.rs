@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 
 use edgetune::data::cifar::CLASSES;
 use edgetune::model::etm::ModelFile;
-use edgetune::model::mobilenet_v2::mobilenet_v2;
-use edgetune::preprocess::Preprocess;
+use edgetune::model::preprocess::Preprocess;
+use edgetune::zoo::mobilenet_v2::mobilenet_v2;
 
 fn small_model(dir: &Path, name: &str, labels: Vec<String>) -> PathBuf {
     let (mut graph, tensors) = mobilenet_v2(0.35, labels.len(), 11).unwrap();

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::Command;
 
 use edgetune::data::images::load_preprocessed;
-use edgetune::model::efficientnet::{check_tensor_names, efficientnet_lite0_graph, to_engine_layout};
+use edgetune::exec::{top_k, Classifier};
+use edgetune::import::torch::checkpoint::{parse_legacy_checkpoint, read_legacy_checkpoint};
 use edgetune::model::etm::ModelFile;
-use edgetune::model::torch_checkpoint::{parse_legacy_checkpoint, read_legacy_checkpoint};
-use edgetune::model::{top_k, Classifier};
+use edgetune::zoo::efficientnet::{check_tensor_names, efficientnet_lite0_graph, to_engine_layout};
 
 const PHOTOS: [&str; 10] = [
     "bird.bmp",
@@ -234,7 +234,7 @@ fn strip_times(s: &str) -> Vec<String> {
 #[test]
 fn quantizing_on_rgba_frames_agrees_with_f32_on_other_frames() {
     let (Some(path), Some(photos)) = (common::default_model("f32"), common::shared("data/photos")) else { return };
-    use edgetune::model::frames::{quantize_on_frames, top1_agreement, RgbaFrames};
+    use edgetune::compress::frames::{quantize_on_frames, top1_agreement, RgbaFrames};
     let f32_model = ModelFile::load(&path).unwrap();
     let side = 256;
     let frame = |name: &str| -> Vec<u8> {

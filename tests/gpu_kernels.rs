@@ -7,6 +7,7 @@
 
 use std::sync::OnceLock;
 
+use edgetune::exec::cpu_int8::global_sums_i8;
 use edgetune::gpu::add::AddI8;
 use edgetune::gpu::context::GpuContext;
 use edgetune::gpu::conv::{ConvI8, ConvLayer};
@@ -14,7 +15,6 @@ use edgetune::gpu::gemm::{DotVariant, GemmLayer};
 use edgetune::gpu::gemm_f32::GemmF32;
 use edgetune::gpu::kernel::{block_on, pack_rows, unpack_rows};
 use edgetune::gpu::pool::GlobalSumI8;
-use edgetune::model::int8::global_sums_i8;
 use edgetune::ops::add::add_i8;
 use edgetune::ops::conv::{conv2d_i8, Conv2dParams};
 use edgetune::ops::gemm::{dense_f32, gemm_i8_acc};

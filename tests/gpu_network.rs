@@ -9,9 +9,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use edgetune::data::images::load_preprocessed;
-use edgetune::engine::{BackendChoice, Engine};
+use edgetune::exec::engine::{BackendChoice, Engine};
+use edgetune::exec::Classifier;
 use edgetune::gpu::kernel::block_on;
-use edgetune::model::Classifier;
 use edgetune::Tensor;
 
 fn gpu_required() -> bool {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use edgetune::onnx::conformance::{read_list, run_suite, Outcome};
+use edgetune::import::onnx::conformance::{read_list, run_suite, Outcome};
 
 #[test]
 fn required_node_tests_all_pass() {

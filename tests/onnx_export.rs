@@ -14,11 +14,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use edgetune::base::tensor::Tensor;
 use edgetune::data::images::{list_images, ImageSource};
+use edgetune::exec::Classifier;
+use edgetune::import::onnx::export::export_onnx;
 use edgetune::model::etm::ModelFile;
-use edgetune::model::Classifier;
-use edgetune::onnx::export::export_onnx;
-use edgetune::tensor::Tensor;
 
 /// CIFAR-10 test images compared in the int8 test (debug builds run the engine slowly);
 /// `EDGETUNE_EXPORT_IMAGES=N` compares more.
@@ -76,7 +76,8 @@ fn f32_export_matches_onnxruntime_and_imports_back() {
     let bytes = export_onnx(&file).unwrap();
     std::fs::write(&onnx, &bytes).unwrap();
     let ours = Classifier::new(file.clone()).unwrap();
-    let back = Classifier::new(edgetune::onnx::import::import_onnx(&bytes, "back.onnx", None).unwrap()).unwrap();
+    let back =
+        Classifier::new(edgetune::import::onnx::import::import_onnx(&bytes, "back.onnx", None).unwrap()).unwrap();
     let inputs: Vec<Tensor> = list_images(&photos)
         .unwrap()
         .iter()
@@ -138,7 +139,7 @@ fn int8_qdq_export_agrees_with_the_engine_on_cifar() {
 fn models_with_tflite_arithmetic_are_refused_by_name() {
     let Some(models) = common::shared("models") else { return };
     let bytes = std::fs::read(models.join("mobilenet_v1_0.25_128_quant.tflite")).unwrap();
-    let m = edgetune::tflite::import_tflite(&bytes, "m.tflite", None).unwrap();
+    let m = edgetune::import::tflite::import_tflite(&bytes, "m.tflite", None).unwrap();
     let e = export_onnx(&m).unwrap_err().to_string();
     assert!(e.contains("TFLite arithmetic"), "{e}");
 }
@@ -147,7 +148,7 @@ fn models_with_tflite_arithmetic_are_refused_by_name() {
 fn int8_export_imports_back_to_the_same_logits() {
     let (Some(photos), Some(model)) = (common::shared("data/photos"), common::default_model("int8")) else { return };
     let file = ModelFile::load(&model).unwrap();
-    let back = edgetune::onnx::import::import_onnx(&export_onnx(&file).unwrap(), "back.onnx", None).unwrap();
+    let back = edgetune::import::onnx::import::import_onnx(&export_onnx(&file).unwrap(), "back.onnx", None).unwrap();
     let (a, b) = (Classifier::new(file.clone()).unwrap(), Classifier::new(back).unwrap());
     for p in list_images(&photos).unwrap() {
         let x = edgetune::data::images::load_preprocessed(&p, &file.header.preprocess).unwrap();

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use edgetune::data::images::{list_images, load_preprocessed};
-use edgetune::model::Classifier;
-use edgetune::onnx::import::import_onnx;
-use edgetune::preprocess::Preprocess;
+use edgetune::exec::Classifier;
+use edgetune::import::onnx::import::import_onnx;
+use edgetune::model::preprocess::Preprocess;
 
 fn python(args: &[&std::ffi::OsStr]) {
     let Some(py) = common::interop_python() else { return };
@@ -130,7 +130,7 @@ fn imported_lite0_agrees_with_the_native_default_model() {
     let imported = Classifier::new(import_onnx(&std::fs::read(&path).unwrap(), "lite0.onnx", None).unwrap()).unwrap();
     let native = Classifier::load(&native).unwrap();
     for img in list_images(&photos).unwrap() {
-        let x = load_preprocessed(&img, &edgetune::preprocess::Preprocess::default()).unwrap();
+        let x = load_preprocessed(&img, &edgetune::model::preprocess::Preprocess::default()).unwrap();
         let (a, b) = (imported.logits(x.clone()).unwrap().into_data(), native.logits(x).unwrap().into_data());
         assert_eq!(argmax(&a), argmax(&b), "{}", img.display());
         let diff = a.iter().zip(&b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
@@ -185,7 +185,7 @@ fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<(usize,
     ) else {
         return None;
     };
-    let mut p = edgetune::preprocess::Preprocess::default();
+    let mut p = edgetune::model::preprocess::Preprocess::default();
     if name != "efficientnet_lite0" {
         p.set_unit_normalization(Preprocess::IMAGENET_MEAN, Preprocess::IMAGENET_STD).unwrap();
     }
@@ -287,8 +287,8 @@ fn sqnr_db(f: &[f32], q: &[f32]) -> f64 {
 /// to the CPU. Then the f32 networks exported back to ONNX match onnxruntime.
 #[test]
 fn networks_with_newer_ops_run_in_int8_and_export() {
-    use edgetune::engine::{BackendChoice, Engine};
-    use edgetune::model::quantize::{quantize_model, BiasCorrection, Calibration};
+    use edgetune::compress::ptq::{quantize_model, BiasCorrection, Calibration};
+    use edgetune::exec::engine::{BackendChoice, Engine};
     let (Some(photos), Some(train), Some(dir)) =
         (common::shared("data/photos"), common::shared("data/cifar10/train.bin"), exported())
     else {
@@ -392,7 +392,7 @@ fn roundtrip_agrees(
     {
         {
             let onnx = dir.join(format!("{name}_{kind}_roundtrip.onnx"));
-            std::fs::write(&onnx, edgetune::onnx::export::export_onnx(model).unwrap()).unwrap();
+            std::fs::write(&onnx, edgetune::import::onnx::export::export_onnx(model).unwrap()).unwrap();
             let inputs: Vec<_> = images.iter().map(|i| load_preprocessed(i, &p).unwrap()).collect();
             let (input, out) = (dir.join(format!("{name}_{kind}_rt.f32")), dir.join(format!("{name}_{kind}_rt.json")));
             write_nchw(&input, &inputs);

@@ -8,9 +8,9 @@ mod common;
 use std::process::Command;
 
 use edgetune::data::images::{list_images, load_preprocessed};
-use edgetune::model::Classifier;
+use edgetune::exec::Classifier;
+use edgetune::import::tflite::import_tflite;
 use edgetune::ops::softmax::softmax_row;
-use edgetune::tflite::import_tflite;
 
 const MODELS: [&str; 2] = ["mobilenet_v1_0.25_128_quant.tflite", "mobilenet_v1_0.5_160_quant.tflite"];
 
@@ -25,7 +25,7 @@ fn tflite_models_match_tflite_runtime_on_every_photo() {
     else {
         return;
     };
-    let labels = edgetune::data::labels::read_labels(&photos.join("imagenet_labels.txt"), None).unwrap();
+    let labels = edgetune::model::labels::read_labels(&photos.join("imagenet_labels.txt"), None).unwrap();
     let images = list_images(&photos).unwrap();
     assert!(images.len() >= 10, "expected the 10 shared photos, found {}", images.len());
     let dir = tempdir("tflite");

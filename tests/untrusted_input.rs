@@ -9,9 +9,9 @@ mod common;
 use std::io::Write;
 use std::path::PathBuf;
 
+use edgetune::base::tensor::Tensor;
+use edgetune::exec::Classifier;
 use edgetune::model::etm::{ModelFile, Stored};
-use edgetune::model::Classifier;
-use edgetune::tensor::Tensor;
 
 fn temp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("edgetune-untrusted-{}", std::process::id()));
@@ -129,13 +129,13 @@ fn zero_sized_and_huge_images_are_errors_and_a_one_pixel_image_classifies() {
     // The smallest image is upsampled to the model's input and classified.
     let Some(path) = common::default_model("int8") else { return };
     let model = Classifier::load(&path).unwrap();
-    let x = edgetune::preprocess::preprocess(&[200, 30, 30], 1, 1, 3, &model.file.header.preprocess).unwrap();
+    let x = edgetune::model::preprocess::preprocess(&[200, 30, 30], 1, 1, 3, &model.file.header.preprocess).unwrap();
     let logits = model.logits(x).unwrap();
     assert!(logits.data().iter().all(|v| v.is_finite()));
     // Pixel buffers whose size disagrees with the stated size, or whose size overflows.
     let p = &model.file.header.preprocess;
-    assert!(edgetune::preprocess::preprocess(&[0; 16], 2, 2, 4, p).is_ok());
-    assert!(edgetune::preprocess::preprocess(&[0; 16], 3, 2, 4, p).is_err());
-    assert!(edgetune::preprocess::preprocess(&[0; 16], usize::MAX, 2, 4, p).is_err());
-    assert!(edgetune::preprocess::preprocess(&[], 0, 0, 4, p).is_err());
+    assert!(edgetune::model::preprocess::preprocess(&[0; 16], 2, 2, 4, p).is_ok());
+    assert!(edgetune::model::preprocess::preprocess(&[0; 16], 3, 2, 4, p).is_err());
+    assert!(edgetune::model::preprocess::preprocess(&[0; 16], usize::MAX, 2, 4, p).is_err());
+    assert!(edgetune::model::preprocess::preprocess(&[], 0, 0, 4, p).is_err());
 }

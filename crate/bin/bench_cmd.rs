@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use edgetune::data::images::load_preprocessed;
-use edgetune::engine::{BackendChoice, Engine};
+use edgetune::exec::engine::{BackendChoice, Engine};
+use edgetune::exec::Classifier;
 use edgetune::gpu::context::GpuContext;
 use edgetune::gpu::conv::ConvI8;
 use edgetune::gpu::gemm::{DotVariant, GemmLayer};
 use edgetune::gpu::gemm_f32::GemmF32;
 use edgetune::gpu::kernel::{block_on, bytes, pack_rows, storage_init, Dispatch};
-use edgetune::model::Classifier;
 use edgetune::quant::Requant;
 use edgetune::{Error, Result, Tensor};
 use serde_json::{json, Value};

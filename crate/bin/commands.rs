@@ -3,18 +3,18 @@
 use std::path::Path;
 use std::time::Instant;
 
+use edgetune::compress::ptq::{quantize_model, BiasCorrection, Calibration};
 use edgetune::data::cifar::CLASSES;
 use edgetune::data::images::{load_preprocessed, ImageSource};
-use edgetune::data::labels::read_labels;
-use edgetune::engine::{BackendChoice, Engine};
+use edgetune::exec::engine::{BackendChoice, Engine};
+use edgetune::exec::{top_k, Classifier};
 use edgetune::gpu::kernel::block_on;
-use edgetune::model::efficientnet::import_lite0_checkpoint;
 use edgetune::model::etm::{Header, ModelFile, Provenance, Stored, FORMAT, VERSION};
-use edgetune::model::quantize::{quantize_model, BiasCorrection, Calibration};
-use edgetune::model::{top_k, Classifier};
-use edgetune::preprocess::Preprocess;
+use edgetune::model::labels::read_labels;
+use edgetune::model::preprocess::Preprocess;
 use edgetune::quant::calibrate::Method;
 use edgetune::train::metrics::Confusion;
+use edgetune::zoo::efficientnet::import_lite0_checkpoint;
 use edgetune::{Error, Result};
 
 type Bar<'a> = &'a dyn Fn(usize, &str) -> indicatif::ProgressBar;
@@ -56,8 +56,8 @@ pub fn import(
     if ext == "tflite" || ext == "onnx" {
         let start = Instant::now();
         let labels = labels.map(|p| read_labels(p, None)).transpose()?;
-        let bytes = edgetune::data::read_limited(input, edgetune::model::etm::MAX_MODEL_BYTES)?;
-        let mut model = edgetune::model::import_file(&bytes, &input.display().to_string(), labels)?;
+        let bytes = edgetune::base::io::read_limited(input, edgetune::model::etm::MAX_MODEL_BYTES)?;
+        let mut model = edgetune::import::import_file(&bytes, &input.display().to_string(), labels)?;
         if let Some((mean, std)) = norm {
             if model.header.quantization.as_ref().is_some_and(|q| q.arithmetic.is_tflite()) {
                 return Err(Error::invalid(
@@ -113,7 +113,7 @@ pub fn import(
 pub fn export(model: &Path, output: &Path) -> Result<bool> {
     let start = Instant::now();
     let m = ModelFile::load(model)?;
-    let bytes = edgetune::onnx::export::export_onnx(&m)?;
+    let bytes = edgetune::import::onnx::export::export_onnx(&m)?;
     std::fs::write(output, bytes).map_err(|e| Error::io(output, e))?;
     let kind = if m.is_int8() { "int8 as QDQ" } else { "f32" };
     report_written(output, &format!(", {kind}, opset 13"), start);
@@ -134,8 +134,8 @@ pub fn info(path: &Path) -> Result<bool> {
         .iter()
         .map(|(k, v)| Ok((k.clone(), edgetune::Tensor::zeros(v.shape().to_vec())?)))
         .collect::<Result<_>>()?;
-    let params = edgetune::model::channel_prune::parameter_count(&m);
-    let zeros = edgetune::model::channel_prune::zero_weights(&m);
+    let params = edgetune::compress::channel_prune::parameter_count(&m);
+    let zeros = edgetune::compress::channel_prune::zero_weights(&m);
     println!("file          {} ({} bytes)", path.display(), std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
     println!("format        {} v{}", h.format, h.version);
     println!("architecture  {} ({} nodes)", h.architecture, h.graph.nodes.len());

@@ -1,9 +1,9 @@
 //! `edgetune prune`, `edgetune qat` and `edgetune distill`: compress a fine-tuned float model
-//! by training its last blocks and head further (see `edgetune::train::compress`).
+//! by training its last blocks and head further (see `edgetune::compress::retrain`).
 //!
 //! - `prune --sparsity S`: magnitude pruning of the trained part to sparsity S on a gradual
 //!   schedule; `--structured`: removes expansion channels across the whole network until its
-//!   MACs fall by S (`edgetune::model::channel_prune`), then fine-tunes the last blocks.
+//!   MACs fall by S (`edgetune::compress::channel_prune`), then fine-tunes the last blocks.
 //! - `qat`: post-training quantization (or `--ptq FILE`), then quantization-aware training of
 //!   the last blocks and head; writes an int8 model.
 //! - `distill --teacher T --student S`: fine-tunes the student's last blocks and head on the
@@ -14,16 +14,16 @@
 
 use std::path::Path;
 
+use edgetune::compress::channel_prune::{channel_stats, find_expansions, prune_channels};
+use edgetune::compress::prune::check_sparsity;
+use edgetune::compress::ptq::{quantize_model, BiasCorrection, Calibration};
+use edgetune::compress::retrain::{check_labels, retrain, teacher_logits, CompressOptions, Compressed, Method};
 use edgetune::data::images::ImageSource;
-use edgetune::model::channel_prune::{channel_stats, find_expansions, prune_channels};
 use edgetune::model::etm::ModelFile;
-use edgetune::model::quantize::{quantize_model, BiasCorrection, Calibration};
-use edgetune::preprocess::preprocess;
+use edgetune::model::preprocess::preprocess;
 use edgetune::quant::calibrate::Method as CalMethod;
 use edgetune::train::augment::RgbImage;
-use edgetune::train::compress::{check_labels, retrain, teacher_logits, CompressOptions, Compressed, Method};
 use edgetune::train::finetune::{Mode, Samples};
-use edgetune::train::prune::check_sparsity;
 use edgetune::train::trainer::{Distill, UNLABELLED};
 use edgetune::{Error, Result};
 

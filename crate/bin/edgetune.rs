@@ -10,7 +10,7 @@ mod bench_cmd;
 mod commands;
 mod compress_cmd;
 mod train_cmd;
-use edgetune::onnx::conformance::{self, Outcome};
+use edgetune::import::onnx::conformance::{self, Outcome};
 
 #[derive(Parser)]
 #[command(name = "edgetune", version = edgetune::VERSION, about = "int8 vision engine: inference and on-device fine-tuning")]

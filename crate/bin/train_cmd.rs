@@ -217,8 +217,8 @@ pub fn fewshot(
     json: Option<&Path>,
 ) -> Result<bool> {
     use edgetune::data::images::ImageSource;
-    use edgetune::model::forward::PreparedF32;
-    use edgetune::model::Classifier;
+    use edgetune::exec::cpu_f32::PreparedF32;
+    use edgetune::exec::Classifier;
     use edgetune::train::blocks::split_last_blocks;
     use edgetune::train::metrics::Confusion;
     use edgetune::train::trainer::Trainable;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 pub const SIDE: usize = 32;
 const RECORD: usize = 1 + 3 * SIDE * SIDE;

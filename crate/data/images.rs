@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::cifar::{CifarFile, SIDE};
-use crate::error::{Error, Result};
-use crate::preprocess::{preprocess, Preprocess};
-use crate::tensor::Tensor;
+use crate::base::error::{Error, Result};
+use crate::base::tensor::Tensor;
+use crate::model::preprocess::{preprocess, Preprocess};
 
 /// Largest image side decoded (a 16384 x 16384 RGBA image is already 1 GiB).
 pub const MAX_IMAGE_SIDE: u32 = 16384;

@@ -4,7 +4,7 @@
 
 use super::context::GpuContext;
 use super::kernel::{bytes, compile, storage, Dispatch, INT8_WGSL};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::quant::AddRequant;
 
 const ADD: &str = include_str!("../../shaders/add_i8_requant.wgsl");

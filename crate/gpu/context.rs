@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::AdapterReport;
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// A device, its queue and what adapter it came from.
 pub struct GpuContext {
@@ -37,13 +37,13 @@ impl GpuContext {
             .await
             .map_err(|e| Error::Gpu(format!("device request failed: {e}")))?;
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
-            crate::gpu::log(&format!("edgetune: uncaptured GPU error: {e}"));
+            crate::base::log::log(&format!("edgetune: uncaptured GPU error: {e}"));
         }));
         let lost = Arc::new(AtomicBool::new(false));
         let flag = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {
             flag.store(true, Ordering::SeqCst);
-            crate::gpu::log(&format!("edgetune: GPU device lost ({reason:?}): {msg}"));
+            crate::base::log::log(&format!("edgetune: GPU device lost ({reason:?}): {msg}"));
         });
         Ok(GpuContext { device, queue, report, timestamps, lost })
     }

@@ -13,7 +13,7 @@
 use super::context::GpuContext;
 use super::gemm::{DotVariant, GemmI8, GemmLayer};
 use super::kernel::{bytes, compile, pack_rows, padded, storage, storage_init, Dispatch, INT8_WGSL};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::ops::conv::{Conv2dParams, ConvGeometry};
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
 use crate::quant::Requant;

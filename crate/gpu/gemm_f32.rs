@@ -5,7 +5,7 @@
 
 use super::context::GpuContext;
 use super::kernel::{bytes, compile, padded, storage, storage_init, Dispatch};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 const GEMM_F32: &str = include_str!("../../shaders/gemm_f32.wgsl");
 

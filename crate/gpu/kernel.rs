@@ -10,7 +10,7 @@
 use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// What every int8 kernel includes: THE requantization (`requantize`, mirroring the CPU's)
 /// and the lane helpers for packed words (`lanes`, `pack_lanes`, `requantize4`).

@@ -4,7 +4,7 @@
 //! `packed_4x8_integer_dot_product` (`dot4I8Packed`) is available, which decides the int8
 //! dot-product variant. [`context`] holds the device; [`kernel`] what every kernel shares;
 //! [`gemm`], [`conv`], [`add`] and [`pool`] the WGSL kernels (bit-exact with the CPU
-//! reference); [`network`] the execution plan of a whole int8 network. Everything here is
+//! reference); the execution plan of a whole int8 network is [`crate::exec::gpu_plan`]. Everything here is
 //! asynchronous so the same code runs in the browser; native callers block on it.
 
 pub mod add;
@@ -13,10 +13,9 @@ pub mod conv;
 pub mod gemm;
 pub mod gemm_f32;
 pub mod kernel;
-pub mod network;
 pub mod pool;
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// What adapter was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,12 +80,4 @@ fn report(instance: &wgpu::Instance, adapter: &wgpu::Adapter) -> AdapterReport {
             .wgsl_language_features()
             .contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct),
     }
-}
-
-/// Logs a GPU event (stderr natively, the console in the browser).
-pub(crate) fn log(msg: &str) {
-    #[cfg(target_arch = "wasm32")]
-    web_sys::console::warn_1(&msg.into());
-    #[cfg(not(target_arch = "wasm32"))]
-    eprintln!("{msg}");
 }

@@ -1,11 +1,11 @@
 //! The integer half of global average pooling on the GPU (`shaders/global_sum_i8.wgsl`):
 //! per-channel sums of `x - zx` over a packed NHWC activation, equal to
-//! [`crate::model::int8::global_sums_i8`]; the embedding is finished on the CPU by
-//! [`crate::model::int8::embedding_from_sums`].
+//! [`crate::exec::cpu_int8::global_sums_i8`]; the embedding is finished on the CPU by
+//! [`crate::exec::cpu_int8::embedding_from_sums`].
 
 use super::context::GpuContext;
 use super::kernel::{bytes, compile, storage, Dispatch, INT8_WGSL};
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
 
 const GLOBAL_SUM: &str = include_str!("../../shaders/global_sum_i8.wgsl");

@@ -17,9 +17,9 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::graph::{Graph, Op};
-use crate::error::{Error, Result};
-use crate::preprocess::Preprocess;
-use crate::tensor::{numel, Tensor};
+use crate::base::error::{Error, Result};
+use crate::base::tensor::{numel, Tensor};
+use crate::model::preprocess::Preprocess;
 
 /// Format name in every header.
 pub const FORMAT: &str = "edgetune-model";
@@ -260,7 +260,7 @@ impl ModelFile {
 
     /// Reads and validates a `.etm` file.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = crate::data::read_limited(path, MAX_MODEL_BYTES)?;
+        let bytes = crate::base::io::read_limited(path, MAX_MODEL_BYTES)?;
         Self::from_bytes(&bytes).map_err(|e| Error::parse(path, e.to_string()))
     }
 
@@ -449,7 +449,7 @@ impl Imported {
             }
             _ => return Err(Error::unsupported(format!("{}: the logits are not a classifier's output", self.file))),
         };
-        let labels = crate::data::labels::fit_labels(labels, classes)?;
+        let labels = crate::model::labels::fit_labels(labels, classes)?;
         let stem = Path::new(&self.file).file_stem().and_then(|s| s.to_str()).unwrap_or("model").to_string();
         let header = Header {
             format: FORMAT.into(),

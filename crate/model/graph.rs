@@ -26,12 +26,12 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::base::tensor::Tensor;
 use crate::ops::conv::{Conv2dParams, ConvGeometry};
 use crate::ops::pool::{pool_out_shape, Pool2dParams};
 use crate::ops::Padding;
 use crate::quant::Activation;
-use crate::tensor::Tensor;
 
 /// Names of a batch norm's four tensors and its epsilon.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //! clamp ([`crate::quant::Activation`]); [`clip_i8`] is the standalone form.
 //! NaN stays NaN in f32 (comparisons are false), as in ONNX.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 pub fn relu_f32(x: &mut [f32]) {
     for v in x {

@@ -2,9 +2,9 @@
 //! int8 for residual connections: same shapes, both inputs rescaled to the output scale
 //! (`y = round(ma * (a - za) + mb * (b - zb)) + zy`, see [`crate::quant::AddRequant`]).
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::base::tensor::{numel, QTensor, Tensor};
 use crate::quant::{AddRequant, OrtAddRequant, OutputQuant, QParams};
-use crate::tensor::{numel, QTensor, Tensor};
 
 /// NumPy broadcast of two shapes, or an error naming `op`.
 pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {

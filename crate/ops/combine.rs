@@ -8,9 +8,9 @@
 //!   `y = round((a - za) * (s_a * f / s_y)) + z_y`, one multiplier per (n, c); two int8
 //!   operands of one shape: `round((a - za)(b - zb) * s_a s_b / s_y) + z_y`.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::base::tensor::{QTensor, Tensor};
 use crate::quant::{requantize, OutputQuant, QParams};
-use crate::tensor::{QTensor, Tensor};
 
 /// Rows (everything but the last axis) and channels of a shape.
 fn rows_channels(shape: &[usize]) -> (usize, usize) {

@@ -21,9 +21,9 @@ use super::gemm::{
 };
 use super::window::{explicit_pads, resolve_axis};
 use super::Padding;
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::base::tensor::{numel, QTensor, Tensor};
 use crate::quant::{OutputQuant, Requant};
-use crate::tensor::{numel, QTensor, Tensor};
 
 /// Hyper-parameters of a 2-D convolution. `[height, width]` order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -393,7 +393,7 @@ fn int8_conv_inputs<'a>(
 fn im2col<T: Copy>(xd: &[T], fill: T, g: &ConvGeometry) -> Result<Vec<T>> {
     let k = g.reduction_len();
     let rows = g.batch * g.out_h * g.out_w;
-    crate::tensor::numel("im2col", &[rows, k])?;
+    crate::base::tensor::numel("im2col", &[rows, k])?;
     let mut cols = vec![fill; rows * k];
     let mut r = 0;
     for n in 0..g.batch {

@@ -11,7 +11,7 @@
 //! arithmetic: the wrapped result equals the exact one whenever the exact one fits in i32,
 //! which [`check_int8_reduction`] guarantees by bounding K.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::quant::Requant;
 
 /// Longest reduction whose int8 accumulator cannot overflow i32: `K * 255 * 255 < 2^31`
@@ -60,7 +60,7 @@ pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: 
     const OP: &str = "matmul_f32";
     check_len(OP, "A", a.len(), [m, k])?;
     check_len(OP, "B", b.len(), if b_layout == BLayout::KN { [k, n] } else { [n, k] })?;
-    crate::tensor::numel(OP, &[m, n])?;
+    crate::base::tensor::numel(OP, &[m, n])?;
     let mut c = vec![0.0f32; m * n];
     match b_layout {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -186,7 +186,7 @@ pub fn gemm_i8_acc(
     check_int8_reduction(OP, k)?;
     check_int8_zero_points(OP, &[za])?;
     check_int8_zero_points(OP, zb)?;
-    crate::tensor::numel(OP, &[m, n])?;
+    crate::base::tensor::numel(OP, &[m, n])?;
     if zb.len() != 1 && zb.len() != n {
         return Err(Error::shape(OP, format!("{} B zero points for {n} rows", zb.len())));
     }
@@ -274,9 +274,9 @@ impl PackedB {
 pub fn int8_dot_peak_macs_per_s(iters: u32) -> Option<f64> {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
-        let t = crate::engine::now_ms();
+        let t = crate::base::clock::now_ms();
         let r = super::gemm_wasm::dot_add_peak(iters, iters as i32);
-        let ms = (crate::engine::now_ms() - t).max(1e-3);
+        let ms = (crate::base::clock::now_ms() - t).max(1e-3);
         // `r` is used so the loop is not removed.
         let macs_per_round = 8.0 * super::gemm_wasm::PEAK_CHAINS as f64;
         Some(if r == i32::MIN { 0.0 } else { macs_per_round * iters as f64 / (ms / 1000.0) })
@@ -293,7 +293,7 @@ fn check_packed_args(a: &[i8], za: i32, b: &PackedB, bias: Option<&[i32]>, m: us
     const OP: &str = "gemm_i8";
     check_len(OP, "A", a.len(), [m, b.k])?;
     check_int8_zero_points(OP, &[za])?;
-    crate::tensor::numel(OP, &[m, b.n])?;
+    crate::base::tensor::numel(OP, &[m, b.n])?;
     match bias {
         Some(bias) if bias.len() != b.n => {
             Err(Error::shape(OP, format!("bias has {} values, expected {}", bias.len(), b.n)))

@@ -1,7 +1,7 @@
 //! Layout conversion between channels-first (ONNX: `[N, C, d1, d2, ...]`) and
 //! channels-last (the engine's NHWC: `[N, d1, d2, ..., C]`), for any element type.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// `[N, C, rest...]` -> `[N, rest..., C]`; returns the data and the new shape.
 pub fn channels_first_to_last<T: Copy>(data: &[T], shape: &[usize]) -> Result<(Vec<T>, Vec<usize>)> {

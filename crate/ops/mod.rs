@@ -3,7 +3,7 @@
 //! accumulation, per-channel symmetric weights, asymmetric activations, int32 bias,
 //! requantized with [`crate::quant::requantize`]).
 //!
-//! Layouts (see [`crate::tensor`]): activations NHWC, conv weights OHWI, dense weights
+//! Layouts (see [`crate::base::tensor`]): activations NHWC, conv weights OHWI, dense weights
 //! `[out, in]`. Fast paths (pointwise conv as GEMM, depthwise) give results identical to
 //! the general loops: integer arithmetic is exact, and f32 paths sum in the same order.
 

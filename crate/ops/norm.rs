@@ -13,7 +13,7 @@
 //! Backward (frozen, running statistics): `dx = dy * gamma / sqrt(running_var + eps)`, same
 //! `dgamma` and `dbeta` with `xhat` from the running statistics.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// Per-channel BN statistics and affine parameters.
 #[derive(Clone, Debug, PartialEq)]

@@ -15,9 +15,9 @@
 
 use super::window::{explicit_pads, resolve_axis};
 use super::Padding;
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::base::tensor::{QTensor, Tensor};
 use crate::quant::{requantize, OutputQuant, QParams};
-use crate::tensor::{QTensor, Tensor};
 
 /// Hyper-parameters of a 2-D pooling window. `[height, width]` order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +60,7 @@ fn geometry(op: &'static str, shape: &[usize], p: &Pool2dParams) -> Result<PoolG
             (tot(ah.out, p.stride[0], p.kernel[0], in_h), tot(aw.out, p.stride[1], p.kernel[1], in_w))
         }
     };
-    crate::tensor::numel(op, &[batch, ah.out, aw.out, c])?;
+    crate::base::tensor::numel(op, &[batch, ah.out, aw.out, c])?;
     Ok(PoolGeometry {
         batch,
         in_h,

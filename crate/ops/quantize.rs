@@ -1,9 +1,9 @@
 //! f32 <-> int8 tensors: `q = clamp(round_half_even(x / s[c]) + zp[c], -128, 127)` and
 //! `x = (q - zp[c]) * s[c]`, per tensor or per axis (`c` = index along the params' axis).
 
-use crate::error::Result;
+use crate::base::error::Result;
+use crate::base::tensor::{QTensor, Tensor};
 use crate::quant::{dequantize, quantize_value, QParams};
-use crate::tensor::{QTensor, Tensor};
 
 /// Channel index of flat element `i` for params on `axis` of `shape`.
 fn channel_of(shape: &[usize], axis: Option<usize>) -> impl Fn(usize) -> usize {
@@ -52,8 +52,8 @@ pub fn dequantize_values(q: &[i32], shape: &[usize], params: &QParams) -> Result
 /// Dequantizes an int8 or int32 [`QTensor`].
 pub fn dequantize_tensor(q: &QTensor) -> Result<Tensor> {
     let vals: Vec<i32> = match q.data() {
-        crate::tensor::QData::I8(v) => v.iter().map(|&x| x as i32).collect(),
-        crate::tensor::QData::I32(v) => v.clone(),
+        crate::base::tensor::QData::I8(v) => v.iter().map(|&x| x as i32).collect(),
+        crate::base::tensor::QData::I32(v) => v.clone(),
     };
     dequantize_values(&vals, q.shape(), q.params())
 }

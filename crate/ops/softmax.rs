@@ -2,8 +2,8 @@
 //! Subtracting the max keeps `exp` finite for large logits. The tensor is viewed as
 //! `[outer, n, inner]` with `n` the softmax axis.
 
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::base::error::{Error, Result};
+use crate::base::tensor::Tensor;
 
 /// Softmax of `x` along `axis`.
 pub fn softmax_f32(x: &Tensor, axis: usize) -> Result<Tensor> {

@@ -7,7 +7,7 @@
 //! SAME_UPPER puts the odd extra pixel at the end (`pad_begin = total / 2`, TensorFlow's
 //! "same"), SAME_LOWER at the beginning.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// Padding of a 2-D window op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,7 +12,7 @@
 //! The range always includes 0 (so zero padding and ReLU outputs are exact), and becomes
 //! `scale = (hi - lo) / 255`, `zero_point = clamp(round(-128 - lo / scale), -128, 127)`.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// Calibration method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

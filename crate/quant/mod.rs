@@ -6,13 +6,14 @@
 //! - Bias: int32 with `scale = input_scale * weight_scale[c]`, zero point 0.
 //!
 //! See [`requant`] for how int32 accumulators become int8 (the numerics spec that
-//! every backend, CPU, wasm and WGSL, reproduces bit-exactly).
+//! every backend, CPU, wasm and WGSL, reproduces bit-exactly), and [`fake_quant`] for the
+//! quantize-dequantize of quantization-aware training.
 
 pub mod calibrate;
-mod params;
+pub mod fake_quant;
 pub mod requant;
 
-pub use params::QParams;
+pub use crate::base::qparams::QParams;
 pub use requant::{
     dequantize, quantize_value, requantize, round_multiplier_mantissa, Activation, AddRequant, OrtAddRequant,
     OutputQuant, Requant, ADD_MULTIPLIER_MANTISSA_BITS,

@@ -60,7 +60,7 @@
 //! `q = clamp(round_half_even(x / s) + zp, lo, hi)` (ONNX QuantizeLinear; NaN maps to `zp`),
 //! `x = (q - zp) * s`.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// Significant bits kept in the int8-add multipliers (see module docs).
 pub const ADD_MULTIPLIER_MANTISSA_BITS: u32 = 15;

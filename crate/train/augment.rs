@@ -7,9 +7,9 @@
 //!    `[1 - contrast, 1 + contrast]`, `b` in `[-brightness, brightness]`, `mean` the image's mean
 //!    intensity, clamped to `[0, 255]`.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
-use super::rng::Rng;
+use crate::base::rng::Rng;
 
 /// Augmentation strengths.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -17,8 +17,9 @@
 //! (ReLU6: `0 < y < 6`), then [`conv2d_backward_f32`], [`add_backward_f32`] or
 //! [`global_avg_pool_backward_f32`], gradients accumulating per value.
 
-use crate::error::{Error, Result};
-use crate::model::forward::{apply_activation, PreparedF32, PreparedOp};
+use crate::base::error::{Error, Result};
+use crate::base::tensor::Tensor;
+use crate::exec::cpu_f32::{apply_activation, PreparedF32, PreparedOp};
 use crate::model::graph::Graph;
 use crate::ops::activation::{relu6_backward_f32, relu_backward_f32};
 use crate::ops::add::{add_backward_f32, add_f32};
@@ -26,11 +27,10 @@ use crate::ops::conv::{conv2d_backward_f32, conv2d_f32};
 use crate::ops::gemm::{dense_backward_f32, dense_f32};
 use crate::ops::pool::{global_avg_pool_backward_f32, global_avg_pool_f32};
 use crate::quant::Activation;
-use crate::tensor::Tensor;
 
-use super::fake_quant::{fake_quant_weights, FakeQuant};
 use super::head::LinearHead;
 use super::trainer::Trainable;
+use crate::quant::fake_quant::{fake_quant_weights, FakeQuant};
 
 /// Where a network is cut for last-blocks training.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -369,12 +369,12 @@ impl SuffixModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::rng::Rng;
     use crate::ops::gradcheck::values;
     use crate::train::loss::Loss;
-    use crate::train::rng::Rng;
 
     fn tiny() -> PreparedF32 {
-        let (g, t) = crate::model::testnet::tiny_network();
+        let (g, t) = crate::zoo::testnet::tiny_network();
         PreparedF32::new(&g, &t).unwrap()
     }
 

@@ -11,21 +11,21 @@
 
 use std::collections::HashMap;
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
+use crate::base::tensor::Tensor;
+use crate::exec::cpu_f32::{PreparedF32, PreparedOp};
+use crate::exec::Classifier;
 use crate::model::etm::{ModelFile, Stored};
-use crate::model::forward::{PreparedF32, PreparedOp};
 use crate::model::graph::Op;
-use crate::model::Classifier;
-use crate::preprocess::preprocess;
+use crate::model::preprocess::preprocess;
 use crate::quant::calibrate::quantize_weights_per_channel;
 use crate::quant::Activation;
-use crate::tensor::Tensor;
 
 use super::augment::{Augment, RgbImage};
 use super::blocks::{split_last_blocks, BlockSplit, SuffixModel};
 use super::head::LinearHead;
-use super::rng::Rng;
 use super::trainer::{train, Dataset, HeadModel, Progress, TrainConfig, TrainResult};
+use crate::base::rng::Rng;
 
 /// What is trained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

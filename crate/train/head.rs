@@ -1,10 +1,10 @@
 //! The classification head trained on cached embeddings: `logits[n, k] = e[n, :] · W[k, :] + b[k]`
 //! with `W` `[classes, dim]` and `b` `[classes]` (the same layout as the model's dense head).
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 use crate::ops::gemm::{dense_backward_f32, dense_f32};
 
-use super::rng::Rng;
+use crate::base::rng::Rng;
 
 /// A dense layer from embeddings to class logits.
 #[derive(Clone, Debug, PartialEq)]

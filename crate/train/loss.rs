@@ -17,7 +17,7 @@
 //! Softmax subtracts the row maximum and sums in f64, so large logits neither overflow nor
 //! lose the small probabilities.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// Which loss to train with.
 #[derive(Clone, Debug, PartialEq)]

@@ -2,7 +2,7 @@
 //! accuracy `= trace / total`; per class `c`: precision `= m[c][c] / sum_t m[t][c]`,
 //! recall `= m[c][c] / sum_p m[c][p]`, F1 `= 2 P R / (P + R)` (0 where undefined).
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// Counts of (true class, predicted class) pairs.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

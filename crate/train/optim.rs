@@ -14,7 +14,7 @@
 //! `n = sqrt(sum g^2)` over all parameters, every gradient is scaled by
 //! `min(1, max_norm / (n + 1e-6))`.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// Optimizer choice and hyper-parameters (the learning rate comes from the schedule).
 #[derive(Clone, Copy, Debug, PartialEq)]

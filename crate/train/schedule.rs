@@ -6,7 +6,7 @@
 //!   cosine `min + (base - min) * (1 + cos(pi * min(u, U) / U)) / 2` (PyTorch's
 //!   `CosineAnnealingLR` closed form).
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 /// Shape of the schedule after warm-up.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -20,14 +20,14 @@
 //! ([`distillation_batch`]). Unlabelled samples only ever train; validation uses the
 //! labelled ones and the plain loss.
 
-use crate::error::{Error, Result};
+use crate::base::error::{Error, Result};
 
 use super::head::LinearHead;
 use super::loss::{distillation, Loss};
 use super::metrics::Confusion;
 use super::optim::{clip_grad_norm, step, Optimizer, State};
-use super::rng::Rng;
 use super::schedule::{Decay, Schedule};
+use crate::base::rng::Rng;
 
 /// Training hyper-parameters.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,4 +1,4 @@
-//! `Engine`: a model on the chosen backend in the page ([`crate::engine`] under JS).
+//! `Engine`: a model on the chosen backend in the page ([`crate::exec::engine`] under JS).
 //!
 //! ```js
 //! const engine = await Engine.create(modelBytes /* Uint8Array of an .etm */, "auto");
@@ -20,10 +20,11 @@ use std::rc::Rc;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::engine::{now_ms, BackendChoice, Engine};
+use crate::base::clock::now_ms;
+use crate::exec::engine::{BackendChoice, Engine};
+use crate::exec::{top_k, Classifier};
 use crate::model::etm::ModelFile;
-use crate::model::{top_k, Classifier};
-use crate::preprocess::preprocess;
+use crate::model::preprocess::preprocess;
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())

@@ -57,12 +57,14 @@ pub fn import_model(
     normalization: Option<String>,
 ) -> Result<Vec<u8>, JsError> {
     let err = |e: crate::Error| JsError::new(&e.to_string());
-    let mut m = crate::model::import_file(&bytes, &file_name, labels).map_err(err)?;
+    let mut m = crate::import::import_file(&bytes, &file_name, labels).map_err(err)?;
     match normalization.as_deref() {
         None | Some("") => {}
         Some("imagenet") if m.header.quantization.as_ref().is_none_or(|q| !q.arithmetic.is_tflite()) => {
-            let (mean, std) =
-                (crate::preprocess::Preprocess::IMAGENET_MEAN, crate::preprocess::Preprocess::IMAGENET_STD);
+            let (mean, std) = (
+                crate::model::preprocess::Preprocess::IMAGENET_MEAN,
+                crate::model::preprocess::Preprocess::IMAGENET_STD,
+            );
             m.header.preprocess.set_unit_normalization(mean, std).map_err(err)?;
         }
         Some(other) => {
@@ -137,7 +139,7 @@ pub fn quantize_head(weight: &[f32], classes: usize) -> Result<JsValue, JsError>
 }
 
 /// A float `.etm` quantized to int8 on `count` RGBA frames of `width x height` packed in
-/// `rgba` (see [`crate::model::frames`]); `method` is "minmax", "percentile" or "mse";
+/// `rgba` (see [`crate::compress::frames`]); `method` is "minmax", "percentile" or "mse";
 /// `progress(pass, done, total)` is called as calibration goes.
 #[wasm_bindgen(js_name = quantizeModel)]
 pub fn quantize_model(
@@ -151,13 +153,13 @@ pub fn quantize_model(
 ) -> Result<Vec<u8>, JsError> {
     let err = |e: crate::Error| JsError::new(&e.to_string());
     let m = crate::model::etm::ModelFile::from_bytes(etm).map_err(err)?;
-    let frames = crate::model::frames::RgbaFrames::new(rgba, count, width, height).map_err(err)?;
+    let frames = crate::compress::frames::RgbaFrames::new(rgba, count, width, height).map_err(err)?;
     let report = |pass: usize, done: usize, total: usize| {
         if let Some(f) = &progress {
             let _ = f.call3(&JsValue::NULL, &pass.into(), &done.into(), &total.into());
         }
     };
-    let q = crate::model::frames::quantize_on_frames(&m, &frames, &method, &report).map_err(err)?;
+    let q = crate::compress::frames::quantize_on_frames(&m, &frames, &method, &report).map_err(err)?;
     q.to_bytes().map_err(err)
 }
 
@@ -176,8 +178,8 @@ pub fn top_one_agreement(
         crate::model::etm::ModelFile::from_bytes(a).map_err(err)?,
         crate::model::etm::ModelFile::from_bytes(b).map_err(err)?,
     );
-    let frames = crate::model::frames::RgbaFrames::new(rgba, count, width, height).map_err(err)?;
-    crate::model::frames::top1_agreement(&a, &b, &frames).map_err(err)
+    let frames = crate::compress::frames::RgbaFrames::new(rgba, count, width, height).map_err(err)?;
+    crate::compress::frames::top1_agreement(&a, &b, &frames).map_err(err)
 }
 
 #[derive(Serialize)]
@@ -189,13 +191,13 @@ struct LayerTime {
 }
 
 /// Per-layer CPU times of an `.etm` (int8 or f32) on one RGBA frame: the median over `runs`
-/// runs of each node (see [`crate::model::Classifier::profile`]).
+/// runs of each node (see [`crate::exec::Classifier::profile`]).
 #[wasm_bindgen(js_name = profileLayers)]
 pub fn profile_layers(etm: &[u8], rgba: &[u8], width: usize, height: usize, runs: usize) -> Result<JsValue, JsError> {
     let err = |e: crate::Error| JsError::new(&e.to_string());
     let m = crate::model::etm::ModelFile::from_bytes(etm).map_err(err)?;
-    let x = crate::preprocess::preprocess(rgba, width, height, 4, &m.header.preprocess).map_err(err)?;
-    let c = crate::model::Classifier::new(m).map_err(err)?;
+    let x = crate::model::preprocess::preprocess(rgba, width, height, 4, &m.header.preprocess).map_err(err)?;
+    let c = crate::exec::Classifier::new(m).map_err(err)?;
     let mut all = vec![];
     for _ in 0..runs.max(1) {
         all.push(c.profile(&x).map_err(err)?);

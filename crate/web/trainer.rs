@@ -17,10 +17,10 @@
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+use crate::base::rng::Rng;
 use crate::train::head::LinearHead;
 use crate::train::loss::Loss;
 use crate::train::optim::Optimizer;
-use crate::train::rng::Rng;
 use crate::train::trainer::{Dataset, HeadModel, Progress, Session, TrainConfig};
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
@@ -190,7 +190,7 @@ impl HeadTrainer {
 #[wasm_bindgen]
 pub struct BlockTrainer {
     backbone: crate::model::etm::ModelFile,
-    plan: crate::model::forward::PreparedF32,
+    plan: crate::exec::cpu_f32::PreparedF32,
     split: crate::train::blocks::BlockSplit,
     classes: Vec<String>,
     cfg: TrainConfig,
@@ -254,7 +254,7 @@ impl BlockTrainer {
             return Err(JsError::new("train: last-blocks fine-tuning needs the float backbone"));
         }
         let plan =
-            crate::model::forward::PreparedF32::new(&backbone.header.graph, &backbone.f32_tensors()).map_err(js_err)?;
+            crate::exec::cpu_f32::PreparedF32::new(&backbone.header.graph, &backbone.f32_tensors()).map_err(js_err)?;
         let split = crate::train::blocks::split_last_blocks(&plan.graph, blocks).map_err(js_err)?;
         Ok(BlockTrainer {
             backbone,
@@ -276,7 +276,7 @@ impl BlockTrainer {
             return Err(JsError::new(&format!("train: label {label} outside 0..{}", self.classes.len())));
         }
         let channels = if width * height * 4 == pixels.len() { 4 } else { 3 };
-        let x = crate::preprocess::preprocess(pixels, width, height, channels, &self.backbone.header.preprocess)
+        let x = crate::model::preprocess::preprocess(pixels, width, height, channels, &self.backbone.header.preprocess)
             .map_err(js_err)?;
         let values = self.plan.forward_prefix(x, self.split.cut).map_err(js_err)?;
         let cut = values.last().ok_or_else(|| JsError::new("train: empty prefix"))?;

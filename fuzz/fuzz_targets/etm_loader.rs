@@ -5,6 +5,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(file) = edgetune::model::etm::ModelFile::from_bytes(data) {
-        let _ = edgetune::model::Classifier::new(file);
+        let _ = edgetune::exec::Classifier::new(file);
     }
 });

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(m) = edgetune::onnx::import::import_onnx(data, "fuzz.onnx", None) {
-        let _ = edgetune::onnx::export::export_onnx(&m);
+    if let Ok(m) = edgetune::import::onnx::import::import_onnx(data, "fuzz.onnx", None) {
+        let _ = edgetune::import::onnx::export::export_onnx(&m);
     }
 });

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = edgetune::tflite::import_tflite(data, "fuzz.tflite", None);
+    let _ = edgetune::import::tflite::import_tflite(data, "fuzz.tflite", None);
 });

@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = edgetune::model::torch_checkpoint::parse_legacy_checkpoint(data, "fuzz");
+    let _ = edgetune::import::torch::checkpoint::parse_legacy_checkpoint(data, "fuzz");
 });

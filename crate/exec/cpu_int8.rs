@@ -1,0 +1,714 @@
+//! int8 execution of a quantized model: every convolution and residual add runs in int8 on
+//! the reference kernels (i32 accumulation, fused bias + requantization + ReLU6). The global
+//! pool sums int8 values in i32 and dequantizes the mean to the f32 embedding
+//! (`e[c] = s_x * sum(x - zx) / (H * W)`): the embedding is what on-device training caches, and
+//! an 8-bit rounding of it cost about 3 dB of logit SQNR. The head then runs with int8 weights
+//! on that f32 embedding: `logit[c] = s_w[c] * sum_k e[k] * (w_q[c, k] - z_w[c]) + b[c]`.
+//!
+//! Imported models (TFLite, ONNX QDQ) carry their own quantization, which may differ from the
+//! project's own PTQ in two ways, both honoured here so that they run as their authors built them:
+//! - weight zero points (`<weight>.zero_point`, I32 per output channel; absent = 0), from
+//!   uint8 asymmetric weights shifted into int8;
+//! - a quantization on the embedding or the logits value: the f32 value is then rounded onto
+//!   that grid, `v = s * (clamp(round(v / s) + z, -128, 127) - z)`, as the source model's
+//!   quantized pool or classifier output is. The project's own PTQ leaves both `None`.
+//! - TFLite arithmetic ([`Arithmetic`]): fixed-point requantization (`quant::requant`), the
+//!   pool as TFLite's integer average `(sum + hw/2) / hw` (uint8: half up; int8: half away
+//!   from zero), and the classifier as an integer product of the rounded embedding
+//!   `k = round(e / s_e)` with `b_q = round(b / (s_e * s_w))` recovered from the stored f32 bias
+//!   (exact for `|b_q| < 2^23`), requantized like a convolution. A head trained here on such a
+//!   backbone has no logits grid and runs as the engine's head on the f32 embedding.
+
+use crate::base::error::{Error, Result};
+use crate::base::tensor::{QTensor, Tensor};
+use crate::exec::cpu_f32::apply_activation;
+use crate::model::etm::{Arithmetic, ModelFile, Stored, ValueQuant};
+use crate::model::graph::{Graph, Op, Unary};
+use crate::ops::add::{add_i8, add_i8_ort};
+use crate::ops::combine::{concat_channels, mul_f32, mul_i8_f32};
+use crate::ops::conv::{conv2d_i8_requant, pack_conv_weights, Conv2dParams};
+use crate::ops::gemm::{dot_i8_f32, PackedB};
+use crate::ops::pool::{avg_pool2d_i8, max_pool2d_i8, requantize_values, Pool2dParams};
+use crate::ops::quantize::quantize_i8;
+use crate::quant::calibrate::MAX_BIAS_Q;
+use crate::quant::{Activation, AddRequant, OutputQuant, QParams, Requant};
+
+#[derive(Clone, Debug)]
+enum Int8Op {
+    Conv {
+        weight: QTensor,
+        /// The weights laid out for the GEMM once (one-group convolutions only).
+        packed: Option<PackedB>,
+        bias: Option<Vec<i32>>,
+        params: Conv2dParams,
+        out: OutputQuant,
+    },
+    Add {
+        out: OutputQuant,
+    },
+    GlobalAvgPool,
+    /// Head on the f32 embedding with int8 weights.
+    Dense {
+        weight: Vec<i8>,
+        scales: Vec<f32>,
+        zero_points: Vec<i32>,
+        bias: Option<Vec<f32>>,
+        activation: Activation,
+    },
+    MaxPool {
+        params: Pool2dParams,
+        out: OutputQuant,
+    },
+    AvgPool {
+        params: Pool2dParams,
+        out: OutputQuant,
+    },
+    /// Output grid when the output is quantized (values after a mid-network global pool are
+    /// f32, rounded onto their grid).
+    Concat {
+        out: Option<OutputQuant>,
+    },
+    Mul {
+        out: Option<OutputQuant>,
+    },
+    /// `lut[q + 128]`: the function of each int8 input value on the output grid, when both
+    /// are quantized.
+    Unary {
+        function: Unary,
+        lut: Option<Box<[i8; 256]>>,
+        out: Option<OutputQuant>,
+    },
+}
+
+impl Int8Op {
+    fn kind(&self) -> &'static str {
+        match self {
+            Int8Op::Conv { .. } => "conv",
+            Int8Op::Add { .. } => "add",
+            Int8Op::GlobalAvgPool => "pool",
+            Int8Op::Dense { .. } => "dense",
+            Int8Op::MaxPool { .. } => "max_pool",
+            Int8Op::AvgPool { .. } => "avg_pool",
+            Int8Op::Concat { .. } => "concat",
+            Int8Op::Mul { .. } => "mul",
+            Int8Op::Unary { function, .. } => function.name(),
+        }
+    }
+}
+
+/// `f` on every int8 value of grid `x`, rounded onto grid `y`: `lut[q + 128]`.
+fn unary_lut(f: Unary, x: ValueQuant, y: ValueQuant) -> Box<[i8; 256]> {
+    let mut lut = Box::new([0i8; 256]);
+    for (k, v) in lut.iter_mut().enumerate() {
+        let real = crate::quant::requant::dequantize(k as i32 - 128, x.scale, x.zero_point);
+        *v = crate::quant::requant::quantize_value(f.apply(real), y.scale, y.zero_point, -128, 127) as i8;
+    }
+    lut
+}
+
+/// One node of a quantized network as another backend sees it (the GPU plan walks these):
+/// the constants and the prepared requantization, identical to what the CPU path uses.
+pub enum Int8Layer<'a> {
+    Conv {
+        weight: &'a QTensor,
+        bias: Option<&'a [i32]>,
+        params: &'a Conv2dParams,
+        requant: Requant,
+    },
+    Add {
+        requant: AddRequant,
+    },
+    GlobalAvgPool,
+    /// The head: runs on the CPU for every backend ([`PreparedI8::head_logits`]).
+    Dense,
+    /// An op only the CPU runs (pooling windows, concat, mul, unary functions), by kind.
+    Other(&'static str),
+}
+
+/// A quantized model ready to run.
+#[derive(Clone, Debug)]
+pub struct PreparedI8 {
+    pub graph: Graph,
+    values: Vec<Option<ValueQuant>>,
+    ops: Vec<Int8Op>,
+    arithmetic: Arithmetic,
+}
+
+/// One node's line of [`PreparedI8::profile`] and [`crate::exec::cpu_f32::PreparedF32::profile`].
+#[derive(Clone, Debug)]
+pub struct LayerProfile {
+    pub name: String,
+    pub kind: &'static str,
+    pub ms: f64,
+    pub macs: u64,
+}
+
+impl LayerProfile {
+    /// Kind and multiply-adds of a convolution with OHWI weights and `out_len` outputs.
+    pub fn conv(weight_shape: &[usize], groups: usize, out_len: u64) -> (&'static str, u64) {
+        let per_output = weight_shape.iter().skip(1).product::<usize>() as u64;
+        let kind = match weight_shape {
+            [_, 1, 1, _] if groups == 1 => "pointwise",
+            [o, _, _, 1] if groups == *o && *o > 1 => "depthwise",
+            _ => "conv",
+        };
+        (kind, out_len * per_output)
+    }
+}
+
+pub(crate) enum Val {
+    Q(QTensor),
+    F(Tensor),
+}
+
+/// Global average pool of an int8 NHWC value to the f32 `[N, C]` embedding:
+/// `e = s_x * sum(x - zx) / (H * W)`, summed exactly in i32, rounded onto `out` when given.
+fn global_avg_pool_i8_to_f32(x: &QTensor, out: Option<ValueQuant>) -> Result<Tensor> {
+    let (sx, _) = x.params().per_tensor_pair("global_avg_pool")?;
+    let (sums, hw) = global_sums_i8(x)?;
+    let c = *x.shape().last().unwrap_or(&1);
+    Tensor::new(vec![sums.len() / c.max(1), c], embedding_from_sums(&sums, sx, hw, out))
+}
+
+/// Rounds f32 values onto an int8 grid and back (the source model's quantized output).
+fn round_onto(v: &mut [f32], q: Option<ValueQuant>) {
+    if let Some(q) = q {
+        for x in v {
+            let k = crate::quant::requant::quantize_value(*x, q.scale, q.zero_point, -128, 127);
+            *x = crate::quant::requant::dequantize(k, q.scale, q.zero_point);
+        }
+    }
+}
+
+/// The integer half of global average pooling: `sum[n, c] = sum_{h, w} (x - zx)` (exact in
+/// i32) and `H * W`. The GPU computes the same sums (`shaders/global_sum_i8.wgsl`).
+pub fn global_sums_i8(x: &QTensor) -> Result<(Vec<i32>, usize)> {
+    let &[n, h, w, c] = x.shape() else {
+        return Err(Error::shape("global_avg_pool", format!("expected NHWC, got {:?}", x.shape())));
+    };
+    let (_, zx) = x.params().per_tensor_pair("global_avg_pool")?;
+    crate::ops::gemm::check_int8_reduction("global_avg_pool", h * w)?;
+    let xd = x.i8_data("global_avg_pool")?;
+    let mut sums = vec![0i32; n * c];
+    for (b, acc) in sums.chunks_exact_mut(c.max(1)).enumerate() {
+        for px in xd[b * h * w * c..(b + 1) * h * w * c].chunks_exact(c.max(1)) {
+            for (a, &v) in acc.iter_mut().zip(px) {
+                *a += v as i32 - zx;
+            }
+        }
+    }
+    Ok((sums, h * w))
+}
+
+/// The float half: `e = s_x * sum / (H * W)`; on the CPU for every backend (so the embedding
+/// is bit-identical whether the sums came from the CPU or the GPU). When the model quantizes
+/// its embedding (imported QDQ/QOperator files), the mean is requantized onto that grid as
+/// onnxruntime's QLinearGlobalAveragePool does, `q = requantize(sum, s_x / (s_y * H * W))`
+/// with the multiplier in f32, and `e = s_y * (q - z_y)`.
+pub fn embedding_from_sums(sums: &[i32], sx: f32, hw: usize, out: Option<ValueQuant>) -> Vec<f32> {
+    match out {
+        None => sums.iter().map(|&a| a as f32 * sx / hw as f32).collect(),
+        Some(q) => {
+            let m = sx / (q.scale * hw as f32);
+            sums.iter()
+                .map(|&a| {
+                    let k = crate::quant::requantize(a, m, q.zero_point, -128, 127);
+                    crate::quant::requant::dequantize(k, q.scale, q.zero_point)
+                })
+                .collect()
+        }
+    }
+}
+
+fn int8(m: &ModelFile, name: &str) -> Result<(Vec<usize>, Vec<i8>)> {
+    match m.tensors.get(name) {
+        Some(Stored::I8 { shape, data }) => Ok((shape.clone(), data.clone())),
+        _ => Err(Error::invalid("int8 model", format!("tensor '{name}' is missing or not I8"))),
+    }
+}
+fn int32(m: &ModelFile, name: &str) -> Result<Vec<i32>> {
+    match m.tensors.get(name) {
+        Some(Stored::I32 { data, .. }) => Ok(data.clone()),
+        _ => Err(Error::invalid("int8 model", format!("tensor '{name}' is missing or not I32"))),
+    }
+}
+fn float(m: &ModelFile, name: &str) -> Result<Vec<f32>> {
+    match m.tensors.get(name) {
+        Some(Stored::F32(t)) => Ok(t.data().to_vec()),
+        _ => Err(Error::invalid("int8 model", format!("tensor '{name}' is missing or not F32"))),
+    }
+}
+/// Per-output-channel weight zero points: `<weight>.zero_point` when stored, else zeros.
+fn weight_zero_points(m: &ModelFile, weight: &str, channels: usize) -> Result<Vec<i32>> {
+    match m.tensors.get(&format!("{weight}.zero_point")) {
+        None => Ok(vec![0; channels]),
+        Some(Stored::I32 { data, .. }) if data.len() == channels => Ok(data.clone()),
+        Some(_) => {
+            Err(Error::invalid("int8 model", format!("zero points '{weight}.zero_point' are not I32 [{channels}]")))
+        }
+    }
+}
+fn scales(m: &ModelFile, weight: &str) -> Result<Vec<f32>> {
+    match m.tensors.get(&format!("{weight}.scale")) {
+        Some(Stored::F32(t)) => Ok(t.data().to_vec()),
+        _ => Err(Error::invalid("int8 model", format!("per-channel scales '{weight}.scale' missing"))),
+    }
+}
+
+impl PreparedI8 {
+    /// Prepares a quantized `.etm` model (validated on load).
+    pub fn new(m: &ModelFile) -> Result<Self> {
+        let q =
+            m.header.quantization.as_ref().ok_or_else(|| Error::invalid("int8 model", "the model is not quantized"))?;
+        let graph = m.header.graph.clone();
+        let vq = |i: usize| -> Result<ValueQuant> {
+            q.values
+                .get(i)
+                .copied()
+                .flatten()
+                .ok_or_else(|| Error::invalid("int8 model", format!("value {i} has no quantization")))
+        };
+        let out_quant = |i: usize, act: Activation| -> Result<OutputQuant> {
+            let v = vq(i)?;
+            OutputQuant::new(v.scale, v.zero_point, act)
+        };
+        let optional_out = |i: usize| -> Result<Option<OutputQuant>> {
+            q.values
+                .get(i)
+                .copied()
+                .flatten()
+                .map(|v| OutputQuant::new(v.scale, v.zero_point, Activation::None))
+                .transpose()
+        };
+        let mut ops = Vec::with_capacity(graph.nodes.len());
+        for (i, n) in graph.nodes.iter().enumerate() {
+            let out_value = i + 1;
+            ops.push(match &n.op {
+                Op::Conv2d { weight, bias, activation, .. } => {
+                    let (shape, data) = int8(m, weight)?;
+                    let s = scales(m, weight)?;
+                    let zps = weight_zero_points(m, weight, s.len())?;
+                    let weight = QTensor::from_i8(shape, data, QParams::per_axis(0, s, zps)?)?;
+                    let params = n.op.conv_params().ok_or_else(|| Error::invalid("int8 model", "conv params"))?;
+                    Int8Op::Conv {
+                        packed: pack_conv_weights(&weight, &params)?,
+                        weight,
+                        bias: bias.as_deref().map(|b| int32(m, b)).transpose()?,
+                        params,
+                        out: out_quant(out_value, *activation)?,
+                    }
+                }
+                Op::Add { activation } => Int8Op::Add { out: out_quant(out_value, *activation)? },
+                Op::GlobalAvgPool => Int8Op::GlobalAvgPool,
+                Op::Dense { weight, bias, activation } => Int8Op::Dense {
+                    weight: int8(m, weight)?.1,
+                    zero_points: weight_zero_points(m, weight, scales(m, weight)?.len())?,
+                    scales: scales(m, weight)?,
+                    bias: bias.as_deref().map(|b| float(m, b)).transpose()?,
+                    activation: *activation,
+                },
+                Op::MaxPool { .. } | Op::AvgPool { .. } => {
+                    let params = n.op.pool_params().ok_or_else(|| Error::invalid("int8 model", "pool params"))?;
+                    let out = out_quant(out_value, Activation::None)?;
+                    if matches!(n.op, Op::MaxPool { .. }) {
+                        Int8Op::MaxPool { params, out }
+                    } else {
+                        Int8Op::AvgPool { params, out }
+                    }
+                }
+                Op::Concat => Int8Op::Concat { out: optional_out(out_value)? },
+                Op::Mul => Int8Op::Mul { out: optional_out(out_value)? },
+                Op::Unary { function } => {
+                    let input = n.inputs.first().and_then(|&v| q.values.get(v).copied().flatten());
+                    let output = q.values.get(out_value).copied().flatten();
+                    Int8Op::Unary {
+                        function: *function,
+                        lut: input.zip(output).map(|(x, y)| unary_lut(*function, x, y)),
+                        out: optional_out(out_value)?,
+                    }
+                }
+            });
+        }
+        Ok(PreparedI8 { graph, values: q.values.clone(), ops, arithmetic: q.arithmetic })
+    }
+
+    /// Whose integer arithmetic the model runs with.
+    pub fn arithmetic(&self) -> Arithmetic {
+        self.arithmetic
+    }
+
+    /// The requantization of a conv or classifier output in the model's arithmetic.
+    fn requant(&self, input_scale: f32, weight_scales: &[f32], out: &OutputQuant) -> Result<Requant> {
+        if self.arithmetic.is_tflite() {
+            Requant::tflite("conv2d_i8", input_scale, weight_scales, out)
+        } else {
+            Requant::new("conv2d_i8", input_scale, weight_scales, out)
+        }
+    }
+
+    /// TFLite's integer average pool onto the output grid `out` (input and output share
+    /// scale and zero point there): the f32 embedding of the result.
+    fn tflite_pool(&self, x: &QTensor, out: ValueQuant) -> Result<Tensor> {
+        let (_, zx) = x.params().per_tensor_pair("global_avg_pool")?;
+        let (sums, hw) = global_sums_i8(x)?;
+        let hw = hw.max(1) as i64;
+        let e = sums
+            .iter()
+            .map(|&s| {
+                let acc = s as i64 + hw * zx as i64;
+                let q = match self.arithmetic {
+                    // uint8 files sum non-negative uint8 values: (acc_u8 + hw/2) / hw.
+                    Arithmetic::TfliteUint8 => (acc + 128 * hw + hw / 2).div_euclid(hw) - 128,
+                    _ if acc > 0 => (acc + hw / 2) / hw,
+                    _ => (acc - hw / 2) / hw,
+                };
+                crate::quant::requant::dequantize(q.clamp(-128, 127) as i32, out.scale, out.zero_point)
+            })
+            .collect();
+        let c = *x.shape().last().unwrap_or(&1);
+        Tensor::new(vec![sums.len() / c.max(1), c], e)
+    }
+
+    /// The quantization of value `v` if it has one (the embedding and logits usually do not).
+    pub fn value_quant_opt(&self, v: usize) -> Option<ValueQuant> {
+        self.values.get(v).copied().flatten()
+    }
+
+    /// Scale and zero point of value `v` (0 = the input, node `i` writes value `i + 1`).
+    pub fn value_quant(&self, v: usize) -> Result<(f32, i32)> {
+        match self.values.get(v).copied().flatten() {
+            Some(q) => Ok((q.scale, q.zero_point)),
+            None => Err(Error::invalid("int8 model", format!("value {v} has no quantization"))),
+        }
+    }
+
+    /// Node `i` with its requantization prepared from its inputs' and output's parameters.
+    pub fn layer(&self, i: usize) -> Result<Int8Layer<'_>> {
+        let (Some(node), Some(op)) = (self.graph.nodes.get(i), self.ops.get(i)) else {
+            return Err(Error::invalid("int8 model", format!("no node {i}")));
+        };
+        let input = |k: usize| -> Result<(f32, i32)> {
+            let v = node.inputs.get(k).copied();
+            self.value_quant(
+                v.ok_or_else(|| Error::invalid("int8 model", format!("node '{}' lacks input {k}", node.name)))?,
+            )
+        };
+        Ok(match op {
+            Int8Op::Conv { weight, bias, params, out, .. } => Int8Layer::Conv {
+                weight,
+                bias: bias.as_deref(),
+                params,
+                requant: self.requant(input(0)?.0, weight.params().scales(), out)?,
+            },
+            Int8Op::Add { out } => Int8Layer::Add { requant: AddRequant::new(input(0)?, input(1)?, out)? },
+            Int8Op::GlobalAvgPool => Int8Layer::GlobalAvgPool,
+            Int8Op::Dense { .. } => Int8Layer::Dense,
+            other => Int8Layer::Other(other.kind()),
+        })
+    }
+
+    /// The quantized input (value 0) of a preprocessed f32 NHWC batch.
+    pub fn quantize_input(&self, input: &Tensor) -> Result<QTensor> {
+        match self.input_value(input)? {
+            Val::Q(q) => Ok(q),
+            Val::F(_) => Err(Error::invalid("forward_i8", "the input is not quantized")),
+        }
+    }
+
+    /// Logits from the f32 embedding `[N, D]`: the nodes after the global pool, on the CPU.
+    /// Every backend finishes here, so equal embeddings give bit-identical logits.
+    pub fn head_logits(&self, embedding: Tensor) -> Result<Tensor> {
+        let e = self.graph.embedding;
+        // Values before the embedding are never read by the head (the graph validates that a
+        // node only reads earlier values; heads read the pool); empty stand-ins fill the slots.
+        let empty = Tensor::zeros(vec![0])?;
+        let mut values: Vec<Val> = (0..e).map(|_| Val::F(empty.clone())).collect();
+        values.push(Val::F(embedding));
+        for i in e..self.ops.len() {
+            let y = self.step(i, &values)?;
+            values.push(y);
+        }
+        match values.into_iter().nth(self.graph.logits) {
+            Some(Val::F(t)) => Ok(t),
+            _ => Err(Error::invalid("forward_i8", "the logits value is not the float head output")),
+        }
+    }
+
+    /// Logits `[N, classes]` for a preprocessed f32 NHWC batch (quantized on entry).
+    pub fn logits(&self, input: &Tensor) -> Result<Tensor> {
+        match self.run(input)?.into_iter().nth(self.graph.logits) {
+            Some(Val::F(t)) => Ok(t),
+            _ => Err(Error::invalid("forward_i8", "the logits value is not the float head output")),
+        }
+    }
+
+    /// Every value of a forward pass as f32 (int8 values dequantized), index 0 = the input:
+    /// for layer-by-layer comparison with the float model.
+    pub fn dequantized_values(&self, input: &Tensor) -> Result<Vec<Tensor>> {
+        self.run(input)?
+            .into_iter()
+            .map(|v| match v {
+                Val::Q(q) => crate::ops::quantize::dequantize_tensor(&q),
+                Val::F(t) => Ok(t),
+            })
+            .collect()
+    }
+
+    /// Value `v` alone, dequantized (only the nodes before it run): what a frozen int8
+    /// prefix hands the trained part in quantization-aware training.
+    pub fn dequantized_value(&self, input: &Tensor, v: usize) -> Result<Tensor> {
+        match self.run_nodes(input, v)?.pop() {
+            Some(Val::Q(q)) => crate::ops::quantize::dequantize_tensor(&q),
+            Some(Val::F(t)) => Ok(t),
+            None => Err(Error::invalid("forward_i8", format!("no value {v}"))),
+        }
+    }
+
+    /// The f32 embedding `[N, D]` (the global pool's output); the head is not run.
+    pub fn embeddings(&self, input: &Tensor) -> Result<Tensor> {
+        match self.run_nodes(input, self.graph.embedding)?.pop() {
+            Some(Val::F(t)) => Ok(t),
+            _ => Err(Error::invalid("forward_i8", "the embedding value is not the float pool output")),
+        }
+    }
+
+    fn run(&self, input: &Tensor) -> Result<Vec<Val>> {
+        self.run_nodes(input, self.ops.len())
+    }
+
+    /// Wall-clock milliseconds of each node on one input, in graph order (what the speed
+    /// work profiles), with its kind ("pointwise", "depthwise", "conv", "add", "pool",
+    /// "dense") and multiply-accumulates (output elements x reduction length; 0 for add and
+    /// pool). The input's quantization is the first entry, kind "quantize".
+    pub fn profile(&self, input: &Tensor) -> Result<Vec<LayerProfile>> {
+        let now = crate::base::clock::now_ms;
+        let t0 = now();
+        let mut values = vec![self.input_value(input)?];
+        let mut out = vec![LayerProfile { name: "input".into(), kind: "quantize", ms: now() - t0, macs: 0 }];
+        for (i, (node, op)) in self.graph.nodes.iter().zip(&self.ops).enumerate() {
+            let t = now();
+            let y = self.step(i, &values)?;
+            let ms = now() - t;
+            let shape = |v: &Val| match v {
+                Val::Q(q) => q.shape().to_vec(),
+                Val::F(f) => f.shape().to_vec(),
+            };
+            let y_len = shape(&y).iter().product::<usize>() as u64;
+            // The dense head's reduction is its input's last axis.
+            let in_last = node
+                .inputs
+                .first()
+                .and_then(|&v| values.get(v))
+                .map_or(0, |v| shape(v).last().copied().unwrap_or(0) as u64);
+            values.push(y);
+            let (kind, macs) = match op {
+                Int8Op::Conv { weight, params, .. } => LayerProfile::conv(weight.shape(), params.groups, y_len),
+                Int8Op::Dense { .. } => ("dense", y_len * in_last),
+                other => (other.kind(), 0),
+            };
+            out.push(LayerProfile { name: node.name.clone(), kind, ms, macs });
+        }
+        Ok(out)
+    }
+
+    /// Values `0..=nodes` (the first `nodes` nodes run).
+    fn run_nodes(&self, input: &Tensor, nodes: usize) -> Result<Vec<Val>> {
+        let mut values = vec![self.input_value(input)?];
+        for i in 0..nodes.min(self.ops.len()) {
+            let y = self.step(i, &values)?;
+            values.push(y);
+        }
+        Ok(values)
+    }
+
+    /// The quantized input value (value 0) of a preprocessed f32 NHWC batch.
+    pub(crate) fn input_value(&self, input: &Tensor) -> Result<Val> {
+        let [h, w, c] = self.graph.input;
+        if input.shape().len() != 4 || input.shape()[1..] != [h, w, c] {
+            return Err(Error::shape(
+                "forward_i8",
+                format!("input {:?} does not match the model's [N, {h}, {w}, {c}]", input.shape()),
+            ));
+        }
+        let iq = self
+            .values
+            .first()
+            .copied()
+            .flatten()
+            .ok_or_else(|| Error::invalid("forward_i8", "input has no quantization"))?;
+        Ok(Val::Q(quantize_i8(input, &QParams::per_tensor(iq.scale, iq.zero_point)?)?))
+    }
+
+    /// Runs node `i` on the values computed so far (`values[..=i]`).
+    pub(crate) fn step(&self, i: usize, values: &[Val]) -> Result<Val> {
+        let (node, op) = match (self.graph.nodes.get(i), self.ops.get(i)) {
+            (Some(n), Some(o)) => (n, o),
+            _ => return Err(Error::invalid("forward_i8", format!("no node {i}"))),
+        };
+        let input = |k: usize| {
+            node.inputs
+                .get(k)
+                .and_then(|&v| values.get(v))
+                .ok_or_else(|| Error::invalid("forward_i8", format!("node '{}' input {k} is not computed", node.name)))
+        };
+        Ok(match (op, input(0)?) {
+            (Int8Op::Conv { weight, packed, bias, params, out }, Val::Q(x)) => {
+                let (sx, _) = x.params().per_tensor_pair("conv2d_i8")?;
+                let rq = self.requant(sx, weight.params().scales(), out)?;
+                let (g, y) = conv2d_i8_requant(x, weight, packed.as_ref(), bias.as_deref(), params, &rq)?;
+                Val::Q(QTensor::from_i8(g.out_shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)?)
+            }
+            (Int8Op::Add { out }, Val::Q(x)) => match input(1)? {
+                Val::Q(b) => match self.arithmetic.ort_add_offset() {
+                    Some(offset) => Val::Q(add_i8_ort(x, b, out, offset)?),
+                    None => Val::Q(add_i8(x, b, out)?),
+                },
+                Val::F(_) => {
+                    return Err(Error::invalid("forward_i8", format!("node '{}' adds a float value", node.name)))
+                }
+            },
+            (Int8Op::GlobalAvgPool, Val::Q(x)) => match (self.arithmetic, self.value_quant_opt(i + 1)) {
+                (Arithmetic::TfliteUint8 | Arithmetic::TfliteInt8, Some(out)) => Val::F(self.tflite_pool(x, out)?),
+                (_, out) => Val::F(global_avg_pool_i8_to_f32(x, out)?),
+            },
+            // An integer classifier where the file quantizes both its input and output (TFLite's
+            // in its arithmetic, onnxruntime's QGemm / QDQ Gemm in the engine's): the f32 input
+            // is on its grid, so `round(e / s_e)` recovers its integers exactly. A head trained
+            // here has no output grid and takes the float path below.
+            (Int8Op::Dense { weight, scales, zero_points, bias, activation }, Val::F(x))
+                if self.value_quant_opt(i + 1).is_some() && self.value_quant_opt(node.inputs[0]).is_some() =>
+            {
+                let (Some(e_q), Some(out)) = (self.value_quant_opt(node.inputs[0]), self.value_quant_opt(i + 1)) else {
+                    return Err(Error::invalid("forward_i8", "a TFLite classifier needs quantized input and output"));
+                };
+                let rq = self.requant(e_q.scale, scales, &OutputQuant::new(out.scale, out.zero_point, *activation)?)?;
+                let (m, k) = (x.shape()[0], x.shape()[1]);
+                let n = scales.len();
+                let mut y = vec![0f32; m * n];
+                for (row, e) in y.chunks_exact_mut(n.max(1)).zip(x.data().chunks_exact(k.max(1))) {
+                    let kq: Vec<i32> = e.iter().map(|&v| (v / e_q.scale).round() as i32).collect();
+                    for (c, o) in row.iter_mut().enumerate() {
+                        let z = zero_points[c];
+                        let b = bias
+                            .as_ref()
+                            .map_or(0, |b| (b[c] as f64 / (e_q.scale as f64 * scales[c] as f64)).round() as i32);
+                        let acc = weight[c * k..(c + 1) * k]
+                            .iter()
+                            .zip(&kq)
+                            .fold(b, |a, (&w, &v)| a.wrapping_add((w as i32 - z) * v));
+                        *o = crate::quant::requant::dequantize(rq.apply(acc, c) as i32, out.scale, out.zero_point);
+                    }
+                }
+                Val::F(Tensor::new(vec![m, n], y)?)
+            }
+            (Int8Op::Dense { weight, scales, zero_points, bias, activation }, Val::F(x)) => {
+                let (m, k) = (x.shape()[0], x.shape()[1]);
+                let n = scales.len();
+                let mut y = vec![0f32; m * n];
+                for (row, e) in y.chunks_exact_mut(n.max(1)).zip(x.data().chunks_exact(k.max(1))) {
+                    for (c, out) in row.iter_mut().enumerate() {
+                        let z = zero_points[c];
+                        let dot = dot_i8_f32(&weight[c * k..(c + 1) * k], z, e);
+                        *out = dot * scales[c] + bias.as_ref().map_or(0.0, |b| b[c]);
+                    }
+                }
+                apply_activation(&mut y, *activation);
+                round_onto(&mut y, self.value_quant_opt(i + 1));
+                Val::F(Tensor::new(vec![m, n], y)?)
+            }
+            (Int8Op::MaxPool { params, out }, Val::Q(x)) => Val::Q(max_pool2d_i8(x, params, out)?),
+            (Int8Op::AvgPool { params, out }, Val::Q(x)) => Val::Q(avg_pool2d_i8(x, params, out)?),
+            (Int8Op::Unary { lut: Some(lut), out: Some(out), .. }, Val::Q(x)) => {
+                let y: Vec<i8> = x.i8_data("unary_i8")?.iter().map(|&q| lut[(q as i32 + 128) as usize]).collect();
+                Val::Q(QTensor::from_i8(x.shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)?)
+            }
+            (Int8Op::Unary { function, .. }, Val::F(x)) => {
+                let mut y = x.clone();
+                y.data_mut().iter_mut().for_each(|v| *v = function.apply(*v));
+                round_onto(y.data_mut(), self.value_quant_opt(i + 1));
+                Val::F(y)
+            }
+            (Int8Op::Mul { out }, Val::Q(x)) => {
+                let out =
+                    out.ok_or_else(|| Error::invalid("forward_i8", format!("'{}' has no output grid", node.name)))?;
+                let b = match input(1)? {
+                    Val::Q(b) => crate::ops::quantize::dequantize_tensor(b)?,
+                    Val::F(b) => b.clone(),
+                };
+                Val::Q(mul_i8_f32(x, &b, &out)?)
+            }
+            (Int8Op::Mul { .. }, Val::F(x)) => {
+                let b = match input(1)? {
+                    Val::Q(b) => crate::ops::quantize::dequantize_tensor(b)?,
+                    Val::F(b) => b.clone(),
+                };
+                let mut y = mul_f32(x, &b)?;
+                round_onto(y.data_mut(), self.value_quant_opt(i + 1));
+                Val::F(y)
+            }
+            (Int8Op::Concat { out }, _) => {
+                let parts: Vec<&Val> = (0..node.inputs.len()).map(input).collect::<Result<_>>()?;
+                match out {
+                    Some(out) if parts.iter().all(|p| matches!(p, Val::Q(_))) => {
+                        let mut moved = vec![];
+                        for p in &parts {
+                            let Val::Q(q) = p else { continue };
+                            let (sq, zq) = q.params().per_tensor_pair("concat_i8")?;
+                            moved.push((requantize_values(q.i8_data("concat_i8")?.to_vec(), sq, zq, out)?, q.shape()));
+                        }
+                        let views: Vec<(&[i8], &[usize])> = moved.iter().map(|(d, s)| (&d[..], *s)).collect();
+                        let (d, shape) = concat_channels(&views)?;
+                        Val::Q(QTensor::from_i8(shape, d, QParams::per_tensor(out.scale, out.zero_point)?)?)
+                    }
+                    _ => {
+                        let floats: Vec<Tensor> = parts
+                            .iter()
+                            .map(|p| match p {
+                                Val::Q(q) => crate::ops::quantize::dequantize_tensor(q),
+                                Val::F(t) => Ok(t.clone()),
+                            })
+                            .collect::<Result<_>>()?;
+                        let views: Vec<(&[f32], &[usize])> = floats.iter().map(|t| (t.data(), t.shape())).collect();
+                        let (mut d, shape) = concat_channels(&views)?;
+                        round_onto(&mut d, self.value_quant_opt(i + 1));
+                        Val::F(Tensor::new(shape, d)?)
+                    }
+                }
+            }
+            _ => {
+                return Err(Error::invalid("forward_i8", format!("node '{}' got a value of the wrong kind", node.name)))
+            }
+        })
+    }
+
+    /// Per-channel sums of node `i`'s dequantized output (after its activation) and the
+    /// number of pixels summed; `None` for nodes without a bias to correct.
+    pub(crate) fn output_sums(&self, i: usize, values: &[Val]) -> Result<Option<(Vec<f64>, usize)>> {
+        if !matches!(self.ops.get(i), Some(Int8Op::Conv { bias: Some(_), .. })) {
+            return Ok(None);
+        }
+        let Val::Q(y) = self.step(i, values)? else { return Ok(None) };
+        let (sy, zy) = y.params().per_tensor_pair("bias correction")?;
+        let c = *y.shape().last().unwrap_or(&1);
+        let mut sums = vec![0f64; c];
+        for px in y.i8_data("bias correction")?.chunks_exact(c.max(1)) {
+            sums.iter_mut().zip(px).for_each(|(s, &q)| *s += (q as i32 - zy) as f64 * sy as f64);
+        }
+        Ok(Some((sums, y.len() / c.max(1))))
+    }
+
+    /// Moves convolution `i`'s output down by `shift[c]` (real units) through its int32 bias;
+    /// returns the new bias as stored in the model file.
+    pub(crate) fn shift_bias(&mut self, i: usize, shift: &[f64], in_scale: f32) -> Result<Option<Stored>> {
+        match self.ops.get_mut(i) {
+            Some(Int8Op::Conv { weight, bias: Some(bias), .. }) => {
+                for ((b, &d), &sw) in bias.iter_mut().zip(shift).zip(weight.params().scales()) {
+                    let step = (d / (in_scale as f64 * sw as f64)).round();
+                    *b = (*b as f64 - step).clamp(-MAX_BIAS_Q, MAX_BIAS_Q) as i32;
+                }
+                Ok(Some(Stored::I32 { shape: vec![bias.len()], data: bias.clone() }))
+            }
+            _ => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Backend selection: one [`Engine`] runs a [`Classifier`] on the CPU or on the GPU, with the
+//! same numbers either way.
+//!
+//! - `cpu`: the CPU kernels (int8 or f32, as the model file says): wasm SIMD in the browser,
+//!   the portable reference natively, with the same bits.
+//! - `gpu`: the int8 network's WGSL plan ([`crate::exec::gpu_plan`]); an error when no adapter
+//!   exists, the model is f32, or the startup self-test fails.
+//! - `auto`: the GPU when an adapter exists, the self-test passes and the GPU was faster than
+//!   the CPU on the self-test input, else the CPU; the [`BackendReport`] says which and why.
+//!   (A CPU-emulated adapter such as SwiftShader or lavapipe is about 30x slower than the
+//!   wasm SIMD CPU path on EfficientNet-Lite0, and timing both is what tells them apart.)
+//!
+//! Startup self-test: a fixed pseudo-random input runs through the CPU and through the GPU
+//! plan in each dot-product variant the device compiles; a variant is usable only if its pool
+//! sums give an embedding bit-identical to the CPU's. Among usable variants the faster on that
+//! run is kept (the measured check): `dot4I8Packed` where it both exists and wins.
+//!
+//! A lost device (or any GPU error mid-run) rebuilds the context and plan once from the
+//! model, which stays in memory on the CPU side; if that fails, `auto` carries on with the
+//! CPU and `gpu` reports the error. The GPU plan is built for batch 1: batches run image by
+//! image, and the head always runs on the CPU from the embedding.
+
+use crate::base::clock::now_ms;
+use crate::base::error::{Error, Result};
+use crate::base::tensor::Tensor;
+use crate::exec::cpu_int8::PreparedI8;
+use crate::exec::gpu_plan::GpuNetwork;
+use crate::exec::Classifier;
+use crate::gpu::context::GpuContext;
+use crate::gpu::gemm::DotVariant;
+
+/// Which backend the caller asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "cpu" => Ok(BackendChoice::Cpu),
+            "gpu" | "webgpu" => Ok(BackendChoice::Gpu),
+            _ => Err(Error::invalid("backend", format!("'{s}': expected auto, cpu or gpu"))),
+        }
+    }
+}
+
+/// What runs, for logs, the CLI and the page.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct BackendReport {
+    /// "gpu" or "cpu".
+    pub backend: &'static str,
+    /// The model's precision: "int8" or "f32".
+    pub precision: &'static str,
+    /// GPU: the adapter ([`crate::gpu::AdapterReport::describe`]); CPU: [`CPU_KERNELS`].
+    pub device: String,
+    /// GPU: "dot4I8Packed" or "unpacked".
+    pub variant: Option<&'static str>,
+    /// Why this backend and variant (self-test and measured times, or why not the GPU).
+    pub reason: String,
+}
+
+impl BackendReport {
+    /// One line, e.g. `gpu int8 (dot4I8Packed) on llvmpipe (vulkan, cpu), ...: <reason>`.
+    pub fn describe(&self) -> String {
+        let variant = self.variant.map(|v| format!(" ({v})")).unwrap_or_default();
+        format!("{} {}{variant} on {}: {}", self.backend, self.precision, self.device, self.reason)
+    }
+}
+
+struct GpuBackend {
+    ctx: GpuContext,
+    net: GpuNetwork,
+}
+
+/// A classifier with its backend.
+pub struct Engine {
+    pub classifier: Classifier,
+    choice: BackendChoice,
+    gpu: Option<GpuBackend>,
+    report: BackendReport,
+}
+
+/// What runs on the CPU: the hand-written SIMD kernels in the shipped wasm, the portable
+/// reference kernels (bit-identical to them) elsewhere.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub const CPU_KERNELS: &str = "wasm SIMD kernels";
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub const CPU_KERNELS: &str = "portable reference kernels";
+
+/// The self-test input: a fixed pseudo-random image in [-1, 1], `[1, H, W, C]`.
+fn self_test_input(model: &PreparedI8) -> Result<Tensor> {
+    let [h, w, c] = model.graph.input;
+    let mut rng = crate::base::rng::Rng::new(0x5e1f_7e57);
+    Tensor::new(vec![1, h, w, c], (0..h * w * c).map(|_| rng.uniform(-1.0, 1.0)).collect())
+}
+
+impl Engine {
+    /// Prepares `classifier` on the chosen backend (see the module docs for `auto`).
+    pub async fn new(classifier: Classifier, choice: BackendChoice) -> Result<Engine> {
+        let precision = classifier.precision();
+        let cpu_report = |reason: String| BackendReport {
+            backend: "cpu",
+            precision,
+            device: CPU_KERNELS.into(),
+            variant: None,
+            reason,
+        };
+        if choice == BackendChoice::Cpu {
+            let report = cpu_report("asked for".into());
+            return Ok(Engine { classifier, choice, gpu: None, report });
+        }
+        match Self::start_gpu(&classifier).await {
+            // `auto` keeps the GPU only if it beat the CPU on the self-test input: a
+            // CPU-emulated adapter (SwiftShader, lavapipe) or a weak GPU loses to the SIMD
+            // CPU kernels, and the user should get the faster path.
+            Ok((_, report, gpu_ms, cpu_ms)) if choice == BackendChoice::Auto && cpu_ms < gpu_ms => {
+                let why = format!(
+                    "the CPU was faster in the self-test ({cpu_ms:.1} ms against {gpu_ms:.1} ms for the GPU on {})",
+                    report.device
+                );
+                Ok(Engine { classifier, choice, gpu: None, report: cpu_report(why) })
+            }
+            Ok((gpu, mut report, _, cpu_ms)) => {
+                if choice == BackendChoice::Auto {
+                    report.reason = format!("{}; faster than the CPU ({cpu_ms:.1} ms)", report.reason);
+                }
+                Ok(Engine { classifier, choice, gpu: Some(gpu), report })
+            }
+            Err(e) if choice == BackendChoice::Auto => {
+                let report = cpu_report(format!("no usable GPU ({e})"));
+                Ok(Engine { classifier, choice, gpu: None, report })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a device, self-tests each variant against the CPU and keeps the fastest
+    /// bit-exact one; also returns its time and the CPU's on the same input (ms).
+    async fn start_gpu(classifier: &Classifier) -> Result<(GpuBackend, BackendReport, f64, f64)> {
+        let model = classifier
+            .int8()
+            .ok_or_else(|| Error::unsupported("an f32 model on the GPU (the GPU backend runs int8 models)"))?;
+        let ctx = GpuContext::new().await?;
+        let input = self_test_input(model)?;
+        let want = model.embeddings(&input)?;
+        // The CPU's time on the same input, warm (the run above allocated and warmed caches).
+        let start = now_ms();
+        model.embeddings(&input)?;
+        let cpu_ms = now_ms() - start;
+        let x = model.quantize_input(&input)?;
+        let mut variants = vec![DotVariant::Unpacked];
+        if ctx.report.packed_int8_dot {
+            variants.insert(0, DotVariant::Packed);
+        }
+        let mut best: Option<(GpuNetwork, f64)> = None;
+        let mut notes = vec![];
+        for v in variants {
+            let net = match GpuNetwork::new(&ctx, model, v, 1).await {
+                Ok(net) => net,
+                Err(e) => {
+                    notes.push(format!("{}: {e}", v.name()));
+                    continue;
+                }
+            };
+            // The first run warms up (pipelines compile on first use); the faster of the next
+            // two is the variant's time. Every run must equal the CPU's embedding.
+            let mut ms = f64::INFINITY;
+            let mut exact = true;
+            for run in 0..3 {
+                let start = now_ms();
+                let got = net.embeddings(&ctx, &x).await?;
+                if run > 0 {
+                    ms = ms.min(now_ms() - start);
+                }
+                exact &= got.data() == want.data();
+            }
+            if !exact {
+                notes.push(format!("{}: self-test embedding differs from the CPU's", v.name()));
+                continue;
+            }
+            notes.push(format!("{} {ms:.1} ms", v.name()));
+            if best.as_ref().is_none_or(|(_, t)| ms < *t) {
+                best = Some((net, ms));
+            }
+        }
+        let Some((net, gpu_ms)) = best else {
+            return Err(Error::Gpu(format!("GPU self-test failed on {}: {}", ctx.report.describe(), notes.join("; "))));
+        };
+        let why = if ctx.report.packed_int8_dot {
+            "faster bit-exact variant in the self-test"
+        } else {
+            "no packed_4x8_integer_dot_product; self-test bit-exact"
+        };
+        let report = BackendReport {
+            backend: "gpu",
+            precision: "int8",
+            device: ctx.report.describe(),
+            variant: Some(net.variant.name()),
+            reason: format!("{why} ({})", notes.join(", ")),
+        };
+        Ok((GpuBackend { ctx, net }, report, gpu_ms, cpu_ms))
+    }
+
+    /// What runs and why.
+    pub fn report(&self) -> &BackendReport {
+        &self.report
+    }
+
+    /// The GPU context and plan, when the GPU runs (benchmarks).
+    pub fn gpu(&self) -> Option<(&GpuContext, &GpuNetwork)> {
+        self.gpu.as_ref().map(|g| (&g.ctx, &g.net))
+    }
+
+    /// Embeddings `[N, D]` of a preprocessed NHWC batch.
+    pub async fn embeddings(&mut self, input: Tensor) -> Result<Tensor> {
+        crate::exec::check_finite(&input)?;
+        if self.gpu.is_none() {
+            return self.classifier.embeddings(input);
+        }
+        match self.gpu_embeddings(&input).await {
+            Ok(e) => Ok(e),
+            Err(e) => {
+                self.recover(e).await?;
+                match self.gpu.is_some() {
+                    true => self.gpu_embeddings(&input).await,
+                    false => self.classifier.embeddings(input),
+                }
+            }
+        }
+    }
+
+    /// Logits `[N, classes]` of a preprocessed NHWC batch.
+    pub async fn logits(&mut self, input: Tensor) -> Result<Tensor> {
+        if self.gpu.is_none() {
+            return self.classifier.logits(input);
+        }
+        Ok(self.embeddings_and_logits(input).await?.1)
+    }
+
+    /// Embeddings `[N, D]` and logits `[N, classes]` of one pass: what a live view needs to
+    /// show the model's classes and feed the user's own head. For int8 models the logits
+    /// come from the embedding; on the CPU an f32 model runs once for both.
+    pub async fn embeddings_and_logits(&mut self, input: Tensor) -> Result<(Tensor, Tensor)> {
+        if self.gpu.is_none() {
+            return self.classifier.embeddings_and_logits(input);
+        }
+        let e = self.embeddings(input.clone()).await?;
+        let logits = match self.classifier.int8() {
+            Some(model) => model.head_logits(e.clone())?,
+            None => self.classifier.logits(input)?,
+        };
+        Ok((e, logits))
+    }
+
+    /// The GPU's embeddings, image by image (the plan holds batch 1).
+    async fn gpu_embeddings(&self, input: &Tensor) -> Result<Tensor> {
+        let (Some(gpu), Some(model)) = (&self.gpu, self.classifier.int8()) else {
+            return Err(Error::Gpu("no GPU plan".into()));
+        };
+        let x = model.quantize_input(input)?;
+        let n = x.shape()[0];
+        let per = x.len() / n.max(1);
+        let data = x.i8_data("engine")?;
+        let mut out = vec![];
+        let mut dim = 0;
+        for i in 0..n {
+            let mut shape = x.shape().to_vec();
+            shape[0] = 1;
+            let one = crate::QTensor::from_i8(shape, data[i * per..(i + 1) * per].to_vec(), x.params().clone())?;
+            let e = gpu.net.embeddings(&gpu.ctx, &one).await?;
+            dim = e.shape()[1];
+            out.extend_from_slice(e.data());
+        }
+        Tensor::new(vec![n, dim], out)
+    }
+
+    /// After a GPU error: rebuild once (a lost device gets a new one); else fall back to the
+    /// CPU under `auto`, or give the error under `gpu`. Shape errors are the caller's and
+    /// pass through unchanged.
+    async fn recover(&mut self, error: Error) -> Result<()> {
+        if !matches!(error, Error::Gpu(_)) {
+            return Err(error);
+        }
+        crate::base::log::log(&format!("edgetune: GPU error ({error}); rebuilding the GPU backend"));
+        self.gpu = None;
+        match Self::start_gpu(&self.classifier).await {
+            Ok((gpu, mut report, ..)) => {
+                report.reason = format!("rebuilt after: {error}; {}", report.reason);
+                self.gpu = Some(gpu);
+                self.report = report;
+                Ok(())
+            }
+            Err(e2) if self.choice == BackendChoice::Auto => {
+                self.report = BackendReport {
+                    backend: "cpu",
+                    precision: self.classifier.precision(),
+                    device: CPU_KERNELS.into(),
+                    variant: None,
+                    reason: format!("fell back from the GPU: {error}; rebuilding failed: {e2}"),
+                };
+                Ok(())
+            }
+            Err(e2) => Err(Error::Gpu(format!("{error}; rebuilding the GPU backend failed: {e2}"))),
+        }
+    }
+
+    /// Destroys the GPU device as a driver reset would (tests of the recovery path).
+    pub fn lose_gpu_device(&self) {
+        if let Some(g) = &self.gpu {
+            g.ctx.destroy();
+        }
+    }
+}

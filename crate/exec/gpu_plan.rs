@@ -1,0 +1,310 @@
+//! The execution plan of a whole int8 network on the GPU.
+//!
+//! Made once per model and batch size: every layer's constants are uploaded and every
+//! activation buffer and bind group is created here, so a frame is one input upload, one
+//! command buffer with one dispatch per layer (no CPU round trip between layers) and one
+//! small readback: the global pool's `[N, C]` i32 sums. The CPU finishes the embedding
+//! (`e = s_x * sum / (H * W)`, [`embedding_from_sums`]) and the head
+//! ([`PreparedI8::head_logits`]), exactly as the CPU backend does, so the GPU's logits are
+//! bit-identical to the CPU's whenever its sums are (the kernels are tested bit-exact).
+//!
+//! Activations live as packed NHWC words (`[N, H, W, ceil(C/4)]`, 4 x i8 per u32), one
+//! buffer per value. Layers before the pool must be convolutions (pointwise, one-group or
+//! depthwise) and int8 adds; anything else is [`Error::Unsupported`] and the caller runs the
+//! model on the CPU.
+
+use crate::base::error::{Error, Result};
+use crate::base::tensor::{QTensor, Tensor};
+use crate::exec::cpu_int8::{embedding_from_sums, Int8Layer, PreparedI8};
+use crate::gpu::add::AddI8;
+use crate::gpu::context::GpuContext;
+use crate::gpu::conv::{ConvI8, ConvLayer};
+use crate::gpu::gemm::DotVariant;
+use crate::gpu::kernel::{bytes, pack_rows, read_words, readback_buffer, storage, Dispatch};
+use crate::gpu::pool::GlobalSumI8;
+
+/// One dispatched layer, for reports and per-layer timing.
+#[derive(Clone, Debug)]
+pub struct LayerInfo {
+    pub name: String,
+    /// "gemm", "conv", "depthwise", "add" or "global_sum".
+    pub kind: &'static str,
+    /// Multiply-accumulates (element operations for adds and pools).
+    pub macs: u64,
+}
+
+/// A packed activation on the device: buffer, NHWC shape, scale and zero point.
+struct Value {
+    buffer: wgpu::Buffer,
+    shape: [usize; 4],
+    scale: f32,
+    zero_point: i32,
+}
+
+/// A network's compiled plan on one device.
+pub struct GpuNetwork {
+    pub variant: DotVariant,
+    pub batch: usize,
+    pub layers: Vec<LayerInfo>,
+    dispatches: Vec<Dispatch>,
+    input: wgpu::Buffer,
+    input_shape: [usize; 4],
+    /// `[N, C]` i32 pool sums, their readback copy, pixels per sum and the pooled scale.
+    sums: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    channels: usize,
+    pooled_pixels: usize,
+    pooled_scale: f32,
+    /// The embedding's own quantization, when the model rounds it (imported models).
+    pooled_out: Option<crate::model::etm::ValueQuant>,
+}
+
+impl GpuNetwork {
+    /// Compiles the kernels in `variant` and builds the plan of `model` for `batch` images.
+    pub async fn new(ctx: &GpuContext, model: &PreparedI8, variant: DotVariant, batch: usize) -> Result<Self> {
+        let conv = ConvI8::new(ctx, variant).await?;
+        let add = AddI8::new(ctx).await?;
+        let pool = GlobalSumI8::new(ctx).await?;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let plan = Self::plan(ctx, model, (&conv, &add, &pool), variant, batch);
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("building the GPU plan: {e}")));
+        }
+        plan
+    }
+
+    fn plan(
+        ctx: &GpuContext,
+        model: &PreparedI8,
+        (conv, add, pool): (&ConvI8, &AddI8, &GlobalSumI8),
+        variant: DotVariant,
+        batch: usize,
+    ) -> Result<Self> {
+        let [h, w, c] = model.graph.input;
+        if batch == 0 {
+            return Err(Error::invalid("gpu plan", "batch size 0"));
+        }
+        if model.arithmetic().is_tflite() {
+            return Err(Error::unsupported(format!("{:?} arithmetic on the GPU (CPU only)", model.arithmetic())));
+        }
+        let input_shape = [batch, h, w, c];
+        let input = storage(ctx, "input", batch * h * w * c.div_ceil(4));
+        let (scale, zero_point) = model.value_quant(0)?;
+        let mut values: Vec<Option<Value>> =
+            vec![Some(Value { buffer: input.clone(), shape: input_shape, scale, zero_point })];
+        let (mut dispatches, mut layers) = (vec![], vec![]);
+        let embedding = model.graph.embedding;
+        let mut pooled = None;
+        for (i, node) in model.graph.nodes.iter().enumerate().take(embedding) {
+            let value = |k: usize| -> Result<&Value> {
+                node.inputs.get(k).and_then(|&v| values.get(v)).and_then(Option::as_ref).ok_or_else(|| {
+                    Error::unsupported(format!("node '{}' reads a value the GPU does not hold", node.name))
+                })
+            };
+            let out_quant = || model.value_quant(i + 1);
+            let (d, info, out) = match model.layer(i)? {
+                Int8Layer::Conv { weight, bias, params, requant } => {
+                    let x = value(0)?;
+                    if weight.params().zero_points().iter().any(|&z| z != 0) {
+                        // The kernels fold only the input zero point into the bias.
+                        return Err(Error::unsupported(format!(
+                            "node '{}' has asymmetric (zero point != 0) weights",
+                            node.name
+                        )));
+                    }
+                    let layer = ConvLayer {
+                        weights: weight.i8_data("gpu plan")?,
+                        weight_shape: weight.shape(),
+                        bias,
+                        params,
+                        requant: &requant,
+                    };
+                    let g = ConvI8::geometry(&x.shape, x.zero_point, &layer)?;
+                    let (d, shape) = conv.dispatch(ctx, &node.name, (&x.buffer, &x.shape, x.zero_point), &layer)?;
+                    let kind = if g.is_pointwise() {
+                        "gemm"
+                    } else if g.groups == 1 {
+                        "conv"
+                    } else {
+                        "depthwise"
+                    };
+                    let macs = (shape.iter().product::<usize>() * g.reduction_len()) as u64;
+                    let (scale, zero_point) = out_quant()?;
+                    let out = Value { buffer: d.output().clone(), shape, scale, zero_point };
+                    (d, LayerInfo { name: node.name.clone(), kind, macs }, Some(out))
+                }
+                Int8Layer::Add { .. } if model.arithmetic().ort_add_offset().is_some() => {
+                    return Err(Error::unsupported(format!(
+                        "node '{}': onnxruntime's add arithmetic on the GPU (its fused multiply-adds are CPU only)",
+                        node.name
+                    )))
+                }
+                Int8Layer::Add { requant } => {
+                    let (a, b) = (value(0)?, value(1)?);
+                    if a.shape != b.shape {
+                        return Err(Error::shape(
+                            "gpu plan",
+                            format!("node '{}' adds {:?} and {:?}", node.name, a.shape, b.shape),
+                        ));
+                    }
+                    let [n, h, w, c] = a.shape;
+                    let d =
+                        add.dispatch(ctx, &node.name, (&a.buffer, &b.buffer), n * h * w * c.div_ceil(4), &requant)?;
+                    let (scale, zero_point) = out_quant()?;
+                    let out = Value { buffer: d.output().clone(), shape: a.shape, scale, zero_point };
+                    (d, LayerInfo { name: node.name.clone(), kind: "add", macs: (n * h * w * c) as u64 }, Some(out))
+                }
+                Int8Layer::GlobalAvgPool if i + 1 == embedding => {
+                    let x = value(0)?;
+                    let d = pool.dispatch(ctx, &node.name, &x.buffer, x.shape, x.zero_point)?;
+                    let [_, h, w, c] = x.shape;
+                    pooled = Some((c, h * w, x.scale));
+                    let macs = x.shape.iter().product::<usize>() as u64;
+                    (d, LayerInfo { name: node.name.clone(), kind: "global_sum", macs }, None)
+                }
+                Int8Layer::Other(kind) => {
+                    return Err(Error::unsupported(format!(
+                        "node '{}' ({kind}) on the GPU: its kernels run convolutions, adds and the global pool",
+                        node.name
+                    )))
+                }
+                _ => {
+                    return Err(Error::unsupported(format!(
+                        "node '{}' on the GPU (only the head may follow the pool)",
+                        node.name
+                    )))
+                }
+            };
+            dispatches.push(d);
+            layers.push(info);
+            values.push(out);
+        }
+        let (Some((channels, pooled_pixels, pooled_scale)), Some(last)) = (pooled, dispatches.last()) else {
+            return Err(Error::unsupported("a network whose embedding is not a global average pool, on the GPU"));
+        };
+        let sums = last.output().clone();
+        let readback = readback_buffer(ctx, "pool sums", (batch * channels * 4) as u64);
+        Ok(GpuNetwork {
+            variant,
+            batch,
+            layers,
+            dispatches,
+            input,
+            input_shape,
+            sums,
+            readback,
+            channels,
+            pooled_pixels,
+            pooled_scale,
+            pooled_out: model.value_quant_opt(embedding),
+        })
+    }
+
+    /// Uploads a quantized input batch (the plan's shape).
+    pub fn upload(&self, ctx: &GpuContext, x: &QTensor) -> Result<()> {
+        if x.shape() != self.input_shape {
+            return Err(Error::shape(
+                "gpu network",
+                format!("input {:?}, the plan expects {:?}", x.shape(), self.input_shape),
+            ));
+        }
+        let c = self.input_shape[3];
+        let data = x.i8_data("gpu network")?;
+        ctx.queue.write_buffer(&self.input, 0, &bytes(&pack_rows(data, data.len() / c, c)));
+        Ok(())
+    }
+
+    /// Records every layer into one compute pass (the order of the graph).
+    pub fn record(&self, enc: &mut wgpu::CommandEncoder) {
+        let mut pass =
+            enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("network"), timestamp_writes: None });
+        for d in &self.dispatches {
+            d.record(&mut pass);
+        }
+    }
+
+    /// The layers' dispatches, for per-layer timing.
+    pub fn dispatches(&self) -> &[Dispatch] {
+        &self.dispatches
+    }
+
+    /// The pool sums `[N, C]` of the uploaded input: one submit, one readback.
+    pub async fn run_sums(&self, ctx: &GpuContext) -> Result<Vec<i32>> {
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("frame") });
+        self.record(&mut enc);
+        let words = self.batch * self.channels;
+        enc.copy_buffer_to_buffer(&self.sums, 0, &self.readback, 0, (words * 4) as u64);
+        ctx.queue.submit(Some(enc.finish()));
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("frame: {e}")));
+        }
+        if ctx.is_lost() {
+            return Err(Error::Gpu("the GPU device was lost".into()));
+        }
+        Ok(read_words(ctx, &self.readback, words).await?.into_iter().map(|v| v as i32).collect())
+    }
+
+    /// The f32 embedding `[N, D]` of a quantized input batch, bit-identical to the CPU's.
+    pub async fn embeddings(&self, ctx: &GpuContext, x: &QTensor) -> Result<Tensor> {
+        self.upload(ctx, x)?;
+        let sums = self.run_sums(ctx).await?;
+        Tensor::new(
+            vec![self.batch, self.channels],
+            embedding_from_sums(&sums, self.pooled_scale, self.pooled_pixels, self.pooled_out),
+        )
+    }
+
+    /// Total multiply-accumulates of one image.
+    pub fn macs_per_image(&self) -> u64 {
+        self.layers.iter().filter(|l| l.kind != "add" && l.kind != "global_sum").map(|l| l.macs).sum::<u64>()
+            / self.batch as u64
+    }
+}
+
+impl GpuNetwork {
+    /// GPU time of each layer in milliseconds, from timestamp queries around one compute
+    /// pass per layer (the input already uploaded); `None` when the device grants no
+    /// timestamp queries.
+    pub async fn layer_times_ms(&self, ctx: &GpuContext) -> Result<Option<Vec<f64>>> {
+        if !ctx.timestamps {
+            return Ok(None);
+        }
+        let n = self.dispatches.len();
+        let queries = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("layer timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: (2 * n) as u32,
+        });
+        let resolve = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamps"),
+            size: (16 * n) as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let readback = readback_buffer(ctx, "timestamps", (16 * n) as u64);
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut enc = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("timed frame") });
+        for (i, d) in self.dispatches.iter().enumerate() {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(&d.label),
+                timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &queries,
+                    beginning_of_pass_write_index: Some((2 * i) as u32),
+                    end_of_pass_write_index: Some((2 * i + 1) as u32),
+                }),
+            });
+            d.record(&mut pass);
+        }
+        enc.resolve_query_set(&queries, 0..(2 * n) as u32, &resolve, 0);
+        enc.copy_buffer_to_buffer(&resolve, 0, &readback, 0, (16 * n) as u64);
+        ctx.queue.submit(Some(enc.finish()));
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("timed frame: {e}")));
+        }
+        let words = read_words(ctx, &readback, 4 * n).await?;
+        let period_ns = ctx.queue.get_timestamp_period() as f64;
+        let ticks: Vec<u64> = words.chunks_exact(2).map(|w| w[0] as u64 | (w[1] as u64) << 32).collect();
+        Ok(Some(ticks.chunks_exact(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period_ns / 1e6).collect()))
+    }
+}
