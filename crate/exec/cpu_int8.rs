@@ -24,27 +24,30 @@ use crate::base::tensor::{QTensor, Tensor};
 use crate::exec::cpu_f32::apply_activation;
 use crate::model::etm::{Arithmetic, ModelFile, Stored, ValueQuant};
 use crate::model::graph::{Graph, Op, Unary};
-use crate::ops::add::{add_i8, add_i8_ort};
+use crate::ops::add::{add_i8_ort_requant, add_i8_requant};
 use crate::ops::combine::{concat_channels, mul_f32, mul_i8_f32};
-use crate::ops::conv::{conv2d_i8_requant, pack_conv_weights, Conv2dParams};
-use crate::ops::gemm::{dot_i8_f32, PackedB};
+use crate::ops::conv::{conv2d_i8_requant, prepare_conv_weights, Conv2dParams, ConvWeightsI8};
+use crate::ops::gemm::{dense_i8_on_grid, dot_i8_f32};
 use crate::ops::pool::{avg_pool2d_i8, max_pool2d_i8, requantize_values, Pool2dParams};
 use crate::ops::quantize::quantize_i8;
 use crate::quant::calibrate::MAX_BIAS_Q;
-use crate::quant::{Activation, AddRequant, OutputQuant, QParams, Requant};
+use crate::quant::{Activation, AddRequant, OrtAddRequant, OutputQuant, QParams, Requant};
 
 #[derive(Clone, Debug)]
 enum Int8Op {
     Conv {
         weight: QTensor,
-        /// The weights laid out for the GEMM once (one-group convolutions only).
-        packed: Option<PackedB>,
+        /// The weights laid out once for the kernel (GEMM or depthwise).
+        prepared: Option<ConvWeightsI8>,
         bias: Option<Vec<i32>>,
         params: Conv2dParams,
         out: OutputQuant,
+        /// `s_x * s_w[c] / s_y` per channel (or TFLite's fixed point), from the model's grids.
+        requant: Requant,
     },
     Add {
         out: OutputQuant,
+        requant: AddArithmetic,
     },
     GlobalAvgPool,
     /// Head on the f32 embedding with int8 weights.
@@ -54,6 +57,9 @@ enum Int8Op {
         zero_points: Vec<i32>,
         bias: Option<Vec<f32>>,
         activation: Activation,
+        /// Set when the file quantizes both the classifier's input and output: it then runs
+        /// as an integer product ([`dense_i8_on_grid`]).
+        integer: Option<IntegerDense>,
     },
     MaxPool {
         params: Pool2dParams,
@@ -78,6 +84,23 @@ enum Int8Op {
         lut: Option<Box<[i8; 256]>>,
         out: Option<OutputQuant>,
     },
+}
+
+/// The requantization of an int8 add in the model's arithmetic, prepared once.
+#[derive(Clone, Copy, Debug)]
+enum AddArithmetic {
+    Engine(AddRequant),
+    Onnxruntime(OrtAddRequant),
+}
+
+/// An integer classifier's per-model constants: input and output grids, the requantization
+/// and the int32 bias `b_q = round(b / (s_x * s_w[c]))` (exact for `|b_q| < 2^23`).
+#[derive(Clone, Debug)]
+struct IntegerDense {
+    input_scale: f32,
+    output: (f32, i32),
+    requant: Requant,
+    bias_q: Vec<i32>,
 }
 
 impl Int8Op {
@@ -113,11 +136,14 @@ pub enum Int8Layer<'a> {
         weight: &'a QTensor,
         bias: Option<&'a [i32]>,
         params: &'a Conv2dParams,
-        requant: Requant,
+        requant: &'a Requant,
     },
+    /// An add in the engine's arithmetic (the GPU has no kernel for onnxruntime's).
     Add {
         requant: AddRequant,
     },
+    /// An add in onnxruntime's arithmetic (two fused multiply-adds: CPU only).
+    OnnxruntimeAdd,
     GlobalAvgPool,
     /// The head: runs on the CPU for every backend ([`PreparedI8::head_logits`]).
     Dense,
@@ -255,6 +281,20 @@ fn scales(m: &ModelFile, weight: &str) -> Result<Vec<f32>> {
     }
 }
 
+/// The requantization of a conv or classifier output in the model's arithmetic.
+fn requant_in(arithmetic: Arithmetic, input_scale: f32, weight_scales: &[f32], out: &OutputQuant) -> Result<Requant> {
+    if arithmetic.is_tflite() {
+        Requant::tflite("conv2d_i8", input_scale, weight_scales, out)
+    } else {
+        Requant::new("conv2d_i8", input_scale, weight_scales, out)
+    }
+}
+
+/// The value node `n` reads as its input `k`.
+fn input(n: &crate::model::graph::Node, k: usize) -> Result<usize> {
+    n.inputs.get(k).copied().ok_or_else(|| Error::invalid("int8 model", format!("node '{}' lacks input {k}", n.name)))
+}
+
 impl PreparedI8 {
     /// Prepares a quantized `.etm` model (validated on load).
     pub fn new(m: &ModelFile) -> Result<Self> {
@@ -290,23 +330,60 @@ impl PreparedI8 {
                     let zps = weight_zero_points(m, weight, s.len())?;
                     let weight = QTensor::from_i8(shape, data, QParams::per_axis(0, s, zps)?)?;
                     let params = n.op.conv_params().ok_or_else(|| Error::invalid("int8 model", "conv params"))?;
+                    let out = out_quant(out_value, *activation)?;
                     Int8Op::Conv {
-                        packed: pack_conv_weights(&weight, &params)?,
+                        prepared: prepare_conv_weights(&weight, &params)?,
+                        requant: requant_in(q.arithmetic, vq(input(n, 0)?)?.scale, weight.params().scales(), &out)?,
                         weight,
                         bias: bias.as_deref().map(|b| int32(m, b)).transpose()?,
                         params,
-                        out: out_quant(out_value, *activation)?,
+                        out,
                     }
                 }
-                Op::Add { activation } => Int8Op::Add { out: out_quant(out_value, *activation)? },
+                Op::Add { activation } => {
+                    let out = out_quant(out_value, *activation)?;
+                    let pair = |k: usize| -> Result<(f32, i32)> { vq(input(n, k)?).map(|v| (v.scale, v.zero_point)) };
+                    let requant = match q.arithmetic.ort_add_offset() {
+                        Some(offset) => {
+                            AddArithmetic::Onnxruntime(OrtAddRequant::new(pair(0)?, pair(1)?, &out, offset)?)
+                        }
+                        None => AddArithmetic::Engine(AddRequant::new(pair(0)?, pair(1)?, &out)?),
+                    };
+                    Int8Op::Add { out, requant }
+                }
                 Op::GlobalAvgPool => Int8Op::GlobalAvgPool,
-                Op::Dense { weight, bias, activation } => Int8Op::Dense {
-                    weight: int8(m, weight)?.1,
-                    zero_points: weight_zero_points(m, weight, scales(m, weight)?.len())?,
-                    scales: scales(m, weight)?,
-                    bias: bias.as_deref().map(|b| float(m, b)).transpose()?,
-                    activation: *activation,
-                },
+                Op::Dense { weight, bias, activation } => {
+                    let scales = scales(m, weight)?;
+                    let bias = bias.as_deref().map(|b| float(m, b)).transpose()?;
+                    let input = n.inputs.first().and_then(|&v| q.values.get(v).copied().flatten());
+                    let output = q.values.get(out_value).copied().flatten();
+                    let integer = match (input, output) {
+                        (Some(x), Some(y)) => {
+                            let out = OutputQuant::new(y.scale, y.zero_point, *activation)?;
+                            let bias_q = (0..scales.len())
+                                .map(|c| {
+                                    let b = bias.as_ref().map_or(0.0, |b| b[c] as f64);
+                                    (b / (x.scale as f64 * scales[c] as f64)).round() as i32
+                                })
+                                .collect();
+                            Some(IntegerDense {
+                                input_scale: x.scale,
+                                output: (y.scale, y.zero_point),
+                                requant: requant_in(q.arithmetic, x.scale, &scales, &out)?,
+                                bias_q,
+                            })
+                        }
+                        _ => None,
+                    };
+                    Int8Op::Dense {
+                        weight: int8(m, weight)?.1,
+                        zero_points: weight_zero_points(m, weight, scales.len())?,
+                        scales,
+                        bias,
+                        activation: *activation,
+                        integer,
+                    }
+                }
                 Op::MaxPool { .. } | Op::AvgPool { .. } => {
                     let params = n.op.pool_params().ok_or_else(|| Error::invalid("int8 model", "pool params"))?;
                     let out = out_quant(out_value, Activation::None)?;
@@ -335,15 +412,6 @@ impl PreparedI8 {
     /// Whose integer arithmetic the model runs with.
     pub fn arithmetic(&self) -> Arithmetic {
         self.arithmetic
-    }
-
-    /// The requantization of a conv or classifier output in the model's arithmetic.
-    fn requant(&self, input_scale: f32, weight_scales: &[f32], out: &OutputQuant) -> Result<Requant> {
-        if self.arithmetic.is_tflite() {
-            Requant::tflite("conv2d_i8", input_scale, weight_scales, out)
-        } else {
-            Requant::new("conv2d_i8", input_scale, weight_scales, out)
-        }
     }
 
     /// TFLite's integer average pool onto the output grid `out` (input and output share
@@ -387,20 +455,13 @@ impl PreparedI8 {
         let (Some(node), Some(op)) = (self.graph.nodes.get(i), self.ops.get(i)) else {
             return Err(Error::invalid("int8 model", format!("no node {i}")));
         };
-        let input = |k: usize| -> Result<(f32, i32)> {
-            let v = node.inputs.get(k).copied();
-            self.value_quant(
-                v.ok_or_else(|| Error::invalid("int8 model", format!("node '{}' lacks input {k}", node.name)))?,
-            )
-        };
+        let _ = node;
         Ok(match op {
-            Int8Op::Conv { weight, bias, params, out, .. } => Int8Layer::Conv {
-                weight,
-                bias: bias.as_deref(),
-                params,
-                requant: self.requant(input(0)?.0, weight.params().scales(), out)?,
-            },
-            Int8Op::Add { out } => Int8Layer::Add { requant: AddRequant::new(input(0)?, input(1)?, out)? },
+            Int8Op::Conv { weight, bias, params, requant, .. } => {
+                Int8Layer::Conv { weight, bias: bias.as_deref(), params, requant }
+            }
+            Int8Op::Add { requant: AddArithmetic::Engine(requant), .. } => Int8Layer::Add { requant: *requant },
+            Int8Op::Add { requant: AddArithmetic::Onnxruntime(_), .. } => Int8Layer::OnnxruntimeAdd,
             Int8Op::GlobalAvgPool => Int8Layer::GlobalAvgPool,
             Int8Op::Dense { .. } => Int8Layer::Dense,
             other => Int8Layer::Other(other.kind()),
@@ -552,16 +613,14 @@ impl PreparedI8 {
                 .ok_or_else(|| Error::invalid("forward_i8", format!("node '{}' input {k} is not computed", node.name)))
         };
         Ok(match (op, input(0)?) {
-            (Int8Op::Conv { weight, packed, bias, params, out }, Val::Q(x)) => {
-                let (sx, _) = x.params().per_tensor_pair("conv2d_i8")?;
-                let rq = self.requant(sx, weight.params().scales(), out)?;
-                let (g, y) = conv2d_i8_requant(x, weight, packed.as_ref(), bias.as_deref(), params, &rq)?;
+            (Int8Op::Conv { weight, prepared, bias, params, out, requant }, Val::Q(x)) => {
+                let (g, y) = conv2d_i8_requant(x, weight, prepared.as_ref(), bias.as_deref(), params, requant)?;
                 Val::Q(QTensor::from_i8(g.out_shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)?)
             }
-            (Int8Op::Add { out }, Val::Q(x)) => match input(1)? {
-                Val::Q(b) => match self.arithmetic.ort_add_offset() {
-                    Some(offset) => Val::Q(add_i8_ort(x, b, out, offset)?),
-                    None => Val::Q(add_i8(x, b, out)?),
+            (Int8Op::Add { out, requant }, Val::Q(x)) => match input(1)? {
+                Val::Q(b) => match requant {
+                    AddArithmetic::Onnxruntime(rq) => Val::Q(add_i8_ort_requant(x, b, rq, out)?),
+                    AddArithmetic::Engine(rq) => Val::Q(add_i8_requant(x, b, rq, out)?),
                 },
                 Val::F(_) => {
                     return Err(Error::invalid("forward_i8", format!("node '{}' adds a float value", node.name)))
@@ -575,33 +634,13 @@ impl PreparedI8 {
             // in its arithmetic, onnxruntime's QGemm / QDQ Gemm in the engine's): the f32 input
             // is on its grid, so `round(e / s_e)` recovers its integers exactly. A head trained
             // here has no output grid and takes the float path below.
-            (Int8Op::Dense { weight, scales, zero_points, bias, activation }, Val::F(x))
-                if self.value_quant_opt(i + 1).is_some() && self.value_quant_opt(node.inputs[0]).is_some() =>
-            {
-                let (Some(e_q), Some(out)) = (self.value_quant_opt(node.inputs[0]), self.value_quant_opt(i + 1)) else {
-                    return Err(Error::invalid("forward_i8", "a TFLite classifier needs quantized input and output"));
-                };
-                let rq = self.requant(e_q.scale, scales, &OutputQuant::new(out.scale, out.zero_point, *activation)?)?;
-                let (m, k) = (x.shape()[0], x.shape()[1]);
-                let n = scales.len();
-                let mut y = vec![0f32; m * n];
-                for (row, e) in y.chunks_exact_mut(n.max(1)).zip(x.data().chunks_exact(k.max(1))) {
-                    let kq: Vec<i32> = e.iter().map(|&v| (v / e_q.scale).round() as i32).collect();
-                    for (c, o) in row.iter_mut().enumerate() {
-                        let z = zero_points[c];
-                        let b = bias
-                            .as_ref()
-                            .map_or(0, |b| (b[c] as f64 / (e_q.scale as f64 * scales[c] as f64)).round() as i32);
-                        let acc = weight[c * k..(c + 1) * k]
-                            .iter()
-                            .zip(&kq)
-                            .fold(b, |a, (&w, &v)| a.wrapping_add((w as i32 - z) * v));
-                        *o = crate::quant::requant::dequantize(rq.apply(acc, c) as i32, out.scale, out.zero_point);
-                    }
-                }
+            (Int8Op::Dense { weight, zero_points, integer: Some(d), .. }, Val::F(x)) => {
+                let (m, n) = (x.shape()[0], zero_points.len());
+                let y =
+                    dense_i8_on_grid(x.data(), m, d.input_scale, weight, zero_points, &d.bias_q, &d.requant, d.output)?;
                 Val::F(Tensor::new(vec![m, n], y)?)
             }
-            (Int8Op::Dense { weight, scales, zero_points, bias, activation }, Val::F(x)) => {
+            (Int8Op::Dense { weight, scales, zero_points, bias, activation, integer: None }, Val::F(x)) => {
                 let (m, k) = (x.shape()[0], x.shape()[1]);
                 let n = scales.len();
                 let mut y = vec![0f32; m * n];

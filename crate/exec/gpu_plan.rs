@@ -117,7 +117,7 @@ impl GpuNetwork {
                         weight_shape: weight.shape(),
                         bias,
                         params,
-                        requant: &requant,
+                        requant,
                     };
                     let g = ConvI8::geometry(&x.shape, x.zero_point, &layer)?;
                     let (d, shape) = conv.dispatch(ctx, &node.name, (&x.buffer, &x.shape, x.zero_point), &layer)?;
@@ -133,7 +133,7 @@ impl GpuNetwork {
                     let out = Value { buffer: d.output().clone(), shape, scale, zero_point };
                     (d, LayerInfo { name: node.name.clone(), kind, macs }, Some(out))
                 }
-                Int8Layer::Add { .. } if model.arithmetic().ort_add_offset().is_some() => {
+                Int8Layer::OnnxruntimeAdd => {
                     return Err(Error::unsupported(format!(
                         "node '{}': onnxruntime's add arithmetic on the GPU (its fused multiply-adds are CPU only)",
                         node.name

@@ -5,12 +5,14 @@
 //!   ([`super::gemm`]);
 //! - one group, any kernel (the stem's 3x3 stride 2): `shaders/conv_i8_requant.wgsl`, `dot4`
 //!   over input words with the input zero point folded into the bias;
-//! - depthwise (groups = Cin = Cout): `shaders/dwconv_i8_requant.wgsl`, lane-wise.
+//! - depthwise (groups = Cin = Cout): [`super::depthwise::DepthwiseI8`]
+//!   (`shaders/depthwise_i8_requant.wgsl`), lane-wise.
 //!
 //! Other grouped convolutions and dilation are [`Error::Unsupported`]: the CPU runs them
 //! (EfficientNet-Lite0 and MobileNetV2 need none).
 
 use super::context::GpuContext;
+use super::depthwise::DepthwiseI8;
 use super::gemm::{DotVariant, GemmI8, GemmLayer};
 use super::kernel::{bytes, compile, pack_rows, padded, storage, storage_init, Dispatch, INT8_WGSL};
 use crate::base::error::{Error, Result};
@@ -19,13 +21,12 @@ use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
 use crate::quant::Requant;
 
 const CONV: &str = include_str!("../../shaders/conv_i8_requant.wgsl");
-const DWCONV: &str = include_str!("../../shaders/dwconv_i8_requant.wgsl");
 
 /// The compiled convolution pipelines (GEMM, one-group direct, depthwise).
 pub struct ConvI8 {
     pub gemm: GemmI8,
     regular: wgpu::ComputePipeline,
-    depthwise: wgpu::ComputePipeline,
+    depthwise: DepthwiseI8,
 }
 
 /// The constants of one convolution: OHWI symmetric int8 weights, optional bias,
@@ -47,7 +48,7 @@ impl ConvI8 {
             &format!("{}\n{INT8_WGSL}\n{CONV}", variant.wgsl()),
         )
         .await?;
-        let depthwise = compile(ctx, "dwconv_i8_requant", &format!("{INT8_WGSL}\n{DWCONV}")).await?;
+        let depthwise = DepthwiseI8::new(ctx).await?;
         Ok(ConvI8 { gemm, regular, depthwise })
     }
 
@@ -98,55 +99,30 @@ impl ConvI8 {
             let m = g.batch * g.in_h * g.in_w;
             return Ok((self.gemm.dispatch(ctx, label, (x, zx), &gemm, (m, g.in_c, g.out_c))?, g.out_shape()));
         }
-        let [kh, kw] = g.kernel;
+        if g.groups != 1 {
+            return Ok((self.depthwise.dispatch(ctx, label, (x, zx), &g, layer)?, g.out_shape()));
+        }
+        // OHWI rows of KH * KW taps, each tap's Cin packed into words; rows padded to whole
+        // output words. The input zero point is folded into the bias.
+        let taps = g.kernel[0] * g.kernel[1];
         let c4 = g.out_c.div_ceil(4);
-        let taps = kh * kw;
+        let cin4 = g.in_c.div_ceil(4);
+        let w = padded(layer.weights, c4 * 4 * taps * g.in_c, 0);
         let zeros = vec![0i32; g.out_c];
         let bias = layer.bias.unwrap_or(&zeros);
-        let dims = |v: &[usize]| v.iter().map(|&d| d as u32).collect::<Vec<u32>>();
-        let window = dims(&[g.out_h, g.out_w, kh, kw, g.stride[0], g.stride[1], g.pad_top, g.pad_left]);
-        let tail = [rq.zero_point as u32, rq.lo as u32, rq.hi as u32];
-        let (pipeline, weights, bias_words, mut params) = if g.groups == 1 {
-            // OHWI rows of KH * KW taps, each tap's Cin packed into words; rows padded to
-            // whole output words.
-            let cin4 = g.in_c.div_ceil(4);
-            let w = padded(layer.weights, c4 * 4 * taps * g.in_c, 0);
-            let bias_eff: Vec<i32> = (0..g.out_c)
-                .map(|oc| {
-                    let row = &layer.weights[oc * taps * g.in_c..(oc + 1) * taps * g.in_c];
-                    let sum: i32 = row.iter().map(|&v| v as i32).sum();
-                    bias[oc].wrapping_sub(zx.wrapping_mul(sum))
-                })
-                .collect();
-            let zx_word = u32::from_le_bytes([zx as i8 as u8; 4]);
-            let params = [dims(&[g.batch, g.in_h, g.in_w, cin4, c4]), window, vec![zx_word], tail.to_vec()].concat();
-            (&self.regular, pack_rows(&w, c4 * 4 * taps, g.in_c), bias_eff, params)
-        } else {
-            // Depthwise: [KH, KW, C] with channel c in lane c % 4 of word c / 4.
-            let hwc: Vec<i8> = (0..taps * g.out_c).map(|i| layer.weights[(i % g.out_c) * taps + i / g.out_c]).collect();
-            let params = [dims(&[g.batch, g.in_h, g.in_w, c4]), window, vec![zx as u32], tail.to_vec()].concat();
-            (&self.depthwise, pack_rows(&hwc, taps, g.out_c), bias.to_vec(), params)
-        };
-        params.resize(params.len().next_multiple_of(4), 0);
-        let weights = storage_init(ctx, label, &bytes(&weights));
-        let bias = storage_init(ctx, label, &bytes(&padded(&bias_words, c4 * 4, 0)));
-        let mult = storage_init(ctx, label, &bytes(&padded(&rq.multipliers, c4 * 4, 0.0)));
-        let shape = g.out_shape();
-        let out = storage(ctx, label, g.batch * g.out_h * g.out_w * c4);
-        let d = Dispatch::new(
-            ctx,
-            label,
-            pipeline,
-            &bytes(&params),
-            &[x, &weights, &bias, &mult, &out],
-            // The depthwise kernel computes 4 adjacent output pixels per invocation.
-            [
-                c4.div_ceil(8) as u32,
-                g.out_w.div_ceil(if g.groups == 1 { 8 } else { 32 }) as u32,
-                (g.batch * g.out_h) as u32,
-            ],
-        )?;
-        Ok((d, shape))
+        let bias_eff: Vec<i32> = (0..g.out_c)
+            .map(|oc| {
+                let row = &layer.weights[oc * taps * g.in_c..(oc + 1) * taps * g.in_c];
+                let sum: i32 = row.iter().map(|&v| v as i32).sum();
+                bias[oc].wrapping_sub(zx.wrapping_mul(sum))
+            })
+            .collect();
+        let zx_word = u32::from_le_bytes([zx as i8 as u8; 4]);
+        let head = [g.batch, g.in_h, g.in_w, cin4, c4].map(|d| d as u32);
+        let words = pack_rows(&w, c4 * 4 * taps, g.in_c);
+        let grid = [c4.div_ceil(8) as u32, g.out_w.div_ceil(8) as u32, (g.batch * g.out_h) as u32];
+        let d = window_dispatch(ctx, label, &self.regular, (x, &g, zx_word), (&head, &words, &bias_eff), rq, grid)?;
+        Ok((d, g.out_shape()))
     }
 
     /// Runs the convolution once on host data (NHWC `x`); returns the NHWC int8 output and
@@ -173,4 +149,30 @@ impl ConvI8 {
         ))?;
         Ok((super::kernel::unpack_rows(&words, pixels, shape[3]), shape))
     }
+}
+
+/// The dispatch of a windowed convolution kernel (one-group direct or depthwise): uploads
+/// the packed weights, bias and multipliers (padded to whole output words), lays out the
+/// params `[head.., OH, OW, KH, KW, SH, SW, PT, PL, zx, zp, lo, hi]` and allocates the packed
+/// output.
+pub(super) fn window_dispatch(
+    ctx: &GpuContext,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    (x, g, zx): (&wgpu::Buffer, &ConvGeometry, u32),
+    (head, weights, bias): (&[u32], &[u32], &[i32]),
+    rq: &Requant,
+    grid: [u32; 3],
+) -> Result<Dispatch> {
+    let c4 = g.out_c.div_ceil(4);
+    let window = [g.out_h, g.out_w, g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.pad_top, g.pad_left];
+    let mut params: Vec<u32> = head.to_vec();
+    params.extend(window.map(|d| d as u32));
+    params.extend([zx, rq.zero_point as u32, rq.lo as u32, rq.hi as u32]);
+    params.resize(params.len().next_multiple_of(4), 0);
+    let weights = storage_init(ctx, label, &bytes(weights));
+    let bias = storage_init(ctx, label, &bytes(&padded(bias, c4 * 4, 0)));
+    let mult = storage_init(ctx, label, &bytes(&padded(&rq.multipliers, c4 * 4, 0.0)));
+    let out = storage(ctx, label, g.batch * g.out_h * g.out_w * c4);
+    Dispatch::new(ctx, label, pipeline, &bytes(&params), &[x, &weights, &bias, &mult, &out], grid)
 }

@@ -3,13 +3,14 @@
 //! This module finds an adapter and reports what it is and whether WGSL's
 //! `packed_4x8_integer_dot_product` (`dot4I8Packed`) is available, which decides the int8
 //! dot-product variant. [`context`] holds the device; [`kernel`] what every kernel shares;
-//! [`gemm`], [`conv`], [`add`] and [`pool`] the WGSL kernels (bit-exact with the CPU
+//! [`gemm`], [`conv`], [`depthwise`], [`add`] and [`pool`] the WGSL kernels (bit-exact with the CPU
 //! reference); the execution plan of a whole int8 network is [`crate::exec::gpu_plan`]. Everything here is
 //! asynchronous so the same code runs in the browser; native callers block on it.
 
 pub mod add;
 pub mod context;
 pub mod conv;
+pub mod depthwise;
 pub mod gemm;
 pub mod gemm_f32;
 pub mod kernel;

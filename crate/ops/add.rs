@@ -111,23 +111,33 @@ pub fn add_backward_f32(
 
 /// int8 residual addition of two per-tensor quantized tensors of the same shape.
 pub fn add_i8(a: &QTensor, b: &QTensor, out: &OutputQuant) -> Result<QTensor> {
-    const OP: &str = "add_i8";
-    if a.shape() != b.shape() {
-        return Err(Error::shape(OP, format!("shapes {:?} and {:?} differ", a.shape(), b.shape())));
-    }
-    let rq = AddRequant::new(a.params().per_tensor_pair(OP)?, b.params().per_tensor_pair(OP)?, out)?;
-    let y = a.i8_data(OP)?.iter().zip(b.i8_data(OP)?).map(|(&x, &y)| rq.apply(x, y)).collect();
-    QTensor::from_i8(a.shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)
+    let rq = AddRequant::new(a.params().per_tensor_pair("add_i8")?, b.params().per_tensor_pair("add_i8")?, out)?;
+    add_i8_requant(a, b, &rq, out)
+}
+
+/// [`add_i8`] with its requantization prepared from the inputs' grids (what a prepared
+/// model runs: nothing is derived per frame).
+pub fn add_i8_requant(a: &QTensor, b: &QTensor, rq: &AddRequant, out: &OutputQuant) -> Result<QTensor> {
+    add_i8_lanes(a, b, out, |x, y| rq.apply(x, y))
 }
 
 /// [`add_i8`] in onnxruntime's arithmetic ([`OrtAddRequant`]; `offset` 128 for a uint8 file).
 pub fn add_i8_ort(a: &QTensor, b: &QTensor, out: &OutputQuant, offset: i32) -> Result<QTensor> {
+    let (pa, pb) = (a.params().per_tensor_pair("add_i8")?, b.params().per_tensor_pair("add_i8")?);
+    add_i8_ort_requant(a, b, &OrtAddRequant::new(pa, pb, out, offset)?, out)
+}
+
+/// [`add_i8_ort`] with its requantization prepared.
+pub fn add_i8_ort_requant(a: &QTensor, b: &QTensor, rq: &OrtAddRequant, out: &OutputQuant) -> Result<QTensor> {
+    add_i8_lanes(a, b, out, |x, y| rq.apply(x, y))
+}
+
+fn add_i8_lanes(a: &QTensor, b: &QTensor, out: &OutputQuant, f: impl Fn(i8, i8) -> i8) -> Result<QTensor> {
     const OP: &str = "add_i8";
     if a.shape() != b.shape() {
         return Err(Error::shape(OP, format!("shapes {:?} and {:?} differ", a.shape(), b.shape())));
     }
-    let rq = OrtAddRequant::new(a.params().per_tensor_pair(OP)?, b.params().per_tensor_pair(OP)?, out, offset)?;
-    let y = a.i8_data(OP)?.iter().zip(b.i8_data(OP)?).map(|(&x, &y)| rq.apply(x, y)).collect();
+    let y = a.i8_data(OP)?.iter().zip(b.i8_data(OP)?).map(|(&x, &y)| f(x, y)).collect();
     QTensor::from_i8(a.shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)
 }
 

@@ -15,6 +15,7 @@
 //! The f32 sum starts at 0, runs over taps in (ky, kx, ci) order and adds the bias last, in
 //! every path, so fast paths give the same bits as the general loop.
 
+use super::depthwise::{depthwise_f32, depthwise_i8_acc, depthwise_i8_requant, DepthwiseI8Weights};
 use super::gemm::{
     check_int8_reduction, check_int8_zero_points, gemm_i8_acc, gemm_i8_acc_packed, gemm_i8_requant_packed, matmul_f32,
     requantize_channels_last, BLayout, PackedB,
@@ -140,7 +141,7 @@ impl ConvGeometry {
     /// Calls `f(ky * KW + kx, offset of input pixel [n, iy, ix, 0])` for each kernel tap of
     /// output pixel `(n, oy, ox)` that falls inside the input (padding taps are skipped).
     #[inline]
-    fn for_each_tap(&self, n: usize, oy: usize, ox: usize, mut f: impl FnMut(usize, usize)) {
+    pub(crate) fn for_each_tap(&self, n: usize, oy: usize, ox: usize, mut f: impl FnMut(usize, usize)) {
         let [kh, kw] = self.kernel;
         for ky in 0..kh {
             let Some(iy) = Self::tap(oy, ky, self.stride[0], self.dilation[0], self.pad_top, self.in_h) else {
@@ -161,7 +162,7 @@ impl ConvGeometry {
 /// let the compiler use 16-bit multiplies (SSE2 `pmaddwd`, wasm `i32x4.dot_i16x8_s`), where
 /// 32-bit lanes would need a slow emulated multiply. The i32 sum wraps, and is exact within
 /// [`super::gemm::MAX_INT8_REDUCTION`].
-trait Mac: Copy + Default {
+pub(crate) trait Mac: Copy + Default {
     type Acc: Copy + Default;
     fn mac(acc: Self::Acc, a: Self, b: Self) -> Self::Acc;
     fn add(acc: Self::Acc, b: Self::Acc) -> Self::Acc;
@@ -223,62 +224,7 @@ fn conv_general<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeome
     y
 }
 
-/// Depthwise fast path: channels innermost and contiguous in input, weights and output.
-/// Channels go in blocks of [`DW_BLOCK`] whose sums stay in a local array (registers) over
-/// all taps, written once per pixel; per channel the taps are summed in the same order as
-/// before, so f32 results are unchanged and integer ones exact.
-fn conv_depthwise<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry) -> Vec<T::Acc> {
-    let [kh, kw] = g.kernel;
-    let c = g.in_c;
-    // Weights [C, KH, KW, 1] -> [KH, KW, C] so each tap reads a contiguous channel vector.
-    let mut wt = vec![T::default(); w.len()];
-    for ch in 0..c {
-        for t in 0..kh * kw {
-            wt[t * c + ch] = w[ch * kh * kw + t];
-        }
-    }
-    let mut y = vec![T::Acc::default(); g.batch * g.out_h * g.out_w * c];
-    let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw); // (input offset, weight offset)
-    for n in 0..g.batch {
-        for oy in 0..g.out_h {
-            for ox in 0..g.out_w {
-                taps.clear();
-                g.for_each_tap(n, oy, ox, |t, xo| taps.push((xo, t * c)));
-                let out = &mut y[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
-                let mut c0 = 0;
-                while c0 + DW_BLOCK <= c {
-                    let mut acc = [T::Acc::default(); DW_BLOCK];
-                    for &(xo, wo) in &taps {
-                        let (xs, ws) = (&x[xo + c0..][..DW_BLOCK], &wt[wo + c0..][..DW_BLOCK]);
-                        for i in 0..DW_BLOCK {
-                            acc[i] = T::mac(acc[i], xs[i], ws[i]);
-                        }
-                    }
-                    out[c0..c0 + DW_BLOCK].copy_from_slice(&acc);
-                    c0 += DW_BLOCK;
-                }
-                for ch in c0..c {
-                    let mut acc = T::Acc::default();
-                    for &(xo, wo) in &taps {
-                        acc = T::mac(acc, x[xo + ch], wt[wo + ch]);
-                    }
-                    out[ch] = acc;
-                }
-                if let Some(b) = bias {
-                    for (o, &bv) in out.iter_mut().zip(b) {
-                        *o = T::add(*o, bv);
-                    }
-                }
-            }
-        }
-    }
-    y
-}
-
-/// Channels per register block of the depthwise convolution.
-const DW_BLOCK: usize = 16;
-
-fn check_bias(op: &'static str, len: Option<usize>, out_c: usize) -> Result<()> {
+pub(crate) fn check_bias(op: &'static str, len: Option<usize>, out_c: usize) -> Result<()> {
     match len {
         Some(l) if l != out_c => Err(Error::shape(op, format!("bias has {l} values, expected {out_c}"))),
         _ => Ok(()),
@@ -316,11 +262,7 @@ pub fn conv2d_f32(x: &Tensor, w: &Tensor, bias: Option<&[f32]>, p: &Conv2dParams
         }
         y
     } else if g.is_depthwise() {
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        let y = super::depthwise_wasm::depthwise_f32(x.data(), w.data(), bias, &g);
-        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-        let y = conv_depthwise(x.data(), w.data(), bias, &g);
-        y
+        depthwise_f32(x.data(), w.data(), bias, &g)
     } else {
         conv_general(x.data(), w.data(), bias, &g)
     };
@@ -347,21 +289,33 @@ pub fn conv2d_i8_acc(
     bias: Option<&[i32]>,
     p: &Conv2dParams,
 ) -> Result<(ConvGeometry, Vec<i32>)> {
-    conv2d_i8_acc_packed(x, w, None, bias, p)
+    conv2d_i8_acc_prepared(x, w, None, bias, p)
 }
 
-/// The GEMM weights of a one-group int8 convolution (pointwise or im2col), packed once:
-/// `[Cout, KH*KW*Cin]` as it is stored. `None` for grouped (depthwise) convolutions.
-pub fn pack_conv_weights(w: &QTensor, p: &Conv2dParams) -> Result<Option<PackedB>> {
+/// The weights of an int8 convolution laid out once for the kernel that runs it (the
+/// prepare step; a frame never re-lays weights): the GEMM's packed `[Cout, KH*KW*Cin]` for
+/// one-group convolutions (pointwise or im2col), the centred taps-major depthwise weights.
+#[derive(Clone, Debug)]
+pub enum ConvWeightsI8 {
+    Gemm(PackedB),
+    Depthwise(DepthwiseI8Weights),
+}
+
+/// [`ConvWeightsI8`] of `w` for a convolution with `p`; `None` for grouped convolutions
+/// other than depthwise, which take the general loop.
+pub fn prepare_conv_weights(w: &QTensor, p: &Conv2dParams) -> Result<Option<ConvWeightsI8>> {
     const OP: &str = "conv2d_i8";
     let [out_c, kh, kw, in_c] = w.shape() else {
         return Err(Error::shape(OP, format!("weights must be OHWI of rank 4, got {:?}", w.shape())));
     };
-    if p.groups != 1 {
-        return Ok(None);
+    if p.groups == 1 {
+        let zw = weight_zero_points(OP, w)?;
+        return PackedB::new(w.i8_data(OP)?, &zw, *out_c, kh * kw * in_c).map(|b| Some(ConvWeightsI8::Gemm(b)));
     }
-    let zw = weight_zero_points(OP, w)?;
-    PackedB::new(w.i8_data(OP)?, &zw, *out_c, kh * kw * in_c).map(Some)
+    if p.groups == *out_c && *in_c == 1 {
+        return DepthwiseI8Weights::new(w).map(|d| Some(ConvWeightsI8::Depthwise(d)));
+    }
+    Ok(None)
 }
 
 /// The checked geometry and int8 data of a convolution: `(g, zx, zw, x, w)`.
@@ -410,46 +364,47 @@ fn im2col<T: Copy>(xd: &[T], fill: T, g: &ConvGeometry) -> Result<Vec<T>> {
     Ok(cols)
 }
 
-/// int8 convolution to its int8 output: [`conv2d_i8_acc_packed`], then
-/// [`requantize_channels_last`] with `rq`, the same bits by faster routes: with packed weights
-/// a one-group convolution goes through [`gemm_i8_requant_packed`] (requantization fused into
-/// the GEMM in wasm SIMD builds), and in wasm SIMD builds a depthwise convolution requantizes
-/// each output pixel as it is computed (no image-sized i32 buffer either way).
+/// int8 convolution to its int8 output: [`conv2d_i8_acc_prepared`], then
+/// [`requantize_channels_last`] with `rq`, the same bits by faster routes: with prepared
+/// weights a one-group convolution goes through [`gemm_i8_requant_packed`] (requantization
+/// fused into the GEMM in wasm SIMD builds) and a depthwise one through
+/// [`depthwise_i8_requant`] (fused per output pixel in wasm SIMD builds).
 pub fn conv2d_i8_requant(
     x: &QTensor,
     w: &QTensor,
-    packed: Option<&PackedB>,
+    prepared: Option<&ConvWeightsI8>,
     bias: Option<&[i32]>,
     p: &Conv2dParams,
     rq: &Requant,
 ) -> Result<(ConvGeometry, Vec<i8>)> {
     // Checked once for both fast routes; the general route below checks for itself.
-    let (g, zx, zw, xd, wd) = int8_conv_inputs(x, w, bias, p)?;
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if rq.fixed.is_none() && g.is_depthwise() {
-        let mults = rq.per_channel(g.out_c)?;
-        let wc = centred_weights(wd, &zw, g.reduction_len());
-        let q = (rq.zero_point, rq.lo, rq.hi);
-        let y = super::depthwise_wasm::depthwise_i8_requant(xd, zx, &wc, bias, &g, &mults, q);
-        return Ok((g, y));
-    }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    let _ = (&zw, wd); // the weights are read by the wasm depthwise route only
-    if let Some(b) = packed.filter(|_| g.groups == 1) {
-        if b.dims() != (g.out_c, g.reduction_len()) {
-            let msg = format!("packed weights {:?} do not match {:?}", b.dims(), w.shape());
-            return Err(Error::shape("conv2d_i8", msg));
+    let (g, zx, _, xd, _) = int8_conv_inputs(x, w, bias, p)?;
+    match prepared {
+        Some(ConvWeightsI8::Depthwise(dw)) => {
+            let y = depthwise_i8_requant(xd, zx, dw, bias, &g, rq)?;
+            return Ok((g, y));
         }
-        let y = if g.is_pointwise() {
-            gemm_i8_requant_packed(xd, zx, b, bias, rq, g.batch * g.in_h * g.in_w)?
-        } else {
-            gemm_i8_requant_packed(&im2col(xd, zx as i8, &g)?, zx, b, bias, rq, g.batch * g.out_h * g.out_w)?
-        };
-        return Ok((g, y));
+        Some(ConvWeightsI8::Gemm(b)) if g.groups == 1 => {
+            check_packed(b, &g, w)?;
+            let y = if g.is_pointwise() {
+                gemm_i8_requant_packed(xd, zx, b, bias, rq, g.batch * g.in_h * g.in_w)?
+            } else {
+                gemm_i8_requant_packed(&im2col(xd, zx as i8, &g)?, zx, b, bias, rq, g.batch * g.out_h * g.out_w)?
+            };
+            return Ok((g, y));
+        }
+        _ => {}
     }
-    let (g, acc) = conv2d_i8_acc_packed(x, w, packed, bias, p)?;
+    let (g, acc) = conv2d_i8_acc_prepared(x, w, prepared, bias, p)?;
     let y = requantize_channels_last(&acc, g.out_c, rq)?;
     Ok((g, y))
+}
+
+fn check_packed(b: &PackedB, g: &ConvGeometry, w: &QTensor) -> Result<()> {
+    match b.dims() == (g.out_c, g.reduction_len()) {
+        true => Ok(()),
+        false => Err(Error::shape("conv2d_i8", format!("packed weights {:?} do not match {:?}", b.dims(), w.shape()))),
+    }
 }
 
 /// Weights `[Cout, K]` minus their zero points (per tensor or per output channel), as i16.
@@ -463,22 +418,22 @@ fn centred_weights(wd: &[i8], zw: &[i32], per_oc: usize) -> Vec<i16> {
         .collect()
 }
 
-/// [`conv2d_i8_acc`] with the GEMM weights packed beforehand ([`pack_conv_weights`] of the
-/// same `w`); `None` packs them for this call.
-pub fn conv2d_i8_acc_packed(
+/// [`conv2d_i8_acc`] with the weights prepared beforehand ([`prepare_conv_weights`] of the
+/// same `w`); `None` prepares them for this call.
+pub fn conv2d_i8_acc_prepared(
     x: &QTensor,
     w: &QTensor,
-    packed: Option<&PackedB>,
+    prepared: Option<&ConvWeightsI8>,
     bias: Option<&[i32]>,
     p: &Conv2dParams,
 ) -> Result<(ConvGeometry, Vec<i32>)> {
-    const OP: &str = "conv2d_i8";
     let (g, zx, zw, xd, wd) = int8_conv_inputs(x, w, bias, p)?;
     let gemm = |a: &[i8], rows: usize| -> Result<Vec<i32>> {
-        match packed {
-            Some(b) if b.dims() == (g.out_c, g.reduction_len()) => gemm_i8_acc_packed(a, zx, b, bias, rows),
-            Some(b) => Err(Error::shape(OP, format!("packed weights {:?} do not match {:?}", b.dims(), w.shape()))),
-            None => gemm_i8_acc(a, zx, wd, &zw, bias, rows, g.reduction_len(), g.out_c),
+        match prepared {
+            Some(ConvWeightsI8::Gemm(b)) => {
+                check_packed(b, &g, w).and_then(|_| gemm_i8_acc_packed(a, zx, b, bias, rows))
+            }
+            _ => gemm_i8_acc(a, zx, wd, &zw, bias, rows, g.reduction_len(), g.out_c),
         }
     };
     if g.is_pointwise() {
@@ -488,15 +443,17 @@ pub fn conv2d_i8_acc_packed(
         let cols = im2col(xd, zx as i8, &g)?;
         return Ok((g, gemm(&cols, g.batch * g.out_h * g.out_w)?));
     }
+    if g.is_depthwise() {
+        let acc = match prepared {
+            Some(ConvWeightsI8::Depthwise(dw)) => depthwise_i8_acc(xd, zx, dw, bias, &g)?,
+            _ => depthwise_i8_acc(xd, zx, &DepthwiseI8Weights::new(w)?, bias, &g)?,
+        };
+        return Ok((g, acc));
+    }
     // Centre once: (x - zx) and (w - zw[oc]) as i16 (both in [-255, 255]), then exact MACs.
     let wc = centred_weights(wd, &zw, g.reduction_len());
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if g.is_depthwise() {
-        return Ok((g, super::depthwise_wasm::depthwise_i8_acc(xd, zx, &wc, bias, &g)));
-    }
     let xc: Vec<i16> = xd.iter().map(|&v| (v as i32 - zx) as i16).collect();
-    let acc = if g.is_depthwise() { conv_depthwise(&xc, &wc, bias, &g) } else { conv_general(&xc, &wc, bias, &g) };
-    Ok((g, acc))
+    Ok((g, conv_general(&xc, &wc, bias, &g)))
 }
 
 /// int8 convolution with fused bias, requantization and activation.
@@ -815,8 +772,8 @@ mod tests {
             assert_eq!(q, requantize_channels_last(&slow, g.out_c, &rq).unwrap(), "requantized: {xs:?}, {ws:?}");
             // Weights packed once (as a prepared model holds them) give the same sums, and the
             // same int8 outputs with the requantization fused into the GEMM (wasm).
-            if let Some(packed) = pack_conv_weights(&w, p).unwrap() {
-                let (_, again) = conv2d_i8_acc_packed(&x, &w, Some(&packed), Some(&bias), p).unwrap();
+            if let Some(packed) = prepare_conv_weights(&w, p).unwrap() {
+                let (_, again) = conv2d_i8_acc_prepared(&x, &w, Some(&packed), Some(&bias), p).unwrap();
                 assert_eq!(again, slow, "packed: input {xs:?}, weights {ws:?}");
                 let (_, q) = conv2d_i8_requant(&x, &w, Some(&packed), Some(&bias), p, &rq).unwrap();
                 assert_eq!(q, requantize_channels_last(&slow, g.out_c, &rq).unwrap(), "packed, requantized: {xs:?}");

@@ -1,12 +1,13 @@
-//! The int8 depthwise convolution accumulators with WebAssembly SIMD (wasm32 + `simd128`):
-//! the fast form of the depthwise branch of [`super::conv::conv2d_i8_acc`].
+//! The depthwise convolution with WebAssembly SIMD (wasm32 + `simd128`): the fast form of
+//! [`super::depthwise::depthwise_i8_ref`] (int8) and of the f32 reference loop, called by
+//! [`super::depthwise`].
 //!
 //! ```text
 //! acc[n, oy, ox, c] = bias[c] + sum_{ky, kx inside} x'[n, oy*sh - pt + ky*dh, ox*sw - pl + kx*dw, c] * w'[c, ky, kx]
 //! ```
 //! with `x'`, `w'` the zero-point-centred values (in [-255, 255]; the input is widened to
-//! i16 and centred as it is loaded, the weights by the caller), input NHWC, weights `[C, KH, KW, 1]` re-laid here as `[KH, KW, C]` so a tap reads a contiguous
-//! channel vector. Per output pixel, channels go in blocks of 16 (then 8): per tap and 8
+//! i16 and centred as it is loaded, the weights once when the model is prepared, [`super::depthwise::DepthwiseI8Weights`]), input NHWC,
+//! weights taps-major `[KH, KW, C]` so a tap reads a contiguous channel vector. Per output pixel, channels go in blocks of 16 (then 8): per tap and 8
 //! channels one widening input load and one weight load, `i32x4.extmul_{low,high}_i16x8_s` into two i32x4 accumulators that stay in
 //! registers over all taps. Each product fits i32 and integer sums are exact in any order
 //! (wrapping like the scalar loop), so results are bit-identical to the reference.
@@ -17,6 +18,7 @@
 use core::arch::wasm32::*;
 
 use super::conv::ConvGeometry;
+use super::depthwise::taps_major;
 
 const LANES: usize = 8;
 
@@ -61,7 +63,7 @@ fn store4(out: &mut [i32], at: usize, v: v128) {
 }
 
 /// See the module docs. `x` is the int8 input with zero point `zx` (centred as it is
-/// loaded), `wc` the centred weights `[C, KH, KW, 1]`.
+/// loaded), `wc` the centred taps-major weights `[KH, KW, C]` ([`super::depthwise::DepthwiseI8Weights`]).
 pub fn depthwise_i8_acc(x: &[i8], zx: i32, wc: &[i16], bias: Option<&[i32]>, g: &ConvGeometry) -> Vec<i32> {
     let c = g.in_c;
     let mut y = vec![0i32; g.batch * g.out_h * g.out_w * c];
@@ -159,18 +161,6 @@ fn for_each_window(g: &ConvGeometry, mut f: impl FnMut(&Window)) {
     }
 }
 
-/// Depthwise weights `[C, KH, KW, 1]` as `[KH, KW, C]`, so a tap reads a channel vector.
-fn taps_major<T: Copy + Default>(w: &[T], g: &ConvGeometry) -> Vec<T> {
-    let (taps, c) = (g.kernel[0] * g.kernel[1], g.in_c);
-    let mut wt = vec![T::default(); taps * c];
-    for ch in 0..c {
-        for t in 0..taps {
-            wt[t * c + ch] = w[ch * taps + t];
-        }
-    }
-    wt
-}
-
 /// The kernel: computes output pixel `px` (in `[N, OH, OW]` order) into a reused row of `C`
 /// accumulators and hands it to `emit(px, row)`.
 fn depthwise_pixels(
@@ -182,7 +172,7 @@ fn depthwise_pixels(
     mut emit: impl FnMut(usize, &[i32]),
 ) {
     let c = g.in_c;
-    let wt = taps_major(wc, g);
+    let wt = wc;
     let mut bias_c = vec![0i32; c];
     if let Some(b) = bias {
         bias_c.copy_from_slice(&b[..c]);

@@ -412,6 +412,44 @@ fn dot_i8_f32_lanes(w: &[i8], z: i32, x: &[f32]) -> f32 {
     sum
 }
 
+/// The integer classifier on a float input that lies on an int8 grid (TFLite's, and
+/// onnxruntime's QGemm): `k = round(x / s_x)` recovers the input's integers exactly, then
+/// `acc[c] = bias_q[c] + sum_p (w[c, p] - zw[c]) * k[p]` (wrapping i32), requantized with `rq`
+/// onto the output grid `(s_y, z_y)` and dequantized: `y = s_y * (rq(acc) - z_y)`.
+/// `x` `[m, k]`, `w` `[n, k]`; `bias_q` is the i32 bias prepared once per model.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_i8_on_grid(
+    x: &[f32],
+    m: usize,
+    s_x: f32,
+    w: &[i8],
+    zw: &[i32],
+    bias_q: &[i32],
+    rq: &Requant,
+    (s_y, z_y): (f32, i32),
+) -> Result<Vec<f32>> {
+    let n = zw.len();
+    let k = x.len() / m.max(1);
+    if x.len() != m * k || w.len() != n * k || bias_q.len() != n {
+        return Err(Error::shape(
+            "dense_i8",
+            format!("x {} for [{m}, {k}], w {} for [{n}, {k}], bias {}", x.len(), w.len(), bias_q.len()),
+        ));
+    }
+    let mut y = vec![0f32; m * n];
+    for (row, e) in y.chunks_exact_mut(n.max(1)).zip(x.chunks_exact(k.max(1))) {
+        let kq: Vec<i32> = e.iter().map(|&v| (v / s_x).round() as i32).collect();
+        for (c, o) in row.iter_mut().enumerate() {
+            let acc = w[c * k..(c + 1) * k]
+                .iter()
+                .zip(&kq)
+                .fold(bias_q[c], |a, (&wv, &v)| a.wrapping_add((wv as i32 - zw[c]) * v));
+            *o = crate::quant::dequantize(rq.apply(acc, c) as i32, s_y, z_y);
+        }
+    }
+    Ok(y)
+}
+
 /// int8 dense layer: `y = requant(x · wᵀ + bias)` with x `[m, k]` per-tensor and w `[n, k]`
 /// per output channel.
 #[allow(clippy::too_many_arguments)]

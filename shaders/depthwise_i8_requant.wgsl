@@ -1,6 +1,6 @@
-// dwconv_i8_requant.wgsl: int8 depthwise convolution (groups = C = Cout, one filter per
+// depthwise_i8_requant.wgsl: int8 depthwise convolution (groups = C = Cout, one filter per
 // channel; any KH x KW, stride, padding, no dilation) with fused bias + per-channel
-// requantization + clamp, the spec of crate/ops/conv.rs for that case:
+// requantization + clamp, the spec of crate/ops/depthwise.rs (depthwise_i8_ref, requantized):
 //   acc[n, oy, ox, c] = bias[c] + sum_{ky, kx inside the input} (x[n, iy, ix, c] - zx) * w[c, ky, kx]
 //   out = requantize(acc, mult[c], zp, lo, hi)
 // Lane-wise: each invocation owns one word (4 channels) of 4 adjacent output pixels; taps in

@@ -1,0 +1,342 @@
+//! Depthwise 2-D convolution: one filter per channel (groups = Cin = Cout, weights
+//! `[C, KH, KW, 1]`), the second half of every inverted-residual block. One name,
+//! `depthwise`, everywhere it runs:
+//!
+//! | what | where |
+//! |---|---|
+//! | reference (the spec) | [`depthwise_i8_ref`] here |
+//! | weights prepared once | [`DepthwiseI8Weights`] here (centred, taps-major) |
+//! | portable fast path | [`depthwise_i8_acc`] / [`depthwise_i8_requant`] here |
+//! | wasm SIMD | `ops/depthwise_wasm.rs` |
+//! | WGSL | `shaders/depthwise_i8_requant.wgsl` |
+//! | GPU host | `gpu/depthwise.rs` ([`crate::gpu::depthwise::DepthwiseI8`]) |
+//!
+//! ```text
+//! acc[n, oy, ox, c] = bias[c] + sum_{ky, kx inside} (x[n, oy*sh - pt + ky*dh, ox*sw - pl + kx*dw, c] - zx)
+//!                                                   * (w[c, ky, kx] - zw[c])
+//! y = requantize(acc, s_x * s_w[c] / s_y)           (see crate::quant::requant)
+//! ```
+//! Taps in the padding contribute nothing (a padded value equals the input zero point).
+//! Every path sums the same exact integer products (each fits i32, sums wrap like the
+//! reference), so all of them are bit-identical to [`depthwise_i8_ref`]; the f32 path sums
+//! taps in (ky, kx) order from 0 and adds the bias last, like the general convolution.
+//!
+//! Prepared layout: `taps_major[(ky * KW + kx) * C + c] = w[c, ky, kx] - zw[c]` as i16 (in
+//! [-255, 255]), so one tap reads a contiguous channel vector; made once per model by
+//! [`DepthwiseI8Weights::new`], never per frame.
+
+use super::conv::{check_bias, Conv2dParams, ConvGeometry, Mac};
+use super::gemm::{check_int8_reduction, check_int8_zero_points, requantize_channels_last};
+use crate::base::error::{Error, Result};
+use crate::base::tensor::QTensor;
+use crate::quant::Requant;
+
+/// Channels per register block of the portable kernels.
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+const BLOCK: usize = 16;
+
+/// The int8 depthwise weights, centred by their zero points and laid out taps-major
+/// (see the module docs): what the kernels read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DepthwiseI8Weights {
+    kernel: [usize; 2],
+    channels: usize,
+    taps_major: Vec<i16>,
+}
+
+impl DepthwiseI8Weights {
+    /// From `[C, KH, KW, 1]` int8 weights quantized per tensor or per channel (axis 0).
+    pub fn new(w: &QTensor) -> Result<Self> {
+        const OP: &str = "depthwise_i8";
+        let &[c, kh, kw, 1] = w.shape() else {
+            return Err(Error::shape(OP, format!("depthwise weights must be [C, KH, KW, 1], got {:?}", w.shape())));
+        };
+        let zw = weight_zero_points(OP, w, c)?;
+        check_int8_zero_points(OP, &zw)?;
+        let wd = w.i8_data(OP)?;
+        let taps = kh * kw;
+        let mut taps_major = vec![0i16; taps * c];
+        for ch in 0..c {
+            for t in 0..taps {
+                taps_major[t * c + ch] = (wd[ch * taps + t] as i32 - zw[ch]) as i16;
+            }
+        }
+        Ok(DepthwiseI8Weights { kernel: [kh, kw], channels: c, taps_major })
+    }
+
+    /// `[KH * KW, C]` centred weights.
+    pub fn taps_major(&self) -> &[i16] {
+        &self.taps_major
+    }
+
+    /// Checks that these weights belong to geometry `g`.
+    fn check(&self, g: &ConvGeometry) -> Result<()> {
+        if !g.is_depthwise() || g.kernel != self.kernel || g.in_c != self.channels {
+            return Err(Error::shape(
+                "depthwise_i8",
+                format!(
+                    "prepared weights {:?}x{} do not match the convolution {:?}x{}",
+                    self.kernel, self.channels, g.kernel, g.in_c
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Per-channel zero points of depthwise weights (one shared value broadcast).
+fn weight_zero_points(op: &'static str, w: &QTensor, c: usize) -> Result<Vec<i32>> {
+    let p = w.params();
+    match p.axis() {
+        None => Ok(vec![p.zero_point(0); c]),
+        Some(0) => Ok(p.zero_points().to_vec()),
+        Some(a) => Err(Error::invalid(op, format!("weights must be quantized per channel (axis 0), got axis {a}"))),
+    }
+}
+
+/// The reference: the formula of the module docs as a direct loop over every output,
+/// channel and tap. `x` per-tensor int8 NHWC, `w` `[C, KH, KW, 1]`, `bias` i32 `[C]`;
+/// returns the geometry and the i32 accumulators `[N, OH, OW, C]`.
+pub fn depthwise_i8_ref(
+    x: &QTensor,
+    w: &QTensor,
+    bias: Option<&[i32]>,
+    p: &Conv2dParams,
+) -> Result<(ConvGeometry, Vec<i32>)> {
+    const OP: &str = "depthwise_i8";
+    let g = ConvGeometry::new(OP, x.shape(), w.shape(), p)?;
+    if !g.is_depthwise() {
+        return Err(Error::shape(OP, format!("not a depthwise convolution: {:?} with {} groups", w.shape(), p.groups)));
+    }
+    check_bias(OP, bias.map(<[i32]>::len), g.out_c)?;
+    check_int8_reduction(OP, g.reduction_len())?;
+    let (_, zx) = x.params().per_tensor_pair(OP)?;
+    let zw = weight_zero_points(OP, w, g.out_c)?;
+    let (xd, wd) = (x.i8_data(OP)?, w.i8_data(OP)?);
+    let [kh, kw] = g.kernel;
+    let inside = |o: usize, k: usize, s: usize, d: usize, pad: usize, len: usize| {
+        (o * s + k * d).checked_sub(pad).filter(|&i| i < len)
+    };
+    let mut y = vec![0i32; g.batch * g.out_h * g.out_w * g.out_c];
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                for c in 0..g.out_c {
+                    let mut acc = bias.map_or(0, |b| b[c]);
+                    for ky in 0..kh {
+                        let Some(iy) = inside(oy, ky, g.stride[0], g.dilation[0], g.pad_top, g.in_h) else { continue };
+                        for kx in 0..kw {
+                            let Some(ix) = inside(ox, kx, g.stride[1], g.dilation[1], g.pad_left, g.in_w) else {
+                                continue;
+                            };
+                            let xv = xd[((n * g.in_h + iy) * g.in_w + ix) * g.in_c + c] as i32 - zx;
+                            let wv = wd[(c * kh + ky) * kw + kx] as i32 - zw[c];
+                            acc = acc.wrapping_add(xv * wv);
+                        }
+                    }
+                    y[((n * g.out_h + oy) * g.out_w + ox) * g.out_c + c] = acc;
+                }
+            }
+        }
+    }
+    Ok((g, y))
+}
+
+/// The fast accumulators: [`depthwise_wasm`](super) in wasm SIMD builds, the blocked
+/// portable loop elsewhere. `x` is the int8 input (zero point `zx`), checked by the caller
+/// against `g`.
+pub fn depthwise_i8_acc(
+    x: &[i8],
+    zx: i32,
+    w: &DepthwiseI8Weights,
+    bias: Option<&[i32]>,
+    g: &ConvGeometry,
+) -> Result<Vec<i32>> {
+    w.check(g)?;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return Ok(super::depthwise_wasm::depthwise_i8_acc(x, zx, w.taps_major(), bias, g));
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let xc: Vec<i16> = x.iter().map(|&v| (v as i32 - zx) as i16).collect();
+        Ok(depthwise_taps_major(&xc, w.taps_major(), bias, g))
+    }
+}
+
+/// The int8 output: in wasm SIMD builds with the engine's f32 requantization, each output
+/// pixel is requantized while its accumulators are in L1 (no image-sized i32 buffer);
+/// otherwise [`depthwise_i8_acc`] then [`requantize_channels_last`]. Same bits either way.
+pub fn depthwise_i8_requant(
+    x: &[i8],
+    zx: i32,
+    w: &DepthwiseI8Weights,
+    bias: Option<&[i32]>,
+    g: &ConvGeometry,
+    rq: &Requant,
+) -> Result<Vec<i8>> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if rq.fixed.is_none() {
+        w.check(g)?;
+        let mults = rq.per_channel(g.out_c)?;
+        let q = (rq.zero_point, rq.lo, rq.hi);
+        return Ok(super::depthwise_wasm::depthwise_i8_requant(x, zx, w.taps_major(), bias, g, &mults, q));
+    }
+    let acc = depthwise_i8_acc(x, zx, w, bias, g)?;
+    requantize_channels_last(&acc, g.out_c, rq)
+}
+
+/// The f32 depthwise convolution (weights `[C, KH, KW, 1]`): the wasm SIMD kernel or the
+/// blocked portable loop, both in the reference's summation order.
+pub fn depthwise_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return super::depthwise_wasm::depthwise_f32(x, w, bias, g);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    depthwise_taps_major(x, &taps_major(w, g), bias, g)
+}
+
+/// `[C, KH, KW, 1]` as `[KH, KW, C]`.
+pub(crate) fn taps_major<T: Copy + Default>(w: &[T], g: &ConvGeometry) -> Vec<T> {
+    let (taps, c) = (g.kernel[0] * g.kernel[1], g.in_c);
+    let mut wt = vec![T::default(); taps * c];
+    for ch in 0..c {
+        for t in 0..taps {
+            wt[t * c + ch] = w[ch * taps + t];
+        }
+    }
+    wt
+}
+
+/// The portable kernel on centred values: channels innermost and contiguous in input,
+/// taps-major weights and output; blocks of [`BLOCK`] channels keep their sums in a local
+/// array (registers) over all taps. Per channel the taps are summed in (ky, kx) order, so f32
+/// results equal the reference loop's and integer ones are exact.
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+fn depthwise_taps_major<T: Mac>(x: &[T], wt: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry) -> Vec<T::Acc> {
+    let [kh, kw] = g.kernel;
+    let c = g.in_c;
+    let mut y = vec![T::Acc::default(); g.batch * g.out_h * g.out_w * c];
+    let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw); // (input offset, weight offset)
+    for n in 0..g.batch {
+        for oy in 0..g.out_h {
+            for ox in 0..g.out_w {
+                taps.clear();
+                g.for_each_tap(n, oy, ox, |t, xo| taps.push((xo, t * c)));
+                let out = &mut y[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
+                let mut c0 = 0;
+                while c0 + BLOCK <= c {
+                    let mut acc = [T::Acc::default(); BLOCK];
+                    for &(xo, wo) in &taps {
+                        let (xs, ws) = (&x[xo + c0..][..BLOCK], &wt[wo + c0..][..BLOCK]);
+                        for i in 0..BLOCK {
+                            acc[i] = T::mac(acc[i], xs[i], ws[i]);
+                        }
+                    }
+                    out[c0..c0 + BLOCK].copy_from_slice(&acc);
+                    c0 += BLOCK;
+                }
+                for ch in c0..c {
+                    let mut acc = T::Acc::default();
+                    for &(xo, wo) in &taps {
+                        acc = T::mac(acc, x[xo + ch], wt[wo + ch]);
+                    }
+                    out[ch] = acc;
+                }
+                if let Some(b) = bias {
+                    for (o, &bv) in out.iter_mut().zip(b) {
+                        *o = T::add(*o, bv);
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Padding;
+    use crate::quant::{Activation, OutputQuant, QParams};
+
+    /// Deterministic bytes.
+    fn bytes(n: usize, seed: u32) -> Vec<i8> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 24) as i8
+            })
+            .collect()
+    }
+
+    /// The fast path (portable natively, wasm SIMD under wasm32-wasip1) equals the reference
+    /// bit for bit, accumulators and requantized outputs, over strides, dilation, padding,
+    /// channel counts around the SIMD blocks and weight zero points.
+    #[test]
+    fn depthwise_i8_fast_path_equals_reference() {
+        let cases = [
+            ([1, 7, 6, 3], [3, 3], Conv2dParams { padding: Padding::SameUpper, groups: 3, ..Default::default() }),
+            (
+                [2, 11, 10, 16],
+                [5, 5],
+                Conv2dParams { stride: [2, 1], padding: Padding::SameUpper, groups: 16, ..Default::default() },
+            ),
+            (
+                [1, 9, 9, 24],
+                [3, 3],
+                Conv2dParams { stride: [2, 2], padding: Padding::SameUpper, groups: 24, ..Default::default() },
+            ),
+            (
+                [1, 8, 9, 40],
+                [3, 3],
+                Conv2dParams {
+                    dilation: [2, 2],
+                    padding: Padding::Explicit { top: 1, left: 2, bottom: 3, right: 0 },
+                    groups: 40,
+                    ..Default::default()
+                },
+            ),
+            ([1, 3, 3, 33], [5, 5], Conv2dParams { padding: Padding::SameUpper, groups: 33, ..Default::default() }),
+        ];
+        for (k, (xs, [kh, kw], p)) in cases.into_iter().enumerate() {
+            let c = xs[3];
+            let x = QTensor::from_i8(
+                xs.to_vec(),
+                bytes(xs.iter().product(), 7 + k as u32),
+                QParams::per_tensor(0.1, -9).unwrap(),
+            )
+            .unwrap();
+            let zw: Vec<i32> = (0..c).map(|i| (i % 5) as i32 - 2).collect();
+            let wd: Vec<i8> = bytes(c * kh * kw, 99 + k as u32).into_iter().map(|v| v.max(-127)).collect();
+            let scales: Vec<f32> = (0..c).map(|i| 0.004 + 0.001 * i as f32).collect();
+            let w = QTensor::from_i8(vec![c, kh, kw, 1], wd, QParams::per_axis(0, scales, zw).unwrap()).unwrap();
+            let bias: Vec<i32> = (0..c as i32).map(|i| i * 37 - 500).collect();
+            let (g, want) = depthwise_i8_ref(&x, &w, Some(&bias), &p).unwrap();
+            let prepared = DepthwiseI8Weights::new(&w).unwrap();
+            let xd = x.i8_data("t").unwrap();
+            assert_eq!(depthwise_i8_acc(xd, -9, &prepared, Some(&bias), &g).unwrap(), want, "case {k}");
+            let out = OutputQuant::new(0.37, 3, Activation::Relu6).unwrap();
+            for rq in [
+                Requant::new("t", 0.1, w.params().scales(), &out).unwrap(),
+                Requant::tflite("t", 0.1, w.params().scales(), &out).unwrap(),
+            ] {
+                let q = depthwise_i8_requant(xd, -9, &prepared, Some(&bias), &g, &rq).unwrap();
+                assert_eq!(q, requantize_channels_last(&want, c, &rq).unwrap(), "case {k} requantized");
+            }
+        }
+    }
+
+    #[test]
+    fn prepared_weights_must_match_the_convolution() {
+        let w = QTensor::from_i8(vec![4, 3, 3, 1], vec![1; 36], QParams::per_tensor(0.1, 0).unwrap()).unwrap();
+        let prepared = DepthwiseI8Weights::new(&w).unwrap();
+        let x = QTensor::from_i8(vec![1, 4, 4, 8], vec![0; 128], QParams::per_tensor(0.1, 0).unwrap()).unwrap();
+        let w8 = QTensor::from_i8(vec![8, 3, 3, 1], vec![1; 72], QParams::per_tensor(0.1, 0).unwrap()).unwrap();
+        let g =
+            ConvGeometry::new("t", x.shape(), w8.shape(), &Conv2dParams { groups: 8, ..Default::default() }).unwrap();
+        assert!(depthwise_i8_acc(x.i8_data("t").unwrap(), 0, &prepared, None, &g).is_err());
+        let not_dw = QTensor::from_i8(vec![4, 3, 3, 2], vec![1; 72], QParams::per_tensor(0.1, 0).unwrap()).unwrap();
+        assert!(DepthwiseI8Weights::new(&not_dw).is_err());
+    }
+}
