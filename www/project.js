@@ -1,4 +1,4 @@
-// The project as one file (export and import), and the user's head applied to an embedding.
+// The project as one file (export and import).
 //
 // File format (JSON, "edgetune-project" version 1):
 //   { format, version, dim, backbone, classes: [{ id, name, created }],
@@ -160,21 +160,4 @@ export function parseProject(text, dim, backbone = null) {
   });
   const current = versions.some((v) => v.id === p.current) ? p.current : null;
   return { classes, samples, versions, current };
-}
-
-/** Softmax probabilities of the user's head (`weight` [classes, dim] row-major) on `e`. */
-export function headProbabilities(version, e) {
-  const { weight, bias, dim } = version;
-  const n = bias.length;
-  const z = new Float64Array(n);
-  for (let c = 0; c < n; c++) {
-    let s = bias[c];
-    const row = c * dim;
-    for (let k = 0; k < dim; k++) s += weight[row + k] * e[k];
-    z[c] = s;
-  }
-  const max = Math.max(...z);
-  let sum = 0;
-  for (let c = 0; c < n; c++) { z[c] = Math.exp(z[c] - max); sum += z[c]; }
-  return Array.from(z, (v) => v / sum);
 }

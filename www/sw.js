@@ -5,7 +5,7 @@
 //   stale while online), the fresh response refreshes the cache, and the cache answers when
 //   the network fails. Requests to any other origin are not touched: never cached, never
 //   forwarded (the page's Content-Security-Policy blocks them anyway).
-const CACHE = 'edgetune-v1';
+const CACHE = 'edgetune-v2';
 const SHELL = [
   '/',
   '/index.html',
@@ -15,8 +15,16 @@ const SHELL = [
   '/wasm-support.js',
   '/store.js',
   '/project.js',
-  '/train-worker.js',
-  '/engine-worker.js',
+  '/lib/dom.js',
+  '/lib/protocol.js',
+  '/lib/state.js',
+  '/views/live.js',
+  '/views/classes.js',
+  '/views/training.js',
+  '/views/versions.js',
+  '/views/models.js',
+  '/workers/engine.js',
+  '/workers/trainer.js',
   '/manifest.webmanifest',
   '/icon.svg',
   '/pkg/edgetune.js',

@@ -87,24 +87,21 @@ impl Classifier {
         }
     }
 
-    /// Embeddings and logits of one pass: the f32 network runs once and both values are taken
-    /// from it, the int8 network's logits come from its embedding through the head.
-    pub fn embeddings_and_logits(&self, input: Tensor) -> Result<(Tensor, Tensor)> {
-        check_finite(&input)?;
+    /// Logits from embeddings `[N, D]`: the nodes after the global pool, on the CPU. Every
+    /// backend finishes here ([`super::engine::Engine`]), so equal embeddings give
+    /// bit-identical logits.
+    pub fn head_logits(&self, embedding: Tensor) -> Result<Tensor> {
         match &self.runner {
-            Runner::F32(p) => {
-                let (e, l) = (p.graph.embedding, p.graph.logits);
-                let values = p.forward_all(input)?;
-                let missing = || crate::Error::invalid("forward", "no embedding or logits value");
-                let logits = values.get(l).cloned().ok_or_else(missing)?;
-                let embedding = values.get(e).cloned().ok_or_else(missing)?;
-                Ok((embedding, logits))
-            }
-            Runner::I8(p) => {
-                let e = p.embeddings(&input)?;
-                Ok((e.clone(), p.head_logits(e)?))
-            }
+            Runner::F32(p) => p.head_logits(embedding),
+            Runner::I8(p) => p.head_logits(embedding),
         }
+    }
+
+    /// Embeddings and logits of one pass: the network up to the pool, then the head on that
+    /// embedding (the same arithmetic as [`Self::logits`]).
+    pub fn embeddings_and_logits(&self, input: Tensor) -> Result<(Tensor, Tensor)> {
+        let e = self.embeddings(input)?;
+        Ok((e.clone(), self.head_logits(e)?))
     }
 }
 

@@ -225,6 +225,22 @@ impl PreparedF32 {
         Ok(out)
     }
 
+    /// Logits from the embedding `[N, D]`: the nodes after the global pool (the head). With
+    /// the embedding of [`Self::forward_prefix`] this is the same arithmetic as a whole pass.
+    pub fn head_logits(&self, embedding: Tensor) -> Result<Tensor> {
+        let e = self.graph.embedding;
+        // Head nodes read the pool and later values; empty stand-ins fill the earlier slots
+        // (a node reading one would fail on its shape, never compute from it).
+        let empty = Tensor::zeros(vec![0])?;
+        let mut values: Vec<Tensor> = (0..e).map(|_| empty.clone()).collect();
+        values.push(embedding);
+        for i in e..self.ops.len() {
+            let y = self.step(i, &values)?;
+            values.push(y);
+        }
+        values.into_iter().nth(self.graph.logits).ok_or_else(|| Error::invalid("forward", "no logits value"))
+    }
+
     /// Logits `[N, classes]` of an NHWC batch.
     pub fn logits(&self, input: Tensor) -> Result<Tensor> {
         let logits = self.graph.logits;

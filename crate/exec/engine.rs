@@ -17,8 +17,10 @@
 //!
 //! A lost device (or any GPU error mid-run) rebuilds the context and plan once from the
 //! model, which stays in memory on the CPU side; if that fails, `auto` carries on with the
-//! CPU and `gpu` reports the error. The GPU plan is built for batch 1: batches run image by
-//! image, and the head always runs on the CPU from the embedding.
+//! CPU and `gpu` reports the error.
+//!
+//! Whatever runs the network ([`Backend`]), the head runs here, once, on the CPU, from the
+//! embedding ([`Classifier::head_logits`]): one implementation for every backend.
 
 use crate::base::clock::now_ms;
 use crate::base::error::{Error, Result};
@@ -26,6 +28,7 @@ use crate::base::tensor::Tensor;
 use crate::exec::cpu_int8::PreparedI8;
 use crate::exec::gpu_plan::GpuNetwork;
 use crate::exec::Classifier;
+use super::backend::{Backend, GpuBackend};
 use crate::gpu::context::GpuContext;
 use crate::gpu::gemm::DotVariant;
 
@@ -72,16 +75,11 @@ impl BackendReport {
     }
 }
 
-struct GpuBackend {
-    ctx: GpuContext,
-    net: GpuNetwork,
-}
-
 /// A classifier with its backend.
 pub struct Engine {
     pub classifier: Classifier,
     choice: BackendChoice,
-    gpu: Option<GpuBackend>,
+    backend: Backend,
     report: BackendReport,
 }
 
@@ -112,7 +110,7 @@ impl Engine {
         };
         if choice == BackendChoice::Cpu {
             let report = cpu_report("asked for".into());
-            return Ok(Engine { classifier, choice, gpu: None, report });
+            return Ok(Engine { classifier, choice, backend: Backend::Cpu, report });
         }
         match Self::start_gpu(&classifier).await {
             // `auto` keeps the GPU only if it beat the CPU on the self-test input: a
@@ -123,17 +121,17 @@ impl Engine {
                     "the CPU was faster in the self-test ({cpu_ms:.1} ms against {gpu_ms:.1} ms for the GPU on {})",
                     report.device
                 );
-                Ok(Engine { classifier, choice, gpu: None, report: cpu_report(why) })
+                Ok(Engine { classifier, choice, backend: Backend::Cpu, report: cpu_report(why) })
             }
             Ok((gpu, mut report, _, cpu_ms)) => {
                 if choice == BackendChoice::Auto {
                     report.reason = format!("{}; faster than the CPU ({cpu_ms:.1} ms)", report.reason);
                 }
-                Ok(Engine { classifier, choice, gpu: Some(gpu), report })
+                Ok(Engine { classifier, choice, backend: Backend::Gpu(gpu), report })
             }
             Err(e) if choice == BackendChoice::Auto => {
                 let report = cpu_report(format!("no usable GPU ({e})"));
-                Ok(Engine { classifier, choice, gpu: None, report })
+                Ok(Engine { classifier, choice, backend: Backend::Cpu, report })
             }
             Err(e) => Err(e),
         }
@@ -203,7 +201,7 @@ impl Engine {
             variant: Some(net.variant.name()),
             reason: format!("{why} ({})", notes.join(", ")),
         };
-        Ok((GpuBackend { ctx, net }, report, gpu_ms, cpu_ms))
+        Ok((GpuBackend { ctx, plan: net }, report, gpu_ms, cpu_ms))
     }
 
     /// What runs and why.
@@ -213,70 +211,37 @@ impl Engine {
 
     /// The GPU context and plan, when the GPU runs (benchmarks).
     pub fn gpu(&self) -> Option<(&GpuContext, &GpuNetwork)> {
-        self.gpu.as_ref().map(|g| (&g.ctx, &g.net))
+        match &self.backend {
+            Backend::Gpu(g) => Some((&g.ctx, &g.plan)),
+            Backend::Cpu => None,
+        }
     }
 
-    /// Embeddings `[N, D]` of a preprocessed NHWC batch.
+    /// Embeddings `[N, D]` of a preprocessed NHWC batch, on the backend in use (after a GPU
+    /// error: on the rebuilt GPU, or the CPU under `auto`).
     pub async fn embeddings(&mut self, input: Tensor) -> Result<Tensor> {
         crate::exec::check_finite(&input)?;
-        if self.gpu.is_none() {
-            return self.classifier.embeddings(input);
-        }
-        match self.gpu_embeddings(&input).await {
+        match self.backend.embeddings(&self.classifier, &input).await {
             Ok(e) => Ok(e),
             Err(e) => {
                 self.recover(e).await?;
-                match self.gpu.is_some() {
-                    true => self.gpu_embeddings(&input).await,
-                    false => self.classifier.embeddings(input),
-                }
+                self.backend.embeddings(&self.classifier, &input).await
             }
         }
     }
 
     /// Logits `[N, classes]` of a preprocessed NHWC batch.
     pub async fn logits(&mut self, input: Tensor) -> Result<Tensor> {
-        if self.gpu.is_none() {
-            return self.classifier.logits(input);
-        }
         Ok(self.embeddings_and_logits(input).await?.1)
     }
 
     /// Embeddings `[N, D]` and logits `[N, classes]` of one pass: what a live view needs to
-    /// show the model's classes and feed the user's own head. For int8 models the logits
-    /// come from the embedding; on the CPU an f32 model runs once for both.
+    /// show the model's classes and feed the user's own head. The head runs here, on the CPU,
+    /// for every backend.
     pub async fn embeddings_and_logits(&mut self, input: Tensor) -> Result<(Tensor, Tensor)> {
-        if self.gpu.is_none() {
-            return self.classifier.embeddings_and_logits(input);
-        }
-        let e = self.embeddings(input.clone()).await?;
-        let logits = match self.classifier.int8() {
-            Some(model) => model.head_logits(e.clone())?,
-            None => self.classifier.logits(input)?,
-        };
+        let e = self.embeddings(input).await?;
+        let logits = self.classifier.head_logits(e.clone())?;
         Ok((e, logits))
-    }
-
-    /// The GPU's embeddings, image by image (the plan holds batch 1).
-    async fn gpu_embeddings(&self, input: &Tensor) -> Result<Tensor> {
-        let (Some(gpu), Some(model)) = (&self.gpu, self.classifier.int8()) else {
-            return Err(Error::Gpu("no GPU plan".into()));
-        };
-        let x = model.quantize_input(input)?;
-        let n = x.shape()[0];
-        let per = x.len() / n.max(1);
-        let data = x.i8_data("engine")?;
-        let mut out = vec![];
-        let mut dim = 0;
-        for i in 0..n {
-            let mut shape = x.shape().to_vec();
-            shape[0] = 1;
-            let one = crate::QTensor::from_i8(shape, data[i * per..(i + 1) * per].to_vec(), x.params().clone())?;
-            let e = gpu.net.embeddings(&gpu.ctx, &one).await?;
-            dim = e.shape()[1];
-            out.extend_from_slice(e.data());
-        }
-        Tensor::new(vec![n, dim], out)
     }
 
     /// After a GPU error: rebuild once (a lost device gets a new one); else fall back to the
@@ -287,11 +252,11 @@ impl Engine {
             return Err(error);
         }
         crate::base::log::log(&format!("edgetune: GPU error ({error}); rebuilding the GPU backend"));
-        self.gpu = None;
+        self.backend = Backend::Cpu;
         match Self::start_gpu(&self.classifier).await {
             Ok((gpu, mut report, ..)) => {
                 report.reason = format!("rebuilt after: {error}; {}", report.reason);
-                self.gpu = Some(gpu);
+                self.backend = Backend::Gpu(gpu);
                 self.report = report;
                 Ok(())
             }
@@ -311,7 +276,7 @@ impl Engine {
 
     /// Destroys the GPU device as a driver reset would (tests of the recovery path).
     pub fn lose_gpu_device(&self) {
-        if let Some(g) = &self.gpu {
+        if let Backend::Gpu(g) = &self.backend {
             g.ctx.destroy();
         }
     }

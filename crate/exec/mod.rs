@@ -9,11 +9,13 @@
 //! - [`engine`]: backend choice (`auto` / `cpu` / `gpu`), self-test, recovery, and the one
 //!   place the head runs after the embedding, for every backend.
 
+pub mod backend;
 pub mod classifier;
 pub mod cpu_f32;
 pub mod cpu_int8;
 pub mod engine;
 pub mod gpu_plan;
+pub mod user_head;
 
 pub(crate) use classifier::check_finite;
 pub use classifier::{top_k, Classifier};

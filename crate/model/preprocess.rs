@@ -62,6 +62,16 @@ impl Preprocess {
         ends.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
     }
 
+    /// The side of the square frame whose centre crop is exactly `size` pixels
+    /// (`round(crop_fraction * side) = size`; 256 for 224 at 87.5%): a caller that scales
+    /// its picture to this square once leaves the crop nothing to resample.
+    pub fn frame_size(&self) -> usize {
+        let guess = (self.size as f32 / self.crop_fraction).round() as usize;
+        // The crop's own formula (`preprocess`): round(min(w, h) * crop_fraction) in f64.
+        let exact = |s: usize| (s as f64 * self.crop_fraction as f64).round() as usize == self.size;
+        [guess, guess + 1, guess.saturating_sub(1)].into_iter().find(|&s| s > 0 && exact(s)).unwrap_or(guess.max(1))
+    }
+
     /// Whether the parameters can normalize anything (finite, non-zero divisors).
     pub fn is_valid(&self) -> bool {
         let (m, s) = self.normalization();
@@ -167,6 +177,16 @@ pub fn preprocess(pixels: &[u8], width: usize, height: usize, channels: usize, p
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_size_crops_to_exactly_the_input() {
+        for (size, crop) in [(224, 0.875), (160, 0.875), (128, 0.875), (96, 0.875), (224, 1.0), (300, 0.9)] {
+            let p = Preprocess { size, crop_fraction: crop, ..Default::default() };
+            let side = p.frame_size();
+            assert_eq!((side as f64 * crop as f64).round() as usize, size, "{size} at {crop}: side {side}");
+        }
+        assert_eq!(Preprocess::default().frame_size(), 256);
+    }
 
     #[test]
     fn constant_image_stays_constant_and_normalizes() {

@@ -3,10 +3,16 @@
 //! ```js
 //! const engine = await Engine.create(modelBytes /* Uint8Array of an .etm */, "auto");
 //! engine.backend();   // { backend: "gpu" | "cpu", precision, device, variant, reason }
-//! const r = await engine.classify(rgba /* Uint8Array */, width, height, 5);
-//! // r = { top: [{ index, label, probability }], logits: number[], embedding: number[], ms, backend }
+//! engine.frameSize(); // 256: send square frames of this side (the crop is then exact)
+//! engine.setHead(weight, bias, names);  // the user's classes (a head trained on embed())
+//! const r = await engine.classify(rgba /* Uint8Array */, width, height, 5, ["embedding"]);
+//! // r = { top: [{ index, label, probability }], head?: [...same, the user's classes],
+//! //       embedding?: number[], logits?: number[], ms, backend }
 //! const e = await engine.embed(rgba, width, height);  // Float32Array (the pooled features)
 //! ```
+//! `classify` returns only what the caller reads: the model's top `k`, the user's top `k`
+//! when a head is set (run here, in wasm, on the embedding: [`UserHead`]), and the embedding
+//! or all logits only when `include` names them.
 //! `backend` is "auto" (WebGPU when an adapter exists and the startup self-test passes,
 //! else CPU), "gpu" (an error otherwise) or "cpu". Frames are RGBA as `getImageData` gives
 //! them; preprocessing (crop, resize, normalize) is the model's own, in wasm. One call runs
@@ -22,6 +28,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::base::clock::now_ms;
 use crate::exec::engine::{BackendChoice, Engine};
+use crate::exec::user_head::UserHead;
 use crate::exec::{top_k, Classifier};
 use crate::model::etm::ModelFile;
 use crate::model::preprocess::preprocess;
@@ -44,16 +51,27 @@ struct Top {
 #[derive(Serialize)]
 struct Classification {
     top: Vec<Top>,
-    logits: Vec<f32>,
-    embedding: Vec<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    head: Option<Vec<Top>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logits: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    embedding: Option<Vec<f32>>,
     ms: f64,
     backend: &'static str,
+}
+
+fn tops(top: Vec<(usize, f32)>, labels: &[String]) -> Vec<Top> {
+    top.into_iter()
+        .map(|(index, probability)| Top { index, label: labels.get(index).cloned().unwrap_or_default(), probability })
+        .collect()
 }
 
 /// A model on its backend (see the module docs).
 #[wasm_bindgen(js_name = Engine)]
 pub struct JsEngine {
     inner: Rc<RefCell<Engine>>,
+    head: Rc<RefCell<Option<UserHead>>>,
 }
 
 /// `inner`, unless a call is already running on it.
@@ -71,7 +89,7 @@ impl JsEngine {
         let choice: BackendChoice = backend.as_deref().unwrap_or("auto").parse().map_err(js_err)?;
         let classifier = Classifier::new(ModelFile::from_bytes(&model).map_err(js_err)?).map_err(js_err)?;
         let engine = Engine::new(classifier, choice).await.map_err(js_err)?;
-        Ok(JsEngine { inner: Rc::new(RefCell::new(engine)) })
+        Ok(JsEngine { inner: Rc::new(RefCell::new(engine)), head: Rc::new(RefCell::new(None)) })
     }
 
     /// What runs and why: `{ backend, precision, device, variant, reason }`.
@@ -84,28 +102,65 @@ impl JsEngine {
         Ok(take(&self.inner)?.classifier.file.header.labels.clone())
     }
 
-    /// Top-`k` classes (5 by default) and all logits of one RGBA frame.
-    pub fn classify(&self, rgba: Vec<u8>, width: usize, height: usize, k: Option<usize>) -> js_sys::Promise {
+    /// The side of the square RGBA frame to send: the model's centre crop of it is then
+    /// exactly its input, with no second resampling.
+    #[wasm_bindgen(js_name = frameSize)]
+    pub fn frame_size(&self) -> Result<usize, JsError> {
+        Ok(take(&self.inner)?.classifier.file.header.preprocess.frame_size())
+    }
+
+    /// Sets the user's head (`weight` `[classes, dim]` row-major, `bias` `[classes]`, class
+    /// names), run on every `classify` from now on; bad shapes or values throw.
+    #[wasm_bindgen(js_name = setHead)]
+    pub fn set_head(&self, weight: Vec<f32>, bias: Vec<f32>, names: Vec<String>) -> Result<(), JsError> {
+        let dim = take(&self.inner)?
+            .classifier
+            .file
+            .embedding_dim()
+            .ok_or_else(|| JsError::new("this model has no dense head on pooled features to replace"))?;
+        let head = UserHead::new(dim, weight, bias, names).map_err(js_err)?;
+        *self.head.try_borrow_mut().map_err(|_| JsError::new("engine busy: the previous call has not finished"))? =
+            Some(head);
+        Ok(())
+    }
+
+    /// Removes the user's head (`classify` then returns the model's classes only).
+    #[wasm_bindgen(js_name = clearHead)]
+    pub fn clear_head(&self) -> Result<(), JsError> {
+        *self.head.try_borrow_mut().map_err(|_| JsError::new("engine busy: the previous call has not finished"))? = None;
+        Ok(())
+    }
+
+    /// Top-`k` classes (5 by default) of one RGBA frame, the model's and (with a head set) the
+    /// user's; `include` may name "embedding" and "logits" to have them returned too.
+    pub fn classify(
+        &self,
+        rgba: Vec<u8>,
+        width: usize,
+        height: usize,
+        k: Option<usize>,
+        include: Option<Vec<String>>,
+    ) -> js_sys::Promise {
         let inner = self.inner.clone();
+        let head = self.head.clone();
         wasm_bindgen_futures::future_to_promise(async move {
+            let wants = |what: &str| include.as_ref().is_some_and(|v| v.iter().any(|s| s == what));
             let mut engine = take(&inner)?;
             let x = preprocess(&rgba, width, height, 4, &engine.classifier.file.header.preprocess).map_err(js_err)?;
+            let k = k.unwrap_or(5);
             let start = now_ms();
             let (embedding, logits) = engine.embeddings_and_logits(x).await.map_err(js_err)?;
+            let user = head.try_borrow().map_err(|_| JsError::new("engine busy: the head is being replaced"))?;
+            let head_top = match user.as_ref() {
+                Some(h) => Some(tops(h.top_k(embedding.data(), k).map_err(js_err)?, h.names())),
+                None => None,
+            };
             let ms = now_ms() - start;
-            let labels = &engine.classifier.file.header.labels;
-            let top = top_k(logits.data(), k.unwrap_or(5))
-                .into_iter()
-                .map(|(index, probability)| Top {
-                    index,
-                    label: labels.get(index).cloned().unwrap_or_default(),
-                    probability,
-                })
-                .collect();
             let r = Classification {
-                top,
-                logits: logits.into_data(),
-                embedding: embedding.into_data(),
+                top: tops(top_k(logits.data(), k), &engine.classifier.file.header.labels),
+                head: head_top,
+                logits: wants("logits").then(|| logits.into_data()),
+                embedding: wants("embedding").then(|| embedding.into_data()),
                 ms,
                 backend: engine.report().backend,
             };

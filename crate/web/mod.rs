@@ -8,7 +8,9 @@
 //! - `probeBackend(): Promise<{ backend: "webgpu" | "cpu", description: string, dot4: boolean }>`:
 //!   whether a WebGPU adapter exists (and supports `dot4I8Packed`); without one the engine
 //!   uses its CPU path and `description` says why.
-//! - `Engine`: a model on WebGPU or the CPU: `classify`, `embed`, `backend()` (see [`engine`]).
+//! - `Engine`: a model on WebGPU or the CPU: `classify`, `embed`, `setHead`, `frameSize`,
+//!   `backend()` (see [`engine`]).
+//! - `headPredictions(weight, bias, embeddings)`: the class a head predicts for each embedding.
 //! - `HeadTrainer`: head-only training on embeddings, one epoch per call (see [`trainer`]).
 //! - `importModel(bytes: Uint8Array, fileName: string, labels?: string[], normalization?:
 //!   "imagenet"): Uint8Array`: a `.tflite`, `.onnx` or `.etm` file converted in the browser to
@@ -136,6 +138,19 @@ pub fn quantize_head(weight: &[f32], classes: usize) -> Result<JsValue, JsError>
     let per = weight.len() / classes;
     let weight = q.iter().enumerate().map(|(i, &v)| v as f32 * scales[i / per]).collect();
     serde_wasm_bindgen::to_value(&Head { weight, scales }).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// The class the head (`weight` `[classes, dim]`, `bias` `[classes]`) predicts for each of
+/// the embeddings packed in `embeddings` (`[n, dim]`): the engine's own head arithmetic
+/// ([`crate::exec::user_head::UserHead`]), for judging a head on stored samples.
+#[wasm_bindgen(js_name = headPredictions)]
+pub fn head_predictions(weight: Vec<f32>, bias: Vec<f32>, embeddings: &[f32]) -> Result<Vec<u32>, JsError> {
+    let err = |e: crate::Error| JsError::new(&e.to_string());
+    let classes = bias.len();
+    let dim = if classes == 0 { 0 } else { weight.len() / classes };
+    let names = (0..classes).map(|c| c.to_string()).collect();
+    let head = crate::exec::user_head::UserHead::new(dim, weight, bias, names).map_err(err)?;
+    Ok(head.predictions(embeddings).map_err(err)?.into_iter().map(|c| c as u32).collect())
 }
 
 /// A float `.etm` quantized to int8 on `count` RGBA frames of `width x height` packed in

@@ -69,8 +69,8 @@ test('GPU logits equal the CPU logits on every shared photo, in the browser', { 
     const rows = [];
     for (const p of list) {
       const img = await globalThis.rgba(p.b64);
-      const a = await gpu.classify(img.data, img.width, img.height, 5);
-      const b = await cpu.classify(img.data, img.width, img.height, 5);
+      const a = await gpu.classify(img.data, img.width, img.height, 5, ['logits']);
+      const b = await cpu.classify(img.data, img.width, img.height, 5, ['logits']);
       const same = a.logits.length === b.logits.length && a.logits.every((v, i) => Object.is(v, b.logits[i]));
       rows.push({ photo: p.name, same, gpuTop: a.top[0].label, cpuTop: b.top[0].label, prob: a.top[0].probability, gpuMs: a.ms, cpuMs: b.ms, backend: a.backend });
     }
@@ -97,17 +97,17 @@ test('auto keeps the faster of GPU and CPU on its self-test and says why; a lost
     const { m, engines } = globalThis;
     const auto = await m.Engine.create(globalThis.model, 'auto');
     const img = await globalThis.rgba(b64);
-    const want = await engines.cpu.classify(img.data, img.width, img.height, 5);
+    const want = await engines.cpu.classify(img.data, img.width, img.height, 5, ['logits']);
     const first = auto.backend();
-    const viaAuto = await auto.classify(img.data, img.width, img.height, 5);
+    const viaAuto = await auto.classify(img.data, img.width, img.height, 5, ['logits']);
     // A destroyed device under an explicit 'gpu' engine: rebuilt, same logits.
     engines.gpu.loseDevice();
-    const after = await engines.gpu.classify(img.data, img.width, img.height, 5);
+    const after = await engines.gpu.classify(img.data, img.width, img.height, 5, ['logits']);
     const recovered = engines.gpu.backend();
     // A second call while the first runs is refused ("busy"), never queued.
-    const p1 = engines.gpu.classify(img.data, img.width, img.height, 5);
+    const p1 = engines.gpu.classify(img.data, img.width, img.height, 5, ['logits']);
     let busy = null;
-    try { await engines.gpu.classify(img.data, img.width, img.height, 5); } catch (e) { busy = String(e.message || e); }
+    try { await engines.gpu.classify(img.data, img.width, img.height, 5, ['logits']); } catch (e) { busy = String(e.message || e); }
     await p1;
     let badSize = null;
     try { await engines.gpu.classify(new Uint8Array(10), 4, 4, 5); } catch (e) { badSize = String(e.message || e); }

@@ -1,9 +1,9 @@
 // The project file (www/project.js) as untrusted input, in node: a project exported and
 // parsed back is the same project; every malformed field is refused with a message naming
-// it; the user's head gives softmax probabilities.
+// it. (The user's head runs in the engine: crate/exec/user_head.rs and its tests.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { exportProject, parseProject, headProbabilities, checkName, ProjectError } from '../../www/project.js';
+import { exportProject, parseProject, checkName, ProjectError } from '../../www/project.js';
 
 const DIM = 8;
 const jpeg = new Blob([Uint8Array.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 0xff, 0xd9])], { type: 'image/jpeg' });
@@ -63,9 +63,3 @@ test('class names: trimmed, unicode counted by characters, empty and overlong re
   assert.throws(() => checkName('🌱'.repeat(61)), /at most 60/);
 });
 
-test("the user's head gives softmax probabilities of W e + b", () => {
-  const v = { dim: 2, weight: Float32Array.from([1, 0, 0, 1]), bias: Float32Array.from([0, 0]) };
-  const p = headProbabilities(v, Float32Array.from([2, 0]));
-  assert.ok(Math.abs(p[0] - Math.exp(2) / (Math.exp(2) + 1)) < 1e-12);
-  assert.ok(Math.abs(p[0] + p[1] - 1) < 1e-12);
-});

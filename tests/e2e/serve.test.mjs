@@ -92,7 +92,7 @@ test('--https: a self-signed certificate for localhost and the LAN, made once, s
 });
 
 test('the service worker, the manifest and the app modules are served with their types', async () => {
-  for (const [p, type] of [['sw.js', /^text\/javascript/], ['manifest.webmanifest', /^application\/manifest\+json/], ['train-worker.js', /^text\/javascript/], ['store.js', /^text\/javascript/], ['wasm-support.js', /^text\/javascript/]]) {
+  for (const [p, type] of [['sw.js', /^text\/javascript/], ['manifest.webmanifest', /^application\/manifest\+json/], ['workers/trainer.js', /^text\/javascript/], ['store.js', /^text\/javascript/], ['wasm-support.js', /^text\/javascript/]]) {
     const r = await fetch(new URL(p, url));
     assert.equal(r.status, 200, p);
     assert.match(r.headers.get('content-type'), type, p);

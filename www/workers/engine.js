@@ -1,0 +1,62 @@
+// The inference engine off the main thread: the wasm engine (WebGPU or CPU) lives here, so a
+// CPU-path frame (hundreds of ms on a phone) never blocks taps, scrolling or the camera
+// preview. Requests (lib/protocol.js), one at a time from the page:
+//   create { model: Uint8Array, backend }  -> backend report + frameSize (a failed create
+//                                             leaves the engine in use untouched)
+//   classify { rgba, width, height, k, include } -> { top, head?, embedding?: Float32Array, ms, backend }
+//   embed { rgba, width, height }         -> Float32Array
+//   setHead { weight, bias, names } / clearHead   the user's head, run on every classify
+//   importModel { bytes, fileName, labels?, normalization? } -> .etm bytes (the importer
+//                                             module is fetched on the first call)
+//   backend -> report; memory -> { wasmBytes }; loseDevice -> report (destroys the WebGPU
+//   device to exercise recovery)
+import init, { Engine } from '/pkg/edgetune.js';
+import { serve } from '/lib/protocol.js';
+
+let engine = null;
+let importer = null;
+
+const started = () => {
+  if (!engine) throw new Error('the engine is not started');
+  return engine;
+};
+
+function importerModule() {
+  importer ??= import('/pkg/importer/edgetune.js').then(async (m) => {
+    await m.default();
+    return m;
+  }).catch((err) => {
+    importer = null;
+    throw err;
+  });
+  return importer;
+}
+
+serve({
+  async create({ model, backend }) {
+    await init();
+    const next = await Engine.create(model, backend);
+    if (engine) engine.free();
+    engine = next;
+    return { ...engine.backend(), frameSize: engine.frameSize() };
+  },
+  async memory() {
+    return { wasmBytes: (await init()).memory.buffer.byteLength };
+  },
+  async classify({ rgba, width, height, k, include }) {
+    const r = await started().classify(rgba, width, height, k, include);
+    if (r.embedding) r.embedding = Float32Array.from(r.embedding);
+    return r;
+  },
+  embed: ({ rgba, width, height }) => started().embed(rgba, width, height),
+  setHead: ({ weight, bias, names }) => started().setHead(weight, bias, names) ?? null,
+  clearHead: () => started().clearHead() ?? null,
+  backend: () => started().backend(),
+  loseDevice() {
+    started().loseDevice();
+    return started().backend();
+  },
+  async importModel({ bytes, fileName, labels, normalization }) {
+    return (await importerModule()).importModel(bytes, fileName, labels, normalization);
+  },
+});
