@@ -7,7 +7,8 @@
 //! failure in `proptest-regressions/`.
 
 use edgetune::ops::add::add_i8;
-use edgetune::ops::conv::{conv2d_i8, conv2d_i8_acc, Conv2dParams};
+use edgetune::ops::conv::{conv2d_i8, conv2d_i8_acc, conv2d_i8_requant, prepare_conv_weights, Conv2dParams};
+use edgetune::ops::depthwise::depthwise_i8_ref;
 use edgetune::ops::gemm::{dense_i8, gemm_i8_acc};
 use edgetune::ops::Padding;
 use edgetune::quant::{
@@ -215,6 +216,11 @@ fn run_conv_case(c: &ConvCase) -> Result<(), TestCaseError> {
     prop_assert_eq!(g.out_shape().to_vec(), shape.clone());
     let acc64: Vec<i64> = acc.iter().map(|&v| v as i64).collect();
     prop_assert_eq!(&acc64, &want_acc);
+    // The depthwise reference (ops/depthwise.rs) against the same integer model.
+    if c.cin_g == 1 && c.cout_g == 1 {
+        let (_, dw) = depthwise_i8_ref(&x, &w, c.bias.as_deref(), &c.p).unwrap();
+        prop_assert_eq!(dw.iter().map(|&v| v as i64).collect::<Vec<_>>(), want_acc.clone());
+    }
     let out = out_quant(c.out_zp, c.act);
     let (lo, hi) = out.bounds();
     let y = conv2d_i8(&x, &w, c.bias.as_deref(), &c.p, &out).unwrap();
@@ -227,6 +233,12 @@ fn run_conv_case(c: &ConvCase) -> Result<(), TestCaseError> {
         })
         .collect();
     prop_assert_eq!(y.i8_data("t").unwrap(), &want[..]);
+    // The path a prepared model runs: weights laid out once for their kernel, the
+    // requantization prepared.
+    let rq = Requant::new("t", 1.0, w.params().scales(), &out).unwrap();
+    let prepared = prepare_conv_weights(&w, &c.p).unwrap();
+    let (_, yp) = conv2d_i8_requant(&x, &w, prepared.as_ref(), c.bias.as_deref(), &c.p, &rq).unwrap();
+    prop_assert_eq!(&yp[..], &want[..]);
     Ok(())
 }
 

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use super::cpu_f32::PreparedF32;
-use super::cpu_int8::{LayerProfile, PreparedI8};
+use super::cpu_int8::PreparedI8;
+use super::profile::LayerProfile;
 use crate::base::error::Result;
 use crate::base::tensor::Tensor;
 use crate::model::etm;

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use crate::base::error::{Error, Result};
 use crate::base::tensor::Tensor;
-use crate::exec::cpu_int8::LayerProfile;
+use crate::exec::profile::LayerProfile;
 use crate::model::graph::{Graph, Op, Unary};
-use crate::ops::activation::{relu6_f32, relu_f32};
+use crate::ops::activation::apply_activation;
 use crate::ops::add::add_f32;
 use crate::ops::combine::{concat_channels, mul_f32};
 use crate::ops::conv::{conv2d_f32, Conv2dParams};
@@ -17,15 +17,6 @@ use crate::ops::gemm::dense_f32;
 use crate::ops::norm::{fold_into_conv, BatchNorm};
 use crate::ops::pool::{avg_pool2d_f32, global_avg_pool_f32, max_pool2d_f32, Pool2dParams};
 use crate::quant::Activation;
-
-/// Applies a fused activation in place.
-pub fn apply_activation(v: &mut [f32], act: Activation) {
-    match act {
-        Activation::None => {}
-        Activation::Relu => relu_f32(v),
-        Activation::Relu6 => relu6_f32(v),
-    }
-}
 
 /// One prepared node.
 #[derive(Clone, Debug)]

@@ -21,9 +21,10 @@
 
 use crate::base::error::{Error, Result};
 use crate::base::tensor::{QTensor, Tensor};
-use crate::exec::cpu_f32::apply_activation;
+use crate::exec::profile::LayerProfile;
 use crate::model::etm::{Arithmetic, ModelFile, Stored, ValueQuant};
 use crate::model::graph::{Graph, Op, Unary};
+use crate::ops::activation::apply_activation;
 use crate::ops::add::{add_i8_ort_requant, add_i8_requant};
 use crate::ops::combine::{concat_channels, mul_f32, mul_i8_f32};
 use crate::ops::conv::{conv2d_i8_requant, prepare_conv_weights, Conv2dParams, ConvWeightsI8};
@@ -158,28 +159,6 @@ pub struct PreparedI8 {
     values: Vec<Option<ValueQuant>>,
     ops: Vec<Int8Op>,
     arithmetic: Arithmetic,
-}
-
-/// One node's line of [`PreparedI8::profile`] and [`crate::exec::cpu_f32::PreparedF32::profile`].
-#[derive(Clone, Debug)]
-pub struct LayerProfile {
-    pub name: String,
-    pub kind: &'static str,
-    pub ms: f64,
-    pub macs: u64,
-}
-
-impl LayerProfile {
-    /// Kind and multiply-adds of a convolution with OHWI weights and `out_len` outputs.
-    pub fn conv(weight_shape: &[usize], groups: usize, out_len: u64) -> (&'static str, u64) {
-        let per_output = weight_shape.iter().skip(1).product::<usize>() as u64;
-        let kind = match weight_shape {
-            [_, 1, 1, _] if groups == 1 => "pointwise",
-            [o, _, _, 1] if groups == *o && *o > 1 => "depthwise",
-            _ => "conv",
-        };
-        (kind, out_len * per_output)
-    }
 }
 
 pub(crate) enum Val {

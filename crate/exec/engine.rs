@@ -22,13 +22,13 @@
 //! Whatever runs the network ([`Backend`]), the head runs here, once, on the CPU, from the
 //! embedding ([`Classifier::head_logits`]): one implementation for every backend.
 
+use super::backend::{Backend, GpuBackend};
 use crate::base::clock::now_ms;
 use crate::base::error::{Error, Result};
 use crate::base::tensor::Tensor;
 use crate::exec::cpu_int8::PreparedI8;
 use crate::exec::gpu_plan::GpuNetwork;
 use crate::exec::Classifier;
-use super::backend::{Backend, GpuBackend};
 use crate::gpu::context::GpuContext;
 use crate::gpu::gemm::DotVariant;
 

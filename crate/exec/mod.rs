@@ -15,6 +15,7 @@ pub mod cpu_f32;
 pub mod cpu_int8;
 pub mod engine;
 pub mod gpu_plan;
+pub mod profile;
 pub mod user_head;
 
 pub(crate) use classifier::check_finite;

@@ -8,8 +8,7 @@
 //! invocation owns one word (4 channels) of 4 adjacent output pixels.
 
 use super::context::GpuContext;
-use super::conv::{window_dispatch, ConvLayer};
-use super::kernel::{compile, pack_rows, Dispatch, INT8_WGSL};
+use super::kernel::{compile, pack_rows, window_dispatch, ConvLayer, Dispatch, INT8_WGSL};
 use crate::base::error::Result;
 use crate::ops::conv::ConvGeometry;
 

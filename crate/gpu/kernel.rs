@@ -11,6 +11,8 @@ use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
 use crate::base::error::{Error, Result};
+use crate::ops::conv::{Conv2dParams, ConvGeometry};
+use crate::quant::Requant;
 
 /// What every int8 kernel includes: THE requantization (`requantize`, mirroring the CPU's)
 /// and the lane helpers for packed words (`lanes`, `pack_lanes`, `requantize4`).
@@ -228,4 +230,40 @@ pub async fn run_and_read(
 #[cfg(not(target_arch = "wasm32"))]
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     pollster::block_on(f)
+}
+
+/// The constants of one convolution: OHWI symmetric int8 weights, optional bias,
+/// parameters and output requantization.
+pub struct ConvLayer<'a> {
+    pub weights: &'a [i8],
+    pub weight_shape: &'a [usize],
+    pub bias: Option<&'a [i32]>,
+    pub params: &'a Conv2dParams,
+    pub requant: &'a Requant,
+}
+
+/// The dispatch of a windowed convolution kernel (one-group direct or depthwise): uploads
+/// the packed weights, bias and multipliers (padded to whole output words), lays out the
+/// params `[head.., OH, OW, KH, KW, SH, SW, PT, PL, zx, zp, lo, hi]` and allocates the packed
+/// output.
+pub(super) fn window_dispatch(
+    ctx: &GpuContext,
+    label: &str,
+    pipeline: &wgpu::ComputePipeline,
+    (x, g, zx): (&wgpu::Buffer, &ConvGeometry, u32),
+    (head, weights, bias): (&[u32], &[u32], &[i32]),
+    rq: &Requant,
+    grid: [u32; 3],
+) -> Result<Dispatch> {
+    let c4 = g.out_c.div_ceil(4);
+    let window = [g.out_h, g.out_w, g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.pad_top, g.pad_left];
+    let mut params: Vec<u32> = head.to_vec();
+    params.extend(window.map(|d| d as u32));
+    params.extend([zx, rq.zero_point as u32, rq.lo as u32, rq.hi as u32]);
+    params.resize(params.len().next_multiple_of(4), 0);
+    let weights = storage_init(ctx, label, &bytes(weights));
+    let bias = storage_init(ctx, label, &bytes(&padded(bias, c4 * 4, 0)));
+    let mult = storage_init(ctx, label, &bytes(&padded(&rq.multipliers, c4 * 4, 0.0)));
+    let out = storage(ctx, label, g.batch * g.out_h * g.out_w * c4);
+    Dispatch::new(ctx, label, pipeline, &bytes(&params), &[x, &weights, &bias, &mult, &out], grid)
 }

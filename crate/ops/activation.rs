@@ -4,6 +4,7 @@
 //! NaN stays NaN in f32 (comparisons are false), as in ONNX.
 
 use crate::base::error::{Error, Result};
+use crate::quant::Activation;
 
 pub fn relu_f32(x: &mut [f32]) {
     for v in x {
@@ -64,6 +65,15 @@ pub fn clip_i8(x: &mut [i8], lo: i32, hi: i32) {
     // Clip with min > max saturates everything to max, as ONNX's reference does.
     for v in x {
         *v = (*v as i32).max(lo).min(hi) as i8;
+    }
+}
+
+/// Applies a fused activation in place.
+pub fn apply_activation(v: &mut [f32], act: Activation) {
+    match act {
+        Activation::None => {}
+        Activation::Relu => relu_f32(v),
+        Activation::Relu6 => relu6_f32(v),
     }
 }
 

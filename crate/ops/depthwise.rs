@@ -25,7 +25,7 @@
 //! [-255, 255]), so one tap reads a contiguous channel vector; made once per model by
 //! [`DepthwiseI8Weights::new`], never per frame.
 
-use super::conv::{check_bias, Conv2dParams, ConvGeometry, Mac};
+use super::conv_shape::{check_bias, Conv2dParams, ConvGeometry, Mac};
 use super::gemm::{check_int8_reduction, check_int8_zero_points, requantize_channels_last};
 use crate::base::error::{Error, Result};
 use crate::base::tensor::QTensor;
@@ -84,14 +84,10 @@ impl DepthwiseI8Weights {
     }
 }
 
-/// Per-channel zero points of depthwise weights (one shared value broadcast).
+/// Per-channel zero points of depthwise weights (one per-tensor value broadcast).
 fn weight_zero_points(op: &'static str, w: &QTensor, c: usize) -> Result<Vec<i32>> {
-    let p = w.params();
-    match p.axis() {
-        None => Ok(vec![p.zero_point(0); c]),
-        Some(0) => Ok(p.zero_points().to_vec()),
-        Some(a) => Err(Error::invalid(op, format!("weights must be quantized per channel (axis 0), got axis {a}"))),
-    }
+    let zw = super::conv_shape::weight_zero_points(op, w)?;
+    Ok(if zw.len() == 1 { vec![zw[0]; c] } else { zw })
 }
 
 /// The reference: the formula of the module docs as a direct loop over every output,
@@ -187,14 +183,15 @@ pub fn depthwise_i8_requant(
 /// The f32 depthwise convolution (weights `[C, KH, KW, 1]`): the wasm SIMD kernel or the
 /// blocked portable loop, both in the reference's summation order.
 pub fn depthwise_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+    let wt = taps_major(w, g);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return super::depthwise_wasm::depthwise_f32(x, w, bias, g);
+    return super::depthwise_wasm::depthwise_f32(x, &wt, bias, g);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    depthwise_taps_major(x, &taps_major(w, g), bias, g)
+    depthwise_taps_major(x, &wt, bias, g)
 }
 
 /// `[C, KH, KW, 1]` as `[KH, KW, C]`.
-pub(crate) fn taps_major<T: Copy + Default>(w: &[T], g: &ConvGeometry) -> Vec<T> {
+fn taps_major<T: Copy + Default>(w: &[T], g: &ConvGeometry) -> Vec<T> {
     let (taps, c) = (g.kernel[0] * g.kernel[1], g.in_c);
     let mut wt = vec![T::default(); taps * c];
     for ch in 0..c {

@@ -17,8 +17,7 @@
 
 use core::arch::wasm32::*;
 
-use super::conv::ConvGeometry;
-use super::depthwise::taps_major;
+use super::conv_shape::ConvGeometry;
 
 const LANES: usize = 8;
 
@@ -240,13 +239,12 @@ fn depthwise_pixels(
     });
 }
 
-/// The f32 depthwise convolution (weights `[C, KH, KW, 1]`), the fast form of the reference
+/// The f32 depthwise convolution (weights taps-major `[KH, KW, C]`), the fast form of the reference
 /// loop with its exact order: per channel the sum starts at 0, adds `x * w` over the valid
 /// taps in (ky, kx) order with separately rounded multiplies and adds, then adds the bias.
 /// Sixteen channels are four f32x4 accumulators, so the bits equal the scalar loop's.
-pub fn depthwise_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+pub fn depthwise_f32(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
     let c = g.in_c;
-    let wt = taps_major(w, g);
     let c16 = c / 16 * 16;
     let mut y = vec![0f32; g.batch * g.out_h * g.out_w * c];
     // The unchecked loads below rely on these lengths.

@@ -11,6 +11,7 @@ pub mod activation;
 pub mod add;
 pub mod combine;
 pub mod conv;
+pub mod conv_shape;
 pub mod depthwise;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod depthwise_wasm;

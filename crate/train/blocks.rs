@@ -19,8 +19,9 @@
 
 use crate::base::error::{Error, Result};
 use crate::base::tensor::Tensor;
-use crate::exec::cpu_f32::{apply_activation, PreparedF32, PreparedOp};
+use crate::exec::cpu_f32::{PreparedF32, PreparedOp};
 use crate::model::graph::Graph;
+use crate::ops::activation::apply_activation;
 use crate::ops::activation::{relu6_backward_f32, relu_backward_f32};
 use crate::ops::add::{add_backward_f32, add_f32};
 use crate::ops::conv::{conv2d_backward_f32, conv2d_f32};

@@ -127,7 +127,8 @@ impl JsEngine {
     /// Removes the user's head (`classify` then returns the model's classes only).
     #[wasm_bindgen(js_name = clearHead)]
     pub fn clear_head(&self) -> Result<(), JsError> {
-        *self.head.try_borrow_mut().map_err(|_| JsError::new("engine busy: the previous call has not finished"))? = None;
+        *self.head.try_borrow_mut().map_err(|_| JsError::new("engine busy: the previous call has not finished"))? =
+            None;
         Ok(())
     }
 
