@@ -4,7 +4,8 @@
 //! const engine = await Engine.create(modelBytes /* Uint8Array of an .etm */, "auto");
 //! engine.backend();   // { backend: "gpu" | "cpu", precision, device, variant, reason }
 //! engine.frameSize(); // 256: send square frames of this side (the crop is then exact)
-//! engine.setHead(weight, bias, names);  // the user's classes (a head trained on embed())
+//! engine.setHead(weight, bias, names, 3);  // the user's classes (a head trained on embed());
+//!                                         // returns their top 3 on the last frame classified
 //! const r = await engine.classify(rgba /* Uint8Array */, width, height, 5, ["embedding"]);
 //! // r = { top: [{ index, label, probability }], head?: [...same, the user's classes],
 //! //       embedding?: number[], logits?: number[], ms, backend }
@@ -72,6 +73,10 @@ fn tops(top: Vec<(usize, f32)>, labels: &[String]) -> Vec<Top> {
 pub struct JsEngine {
     inner: Rc<RefCell<Engine>>,
     head: Rc<RefCell<Option<UserHead>>>,
+    /// The embedding width a head takes (None: the model has no dense head to replace).
+    dim: Option<usize>,
+    /// The embedding of the last frame classified, so a new head answers at once.
+    last: Rc<RefCell<Option<Vec<f32>>>>,
 }
 
 /// `inner`, unless a call is already running on it.
@@ -89,7 +94,9 @@ impl JsEngine {
         let choice: BackendChoice = backend.as_deref().unwrap_or("auto").parse().map_err(js_err)?;
         let classifier = Classifier::new(ModelFile::from_bytes(&model).map_err(js_err)?).map_err(js_err)?;
         let engine = Engine::new(classifier, choice).await.map_err(js_err)?;
-        Ok(JsEngine { inner: Rc::new(RefCell::new(engine)), head: Rc::new(RefCell::new(None)) })
+        let dim = engine.classifier.file.embedding_dim();
+        let (head, last) = (Rc::new(RefCell::new(None)), Rc::new(RefCell::new(None)));
+        Ok(JsEngine { inner: Rc::new(RefCell::new(engine)), head, dim, last })
     }
 
     /// What runs and why: `{ backend, precision, device, variant, reason }`.
@@ -110,18 +117,20 @@ impl JsEngine {
     }
 
     /// Sets the user's head (`weight` `[classes, dim]` row-major, `bias` `[classes]`, class
-    /// names), run on every `classify` from now on; bad shapes or values throw.
+    /// names), run on every `classify` from now on; bad shapes or values throw. Returns its top
+    /// `k` (3 by default) on the last frame classified (null before the first), so a view can
+    /// show the new classes without waiting for a frame. It does not wait for a `classify` in
+    /// flight (whose result may already use the new head).
     #[wasm_bindgen(js_name = setHead)]
-    pub fn set_head(&self, weight: Vec<f32>, bias: Vec<f32>, names: Vec<String>) -> Result<(), JsError> {
-        let dim = take(&self.inner)?
-            .classifier
-            .file
-            .embedding_dim()
-            .ok_or_else(|| JsError::new("this model has no dense head on pooled features to replace"))?;
+    pub fn set_head(&self, weight: Vec<f32>, bias: Vec<f32>, names: Vec<String>, k: Option<usize>) -> Result<JsValue, JsError> {
+        let dim = self.dim.ok_or_else(|| JsError::new("this model has no dense head on pooled features to replace"))?;
         let head = UserHead::new(dim, weight, bias, names).map_err(js_err)?;
-        *self.head.try_borrow_mut().map_err(|_| JsError::new("engine busy: the previous call has not finished"))? =
-            Some(head);
-        Ok(())
+        let top = match self.last.try_borrow().ok().as_deref().and_then(Option::as_ref) {
+            Some(e) => Some(tops(head.top_k(e, k.unwrap_or(3)).map_err(js_err)?, head.names())),
+            None => None,
+        };
+        *self.head.try_borrow_mut().map_err(|_| JsError::new("engine busy: the head is in use"))? = Some(head);
+        to_js(&top)
     }
 
     /// Removes the user's head (`classify` then returns the model's classes only).
@@ -144,6 +153,7 @@ impl JsEngine {
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
         let head = self.head.clone();
+        let last = self.last.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let wants = |what: &str| include.as_ref().is_some_and(|v| v.iter().any(|s| s == what));
             let mut engine = take(&inner)?;
@@ -151,6 +161,9 @@ impl JsEngine {
             let k = k.unwrap_or(5);
             let start = now_ms();
             let (embedding, logits) = engine.embeddings_and_logits(x).await.map_err(js_err)?;
+            if let Ok(mut l) = last.try_borrow_mut() {
+                *l = Some(embedding.data().to_vec());
+            }
             let user = head.try_borrow().map_err(|_| JsError::new("engine busy: the head is being replaced"))?;
             let head_top = match user.as_ref() {
                 Some(h) => Some(tops(h.top_k(embedding.data(), k).map_err(js_err)?, h.names())),

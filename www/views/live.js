@@ -35,14 +35,20 @@ export function setMode(mode) {
   changed('mode');
 }
 
-// The engine runs the current version's head on every frame (or none).
+// The engine runs the current version's head on every frame (or none). Setting it does not
+// queue behind the frame in flight: the engine answers at once with the new head's classes on
+// the last frame it classified, shown right away.
 function syncHead() {
   const v = currentVersion();
   const id = v ? v.id : null;
   if (id === state.engineHead || !state.engine) return;
   state.engineHead = id;
-  exclusive(() => (v ? state.engine.call('setHead', { weight: v.weight, bias: v.bias, names: v.names }) : state.engine.call('clearHead')))
-    .catch((err) => { state.engineHead = null; showError(`The live view cannot use this head: ${err.message || err}`); });
+  const set = v ? state.engine.call('setHead', { weight: v.weight, bias: v.bias, names: v.names, k: 3 }) : state.engine.call('clearHead');
+  set.then((top) => {
+    if (!top || state.engineHead !== id || !state.lastFrame) return;
+    state.lastFrame = { ...state.lastFrame, head: top, headId: id };
+    renderLive();
+  }).catch((err) => { state.engineHead = null; showError(`The live view cannot use this head: ${err.message || err}`); });
 }
 
 // The predictions of the newest frame: the user's classes in custom mode (once a frame

@@ -5,7 +5,8 @@
 //                                             leaves the engine in use untouched)
 //   classify { rgba, width, height, k, include } -> { top, head?, embedding?: Float32Array, ms, backend }
 //   embed { rgba, width, height }         -> Float32Array
-//   setHead { weight, bias, names } / clearHead   the user's head, run on every classify
+//   setHead { weight, bias, names, k } -> its top k on the last frame classified (or null);
+//   clearHead                             the user's head, run on every classify from then on
 //   importModel { bytes, fileName, labels?, normalization? } -> .etm bytes (the importer
 //                                             module is fetched on the first call)
 //   backend -> report; memory -> { wasmBytes }; loseDevice -> report (destroys the WebGPU
@@ -49,7 +50,7 @@ serve({
     return r;
   },
   embed: ({ rgba, width, height }) => started().embed(rgba, width, height),
-  setHead: ({ weight, bias, names }) => started().setHead(weight, bias, names) ?? null,
+  setHead: ({ weight, bias, names, k }) => started().setHead(weight, bias, names, k) ?? null,
   clearHead: () => started().clearHead() ?? null,
   backend: () => started().backend(),
   loseDevice() {
