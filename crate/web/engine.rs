@@ -122,7 +122,13 @@ impl JsEngine {
     /// show the new classes without waiting for a frame. It does not wait for a `classify` in
     /// flight (whose result may already use the new head).
     #[wasm_bindgen(js_name = setHead)]
-    pub fn set_head(&self, weight: Vec<f32>, bias: Vec<f32>, names: Vec<String>, k: Option<usize>) -> Result<JsValue, JsError> {
+    pub fn set_head(
+        &self,
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+        names: Vec<String>,
+        k: Option<usize>,
+    ) -> Result<JsValue, JsError> {
         let dim = self.dim.ok_or_else(|| JsError::new("this model has no dense head on pooled features to replace"))?;
         let head = UserHead::new(dim, weight, bias, names).map_err(js_err)?;
         let top = match self.last.try_borrow().ok().as_deref().and_then(Option::as_ref) {
