@@ -30,7 +30,8 @@ pub struct GpuBackend {
 /// Where the network before the pool runs.
 pub enum Backend {
     Cpu,
-    Gpu(GpuBackend),
+    /// Boxed: the device and plan are large, and the CPU variant holds nothing.
+    Gpu(Box<GpuBackend>),
 }
 
 impl Backend {

@@ -127,7 +127,7 @@ impl Engine {
                 if choice == BackendChoice::Auto {
                     report.reason = format!("{}; faster than the CPU ({cpu_ms:.1} ms)", report.reason);
                 }
-                Ok(Engine { classifier, choice, backend: Backend::Gpu(gpu), report })
+                Ok(Engine { classifier, choice, backend: Backend::Gpu(Box::new(gpu)), report })
             }
             Err(e) if choice == BackendChoice::Auto => {
                 let report = cpu_report(format!("no usable GPU ({e})"));
@@ -256,7 +256,7 @@ impl Engine {
         match Self::start_gpu(&self.classifier).await {
             Ok((gpu, mut report, ..)) => {
                 report.reason = format!("rebuilt after: {error}; {}", report.reason);
-                self.backend = Backend::Gpu(gpu);
+                self.backend = Backend::Gpu(Box::new(gpu));
                 self.report = report;
                 Ok(())
             }

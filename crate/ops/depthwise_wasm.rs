@@ -215,7 +215,7 @@ fn depthwise_pixels(
                 let (xr, wr) = (t.x + dy * t.x_row + c0, t.w + dy * t.w_row + c0);
                 for dx in 0..t.cols {
                     let xv = load8_centred(x, xr + dx * t.x_col, zx8);
-                    let wv = load8(&wt, wr + dx * c);
+                    let wv = load8(wt, wr + dx * c);
                     lo = i32x4_add(lo, i32x4_extmul_low_i16x8(xv, wv));
                     hi = i32x4_add(hi, i32x4_extmul_high_i16x8(xv, wv));
                 }

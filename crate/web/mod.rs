@@ -147,7 +147,7 @@ pub fn quantize_head(weight: &[f32], classes: usize) -> Result<JsValue, JsError>
 pub fn head_predictions(weight: Vec<f32>, bias: Vec<f32>, embeddings: &[f32]) -> Result<Vec<u32>, JsError> {
     let err = |e: crate::Error| JsError::new(&e.to_string());
     let classes = bias.len();
-    let dim = if classes == 0 { 0 } else { weight.len() / classes };
+    let dim = weight.len().checked_div(classes).unwrap_or(0);
     let names = (0..classes).map(|c| c.to_string()).collect();
     let head = crate::exec::user_head::UserHead::new(dim, weight, bias, names).map_err(err)?;
     Ok(head.predictions(embeddings).map_err(err)?.into_iter().map(|c| c as u32).collect())
