@@ -7,7 +7,7 @@
 //! engine.setHead(weight, bias, names, 3);  // the user's classes (a head trained on embed());
 //!                                         // returns their top 3 on the last frame classified
 //! const r = await engine.classify(rgba /* Uint8Array */, width, height, 5, ["embedding"]);
-//! // r = { top: [{ index, label, probability }], head?: [...same, the user's classes],
+//! // r = { top: [{ index, label, probability }], head?: [...same, the user's classes], headTag?,
 //! //       embedding?: number[], logits?: number[], ms, backend }
 //! const e = await engine.embed(rgba, width, height);  // Float32Array (the pooled features)
 //! ```
@@ -54,6 +54,8 @@ struct Classification {
     top: Vec<Top>,
     #[serde(skip_serializing_if = "Option::is_none")]
     head: Option<Vec<Top>>,
+    #[serde(rename = "headTag", skip_serializing_if = "Option::is_none")]
+    head_tag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     logits: Option<Vec<f32>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,7 +74,8 @@ fn tops(top: Vec<(usize, f32)>, labels: &[String]) -> Vec<Top> {
 #[wasm_bindgen(js_name = Engine)]
 pub struct JsEngine {
     inner: Rc<RefCell<Engine>>,
-    head: Rc<RefCell<Option<UserHead>>>,
+    /// The user's head and the caller's tag for it (echoed by `classify` as `headTag`).
+    head: Rc<RefCell<Option<(UserHead, String)>>>,
     /// The embedding width a head takes (None: the model has no dense head to replace).
     dim: Option<usize>,
     /// The embedding of the last frame classified, so a new head answers at once.
@@ -120,7 +123,8 @@ impl JsEngine {
     /// names), run on every `classify` from now on; bad shapes or values throw. Returns its top
     /// `k` (3 by default) on the last frame classified (null before the first), so a view can
     /// show the new classes without waiting for a frame. It does not wait for a `classify` in
-    /// flight (whose result may already use the new head).
+    /// flight; every `classify` result says which head it ran as `headTag` (`tag`, "" by
+    /// default).
     #[wasm_bindgen(js_name = setHead)]
     pub fn set_head(
         &self,
@@ -128,6 +132,7 @@ impl JsEngine {
         bias: Vec<f32>,
         names: Vec<String>,
         k: Option<usize>,
+        tag: Option<String>,
     ) -> Result<JsValue, JsError> {
         let dim = self.dim.ok_or_else(|| JsError::new("this model has no dense head on pooled features to replace"))?;
         let head = UserHead::new(dim, weight, bias, names).map_err(js_err)?;
@@ -135,7 +140,8 @@ impl JsEngine {
             Some(e) => Some(tops(head.top_k(e, k.unwrap_or(3)).map_err(js_err)?, head.names())),
             None => None,
         };
-        *self.head.try_borrow_mut().map_err(|_| JsError::new("engine busy: the head is in use"))? = Some(head);
+        *self.head.try_borrow_mut().map_err(|_| JsError::new("engine busy: the head is in use"))? =
+            Some((head, tag.unwrap_or_default()));
         to_js(&top)
     }
 
@@ -171,14 +177,17 @@ impl JsEngine {
                 *l = Some(embedding.data().to_vec());
             }
             let user = head.try_borrow().map_err(|_| JsError::new("engine busy: the head is being replaced"))?;
-            let head_top = match user.as_ref() {
-                Some(h) => Some(tops(h.top_k(embedding.data(), k).map_err(js_err)?, h.names())),
-                None => None,
+            let (head_top, head_tag) = match user.as_ref() {
+                Some((h, tag)) => {
+                    (Some(tops(h.top_k(embedding.data(), k).map_err(js_err)?, h.names())), Some(tag.clone()))
+                }
+                None => (None, None),
             };
             let ms = now_ms() - start;
             let r = Classification {
                 top: tops(top_k(logits.data(), k), &engine.classifier.file.header.labels),
                 head: head_top,
+                head_tag,
                 logits: wants("logits").then(|| logits.into_data()),
                 embedding: wants("embedding").then(|| embedding.into_data()),
                 ms,

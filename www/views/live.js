@@ -43,10 +43,10 @@ function syncHead() {
   const id = v ? v.id : null;
   if (id === state.engineHead || !state.engine) return;
   state.engineHead = id;
-  const set = v ? state.engine.call('setHead', { weight: v.weight, bias: v.bias, names: v.names, k: 3 }) : state.engine.call('clearHead');
+  const set = v ? state.engine.call('setHead', { weight: v.weight, bias: v.bias, names: v.names, k: 3, tag: String(id) }) : state.engine.call('clearHead');
   set.then((top) => {
     if (!top || state.engineHead !== id || !state.lastFrame) return;
-    state.lastFrame = { ...state.lastFrame, head: top, headId: id };
+    state.lastFrame = { ...state.lastFrame, head: top, headId: String(id) };
     renderLive();
   }).catch((err) => { state.engineHead = null; showError(`The live view cannot use this head: ${err.message || err}`); });
 }
@@ -58,7 +58,7 @@ function renderLive() {
   if (!f) return;
   const v = currentVersion();
   if (state.mode === 'custom' && v) {
-    if (!f.head || f.headId !== v.id) return; // the next frame brings this head's answer
+    if (!f.head || f.headId !== String(v.id)) return; // the next frame brings this head's answer
     showPredictions(f.head.map((t) => ({ label: t.label, p: t.probability })));
     if (stats.awaitingLive === v.id && stats.trainPressedAt !== null) {
       stats.trainToLiveMs = performance.now() - stats.trainPressedAt;
@@ -85,11 +85,11 @@ export async function onFrame(video) {
   }
   const now = performance.now();
   const record = state.recording !== null && now - state.lastSample >= SAMPLE_EVERY_MS;
-  const headId = state.engineHead;
   const args = { rgba: frame.rgba, width: frame.width, height: frame.height, k: 3, include: record ? ['embedding'] : [] };
   const r = await exclusive(() => state.engine.call('classify', args, { transfer: [frame.rgba.buffer] }));
   keep(stats.frameMs, r.ms);
-  state.lastFrame = { top: r.top, head: r.head, headId: r.head ? headId : null };
+  // The engine says which head answered (one set while this frame ran may have).
+  state.lastFrame = { top: r.top, head: r.head, headId: r.head ? r.headTag : null };
   renderLive();
   stats.frames++;
   fps.frames++;

@@ -5,7 +5,8 @@
 //                                             leaves the engine in use untouched)
 //   classify { rgba, width, height, k, include } -> { top, head?, embedding?: Float32Array, ms, backend }
 //   embed { rgba, width, height }         -> Float32Array
-//   setHead { weight, bias, names, k } -> its top k on the last frame classified (or null);
+//   setHead { weight, bias, names, k, tag } -> its top k on the last frame classified (or null);
+//                                             classify results name the head that ran (headTag)
 //   clearHead                             the user's head, run on every classify from then on
 //   importModel { bytes, fileName, labels?, normalization? } -> .etm bytes (the importer
 //                                             module is fetched on the first call)
@@ -50,7 +51,7 @@ serve({
     return r;
   },
   embed: ({ rgba, width, height }) => started().embed(rgba, width, height),
-  setHead: ({ weight, bias, names, k }) => started().setHead(weight, bias, names, k) ?? null,
+  setHead: ({ weight, bias, names, k, tag }) => started().setHead(weight, bias, names, k, tag) ?? null,
   clearHead: () => started().clearHead() ?? null,
   backend: () => started().backend(),
   loseDevice() {
