@@ -1,15 +1,15 @@
 // One contender of the browser benchmark, in the page (bench/browser.mjs opens one fresh
-// browser per contender): ?engine=edgetune-int8 | edgetune-f32 | edgetune-webgpu |
-// ort-f32 | ort-int8. All run EfficientNet-Lite0 224x224, batch 1, single-threaded, on the
-// same photo drawn to a 224x224 canvas (centre square). Timed: the model run only (edgetune's
-// `ms`, which starts after its own preprocessing; onnxruntime's `session.run` on a prepared
-// NCHW tensor), after warm-up. Also: ms from navigation start to the first result, and the
-// top-1 class index, so the contenders can be checked against each other.
+// browser per contender): ?engine=edgetune|ort|litert&file=URL&side=S[&backend=gpu][&threads=N].
+// Every contender gets the same photo drawn to an S x S canvas (centre square), converted to
+// its input before timing; timed: JS wall time around one inference call and reading its
+// result, after warm-up. Also: ms from navigation start to the first result, and the top-1
+// class index, so the contenders can be checked against each other.
 const params = new URLSearchParams(location.search);
 const engine = params.get('engine');
+const file = params.get('file');
+const SIDE = Number(params.get('side') || 224);
 const WARMUP = Number(params.get('warmup') || 5);
 const RUNS = Number(params.get('runs') || 50);
-const SIDE = 224;
 
 async function photo() {
   const bmp = await createImageBitmap(await (await fetch('/photo')).blob());
@@ -22,61 +22,80 @@ async function photo() {
 
 const argmax = (v) => v.reduce((b, x, i) => (x > v[b] ? i : b), 0);
 
-async function edgetune(rgba, model, backend) {
+// Wall time of `f()`, which returns the output scores' top-1 index.
+async function timed(f) {
+  const t0 = performance.now();
+  const top = await f();
+  return { ms: performance.now() - t0, top };
+}
+
+async function edgetune(rgba, backend) {
   const m = await import('/pkg/edgetune.js');
   await m.default();
-  const bytes = new Uint8Array(await (await fetch(`/models/${model}`)).arrayBuffer());
+  const bytes = new Uint8Array(await (await fetch(file)).arrayBuffer());
   const e = await m.Engine.create(bytes, backend);
   const report = e.backend();
   if (report.backend !== backend) throw new Error(`asked for ${backend}, got ${report.backend}: ${report.reason}`);
-  const once = async () => {
-    const r = await e.classify(new Uint8Array(rgba), SIDE, SIDE, 1);
-    return { ms: r.ms, top: r.top[0].index };
-  };
-  // Where the time goes, by layer kind (CPU path, int8 and f32): medians of 5 runs per node.
+  const input = new Uint8Array(rgba);
+  const once = () => timed(async () => (await e.classify(input, SIDE, SIDE, 1)).top[0].index);
+  // Where the time goes, by layer kind (CPU path): medians of 5 runs per node.
   const profile = backend === 'cpu' ? () => {
-    const rows = m.profileLayers(bytes, new Uint8Array(rgba), SIDE, SIDE, 5);
+    const rows = m.profileLayers(bytes, input, SIDE, SIDE, 5);
     const byKind = {};
+    let macs = 0;
     for (const r of rows) {
       const k = (byKind[r.kind] ||= { ms: 0, macs: 0 });
       k.ms += r.ms;
       k.macs += r.macs;
+      macs += r.macs;
     }
     // The SIMD instruction mix's ceiling (no memory traffic): best of 3 after a warm-up
     // call, so V8's optimizing tier is measured, not its baseline compiler.
     m.simdPeak(5_000_000);
     const peak = Math.max(...[0, 1, 2].map(() => m.simdPeak(20_000_000) || 0));
-    return { byKind, peakMacsPerS: peak };
+    return { byKind, macs, peakMacsPerS: peak };
   } : null;
   return { once, profile, detail: `${report.device}${report.variant ? ` (${report.variant})` : ''}` };
 }
 
-async function ort(rgba, model) {
+async function ort(rgba) {
   const ort = await import('/ort/ort.wasm.min.mjs');
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.wasmPaths = '/ort/';
-  const session = await ort.InferenceSession.create(`/onnx/${model}`, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+  const session = await ort.InferenceSession.create(file, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
   // The model's own preprocessing, (x - 127) / 128 (as in the .etm header), NCHW.
   const x = new Float32Array(3 * SIDE * SIDE);
   for (let i = 0; i < SIDE * SIDE; i++) for (let c = 0; c < 3; c++) x[c * SIDE * SIDE + i] = (rgba[4 * i + c] - 127) / 128;
   const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', x, [1, 3, SIDE, SIDE]) };
-  const once = async () => {
-    const t0 = performance.now();
-    const out = await session.run(feeds);
-    const ms = performance.now() - t0;
-    return { ms, top: argmax(out[session.outputNames[0]].data) };
-  };
+  const once = () => timed(async () => argmax((await session.run(feeds))[session.outputNames[0]].data));
   return { once, detail: `onnxruntime-web ${ort.env.versions?.web ?? ''} wasm, 1 thread` };
+}
+
+// LiteRT.js on the .tflite file: the uint8 RGB input the quantized MobileNets take.
+async function litert(rgba, threads) {
+  const lr = await import('/litert-js/index.js');
+  await lr.loadLiteRt('/litert/', threads > 1 ? { threads: true } : {});
+  const model = await lr.loadAndCompile(file, { accelerator: 'wasm', cpuOptions: { numThreads: threads } });
+  const rgb = new Uint8Array(SIDE * SIDE * 3);
+  for (let i = 0; i < SIDE * SIDE; i++) for (let c = 0; c < 3; c++) rgb[3 * i + c] = rgba[4 * i + c];
+  const input = new lr.Tensor(rgb, [1, SIDE, SIDE, 3]);
+  const once = () => timed(async () => {
+    const out = await model.run(input);
+    const top = argmax(out[0].toTypedArray());
+    for (const t of out) t.delete();
+    return top;
+  });
+  const relaxed = await lr.supportsFeature('relaxedSimd');
+  return { once, detail: `LiteRT.js, ${threads} thread${threads > 1 ? 's' : ''}, relaxed SIMD ${relaxed ? 'on' : 'off'}` };
 }
 
 async function main() {
   const rgba = await photo();
+  const threads = Number(params.get('threads') || 1);
   const c = {
-    'edgetune-int8': () => edgetune(rgba, 'efficientnet_lite0.int8.etm', 'cpu'),
-    'edgetune-f32': () => edgetune(rgba, 'efficientnet_lite0.f32.etm', 'cpu'),
-    'edgetune-webgpu': () => edgetune(rgba, 'efficientnet_lite0.int8.etm', 'gpu'),
-    'ort-f32': () => ort(rgba, 'lite0.f32.onnx'),
-    'ort-int8': () => ort(rgba, 'lite0.int8.onnx'),
+    edgetune: () => edgetune(rgba, params.get('backend') || 'cpu'),
+    ort: () => ort(rgba),
+    litert: () => litert(rgba, threads),
   }[engine];
   if (!c) throw new Error(`unknown engine ${engine}`);
   const runner = await c();

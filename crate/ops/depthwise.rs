@@ -158,9 +158,10 @@ pub fn depthwise_i8_acc(
     }
 }
 
-/// The int8 output: in wasm SIMD builds with the engine's f32 requantization, each output
-/// pixel is requantized while its accumulators are in L1 (no image-sized i32 buffer);
-/// otherwise [`depthwise_i8_acc`] then [`requantize_channels_last`]. Same bits either way.
+/// The int8 output: in wasm SIMD builds each output pixel is requantized while its
+/// accumulators are in L1 (no image-sized i32 buffer), in either arithmetic where the SIMD
+/// form covers it; otherwise [`depthwise_i8_acc`] then [`requantize_channels_last`]. Same bits
+/// either way.
 pub fn depthwise_i8_requant(
     x: &[i8],
     zx: i32,
@@ -170,11 +171,18 @@ pub fn depthwise_i8_requant(
     rq: &Requant,
 ) -> Result<Vec<i8>> {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if rq.fixed.is_none() {
+    {
+        use super::requant_wasm::ChannelRequant;
         w.check(g)?;
-        let mults = rq.per_channel(g.out_c)?;
-        let q = (rq.zero_point, rq.lo, rq.hi);
-        return Ok(super::depthwise_wasm::depthwise_i8_requant(x, zx, w.taps_major(), bias, g, &mults, q));
+        match ChannelRequant::new(rq, g.out_c)? {
+            Some(ChannelRequant::Float(f)) => {
+                return Ok(super::depthwise_wasm::depthwise_i8_requant(x, zx, w.taps_major(), bias, g, &f))
+            }
+            Some(ChannelRequant::Fixed(f)) => {
+                return Ok(super::depthwise_wasm::depthwise_i8_requant(x, zx, w.taps_major(), bias, g, &f))
+            }
+            None => {}
+        }
     }
     let acc = depthwise_i8_acc(x, zx, w, bias, g)?;
     requantize_channels_last(&acc, g.out_c, rq)
@@ -295,6 +303,8 @@ mod tests {
                 },
             ),
             ([1, 3, 3, 33], [5, 5], Conv2dParams { padding: Padding::SameUpper, groups: 33, ..Default::default() }),
+            // MobileNet V1 0.25's narrowest layer: one 8-channel block.
+            ([1, 6, 7, 8], [3, 3], Conv2dParams { padding: Padding::SameUpper, groups: 8, ..Default::default() }),
         ];
         for (k, (xs, [kh, kw], p)) in cases.into_iter().enumerate() {
             let c = xs[3];
@@ -319,7 +329,8 @@ mod tests {
                 Requant::tflite("t", 0.1, w.params().scales(), &out).unwrap(),
             ] {
                 let q = depthwise_i8_requant(xd, -9, &prepared, Some(&bias), &g, &rq).unwrap();
-                assert_eq!(q, requantize_channels_last(&want, c, &rq).unwrap(), "case {k} requantized");
+                let scalar: Vec<i8> = want.iter().enumerate().map(|(i, &a)| rq.apply(a, i % c)).collect();
+                assert_eq!(q, scalar, "case {k} requantized");
             }
         }
     }

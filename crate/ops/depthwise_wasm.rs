@@ -32,21 +32,6 @@ fn tap_range(o: usize, kernel: usize, stride: usize, dilation: usize, pad: usize
     (first, (end as usize).clamp(first, kernel))
 }
 
-/// Eight int8 values at `at`, widened to i16 and centred by `zx`.
-#[inline(always)]
-fn load8_centred(x: &[i8], at: usize, zx: v128) -> v128 {
-    let chunk = &x[at..at + LANES];
-    // SAFETY: `chunk` holds exactly 8 bytes; v128_load64 reads 8, no alignment requirement.
-    i16x8_sub(unsafe { i16x8_load_extend_i8x8(chunk.as_ptr()) }, zx)
-}
-
-#[inline(always)]
-fn load8(s: &[i16], at: usize) -> v128 {
-    let chunk = &s[at..at + LANES];
-    // SAFETY: `chunk` holds exactly 8 i16 (16 bytes); v128_load has no alignment requirement.
-    unsafe { v128_load(chunk.as_ptr() as *const v128) }
-}
-
 #[inline(always)]
 fn load4(s: &[i32], at: usize) -> v128 {
     let chunk = &s[at..at + 4];
@@ -74,19 +59,18 @@ pub fn depthwise_i8_acc(x: &[i8], zx: i32, wc: &[i16], bias: Option<&[i32]>, g: 
 /// requantized while they are still in L1 ([`super::requant_wasm::requantize_rows`], the
 /// engine's scheme, `mults` one per channel), so no image-sized i32 buffer is written and
 /// read back (that pass was a third of the depthwise time in Lite0).
-pub fn depthwise_i8_requant(
+pub(super) fn depthwise_i8_requant<R: super::requant_wasm::Requant4>(
     x: &[i8],
     zx: i32,
     wc: &[i16],
     bias: Option<&[i32]>,
     g: &ConvGeometry,
-    mults: &[f32],
-    (zp, lo, hi): (i32, i32, i32),
+    rq: &R,
 ) -> Vec<i8> {
     let c = g.in_c;
     let mut y = vec![0i8; g.batch * g.out_h * g.out_w * c];
     depthwise_pixels(x, zx, wc, bias, g, |px, acc| {
-        super::requant_wasm::requantize_rows(acc, mults, zp, lo, hi, &mut y[px * c..(px + 1) * c]);
+        super::requant_wasm::requantize_rows(acc, c, rq, &mut y[px * c..(px + 1) * c]);
     });
     y
 }
@@ -211,14 +195,14 @@ fn depthwise_pixels(
         }
         while c0 < c8 {
             let (mut lo, mut hi) = (load4(&bias_c, c0), load4(&bias_c, c0 + 4));
-            for dy in 0..t.rows {
-                let (xr, wr) = (t.x + dy * t.x_row + c0, t.w + dy * t.w_row + c0);
-                for dx in 0..t.cols {
-                    let xv = load8_centred(x, xr + dx * t.x_col, zx8);
-                    let wv = load8(wt, wr + dx * c);
+            // SAFETY: as for the 16-channel pass, with c0 + 8 <= c.
+            unsafe {
+                t.for_each_tap(x.as_ptr(), wt.as_ptr(), c0, c, |xo, wo| {
+                    let xv = i16x8_sub(i16x8_load_extend_i8x8(xo), zx8);
+                    let wv = v128_load(wo as *const v128);
                     lo = i32x4_add(lo, i32x4_extmul_low_i16x8(xv, wv));
                     hi = i32x4_add(hi, i32x4_extmul_high_i16x8(xv, wv));
-                }
+                });
             }
             store4(&mut out, c0, lo);
             store4(&mut out, c0 + 4, hi);

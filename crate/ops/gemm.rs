@@ -312,9 +312,9 @@ pub fn gemm_i8_acc_packed(a: &[i8], za: i32, b: &PackedB, bias: Option<&[i32]>, 
     Ok(gemm_i8_acc_rows(a, za, &b.data, bias, m, k, n))
 }
 
-/// [`gemm_i8_acc_packed`] followed by [`requantize_channels_last`]. In wasm SIMD builds, for
-/// the engine's float-multiplier scheme, the requantization is fused into the GEMM's store
-/// (same bits, no i32 sums in memory).
+/// [`gemm_i8_acc_packed`] followed by [`requantize_channels_last`]. In wasm SIMD builds the
+/// requantization (either arithmetic, where the SIMD form covers it) is fused into the GEMM's
+/// store: same bits, no i32 sums in memory.
 pub fn gemm_i8_requant_packed(
     a: &[i8],
     za: i32,
@@ -324,12 +324,19 @@ pub fn gemm_i8_requant_packed(
     m: usize,
 ) -> Result<Vec<i8>> {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if rq.fixed.is_none() {
+    {
+        use super::requant_wasm::ChannelRequant;
         let (n, k) = (b.n, b.k);
         check_packed_args(a, za, b, bias, m)?;
-        let mults = rq.per_channel(n)?;
-        let q = (rq.zero_point, rq.lo, rq.hi);
-        return Ok(super::gemm_wasm::gemm_i8_requant_packed(a, za, &b.data, bias, &mults, q, m, k, n));
+        match ChannelRequant::new(rq, n)? {
+            Some(ChannelRequant::Float(f)) => {
+                return Ok(super::gemm_wasm::gemm_i8_requant_packed(a, za, &b.data, bias, &f, m, k, n))
+            }
+            Some(ChannelRequant::Fixed(f)) => {
+                return Ok(super::gemm_wasm::gemm_i8_requant_packed(a, za, &b.data, bias, &f, m, k, n))
+            }
+            None => {}
+        }
     }
     let acc = gemm_i8_acc_packed(a, za, b, bias, m)?;
     requantize_channels_last(&acc, b.n, rq)
@@ -358,8 +365,22 @@ fn gemm_i8_acc_rows(a: &[i8], za: i32, bt: &[i16], bias: Option<&[i32]>, m: usiz
 /// Requantizes accumulators laid out `[.., C]` (channel last) with per-channel multipliers.
 pub fn requantize_channels_last(acc: &[i32], channels: usize, rq: &Requant) -> Result<Vec<i8>> {
     let c = channels.max(1);
-    let mults = rq.per_channel(channels)?;
     let mut out = vec![0i8; acc.len()];
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use super::requant_wasm::{requantize_rows, ChannelRequant};
+        match ChannelRequant::new(rq, c)? {
+            Some(ChannelRequant::Float(f)) => requantize_rows(acc, c, &f, &mut out),
+            Some(ChannelRequant::Fixed(f)) => requantize_rows(acc, c, &f, &mut out),
+            None => requantize_rows_scalar(acc, c, rq, &mut out)?,
+        }
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    requantize_rows_scalar(acc, c, rq, &mut out)?;
+    Ok(out)
+}
+
+fn requantize_rows_scalar(acc: &[i32], c: usize, rq: &Requant, out: &mut [i8]) -> Result<()> {
     if rq.fixed.is_some() {
         // TFLite's fixed-point arithmetic (imported TFLite models).
         for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
@@ -367,18 +388,16 @@ pub fn requantize_channels_last(acc: &[i32], channels: usize, rq: &Requant) -> R
                 *o = rq.apply(a, k);
             }
         }
-        return Ok(out);
+        return Ok(());
     }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    super::requant_wasm::requantize_rows(acc, &mults, rq.zero_point, rq.lo, rq.hi, &mut out);
     // Row by row with the multipliers zipped in: a straight loop the compiler can vectorize.
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let mults = rq.per_channel(c)?;
     for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
         for ((o, &a), &m) in orow.iter_mut().zip(arow).zip(&mults) {
             *o = crate::quant::requantize(a, m, rq.zero_point, rq.lo, rq.hi) as i8;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `sum_p (w[p] - z) * x[p]` in f32 for an int8 weight row against a float vector (the
@@ -471,6 +490,7 @@ pub fn dense_i8(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::{Activation, OutputQuant};
 
     #[test]
     fn dense_gradients_match_finite_differences() {
@@ -564,6 +584,19 @@ mod tests {
                             assert_eq!(got[i * n + j], want, "m={m} k={k} n={n} at ({i}, {j})");
                         }
                     }
+                    // The fused requantizing GEMM, in both arithmetics, equals the scalar
+                    // requantization of the plain sums.
+                    let packed = PackedB::new(&b, &zb, n, k).unwrap();
+                    let out = OutputQuant::new(0.05, (next() % 21) as i32 - 10, Activation::Relu6).unwrap();
+                    let scales: Vec<f32> = (0..n).map(|j| 0.002 * (1.0 + j as f32 * 0.37)).collect();
+                    for rq in [
+                        Requant::new("t", 0.1, &scales, &out).unwrap(),
+                        Requant::tflite("t", 0.1, &scales, &out).unwrap(),
+                    ] {
+                        let fused = gemm_i8_requant_packed(&a, za, &packed, Some(&bias), &rq, m).unwrap();
+                        let want: Vec<i8> = got.iter().enumerate().map(|(x, &acc)| rq.apply(acc, x % n)).collect();
+                        assert_eq!(fused, want, "m={m} k={k} n={n} fixed={}", rq.fixed.is_some());
+                    }
                 }
             }
         }
@@ -574,7 +607,7 @@ mod tests {
     /// and off the 16-lane step.
     #[test]
     fn requantizing_rows_equals_the_scalar_spec() {
-        use crate::quant::{requantize, Activation, OutputQuant};
+        use crate::quant::requantize;
         for &c in &[1usize, 5, 16, 19, 32] {
             for act in [Activation::None, Activation::Relu6] {
                 let scales: Vec<f32> = (0..c).map(|j| 0.002 + 0.0007 * j as f32).collect();

@@ -144,31 +144,25 @@ pub fn gemm_i8_acc_packed(
     acc
 }
 
-/// The GEMM with requantization fused into its store ([`super::requant_wasm::requant4`], the
-/// engine's scheme, bit-identical to [`crate::quant::requantize`]): each tile becomes int8 in
-/// registers, so the i32 sums never reach memory. `mults` holds one multiplier per channel.
+/// The GEMM with requantization fused into its store ([`super::requant_wasm::Requant4`], in
+/// either arithmetic, bit-identical to [`crate::quant::Requant::apply`]): each tile becomes
+/// int8 in registers, so the i32 sums never reach memory.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_i8_requant_packed(
+pub(super) fn gemm_i8_requant_packed<R: super::requant_wasm::Requant4>(
     a: &[i8],
     za: i32,
     packed: &[i16],
     bias: Option<&[i32]>,
-    mults: &[f32],
-    (zp, lo, hi): (i32, i32, i32),
+    rq: &R,
     m: usize,
     k: usize,
     n: usize,
 ) -> Vec<i8> {
-    let np = n.div_ceil(NR) * NR;
-    let mut mult_p = vec![0f32; np];
-    mult_p[..n].copy_from_slice(&mults[..n]);
-    let bounds = super::requant_wasm::Bounds::new(zp, lo, hi);
     let mut out = vec![0i8; m * n];
     gemm_tiles(a, za, packed, bias, m, k, n, |i, rows, j, s| {
-        let (m0, m1) = (load_f32x4(&mult_p[j..j + LANES]), load_f32x4(&mult_p[j + LANES..j + NR]));
         for (r, sr) in s.iter().enumerate().take(rows) {
-            let q0 = super::requant_wasm::requant4(sr[0], m0, &bounds);
-            let q1 = super::requant_wasm::requant4(sr[1], m1, &bounds);
+            let q0 = rq.apply4(sr[0], j);
+            let q1 = rq.apply4(sr[1], j + LANES);
             // Channels j..j + 8 in the low 8 bytes (the narrows saturate nothing: q is in range).
             let q16 = i16x8_narrow_i32x4(q0, q1);
             let q = i8x16_narrow_i16x8(q16, q16);
@@ -186,13 +180,6 @@ pub fn gemm_i8_requant_packed(
         }
     });
     out
-}
-
-#[inline(always)]
-fn load_f32x4(s: &[f32]) -> v128 {
-    assert!(s.len() >= 4);
-    // SAFETY: `s` holds at least 4 f32 (16 bytes).
-    unsafe { v128_load(s.as_ptr() as *const v128) }
 }
 
 #[inline(always)]
