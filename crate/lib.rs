@@ -16,6 +16,9 @@
 //! - [`train`]: losses, optimizers, schedules, metrics, head and block trainers.
 //! - [`compress`]: PTQ, pruning, and the QAT / pruning / distillation drivers.
 //! - `web` (wasm32 only): the `#[wasm_bindgen]` surface used by the page.
+// The threaded wasm module (built with RUSTC_BOOTSTRAP=1, scripts/build-wasm.sh) sleeps its
+// helper threads with memory.atomic.wait32, whose intrinsics are not yet stable.
+#![cfg_attr(all(target_arch = "wasm32", target_feature = "atomics"), feature(stdarch_wasm_atomic_wait))]
 
 pub mod base;
 pub mod compress;

@@ -6,19 +6,31 @@
 #   pkg/           the engine, without the model importers (what every page load fetches);
 #   pkg/importer/  the same plus the ONNX and TFLite readers (`importers` feature), fetched
 #                  when someone opens a model file.
+#   pkg/threads/   the engine built for threads (shared memory + atomics; `RUSTC_BOOTSTRAP=1
+#                  -Z build-std`, since the shipped std is built without atomics), loaded
+#                  instead of pkg/ when the page is cross-origin isolated (www/lib/engine-loader.js).
 # Prints the shipped sizes.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-# build_module OUT_DIR CARGO_FEATURE_ARGS...
+# build_module OUT_DIR CARGO_FEATURE_ARGS... (THREADS=1 in the environment: the threaded build,
+# in its own target dir since its std differs)
 build_module() {
   local out=$1; shift
   say "building the wasm module $out (release)"
-  cargo build --lib --target "$WASM_TARGET" --profile wasm-release "$@"
-  local raw="target/$WASM_TARGET/wasm-release/edgetune.wasm"
+  local target_dir=target opt_threads=()
+  if [ "${THREADS:-0}" = 1 ]; then
+    target_dir=target/threads
+    opt_threads=(--enable-threads)
+    RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="$THREADS_RUSTFLAGS" \
+      cargo build --lib --target "$WASM_TARGET" --profile wasm-release -Z build-std=std,panic_abort "$@"
+  else
+    cargo build --lib --target "$WASM_TARGET" --profile wasm-release "$@"
+  fi
+  local raw="$target_dir/$WASM_TARGET/wasm-release/edgetune.wasm"
   [ -f "$raw" ] || die "cargo did not produce $raw"
   # cargo overwrites the same file for both feature sets: compare contents, not times.
-  local stamp="target/$WASM_TARGET/wasm-release/${out//\//_}.source.wasm"
+  local stamp="$target_dir/$WASM_TARGET/wasm-release/${out//\//_}.source.wasm"
   if [ -f "$out/edgetune_bg.wasm" ] && [ -f "$stamp" ] && cmp -s "$raw" "$stamp" && [ "$out/edgetune_bg.wasm" -nt "$0" ]; then
     say "$out is up to date"
   else
@@ -26,7 +38,7 @@ build_module() {
     wasm-bindgen --target web --out-dir "$out.tmp" --out-name edgetune "$raw"
     node_modules/.bin/wasm-opt -O3 --enable-simd \
       --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-      --enable-reference-types --enable-multivalue --enable-mutable-globals \
+      --enable-reference-types --enable-multivalue --enable-mutable-globals "${opt_threads[@]}" \
       "$out.tmp/edgetune_bg.wasm" -o "$out.tmp/edgetune_bg.wasm"
     rm -rf "$out" && mkdir -p "$(dirname "$out")" && mv "$out.tmp" "$out"
     cp "$raw" "$stamp"
@@ -39,4 +51,11 @@ build_module() {
 # The importer first: pkg/ is replaced whole by the engine build, so keep it aside.
 build_module pkg.importer
 build_module pkg.engine --no-default-features
-rm -rf pkg && cp -r pkg.engine pkg && cp -r pkg.importer pkg/importer
+# Shared memory (imported, so every worker instance gets the same one), atomics, and the TLS
+# symbols wasm-bindgen needs to give each thread its own thread-locals.
+THREADS_RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 \
+  -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=1073741824 \
+  -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size \
+  -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base"
+THREADS=1 build_module pkg.threads --no-default-features
+rm -rf pkg && cp -r pkg.engine pkg && cp -r pkg.importer pkg/importer && cp -r pkg.threads pkg/threads

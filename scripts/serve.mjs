@@ -76,6 +76,10 @@ function handle(req, res) {
         'X-Content-Type-Options': 'nosniff',
         'Referrer-Policy': 'no-referrer',
         'Cache-Control': 'no-cache',
+        // Cross-origin isolation: SharedArrayBuffer, hence the threaded engine. The page
+        // loads nothing from other origins, so require-corp costs nothing.
+        'Cross-Origin-Opener-Policy': 'same-origin',
+        'Cross-Origin-Embedder-Policy': 'require-corp',
       });
       res.end(req.method === 'HEAD' ? undefined : data);
     });

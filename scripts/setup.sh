@@ -18,6 +18,12 @@ if ! rustup target list --installed | grep -qx "$WASM_TARGET"; then
   rustup target add "$WASM_TARGET"
 fi
 
+# The threaded module rebuilds std with atomics (-Z build-std): it needs the standard library's source.
+if ! rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+  say "adding the rust-src component (the threaded wasm module rebuilds std with atomics)"
+  rustup component add rust-src
+fi
+
 have_bindgen=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have_bindgen" != "$WASM_BINDGEN_VERSION" ]; then
   say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (found: ${have_bindgen:-none}; takes about 2 minutes once)"

@@ -87,7 +87,8 @@ async function main() {
   }
   try {
     $('backend').textContent = 'starting engine…';
-    state.engine = new WorkerClient('/workers/engine.js', 'engine');
+    const threads = new URLSearchParams(location.search).get('threads');
+    state.engine = new WorkerClient(`/workers/engine.js${threads ? `?threads=${encodeURIComponent(threads)}` : ''}`, 'engine');
     await startBackbone(saved && saved.backbone !== BUILTIN ? saved.models.find((m) => m.key === saved.backbone) : null);
   } catch (err) {
     engineFailed(err);

@@ -5,7 +5,7 @@
 //   stale while online), the fresh response refreshes the cache, and the cache answers when
 //   the network fails. Requests to any other origin are not touched: never cached, never
 //   forwarded (the page's Content-Security-Policy blocks them anyway).
-const CACHE = 'edgetune-v2';
+const CACHE = 'edgetune-v3';
 const SHELL = [
   '/',
   '/index.html',
@@ -25,10 +25,15 @@ const SHELL = [
   '/views/models.js',
   '/workers/engine.js',
   '/workers/trainer.js',
+  '/workers/pool-helper.js',
+  '/lib/engine-loader.js',
   '/manifest.webmanifest',
   '/icon.svg',
   '/pkg/edgetune.js',
   '/pkg/edgetune_bg.wasm',
+  // The threaded engine, which a cross-origin isolated page runs instead.
+  '/pkg/threads/edgetune.js',
+  '/pkg/threads/edgetune_bg.wasm',
   // The model importers, loaded when a model file is opened: cached so that works offline too.
   '/pkg/importer/edgetune.js',
   '/pkg/importer/edgetune_bg.wasm',

@@ -29,9 +29,11 @@ async function timed(f) {
   return { ms: performance.now() - t0, top };
 }
 
-async function edgetune(rgba, backend) {
-  const m = await import('/pkg/edgetune.js');
-  await m.default();
+async function edgetune(rgba, backend, threads) {
+  const { loadEngine } = await import('/lib/engine-loader.js');
+  const loaded = await loadEngine({ threads });
+  if (loaded.threads !== threads) throw new Error(`asked for ${threads} threads, got ${loaded.threads}: ${loaded.reason}`);
+  const m = loaded.module;
   const bytes = new Uint8Array(await (await fetch(file)).arrayBuffer());
   const e = await m.Engine.create(bytes, backend);
   const report = e.backend();
@@ -39,7 +41,7 @@ async function edgetune(rgba, backend) {
   const input = new Uint8Array(rgba);
   const once = () => timed(async () => (await e.classify(input, SIDE, SIDE, 1)).top[0].index);
   // Where the time goes, by layer kind (CPU path): medians of 5 runs per node.
-  const profile = backend === 'cpu' ? () => {
+  const profile = backend === 'cpu' && threads === 1 ? () => {
     const rows = m.profileLayers(bytes, input, SIDE, SIDE, 5);
     const byKind = {};
     let macs = 0;
@@ -55,7 +57,7 @@ async function edgetune(rgba, backend) {
     const peak = Math.max(...[0, 1, 2].map(() => m.simdPeak(20_000_000) || 0));
     return { byKind, macs, peakMacsPerS: peak };
   } : null;
-  return { once, profile, detail: `${report.device}${report.variant ? ` (${report.variant})` : ''}` };
+  return { once, profile, detail: `${report.device}${report.variant ? ` (${report.variant})` : ''}, ${loaded.variant} module, ${threads} thread${threads > 1 ? 's' : ''}` };
 }
 
 async function ort(rgba) {
@@ -93,7 +95,7 @@ async function main() {
   const rgba = await photo();
   const threads = Number(params.get('threads') || 1);
   const c = {
-    edgetune: () => edgetune(rgba, params.get('backend') || 'cpu'),
+    edgetune: () => edgetune(rgba, params.get('backend') || 'cpu', threads),
     ort: () => ort(rgba),
     litert: () => litert(rgba, threads),
   }[engine];

@@ -51,7 +51,7 @@ fn store4(out: &mut [i32], at: usize, v: v128) {
 pub fn depthwise_i8_acc(x: &[i8], zx: i32, wc: &[i16], bias: Option<&[i32]>, g: &ConvGeometry) -> Vec<i32> {
     let c = g.in_c;
     let mut y = vec![0i32; g.batch * g.out_h * g.out_w * c];
-    depthwise_pixels(x, zx, wc, bias, g, |px, acc| y[px * c..(px + 1) * c].copy_from_slice(acc));
+    depthwise_pixels(x, zx, wc, bias, g, 0..g.batch * g.out_h, |px, acc| y[px * c..(px + 1) * c].copy_from_slice(acc));
     y
 }
 
@@ -59,7 +59,7 @@ pub fn depthwise_i8_acc(x: &[i8], zx: i32, wc: &[i16], bias: Option<&[i32]>, g: 
 /// requantized while they are still in L1 ([`super::requant_wasm::requantize_rows`], the
 /// engine's scheme, `mults` one per channel), so no image-sized i32 buffer is written and
 /// read back (that pass was a third of the depthwise time in Lite0).
-pub(super) fn depthwise_i8_requant<R: super::requant_wasm::Requant4>(
+pub(super) fn depthwise_i8_requant<R: super::requant_wasm::Requant4 + Sync>(
     x: &[i8],
     zx: i32,
     wc: &[i16],
@@ -69,8 +69,17 @@ pub(super) fn depthwise_i8_requant<R: super::requant_wasm::Requant4>(
 ) -> Vec<i8> {
     let c = g.in_c;
     let mut y = vec![0i8; g.batch * g.out_h * g.out_w * c];
-    depthwise_pixels(x, zx, wc, bias, g, |px, acc| {
-        super::requant_wasm::requantize_rows(acc, c, rq, &mut y[px * c..(px + 1) * c]);
+    // Output rows split over the pool's threads, each task writing its own rows.
+    let (rows, row_len) = (g.batch * g.out_h, g.out_w * c);
+    let threads = crate::base::pool::threads();
+    let per_task = if threads <= 1 { rows } else { rows.div_ceil(threads * 2) }.max(1);
+    crate::base::pool::parallel_chunks_mut(&mut y, per_task * row_len.max(1), &|t, part| {
+        let (r0, px0) = (t * per_task, t * per_task * g.out_w);
+        let r1 = (r0 + per_task).min(rows);
+        depthwise_pixels(x, zx, wc, bias, g, r0..r1, |px, acc| {
+            let at = (px - px0) * c;
+            super::requant_wasm::requantize_rows(acc, c, rq, &mut part[at..at + c]);
+        });
     });
     y
 }
@@ -116,30 +125,30 @@ impl Window {
     }
 }
 
-/// Calls `f` with the [`Window`] of every output pixel, in output order.
-fn for_each_window(g: &ConvGeometry, mut f: impl FnMut(&Window)) {
+/// Calls `f` with the [`Window`] of every output pixel of output rows `rows` (indices into
+/// the `N * OH` rows), in output order.
+fn for_each_window(g: &ConvGeometry, rows: core::ops::Range<usize>, mut f: impl FnMut(&Window)) {
     let [kh, kw] = g.kernel;
     let c = g.in_c;
     let (dil_y, dil_x) = (g.dilation[0], g.dilation[1]);
     let cols: Vec<(usize, usize)> =
         (0..g.out_w).map(|ox| tap_range(ox, kw, g.stride[1], dil_x, g.pad_left, g.in_w)).collect();
-    for n in 0..g.batch {
-        for oy in 0..g.out_h {
-            let (ky0, ky1) = tap_range(oy, kh, g.stride[0], dil_y, g.pad_top, g.in_h);
-            let iy0 = (oy * g.stride[0] + ky0 * dil_y).saturating_sub(g.pad_top);
-            for (ox, &(kx0, kx1)) in cols.iter().enumerate() {
-                let ix0 = (ox * g.stride[1] + kx0 * dil_x).saturating_sub(g.pad_left);
-                f(&Window {
-                    px: (n * g.out_h + oy) * g.out_w + ox,
-                    x: ((n * g.in_h + iy0) * g.in_w + ix0) * c,
-                    w: (ky0 * kw + kx0) * c,
-                    rows: ky1 - ky0,
-                    cols: kx1 - kx0,
-                    x_row: dil_y * g.in_w * c,
-                    x_col: dil_x * c,
-                    w_row: kw * c,
-                });
-            }
+    for row in rows {
+        let (n, oy) = (row / g.out_h.max(1), row % g.out_h.max(1));
+        let (ky0, ky1) = tap_range(oy, kh, g.stride[0], dil_y, g.pad_top, g.in_h);
+        let iy0 = (oy * g.stride[0] + ky0 * dil_y).saturating_sub(g.pad_top);
+        for (ox, &(kx0, kx1)) in cols.iter().enumerate() {
+            let ix0 = (ox * g.stride[1] + kx0 * dil_x).saturating_sub(g.pad_left);
+            f(&Window {
+                px: (n * g.out_h + oy) * g.out_w + ox,
+                x: ((n * g.in_h + iy0) * g.in_w + ix0) * c,
+                w: (ky0 * kw + kx0) * c,
+                rows: ky1 - ky0,
+                cols: kx1 - kx0,
+                x_row: dil_y * g.in_w * c,
+                x_col: dil_x * c,
+                w_row: kw * c,
+            });
         }
     }
 }
@@ -152,6 +161,7 @@ fn depthwise_pixels(
     wc: &[i16],
     bias: Option<&[i32]>,
     g: &ConvGeometry,
+    rows: core::ops::Range<usize>,
     mut emit: impl FnMut(usize, &[i32]),
 ) {
     let c = g.in_c;
@@ -166,7 +176,7 @@ fn depthwise_pixels(
     let mut out = vec![0i32; c];
     // The unchecked loads below rely on these lengths.
     assert!(x.len() >= g.batch * g.in_h * g.in_w * c && wt.len() == g.kernel[0] * g.kernel[1] * c);
-    for_each_window(g, |t| {
+    for_each_window(g, rows, |t| {
         let mut c0 = 0;
         // 16 channels (four accumulators) per pass, then 8, then single channels.
         while c0 < c16 {
@@ -233,7 +243,7 @@ pub fn depthwise_f32(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &ConvGeomet
     let mut y = vec![0f32; g.batch * g.out_h * g.out_w * c];
     // The unchecked loads below rely on these lengths.
     assert!(x.len() >= g.batch * g.in_h * g.in_w * c && wt.len() == g.kernel[0] * g.kernel[1] * c);
-    for_each_window(g, |t| {
+    for_each_window(g, 0..g.batch * g.out_h, |t| {
         let out = &mut y[t.px * c..(t.px + 1) * c];
         let mut c0 = 0;
         while c0 < c16 {

@@ -148,7 +148,7 @@ pub fn gemm_i8_acc_packed(
 /// either arithmetic, bit-identical to [`crate::quant::Requant::apply`]): each tile becomes
 /// int8 in registers, so the i32 sums never reach memory.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_i8_requant_packed<R: super::requant_wasm::Requant4>(
+pub(super) fn gemm_i8_requant_packed<R: super::requant_wasm::Requant4 + Sync>(
     a: &[i8],
     za: i32,
     packed: &[i16],
@@ -159,6 +159,33 @@ pub(super) fn gemm_i8_requant_packed<R: super::requant_wasm::Requant4>(
     n: usize,
 ) -> Vec<i8> {
     let mut out = vec![0i8; m * n];
+    if n == 0 {
+        return out;
+    }
+    // Row blocks split over the pool's threads (one block when single-threaded), each task
+    // writing its own rows of the output.
+    let threads = crate::base::pool::threads();
+    let per_task = if threads <= 1 { m } else { m.div_ceil(threads * 2).div_ceil(MR) * MR }.max(1);
+    crate::base::pool::parallel_chunks_mut(&mut out, per_task * n, &|t, part| {
+        let (i0, rows) = (t * per_task, part.len() / n);
+        gemm_requant_rows(&a[i0 * k..(i0 + rows) * k], za, packed, bias, rq, rows, k, n, part);
+    });
+    out
+}
+
+/// [`gemm_i8_requant_packed`] for `m` rows of A into `out` (`m * n`).
+#[allow(clippy::too_many_arguments)]
+fn gemm_requant_rows<R: super::requant_wasm::Requant4>(
+    a: &[i8],
+    za: i32,
+    packed: &[i16],
+    bias: Option<&[i32]>,
+    rq: &R,
+    m: usize,
+    k: usize,
+    n: usize,
+    out: &mut [i8],
+) {
     gemm_tiles(a, za, packed, bias, m, k, n, |i, rows, j, s| {
         for (r, sr) in s.iter().enumerate().take(rows) {
             let q0 = rq.apply4(sr[0], j);
@@ -179,7 +206,6 @@ pub(super) fn gemm_i8_requant_packed<R: super::requant_wasm::Requant4>(
             }
         }
     });
-    out
 }
 
 #[inline(always)]

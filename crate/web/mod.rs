@@ -29,6 +29,9 @@
 //! - `profileLayers(etm, rgba, width, height, runs)`: `[{ name, kind, ms, macs }]`, each node's
 //!   median CPU time (the browser benchmark's per-layer profile).
 //! - `simdPeak(iters)`: multiply-adds per second of the int8 SIMD instruction mix alone.
+//! - `setThreads(n)`, `threads()`: how many threads the CPU kernels split work for (the
+//!   threaded module, `pkg/threads/`; always 1 in the others), and `poolHelper()`, the life of
+//!   a helper worker (never returns; `www/lib/threads.js` starts them).
 
 mod engine;
 mod trainer;
@@ -234,6 +237,28 @@ pub fn profile_layers(etm: &[u8], rgba: &[u8], width: usize, height: usize, runs
 #[wasm_bindgen(js_name = simdPeak)]
 pub fn simd_peak(iters: u32) -> Option<f64> {
     crate::ops::gemm::int8_dot_peak_macs_per_s(iters)
+}
+
+/// Sets how many threads the CPU kernels split work for (this thread plus helpers the page
+/// started with `poolHelper`); returns the count in effect (1 in a module without threads).
+#[wasm_bindgen(js_name = setThreads)]
+pub fn set_threads(n: usize) -> usize {
+    crate::base::pool::set_threads(n);
+    crate::base::pool::threads()
+}
+
+/// The thread count the CPU kernels split work for.
+#[wasm_bindgen]
+pub fn threads() -> usize {
+    crate::base::pool::threads()
+}
+
+/// A helper worker's loop in the threaded module: waits for kernel tasks and runs them; never
+/// returns. Call it from a Web Worker that instantiated this module on the page's shared memory.
+#[cfg(target_feature = "atomics")]
+#[wasm_bindgen(js_name = poolHelper)]
+pub fn pool_helper() {
+    crate::base::pool::helper_loop()
 }
 
 #[derive(Serialize)]

@@ -63,7 +63,7 @@ async function switching(fn) {
 
 function backendLabel(b) {
   if (b.backend === 'gpu') return b.variant === 'dot4I8Packed' ? 'WebGPU · dot4' : 'WebGPU';
-  return 'CPU';
+  return b.cpu?.threads > 1 ? `CPU · ${b.cpu.threads} threads` : 'CPU';
 }
 
 // Starts the engine on `bytes` (the old engine keeps running if this fails).
@@ -74,7 +74,8 @@ async function startEngine(bytes) {
   state.frameSize = b.frameSize;
   state.engineHead = null; // a new engine starts without the user's head
   badge.textContent = backendLabel(b);
-  badge.title = `${b.device}: ${b.reason}`;
+  badge.title = `${b.device}: ${b.reason}${b.cpu ? `; CPU kernels: ${b.cpu.threads} thread${b.cpu.threads > 1 ? 's' : ''}${b.cpu.reason ? ` (${b.cpu.reason})` : ''}` : ''}`;
+  badge.dataset.threads = String(b.cpu?.threads ?? 1);
   badge.dataset.backend = b.backend;
   badge.dataset.state = 'done';
   return b;

@@ -10,12 +10,18 @@
 //   clearHead                             the user's head, run on every classify from then on
 //   importModel { bytes, fileName, labels?, normalization? } -> .etm bytes (the importer
 //                                             module is fetched on the first call)
-//   backend -> report; memory -> { wasmBytes }; loseDevice -> report (destroys the WebGPU
+//   backend -> report (create's also says which CPU module runs: cpu { variant, threads,
+//   reason }); memory -> { wasmBytes }; loseDevice -> report (destroys the WebGPU
 //   device to exercise recovery)
-import init, { Engine } from '/pkg/edgetune.js';
+import { loadEngine } from '/lib/engine-loader.js';
 import { serve } from '/lib/protocol.js';
 
 let engine = null;
+// The engine module, threaded when the page is cross-origin isolated (lib/engine-loader.js);
+// `?threads=N` on the page (passed on to this worker's URL) overrides the thread count.
+let loaded = null;
+const threadsParam = Number(new URL(self.location.href).searchParams.get('threads')) || undefined;
+const engineModule = () => (loaded ??= loadEngine({ threads: threadsParam }));
 let importer = null;
 
 const started = () => {
@@ -36,14 +42,14 @@ function importerModule() {
 
 serve({
   async create({ model, backend }) {
-    await init();
-    const next = await Engine.create(model, backend);
+    const { module, variant, threads, reason } = await engineModule();
+    const next = await module.Engine.create(model, backend);
     if (engine) engine.free();
     engine = next;
-    return { ...engine.backend(), frameSize: engine.frameSize() };
+    return { ...engine.backend(), frameSize: engine.frameSize(), cpu: { variant, threads, reason } };
   },
   async memory() {
-    return { wasmBytes: (await init()).memory.buffer.byteLength };
+    return { wasmBytes: (await engineModule()).memory.buffer.byteLength };
   },
   async classify({ rgba, width, height, k, include }) {
     const r = await started().classify(rgba, width, height, k, include);

@@ -1,0 +1,14 @@
+// A helper thread of the threaded engine (lib/engine-loader.js starts N - 1 of them): the
+// same wasm module instantiated on the page's shared memory, then poolHelper(), which sleeps
+// until the engine splits a kernel over the pool and runs its share of the tasks. It never
+// returns, so this worker answers nothing after "ready".
+self.onmessage = async ({ data: { module, memory, base } }) => {
+  try {
+    const m = await import(`${base}/threads/edgetune.js`);
+    await m.default({ module_or_path: module, memory });
+    self.postMessage({ ready: true });
+    m.poolHelper();
+  } catch (e) {
+    self.postMessage({ ready: false, error: String(e && e.message ? e.message : e) });
+  }
+};
