@@ -6,8 +6,8 @@
 //! # Threads in WebAssembly (`target_feature = "atomics"`: the threaded module)
 //! The page's threads are Web Workers, each an instance of the same module on one shared
 //! memory (wasm-bindgen gives each its own stack and thread-locals). The calling thread sets
-//! the job and takes tasks itself; helper workers sit in [`helper_loop`] (a `memory.atomic.wait32`
-//! on [`WAKE`]) and take tasks as they wake. Why a pool of our own rather than rayon
+//! the job and takes tasks itself; helper workers sit in [`helper_loop`] (polling `WAKE` for a
+//! few tens of microseconds, then a `memory.atomic.wait32` on it) and take tasks as they wake. Why a pool of our own rather than rayon
 //! (wasm-bindgen-rayon): the kernels need one primitive, a parallel loop over row blocks, and
 //! this is 100 lines without a dependency tree or a nightly toolchain feature beyond atomics.
 //!
@@ -47,6 +47,16 @@ pub fn parallel_for(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         return;
     }
     imp::parallel_for(tasks, f)
+}
+
+/// A chunk length that splits `len` elements into about two tasks per thread, but no chunk
+/// shorter than `min` (below that, waking a thread costs more than it saves); `len` itself
+/// when single-threaded.
+pub fn chunk_len(len: usize, min: usize) -> usize {
+    match threads() {
+        0 | 1 => len.max(1),
+        t => len.div_ceil(2 * t).max(min).max(1),
+    }
 }
 
 /// Splits `data` into chunks of `chunk` elements (the last may be shorter) and runs
@@ -151,13 +161,25 @@ mod imp {
         IN_JOB.store(false, Release);
     }
 
+    /// Polls of WAKE before a helper sleeps: a network's layers follow each other within
+    /// microseconds, and waking a sleeping worker costs tens of them, so a helper watches for
+    /// the next job for a while (some tens of microseconds) first.
+    const SPINS: u32 = 1 << 15;
+
     pub fn helper_loop() -> ! {
         loop {
             let seen = WAKE.load(Acquire);
             work();
-            // Sleeps until a job bumps WAKE (returns at once if one already has).
-            // SAFETY: as above; -1 waits without a timeout.
-            unsafe { memory_atomic_wait32(WAKE.as_ptr() as *mut i32, seen as i32, -1) };
+            let mut spins = 0;
+            while spins < SPINS && WAKE.load(Acquire) == seen {
+                core::hint::spin_loop();
+                spins += 1;
+            }
+            if spins == SPINS {
+                // Sleeps until a job bumps WAKE (returns at once if one already has).
+                // SAFETY: as above; -1 waits without a timeout.
+                unsafe { memory_atomic_wait32(WAKE.as_ptr() as *mut i32, seen as i32, -1) };
+            }
         }
     }
 }

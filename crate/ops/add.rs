@@ -132,12 +132,21 @@ pub fn add_i8_ort_requant(a: &QTensor, b: &QTensor, rq: &OrtAddRequant, out: &Ou
     add_i8_lanes(a, b, out, |x, y| rq.apply(x, y))
 }
 
-fn add_i8_lanes(a: &QTensor, b: &QTensor, out: &OutputQuant, f: impl Fn(i8, i8) -> i8) -> Result<QTensor> {
+fn add_i8_lanes(a: &QTensor, b: &QTensor, out: &OutputQuant, f: impl Fn(i8, i8) -> i8 + Sync) -> Result<QTensor> {
     const OP: &str = "add_i8";
     if a.shape() != b.shape() {
         return Err(Error::shape(OP, format!("shapes {:?} and {:?} differ", a.shape(), b.shape())));
     }
-    let y = a.i8_data(OP)?.iter().zip(b.i8_data(OP)?).map(|(&x, &y)| f(x, y)).collect();
+    let (xa, xb) = (a.i8_data(OP)?, b.i8_data(OP)?);
+    let mut y = vec![0i8; xa.len()];
+    // Element-wise, so split over the pool's threads in plain chunks.
+    let chunk = crate::base::pool::chunk_len(y.len(), 16 * 1024);
+    crate::base::pool::parallel_chunks_mut(&mut y, chunk, &|t, part| {
+        let (pa, pb) = (&xa[t * chunk..][..part.len()], &xb[t * chunk..][..part.len()]);
+        for ((o, &x), &v) in part.iter_mut().zip(pa).zip(pb) {
+            *o = f(x, v);
+        }
+    });
     QTensor::from_i8(a.shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)
 }
 
