@@ -9,21 +9,33 @@
 #   pkg/threads/   the engine built for threads (shared memory + atomics; `RUSTC_BOOTSTRAP=1
 #                  -Z build-std`, since the shipped std is built without atomics), loaded
 #                  instead of pkg/ when the page is cross-origin isolated (www/lib/engine-loader.js).
+#   pkg/relaxed/, pkg/threads-relaxed/
+#                  the same two engines with relaxed SIMD (the int8 dot product of
+#                  crate/ops/gemm_wasm_relaxed.rs), loaded where the browser validates a
+#                  relaxed-SIMD module; bit-identical results (tests/e2e/threads.test.mjs).
 # Prints the shipped sizes.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 # build_module OUT_DIR CARGO_FEATURE_ARGS... (THREADS=1 in the environment: the threaded build,
-# in its own target dir since its std differs)
+# in its own target dir since its std differs; RELAXED=1: relaxed SIMD, its own target dir too)
 build_module() {
   local out=$1; shift
   say "building the wasm module $out (release)"
-  local target_dir=target opt_threads=()
+  local target_dir=target opt_flags=() rustflags="-C target-feature=+simd128"
+  if [ "${THREADS:-0}" = 1 ]; then target_dir=target/threads; rustflags=$THREADS_RUSTFLAGS; fi
+  if [ "${RELAXED:-0}" = 1 ]; then
+    case $target_dir in target) target_dir=target/relaxed ;; *) target_dir=$target_dir-relaxed ;; esac
+    rustflags="$rustflags -C target-feature=+relaxed-simd"
+    opt_flags+=(--enable-relaxed-simd)
+  fi
   if [ "${THREADS:-0}" = 1 ]; then
-    target_dir=target/threads
-    opt_threads=(--enable-threads)
-    RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="$THREADS_RUSTFLAGS" \
+    opt_flags+=(--enable-threads)
+    RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="$rustflags" \
       cargo build --lib --target "$WASM_TARGET" --profile wasm-release -Z build-std=std,panic_abort "$@"
+  elif [ "${RELAXED:-0}" = 1 ]; then
+    CARGO_TARGET_DIR="$target_dir" RUSTFLAGS="$rustflags" \
+      cargo build --lib --target "$WASM_TARGET" --profile wasm-release "$@"
   else
     cargo build --lib --target "$WASM_TARGET" --profile wasm-release "$@"
   fi
@@ -38,7 +50,7 @@ build_module() {
     wasm-bindgen --target web --out-dir "$out.tmp" --out-name edgetune "$raw"
     node_modules/.bin/wasm-opt -O3 --enable-simd \
       --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-      --enable-reference-types --enable-multivalue --enable-mutable-globals "${opt_threads[@]}" \
+      --enable-reference-types --enable-multivalue --enable-mutable-globals "${opt_flags[@]}" \
       "$out.tmp/edgetune_bg.wasm" -o "$out.tmp/edgetune_bg.wasm"
     rm -rf "$out" && mkdir -p "$(dirname "$out")" && mv "$out.tmp" "$out"
     cp "$raw" "$stamp"
@@ -58,4 +70,7 @@ THREADS_RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+sim
   -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size \
   -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base"
 THREADS=1 build_module pkg.threads --no-default-features
+RELAXED=1 build_module pkg.relaxed --no-default-features
+THREADS=1 RELAXED=1 build_module pkg.threads-relaxed --no-default-features
 rm -rf pkg && cp -r pkg.engine pkg && cp -r pkg.importer pkg/importer && cp -r pkg.threads pkg/threads
+cp -r pkg.relaxed pkg/relaxed && cp -r pkg.threads-relaxed pkg/threads-relaxed

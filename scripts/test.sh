@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npm test: every test. Native Rust tests (unit, integration, ONNX conformance, property
 # tests, benches in test mode, GPU probe on lavapipe), the unit tests again as wasm32-wasip1
-# under Node (the wasm SIMD kernels), the release wasm build, then the
+# under Node (the wasm SIMD kernels) and with relaxed SIMD in Chromium, the release wasm builds, then the
 # browser end-to-end tests in headless Chromium, then every fuzz target for a bounded time.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -29,6 +29,11 @@ cargo test --all-targets
 say "unit tests as wasm with SIMD, under Node's WASI (the kernels the page runs)"
 # --nocapture: a failing test aborts the wasm instance, and captured output would be lost.
 cargo test --lib --target wasm32-wasip1 -- --nocapture
+
+say "unit tests as wasm with relaxed SIMD, in headless Chromium (Node 20's relaxed dot is wrong)"
+RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" CARGO_TARGET_DIR=target/relaxed \
+  CARGO_TARGET_WASM32_WASIP1_RUNNER="node scripts/wasi-run-chromium.mjs" \
+  cargo test --lib --target wasm32-wasip1 -- --nocapture
 
 say "wasm build"
 bash scripts/build-wasm.sh

@@ -87,8 +87,10 @@ async function main() {
   }
   try {
     $('backend').textContent = 'starting engine…';
-    const threads = new URLSearchParams(location.search).get('threads');
-    state.engine = new WorkerClient(`/workers/engine.js${threads ? `?threads=${encodeURIComponent(threads)}` : ''}`, 'engine');
+    // ?threads=N and ?simd=plain pass on to the engine worker (lib/engine-loader.js).
+    const page = new URLSearchParams(location.search);
+    const pass = new URLSearchParams([...page].filter(([k]) => k === 'threads' || k === 'simd'));
+    state.engine = new WorkerClient(`/workers/engine.js${pass.size ? `?${pass}` : ''}`, 'engine');
     await startBackbone(saved && saved.backbone !== BUILTIN ? saved.models.find((m) => m.key === saved.backbone) : null);
   } catch (err) {
     engineFailed(err);

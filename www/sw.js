@@ -1,11 +1,11 @@
 // Service worker: the app works offline after the first visit.
-// - install: caches the app shell, the wasm engine and its importer module, and the default
-//   model;
+// - install: caches the app shell, the wasm engines (plain and relaxed SIMD, single and
+//   threaded), the importer module and the default model;
 // - fetch: same-origin GETs go to the network first (so a rebuilt engine is never served
 //   stale while online), the fresh response refreshes the cache, and the cache answers when
 //   the network fails. Requests to any other origin are not touched: never cached, never
 //   forwarded (the page's Content-Security-Policy blocks them anyway).
-const CACHE = 'edgetune-v3';
+const CACHE = 'edgetune-v4';
 const SHELL = [
   '/',
   '/index.html',
@@ -34,6 +34,11 @@ const SHELL = [
   // The threaded engine, which a cross-origin isolated page runs instead.
   '/pkg/threads/edgetune.js',
   '/pkg/threads/edgetune_bg.wasm',
+  // Both again with relaxed SIMD, which browsers that validate it run (lib/engine-loader.js).
+  '/pkg/relaxed/edgetune.js',
+  '/pkg/relaxed/edgetune_bg.wasm',
+  '/pkg/threads-relaxed/edgetune.js',
+  '/pkg/threads-relaxed/edgetune_bg.wasm',
   // The model importers, loaded when a model file is opened: cached so that works offline too.
   '/pkg/importer/edgetune.js',
   '/pkg/importer/edgetune_bg.wasm',

@@ -1,5 +1,6 @@
 // One contender of the browser benchmark, in the page (bench/browser.mjs opens one fresh
-// browser per contender): ?engine=edgetune|ort|litert&file=URL&side=S[&backend=gpu][&threads=N].
+// browser per contender): ?engine=edgetune|ort|litert&file=URL&side=S[&backend=gpu][&threads=N]
+// [&simd=plain] (edgetune without its relaxed-SIMD builds).
 // Every contender gets the same photo drawn to an S x S canvas (centre square), converted to
 // its input before timing; timed: JS wall time around one inference call and reading its
 // result, after warm-up. Also: ms from navigation start to the first result, and the top-1
@@ -31,7 +32,7 @@ async function timed(f) {
 
 async function edgetune(rgba, backend, threads) {
   const { loadEngine } = await import('/lib/engine-loader.js');
-  const loaded = await loadEngine({ threads });
+  const loaded = await loadEngine({ threads, simd: params.get('simd') || 'auto' });
   if (loaded.threads !== threads) throw new Error(`asked for ${threads} threads, got ${loaded.threads}: ${loaded.reason}`);
   const m = loaded.module;
   const bytes = new Uint8Array(await (await fetch(file)).arrayBuffer());

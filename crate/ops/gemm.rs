@@ -233,6 +233,9 @@ pub fn gemm_i8_acc(
 pub struct PackedB {
     n: usize,
     k: usize,
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    data: super::gemm_wasm::Packed,
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     data: Vec<i16>,
 }
 
@@ -268,13 +271,17 @@ impl PackedB {
 }
 
 /// Multiply-adds per second the int8 GEMM's instruction mix can reach at most on this
-/// machine (wasm SIMD builds: `i32x4.dot_i16x8_s` + `i32x4.add`, no loads), measured over
-/// `iters` rounds of independent dot + add chains; `None` where that kernel is not built.
+/// machine (wasm SIMD builds: `i32x4.dot_i16x8_s` + `i32x4.add`; relaxed-SIMD builds:
+/// `i32x4.relaxed_dot_i8x16_i7x16_add_s`, 8 useful multiply-adds each; no loads), measured over
+/// `iters` rounds of independent chains; `None` where that kernel is not built.
 /// For the benchmarks.
 pub fn int8_dot_peak_macs_per_s(iters: u32) -> Option<f64> {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         let t = crate::base::clock::now_ms();
+        #[cfg(target_feature = "relaxed-simd")]
+        let r = super::gemm_wasm_relaxed::dot_add_peak_i7(iters, iters as i32);
+        #[cfg(not(target_feature = "relaxed-simd"))]
         let r = super::gemm_wasm::dot_add_peak(iters, iters as i32);
         let ms = (crate::base::clock::now_ms() - t).max(1e-3);
         // `r` is used so the loop is not removed.

@@ -40,9 +40,28 @@ fn centred_rows(src: &[i8], rows: usize, k: usize, kp: usize, zero: i32) -> Vec<
     out
 }
 
+/// B packed for one of the two tile loops: the i16 pairs of this module, or (modules built
+/// with relaxed SIMD, weights that fit) the i7 split of [`super::gemm_wasm_relaxed`].
+#[derive(Clone, Debug)]
+pub enum Packed {
+    I16(Vec<i16>),
+    #[cfg(target_feature = "relaxed-simd")]
+    I7(super::gemm_wasm_relaxed::PackedI7),
+}
+
+/// B `[N, K]` packed for the fastest tile loop this module has. Made once per weight tensor
+/// ([`super::gemm::PackedB`]).
+pub fn pack_b(b: &[i8], zb: &[i32], n: usize, k: usize) -> Packed {
+    #[cfg(target_feature = "relaxed-simd")]
+    if let Some(p) = super::gemm_wasm_relaxed::pack_b_i7(b, zb, n, k) {
+        return Packed::I7(p);
+    }
+    Packed::I16(pack_b_i16(b, zb, n, k))
+}
+
 /// B `[N, K]` centred and packed as in the module docs: `ceil(N / 8) * 2` blocks of
-/// `ceil(K / 2)` vectors. Made once per weight tensor ([`super::gemm::PackedB`]).
-pub fn pack_b(b: &[i8], zb: &[i32], n: usize, k: usize) -> Vec<i16> {
+/// `ceil(K / 2)` vectors.
+fn pack_b_i16(b: &[i8], zb: &[i32], n: usize, k: usize) -> Vec<i16> {
     let (kp, np) = (k.div_ceil(2) * 2, n.div_ceil(NR) * NR);
     let block_len = kp * LANES;
     let mut out = vec![0i16; np * kp];
@@ -66,6 +85,26 @@ pub fn pack_b(b: &[i8], zb: &[i32], n: usize, k: usize) -> Vec<i16> {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn gemm_tiles(
+    a: &[i8],
+    za: i32,
+    packed: &Packed,
+    bias: Option<&[i32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+    emit: impl FnMut(usize, usize, usize, &[[v128; 2]; MR]),
+) {
+    match packed {
+        Packed::I16(p) => gemm_tiles_i16(a, za, p, bias, m, k, n, emit),
+        #[cfg(target_feature = "relaxed-simd")]
+        Packed::I7(p) => super::gemm_wasm_relaxed::gemm_tiles_i7(a, za, p, bias, m, k, n, emit),
+    }
+}
+
+/// [`gemm_tiles`] on the i16 pairs.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gemm_tiles_i16(
     a: &[i8],
     za: i32,
     packed: &[i16],
@@ -127,7 +166,7 @@ fn gemm_tiles(
 pub fn gemm_i8_acc_packed(
     a: &[i8],
     za: i32,
-    packed: &[i16],
+    packed: &Packed,
     bias: Option<&[i32]>,
     m: usize,
     k: usize,
@@ -151,7 +190,7 @@ pub fn gemm_i8_acc_packed(
 pub(super) fn gemm_i8_requant_packed<R: super::requant_wasm::Requant4 + Sync>(
     a: &[i8],
     za: i32,
-    packed: &[i16],
+    packed: &Packed,
     bias: Option<&[i32]>,
     rq: &R,
     m: usize,
@@ -178,7 +217,7 @@ pub(super) fn gemm_i8_requant_packed<R: super::requant_wasm::Requant4 + Sync>(
 fn gemm_requant_rows<R: super::requant_wasm::Requant4>(
     a: &[i8],
     za: i32,
-    packed: &[i16],
+    packed: &Packed,
     bias: Option<&[i32]>,
     rq: &R,
     m: usize,
@@ -275,6 +314,7 @@ pub fn dot_i8_f32(w: &[i8], z: i32, x: &[f32]) -> f32 {
 /// per round, no memory traffic). Twelve chains hide the dot product's latency (eight left
 /// the loop latency-bound); each chain feeds its result back as the next operand, so nothing
 /// can be hoisted or folded. Returns a value derived from every chain.
+#[cfg_attr(target_feature = "relaxed-simd", allow(dead_code))]
 pub fn dot_add_peak(iters: u32, seed: i32) -> i32 {
     let w = i32x4_splat(seed | 0x0001_0001);
     let mut a = [0; PEAK_CHAINS].map(|_| i32x4_splat(seed));

@@ -18,6 +18,8 @@ mod depthwise_wasm;
 pub mod gemm;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod gemm_wasm;
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+mod gemm_wasm_relaxed;
 pub mod layout;
 pub mod norm;
 pub mod pool;

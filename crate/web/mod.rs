@@ -232,7 +232,7 @@ pub fn profile_layers(etm: &[u8], rgba: &[u8], width: usize, height: usize, runs
 }
 
 /// Multiply-adds per second of the int8 GEMM's SIMD instruction mix without memory traffic
-/// (`i32x4.dot_i16x8_s` + `i32x4.add`), over `iters` rounds of 12 chains: the ceiling the browser
+/// (`i32x4.dot_i16x8_s` + `i32x4.add`, or the relaxed dot in relaxed builds), over `iters` rounds of 12 chains: the ceiling the browser
 /// benchmark compares the measured kernels with. `undefined` if this build has no SIMD.
 #[wasm_bindgen(js_name = simdPeak)]
 pub fn simd_peak(iters: u32) -> Option<f64> {

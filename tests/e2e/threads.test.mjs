@@ -1,8 +1,9 @@
-// The threaded engine (pkg/threads/, shared memory + atomics) against the single-threaded one
-// in Chromium, on the app's own cross-origin isolated server: the built-in Lite0 int8 model and
-// the shared uint8 MobileNet V1 TFLite (imported by the CLI: TFLite's fixed-point arithmetic)
-// give bit-identical embeddings and scores with 1 and 2 threads, and the app's engine worker
-// runs threaded and says so in its badge.
+// The four CPU builds of the engine in Chromium, on the app's own cross-origin isolated
+// server: pkg/ (one thread, SIMD), pkg/relaxed/ (relaxed SIMD's int8 dot product),
+// pkg/threads/ and pkg/threads-relaxed/ (shared memory + atomics, 2 threads). The built-in
+// Lite0 int8 model and the shared uint8 MobileNet V1 TFLite (imported by the CLI: TFLite's
+// fixed-point arithmetic) give bit-identical embeddings and scores in all four, and the app's
+// engine worker runs the fastest one and says so in its badge.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -29,7 +30,7 @@ after(() => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-test('1 and 2 threads give bit-identical embeddings and scores', { timeout: 300_000 }, async () => {
+test('plain and relaxed SIMD, 1 and 2 threads give bit-identical embeddings and scores', { timeout: 300_000 }, async () => {
   const { browser, cleanup } = await launch({ webgpu: false });
   try {
     const { page, foreign, errors } = await openPage(browser, `${url}?backend=cpu`);
@@ -38,8 +39,12 @@ test('1 and 2 threads give bit-identical embeddings and scores', { timeout: 300_
     const v1 = fs.readFileSync(path.join(tmp, 'v1.etm')).toString('base64');
     const out = await page.evaluate(async (v1) => {
       const { loadEngine } = await import('/lib/engine-loader.js');
-      const single = await loadEngine({ threads: 1 });
-      const threaded = await loadEngine({ threads: 2 });
+      const variants = [
+        await loadEngine({ threads: 1, simd: 'plain' }),
+        await loadEngine({ threads: 1 }),
+        await loadEngine({ threads: 2, simd: 'plain' }),
+        await loadEngine({ threads: 2 }),
+      ];
       const frames = [];
       let s = 12345;
       for (const side of [224, 128, 97]) {
@@ -63,16 +68,20 @@ test('1 and 2 threads give bit-identical embeddings and scores', { timeout: 300_
           e.free();
           return r;
         };
-        results[model] = { single: await run(single), threaded: await run(threaded) };
+        results[model] = [];
+        for (const v of variants) results[model].push(await run(v));
       }
-      return { isolated: crossOriginIsolated, variants: [single.variant, threaded.variant], threads: [single.module.threads(), threaded.module.threads()], results };
+      return { isolated: crossOriginIsolated, variants: variants.map((v) => v.variant), threads: variants.map((v) => v.module.threads()), results };
     }, v1);
     assert.equal(out.isolated, true, 'the app server sends COOP and COEP');
-    assert.deepEqual(out.variants, ['single', 'threads']);
-    assert.deepEqual(out.threads, [1, 2]);
-    for (const [model, { single, threaded }] of Object.entries(out.results)) {
+    // Debian's Chromium validates relaxed SIMD, so the default picks the relaxed builds.
+    assert.deepEqual(out.variants, ['single', 'relaxed', 'threads', 'threads-relaxed']);
+    assert.deepEqual(out.threads, [1, 1, 2, 2]);
+    for (const [model, [single, ...others]] of Object.entries(out.results)) {
       assert.ok(single[0].length > 100 && single[1].length >= 1000, `${model}: an embedding and scores`);
-      assert.deepEqual(threaded, single, `${model}: 2 threads equal 1 thread bit for bit`);
+      for (const [i, other] of others.entries()) {
+        assert.deepEqual(other, single, `${model}: ${out.variants[i + 1]} equals single bit for bit`);
+      }
     }
     assert.deepEqual(foreign, []);
     assert.deepEqual(errors, []);
@@ -81,12 +90,13 @@ test('1 and 2 threads give bit-identical embeddings and scores', { timeout: 300_
   }
 });
 
-test("the app's engine worker runs threaded and says so", { timeout: 300_000 }, async () => {
+test("the app's engine worker runs threaded with relaxed SIMD and says so", { timeout: 300_000 }, async () => {
   const { browser, cleanup } = await launch({ webgpu: false });
   try {
     const { page, foreign, errors } = await openPage(browser, `${url}?backend=cpu&threads=2`);
     await page.waitForSelector('#backend[data-state="done"]', { timeout: 180_000 });
     assert.equal(await page.getAttribute('#backend', 'data-threads'), '2');
+    assert.equal(await page.getAttribute('#backend', 'data-cpu-variant'), 'threads-relaxed');
     assert.match(await page.textContent('#backend'), /CPU · 2 threads/);
     assert.deepEqual(foreign, []);
     assert.deepEqual(errors, []);

@@ -1,11 +1,16 @@
-// Loads the engine module, threaded where the page can have threads.
+// Loads the engine module: threaded where the page can have threads, with relaxed SIMD where
+// the browser has it.
 //
 // - pkg/threads/: the engine built with shared memory and atomics. Used when the page is
 //   cross-origin isolated (COOP + COEP headers: what SharedArrayBuffer needs) and more than
 //   one thread is wanted: this thread plus `threads - 1` helper workers
 //   (workers/pool-helper.js), each an instance of the same module on the same memory.
 // - pkg/: the single-threaded engine, everywhere else (and if the threaded start fails).
-// Results are bit-identical either way; only the time differs.
+// - pkg/relaxed/, pkg/threads-relaxed/: the same two with relaxed SIMD (the int8 GEMM on
+//   `i32x4.relaxed_dot_i8x16_i7x16_add_s`), chosen when WebAssembly.validate accepts a module
+//   using that instruction (Chromium 114+, Firefox 145+ where enabled; not Safari today) and
+//   `simd` is not 'plain'.
+// Results are bit-identical in every variant; only the time differs.
 //
 // Thread count: `threads` if given (e.g. from `?threads=N`), else
 // navigator.hardwareConcurrency capped at MAX_DEFAULT_THREADS (the kernels split work in
@@ -18,38 +23,64 @@ export function defaultThreads() {
   return Math.max(1, Math.min(n, MAX_DEFAULT_THREADS));
 }
 
-// Resolves to { module, memory, variant: 'threads' | 'single', threads, reason }: `module` is
-// the wasm-bindgen namespace (Engine, ...), initialized; `reason` says why not threaded.
-export async function loadEngine({ threads = defaultThreads(), base = '/pkg' } = {}) {
+// A module whose one function runs i32x4.relaxed_dot_i8x16_i7x16_add_s on three zero vectors:
+// it validates exactly where the engine's relaxed build can run.
+function relaxedProbe() {
+  const zero = [0xfd, 0x0c, ...new Array(16).fill(0)]; // v128.const 0
+  const body = [0x00, ...zero, ...zero, ...zero, 0xfd, 0x93, 0x02, 0x0b]; // no locals; dot-add; end
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // types: () -> v128
+    0x03, 0x02, 0x01, 0x00, // functions: one of type 0
+    0x0a, body.length + 2, 0x01, body.length, ...body, // code
+  ]);
+}
+
+export function hasRelaxedSimd() {
+  try {
+    return WebAssembly.validate(relaxedProbe());
+  } catch {
+    return false;
+  }
+}
+
+// Resolves to { module, memory, variant, threads, reason }: `module` is the wasm-bindgen
+// namespace (Engine, ...), initialized; `variant` is 'single' | 'relaxed' | 'threads' |
+// 'threads-relaxed' (the pkg/ directory it came from); `reason` says why not threaded.
+// `simd: 'plain'` keeps the relaxed builds out (for comparisons).
+export async function loadEngine({ threads = defaultThreads(), base = '/pkg', simd = 'auto' } = {}) {
+  const relaxed = simd !== 'plain' && hasRelaxedSimd();
   let reason = '';
   if (threads <= 1) reason = 'one thread requested';
   else if (!globalThis.crossOriginIsolated) reason = 'the page is not cross-origin isolated (COOP/COEP headers), so no shared memory';
   else {
+    const dir = relaxed ? 'threads-relaxed' : 'threads';
     try {
-      const url = `${base}/threads/edgetune_bg.wasm`;
+      const url = `${base}/${dir}/edgetune_bg.wasm`;
       const module = await WebAssembly.compileStreaming(fetch(url));
-      const m = await import(`${base}/threads/edgetune.js`);
+      const m = await import(`${base}/${dir}/edgetune.js`);
       const exports = await m.default({ module_or_path: module });
-      await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(module, exports.memory, base)));
+      await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(module, exports.memory, `${base}/${dir}`)));
       const n = m.setThreads(threads);
-      return { module: m, memory: exports.memory, variant: 'threads', threads: n, reason: '' };
+      return { module: m, memory: exports.memory, variant: dir, threads: n, reason: '' };
     } catch (e) {
       reason = `the threaded engine did not start (${e && e.message ? e.message : e})`;
       console.warn(`edgetune: ${reason}; running single-threaded`);
     }
   }
-  const m = await import(`${base}/edgetune.js`);
+  const dir = relaxed ? `${base}/relaxed` : base;
+  const m = await import(`${dir}/edgetune.js`);
   const exports = await m.default();
-  return { module: m, memory: exports.memory, variant: 'single', threads: 1, reason };
+  return { module: m, memory: exports.memory, variant: relaxed ? 'relaxed' : 'single', threads: 1, reason };
 }
 
-// One helper worker: instantiates `module` on `memory`, says it is ready, then runs kernel
+// One helper worker: instantiates `module` (from `dir`) on `memory`, says it is ready, then runs kernel
 // tasks forever (poolHelper never returns).
-function startHelper(module, memory, base) {
+function startHelper(module, memory, dir) {
   return new Promise((resolve, reject) => {
     const w = new Worker(new URL('../workers/pool-helper.js', import.meta.url), { type: 'module', name: 'edgetune pool helper' });
     w.onmessage = ({ data }) => (data.ready ? resolve(w) : reject(new Error(data.error)));
     w.onerror = (e) => reject(new Error(e.message || 'the helper worker failed to load'));
-    w.postMessage({ module, memory, base });
+    w.postMessage({ module, memory, dir });
   });
 }

@@ -74,7 +74,8 @@ async function startEngine(bytes) {
   state.frameSize = b.frameSize;
   state.engineHead = null; // a new engine starts without the user's head
   badge.textContent = backendLabel(b);
-  badge.title = `${b.device}: ${b.reason}${b.cpu ? `; CPU kernels: ${b.cpu.threads} thread${b.cpu.threads > 1 ? 's' : ''}${b.cpu.reason ? ` (${b.cpu.reason})` : ''}` : ''}`;
+  badge.title = `${b.device}: ${b.reason}${b.cpu ? `; CPU kernels: ${b.cpu.threads} thread${b.cpu.threads > 1 ? 's' : ''}${b.cpu.reason ? ` (${b.cpu.reason})` : ''}, ${b.cpu.variant?.endsWith('relaxed') ? 'relaxed SIMD' : 'SIMD'}` : ''}`;
+  badge.dataset.cpuVariant = b.cpu?.variant ?? '';
   badge.dataset.threads = String(b.cpu?.threads ?? 1);
   badge.dataset.backend = b.backend;
   badge.dataset.state = 'done';

@@ -18,10 +18,12 @@ import { serve } from '/lib/protocol.js';
 
 let engine = null;
 // The engine module, threaded when the page is cross-origin isolated (lib/engine-loader.js);
-// `?threads=N` on the page (passed on to this worker's URL) overrides the thread count.
+// `?threads=N` on the page (passed on to this worker's URL) overrides the thread count,
+// `?simd=plain` keeps the relaxed-SIMD builds out.
 let loaded = null;
-const threadsParam = Number(new URL(self.location.href).searchParams.get('threads')) || undefined;
-const engineModule = () => (loaded ??= loadEngine({ threads: threadsParam }));
+const params = new URL(self.location.href).searchParams;
+const threadsParam = Number(params.get('threads')) || undefined;
+const engineModule = () => (loaded ??= loadEngine({ threads: threadsParam, simd: params.get('simd') || 'auto' }));
 let importer = null;
 
 const started = () => {

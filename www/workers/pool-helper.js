@@ -2,9 +2,9 @@
 // same wasm module instantiated on the page's shared memory, then poolHelper(), which sleeps
 // until the engine splits a kernel over the pool and runs its share of the tasks. It never
 // returns, so this worker answers nothing after "ready".
-self.onmessage = async ({ data: { module, memory, base } }) => {
+self.onmessage = async ({ data: { module, memory, dir } }) => {
   try {
-    const m = await import(`${base}/threads/edgetune.js`);
+    const m = await import(`${dir}/edgetune.js`);
     await m.default({ module_or_path: module, memory });
     self.postMessage({ ready: true });
     m.poolHelper();
