@@ -25,6 +25,7 @@ import zlib from 'node:zlib';
 import { execFileSync } from 'node:child_process';
 import { launch } from '../tests/e2e/browser.mjs';
 import { MIME } from '../scripts/serve.mjs';
+import { cliPath } from '../scripts/cargo-paths.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const CACHE = process.env.EDGETUNE_CACHE || path.join(os.homedir(), '.cache/edgetune');
@@ -34,7 +35,7 @@ const SHARED_MODELS = path.resolve(ROOT, '../shared/models');
 const NODE_MODULES = path.join(ROOT, 'node_modules');
 const RUNS = Number(process.env.BENCH_RUNS || 50);
 const PHOTO = path.resolve(ROOT, '../shared/data/photos/parrot.jpg');
-const CLI = path.join(ROOT, 'target/release/edgetune');
+const CLI = cliPath();
 const CORES = os.cpus().length;
 
 // The models: edgetune's own Lite0 and the shared TFLite files (side = input size).

@@ -14,10 +14,11 @@ import zlib from 'node:zlib';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { cliPath } from '../scripts/cargo-paths.mjs';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const EXE = path.join(ROOT, 'target/release/edgetune');
+const EXE = cliPath();
 const OUT = path.join(ROOT, 'target/compress');
 const DATA = path.resolve(ROOT, '../shared/data/cifar10');
 const BACKBONE = path.join(ROOT, 'www/models/efficientnet_lite0.f32.etm');

@@ -29,7 +29,18 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("EDGETUNE_CACHE", Path.home() / ".cache/edgetune"))
 ONNX_DIR = CACHE / "bench-onnx"
-CLI = ROOT / "target/release/edgetune"
+
+
+def cargo_target_dir():
+    """Where cargo builds (CARGO_TARGET_DIR, a cargo config's build.target-dir, or target/)."""
+    if os.environ.get("EDGETUNE_TARGET_DIR"):
+        return Path(os.environ["EDGETUNE_TARGET_DIR"])
+    meta = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
+                          check=True, capture_output=True, text=True).stdout
+    return Path(json.loads(meta)["target_directory"])
+
+
+CLI = cargo_target_dir() / "release/edgetune"
 RUNS = int(os.environ.get("BENCH_RUNS", "50"))
 WARMUP = 5
 PHOTO = ROOT.parent / "shared/data/photos/parrot.jpg"

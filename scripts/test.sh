@@ -31,7 +31,7 @@ say "unit tests as wasm with SIMD, under Node's WASI (the kernels the page runs)
 cargo test --lib --target wasm32-wasip1 -- --nocapture
 
 say "unit tests as wasm with relaxed SIMD, in headless Chromium (Node 20's relaxed dot is wrong)"
-RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" CARGO_TARGET_DIR=target/relaxed \
+RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" CARGO_TARGET_DIR="$(cargo_target_dir)/relaxed" \
   CARGO_TARGET_WASM32_WASIP1_RUNNER="node scripts/wasi-run-chromium.mjs" \
   cargo test --lib --target wasm32-wasip1 -- --nocapture
 

@@ -85,7 +85,8 @@ export class Camera {
         try {
           await onFrame(v);
         } catch (err) {
-          console.warn('frame skipped:', err);
+          // The view that ran the frame has shown the error; this keeps it in the console too.
+          console.warn('frame not classified:', err);
         }
       }
       next();

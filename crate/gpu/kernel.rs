@@ -183,6 +183,7 @@ pub fn readback_buffer(ctx: &GpuContext, label: &str, bytes: u64) -> wgpu::Buffe
 pub async fn read_words(ctx: &GpuContext, readback: &wgpu::Buffer, words: usize) -> Result<Vec<u32>> {
     let (tx, rx) = futures_channel::oneshot::channel();
     readback.map_async(wgpu::MapMode::Read, .., move |r| {
+        // Fails only when the receiver is gone, i.e. nobody awaits this read any more.
         let _ = tx.send(r);
     });
     #[cfg(target_arch = "wasm32")]

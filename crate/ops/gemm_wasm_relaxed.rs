@@ -196,13 +196,8 @@ mod tests {
     /// za = +-128) where a wrong operand order or a saturating pair would show.
     #[test]
     fn relaxed_tiles_equal_a_plain_loop() {
-        let mut seed = 0x2545_f491u32;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed
-        };
+        let mut rng = crate::base::rng::Rng::new(0x2545_f491);
+        let mut next = move || rng.next_u64() as u32;
         for &(m, k, n) in &[(1, 1, 1), (4, 4, 8), (5, 27, 9), (7, 32, 16), (13, 33, 20), (3, 96, 5)] {
             for edge in [false, true] {
                 let a: Vec<i8> = (0..m * k).map(|x| if edge { [-128, 127][x % 2] } else { next() as i8 }).collect();

@@ -158,7 +158,8 @@ pub fn head_predictions(weight: Vec<f32>, bias: Vec<f32>, embeddings: &[f32]) ->
 
 /// A float `.etm` quantized to int8 on `count` RGBA frames of `width x height` packed in
 /// `rgba` (see [`crate::compress::frames`]); `method` is "minmax", "percentile" or "mse";
-/// `progress(pass, done, total)` is called as calibration goes.
+/// `progress(pass, done, total)` is called as calibration goes; if it throws, calibration
+/// finishes without calling it again and the first exception is returned as the error.
 #[wasm_bindgen(js_name = quantizeModel)]
 pub fn quantize_model(
     etm: &[u8],
@@ -172,12 +173,21 @@ pub fn quantize_model(
     let err = |e: crate::Error| JsError::new(&e.to_string());
     let m = crate::model::etm::ModelFile::from_bytes(etm).map_err(err)?;
     let frames = crate::compress::frames::RgbaFrames::new(rgba, count, width, height).map_err(err)?;
+    let thrown = core::cell::RefCell::new(None::<JsValue>);
     let report = |pass: usize, done: usize, total: usize| {
-        if let Some(f) = &progress {
-            let _ = f.call3(&JsValue::NULL, &pass.into(), &done.into(), &total.into());
+        let Some(f) = &progress else { return };
+        if thrown.borrow().is_some() {
+            return;
+        }
+        if let Err(e) = f.call3(&JsValue::NULL, &pass.into(), &done.into(), &total.into()) {
+            thrown.replace(Some(e));
         }
     };
     let q = crate::compress::frames::quantize_on_frames(&m, &frames, &method, &report).map_err(err)?;
+    if let Some(e) = thrown.into_inner() {
+        let what = e.as_string().or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()));
+        return Err(JsError::new(&format!("the progress callback threw: {}", what.unwrap_or_else(|| "(no message)".into()))));
+    }
     q.to_bytes().map_err(err)
 }
 

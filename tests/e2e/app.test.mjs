@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { launchPersistent, startServer, writeClip } from './browser.mjs';
+import { cliPath } from '../../scripts/cargo-paths.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const PHOTOS = path.resolve(ROOT, '../shared/data/photos');
@@ -126,7 +127,7 @@ async function downloadsWork(page) {
   const [model] = await Promise.all([page.waitForEvent('download'), page.click('#download-model')]);
   const etm = path.join(tmp, 'trained.etm');
   await model.saveAs(etm);
-  const exe = path.join(ROOT, 'target/release/edgetune'); // built by scripts/models.sh
+  const exe = cliPath(); // built by scripts/models.sh
   assert.ok(fs.existsSync(exe), `${exe} is missing: npm test builds it (scripts/models.sh)`);
   const info = execFileSync(exe, ['info', etm], { encoding: 'utf8' });
   assert.match(info, /int8/);

@@ -10,12 +10,13 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { launch, openPage, startServer } from './browser.mjs';
+import { cliPath } from '../../scripts/cargo-paths.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const SHARED = path.resolve(ROOT, '../shared');
 const MODEL = path.join(SHARED, 'models/mobilenet_v1_0.5_160_quant.tflite');
 const LABELS = path.join(SHARED, 'data/photos/imagenet_labels.txt');
-const CLI = path.join(ROOT, 'target/release/edgetune');
+const CLI = cliPath();
 let server;
 let browser;
 let cleanup;

@@ -11,10 +11,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { launchPersistent, openSmallModel, addClassWithFiles, SMALL_MODEL, SMALL_MODEL_LABELS, appFixture } from './browser.mjs';
+import { cliPath } from '../../scripts/cargo-paths.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const PHOTOS = path.resolve(ROOT, '../shared/data/photos');
-const CLI = path.join(ROOT, 'target/release/edgetune');
+const CLI = cliPath();
 const photo = (f) => path.join(PHOTOS, f);
 
 let fx;

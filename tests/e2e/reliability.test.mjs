@@ -7,7 +7,9 @@
 //   of a model switch: the next launch finds a consistent project, the previous state or the
 //   new one in full, never a mix;
 // - the WebGPU device destroyed while the frame loop runs: the engine recovers and the live
-//   view keeps classifying.
+//   view keeps classifying;
+// - a frame whose inference fails (the engine's answer made to fail in the page): the live
+//   view shows the error instead of the previous predictions, and the next frame recovers.
 // The small shared TFLite model is opened as the backbone where the built-in model's CPU
 // cost would only add minutes.
 import { test, before, after } from 'node:test';
@@ -240,6 +242,34 @@ test('WebGPU device lost while frames run: the engine recovers and the live view
     const report = await s.page.evaluate(() => globalThis.edgetuneDiagnostics.backend());
     assert.match(await s.page.getAttribute('#predictions', 'data-top'), /macaw/);
     console.log(`device lost mid-loop: 3 more frames classified on ${report.backend} (${report.reason})`);
+    assert.deepEqual(s.errors, []);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a frame that fails to classify shows the error, not the last predictions, and the next frame recovers', { timeout: 600_000 }, async () => {
+  const s = await open(fs.mkdtempSync(path.join(tmp, 'profile-frame-error-')));
+  try {
+    await s.page.waitForFunction(() => /macaw/.test(document.getElementById('predictions').dataset.top || ''), null, { timeout: 180_000 });
+    // Classify calls fail, as a lost worker or a wasm error would, until the test lets them
+    // through again: the page's own engine client, wrapped, rejects them.
+    await s.page.evaluate(async () => {
+      const { state } = await import('/lib/state.js');
+      const call = state.engine.call.bind(state.engine);
+      globalThis.failFrames = true;
+      state.engine.call = (method, ...rest) => (method === 'classify' && globalThis.failFrames
+        ? Promise.reject(new Error('injected inference failure'))
+        : call(method, ...rest));
+    });
+    await s.page.waitForSelector('#predictions[data-state="error"]', { timeout: 60_000 });
+    assert.match(await s.page.textContent('#predictions'), /could not be classified \(injected inference failure\)/);
+    assert.equal(await s.page.getAttribute('#predictions', 'data-top'), '', 'no stale top label while frames fail');
+    assert.doesNotMatch(await s.page.textContent('#predictions'), /macaw/);
+    await s.page.evaluate(() => { globalThis.failFrames = false; });
+    await s.page.waitForSelector('#predictions[data-state="live"]', { timeout: 60_000 });
+    assert.match(await s.page.getAttribute('#predictions', 'data-top'), /macaw/);
+    assert.ok(await s.page.evaluate(() => globalThis.edgetuneStats.frameErrors) >= 1, 'the failed frames are counted');
     assert.deepEqual(s.errors, []);
   } finally {
     await s.close();

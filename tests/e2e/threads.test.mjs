@@ -12,9 +12,10 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { launch, openPage, SMALL_MODEL } from './browser.mjs';
 import { startServer } from '../../scripts/serve.mjs';
+import { cliPath } from '../../scripts/cargo-paths.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const CLI = path.join(ROOT, 'target/release/edgetune');
+const CLI = cliPath();
 
 let server;
 let url;

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { launch, openPage, startServer, OUT_DIR } from './browser.mjs';
+import { cliPath } from '../../scripts/cargo-paths.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 let server;
@@ -195,10 +196,27 @@ test('the last block fine-tunes in the browser and yields a model the CLI reads'
   assert.ok(r.errors.every((e) => e.length > 10), r.errors.join(' | '));
   const file = path.join(OUT_DIR, 'browser-finetuned.etm');
   fs.writeFileSync(file, Buffer.from(r.model));
-  const info = execFileSync(path.join(ROOT, 'target/release/edgetune'), ['info', file], { encoding: 'utf8' });
+  const info = execFileSync(cliPath(), ['info', file], { encoding: 'utf8' });
   assert.match(info, /red/);
   assert.match(info, /fine-tuned|blue/);
   const timing = JSON.parse(fs.readFileSync(path.join(OUT_DIR, 'train-timing.json'), 'utf8'));
   timing.lastBlocks = { samples: 12, msPerAddedImage: r.addMs, msLinearProbe: r.startMs, msPerEpoch: r.msPerEpoch };
   fs.writeFileSync(path.join(OUT_DIR, 'train-timing.json'), JSON.stringify(timing, null, 2));
+});
+
+test('in-page quantization: a progress callback that throws fails the call with its message', async () => {
+  const r = await page.evaluate(async () => {
+    const { m } = globalThis;
+    const bytes = new Uint8Array(await (await fetch('/models/efficientnet_lite0.f32.etm')).arrayBuffer());
+    const frames = new Uint8Array(2 * 32 * 32 * 4).map((_, i) => (i * 31) & 255);
+    let calls = 0;
+    const thrower = () => { calls++; throw new Error('boom from the page'); };
+    let message = null;
+    try { m.quantizeModel(bytes, frames, 2, 32, 32, 'minmax', thrower); } catch (e) { message = String(e.message); }
+    const ok = m.quantizeModel(bytes, frames, 2, 32, 32, 'minmax', () => {});
+    return { message, calls, okBytes: ok.length };
+  });
+  assert.equal(r.message, 'the progress callback threw: boom from the page');
+  assert.equal(r.calls, 1, 'not called again after it threw');
+  assert.ok(r.okBytes > 1_000_000, 'the same call with a quiet callback quantizes');
 });

@@ -35,7 +35,7 @@ export const state = {
 // per-frame inference ms, extra ms per recorded sample (JPEG + storage; the embedding comes
 // from the frame already classified), train ms, and ms from pressing Train to the first live
 // frame showing the new classes.
-export const stats = { frames: 0, frameMs: [], sampleMs: [], trainMs: null, trainToLiveMs: null, trainSamples: null, trainPressedAt: null, awaitingLive: null };
+export const stats = { frames: 0, frameErrors: 0, frameMs: [], sampleMs: [], trainMs: null, trainToLiveMs: null, trainSamples: null, trainPressedAt: null, awaitingLive: null };
 globalThis.edgetuneStats = stats;
 export const keep = (list, v) => { list.push(v); if (list.length > 200) list.shift(); };
 

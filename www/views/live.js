@@ -20,6 +20,17 @@ function showPredictions(rows) {
   list.dataset.top = rows.length ? rows[0].label : '';
 }
 
+// A frame the engine could not classify: the predictions give way to the reason (never the
+// previous frame's answer shown as if current); the next frame that classifies replaces it.
+function showFrameError(err) {
+  const list = $('predictions');
+  list.replaceChildren(el('li', { className: 'frame-error', textContent: `This frame could not be classified (${err && err.message ? err.message : err}); trying the next one.` }));
+  list.dataset.state = 'error';
+  list.dataset.top = '';
+  state.lastFrame = null;
+  stats.frameErrors++;
+}
+
 // The mode buttons: "custom" only with a trained head for this backbone.
 function renderMode() {
   const v = currentVersion();
@@ -86,7 +97,13 @@ export async function onFrame(video) {
   const now = performance.now();
   const record = state.recording !== null && now - state.lastSample >= SAMPLE_EVERY_MS;
   const args = { rgba: frame.rgba, width: frame.width, height: frame.height, k: 3, include: record ? ['embedding'] : [] };
-  const r = await exclusive(() => state.engine.call('classify', args, { transfer: [frame.rgba.buffer] }));
+  let r;
+  try {
+    r = await exclusive(() => state.engine.call('classify', args, { transfer: [frame.rgba.buffer] }));
+  } catch (err) {
+    showFrameError(err);
+    throw err; // the camera loop logs it and goes on with the next frame
+  }
   keep(stats.frameMs, r.ms);
   // The engine says which head answered (one set while this frame ran may have).
   state.lastFrame = { top: r.top, head: r.head, headId: r.head ? r.headTag : null };
