@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# What the tests need from Debian: Chromium (browser tests), Mesa's lavapipe Vulkan driver
+# What the tests need from Debian: Chromium, Firefox ESR and WebKitGTK (browser tests; Xvfb
+# for WebKit's MiniBrowser), Mesa's lavapipe Vulkan driver
 # (native GPU tests on the CPU), vulkan-tools (vulkaninfo, for diagnosis), the ONNX
 # backend node tests, and PyTorch (python3-torch, python3-torchvision) for the importer
 # tests; numpy from PyPI; and the interop environment: a venv over Debian's Python with
@@ -9,6 +10,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The other two browser engines (tests/e2e/engines.test.mjs): Firefox ESR, driven over
+# WebDriver BiDi by puppeteer-core (npm), and WebKitGTK's MiniBrowser, driven by its own
+# WebKitWebDriver under a virtual X display (Xvfb; xvfb-run needs xauth).
+[ -x /usr/bin/firefox-esr ] || missing+=(firefox-esr)
+[ -x /usr/bin/WebKitWebDriver ] || missing+=(webkit2gtk-driver)
+[ -x /usr/bin/xvfb-run ] || missing+=(xvfb)
+[ -x /usr/bin/xauth ] || missing+=(xauth)
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
 command -v vulkaninfo >/dev/null 2>&1 || missing+=(vulkan-tools)
 [ -d /usr/share/libonnx-testdata/data/node ] || missing+=(libonnx-testdata)

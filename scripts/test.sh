@@ -2,7 +2,8 @@
 # npm test: every test. Native Rust tests (unit, integration, ONNX conformance, property
 # tests, benches in test mode, GPU probe on lavapipe), the unit tests again as wasm32-wasip1
 # under Node (the wasm SIMD kernels) and with relaxed SIMD in Chromium, the release wasm builds, then the
-# browser end-to-end tests in headless Chromium, then every fuzz target for a bounded time.
+# browser end-to-end tests (headless Chromium; Firefox ESR and WebKitGTK for the app's journey
+# in the other two engines), then every fuzz target for a bounded time.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 start=$(date +%s)
@@ -38,7 +39,7 @@ RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" CARGO_TARGET_DIR="$(cargo_t
 say "wasm build"
 bash scripts/build-wasm.sh
 
-say "browser end-to-end tests (headless Chromium)"
+say "browser end-to-end tests (headless Chromium; the app's journey also in Firefox ESR and WebKitGTK)"
 node --test tests/e2e/
 
 say "fuzzing every loader of untrusted bytes, bounded (${EDGETUNE_FUZZ_SECONDS:-20} s per target)"

@@ -1,7 +1,10 @@
 // The project kept on the device, in IndexedDB ("edgetune", version 2):
 //   classes  { id, name, created }                         the user's classes, in creation order
-//   samples  { id, classId, embedding: Float32Array, backbone, image: Blob (JPEG), created }
-//                                                          index byClass
+//   samples  { id, classId, embedding: Float32Array, backbone, imageBytes: ArrayBuffer,
+//              imageType ("image/jpeg"), created }         index byClass
+//              (the image is kept as bytes, not as a Blob: WebKit cannot store Blobs in an
+//              ephemeral session, as in Safari's private browsing and under automation;
+//              `load` hands it out as a Blob `image`, and reads older records' Blob too)
 //   versions { id, created, backbone, classIds, names, dim, weight: Float32Array,
 //              bias: Float32Array, metrics, options }      trained heads, newest last
 //   models   { key, name, fileName, bytes: Uint8Array (.etm), info, created }
@@ -23,6 +26,16 @@ const STORES = ['classes', 'samples', 'versions', 'models', 'meta'];
 const PROJECT = ['classes', 'samples', 'versions', 'meta'];
 
 export class StoreError extends Error {}
+
+// A sample as stored (its image as bytes) and as the page uses it (its image as a Blob). The
+// bytes are read before the transaction opens: IndexedDB commits a transaction that waits on
+// anything else.
+async function storedSample({ image, ...rest }) {
+  return { ...rest, imageBytes: await image.arrayBuffer(), imageType: image.type || 'image/jpeg' };
+}
+function usedSample({ imageBytes, imageType, ...rest }) {
+  return imageBytes ? { ...rest, image: new Blob([imageBytes], { type: imageType }) } : rest;
+}
 
 /** The backbone key of the model the page ships. */
 export const BUILTIN = 'builtin';
@@ -91,7 +104,8 @@ class Store {
 
   async load() {
     return this.tx(STORES, 'readonly', 'read your project', async (s) => {
-      const [classes, samples, versions, models, meta] = await Promise.all(STORES.map((n) => promised(s[n].getAll())));
+      const [classes, stored, versions, models, meta] = await Promise.all(STORES.map((n) => promised(s[n].getAll())));
+      const samples = stored.map(usedSample);
       const m = Object.fromEntries(meta.map((x) => [x.key, x.value]));
       for (const x of [...samples, ...versions]) x.backbone ??= BUILTIN;
       return { classes, samples, versions, models, current: m.current ?? null, mode: m.mode ?? 'imagenet', backbone: m.backbone ?? BUILTIN };
@@ -158,11 +172,11 @@ class Store {
     });
   }
 
-  addSample(classId, embedding, backbone, image) {
+  async addSample(classId, embedding, backbone, image) {
+    const x = await storedSample({ classId, embedding, backbone, image, created: Date.now() });
     return this.tx(['samples'], 'readwrite', 'save the sample', async (s) => {
-      const x = { classId, embedding, backbone, image, created: Date.now() };
       x.id = await promised(s.samples.add(x));
-      return x;
+      return usedSample(x);
     });
   }
 
@@ -195,7 +209,8 @@ class Store {
   // Replaces the whole project (an import) in one transaction: all of it, or nothing. The
   // backbone in use and the stored models are kept; samples keep the backbone that made
   // their embeddings (the caller re-embeds those of another one).
-  replaceAll(project) {
+  async replaceAll(project) {
+    const samples = await Promise.all(project.samples.map((x) => storedSample({ classId: x.classId, embedding: x.embedding, backbone: x.backbone, image: x.image, created: x.created ?? Date.now() })));
     return this.tx(PROJECT, 'readwrite', 'import the project', async (s) => {
       const backbone = await promised(s.meta.get('backbone'));
       await Promise.all(PROJECT.map((n) => promised(s[n].clear())));
@@ -204,9 +219,7 @@ class Store {
       for (const c of project.classes) {
         ids.set(c.id, await promised(s.classes.add({ name: c.name, created: c.created ?? Date.now() })));
       }
-      for (const x of project.samples) {
-        await promised(s.samples.add({ classId: ids.get(x.classId), embedding: x.embedding, backbone: x.backbone, image: x.image, created: x.created ?? Date.now() }));
-      }
+      for (const x of samples) await promised(s.samples.add({ ...x, classId: ids.get(x.classId) }));
       let current = null;
       for (const v of project.versions) {
         const { id: oldId, ...rest } = v;

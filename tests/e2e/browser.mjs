@@ -184,4 +184,23 @@ export function killBrowser(profileDir) {
   return killed;
 }
 
+// Everything at 390 px (a phone's width) stays inside its card and the page does not scroll
+// sideways; returns what overflows (empty when nothing does). `frame`: the selector of an
+// iframe holding the page (the layout inside it is checked), or null for this document.
+export const OVERFLOWS = (frame = null) => {
+  const doc = frame ? document.querySelector(frame).contentDocument : document;
+  const out = [];
+  const sideways = doc.documentElement.scrollWidth - doc.documentElement.clientWidth;
+  if (sideways > 0) out.push(`the page scrolls sideways by ${sideways}px`);
+  for (const card of doc.querySelectorAll('main > section, header')) {
+    const box = card.getBoundingClientRect();
+    for (const e of card.querySelectorAll('*')) {
+      const r = e.getBoundingClientRect();
+      if (r.width === 0 || e.closest('[hidden], details:not([open]) > :not(summary)')) continue;
+      if (r.right > box.right + 0.5 || r.left < box.left - 0.5) out.push(`${e.tagName.toLowerCase()}${e.id ? '#' + e.id : ''}${e.className ? '.' + String(e.className).split(' ')[0] : ''} in #${card.id || card.tagName.toLowerCase()}: ${r.left.toFixed(0)}..${r.right.toFixed(0)} outside ${box.left.toFixed(0)}..${box.right.toFixed(0)}`);
+    }
+  }
+  return out;
+};
+
 export { startServer };

@@ -9,14 +9,17 @@
 // - the WebGPU device destroyed while the frame loop runs: the engine recovers and the live
 //   view keeps classifying;
 // - a frame whose inference fails (the engine's answer made to fail in the page): the live
-//   view shows the error instead of the previous predictions, and the next frame recovers.
+//   view shows the error instead of the previous predictions, and the next frame recovers;
+// - a model switch whose save fails and whose restore of the previous model fails too: the
+//   page says both, stops the engine (never answering with a model its state does not
+//   describe), and a reload starts the stored model.
 // The small shared TFLite model is opened as the backbone where the built-in model's CPU
 // cost would only add minutes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { launchPersistent, openSmallModel, addClassWithFiles, killBrowser, appFixture } from './browser.mjs';
+import { launchPersistent, openSmallModel, addClassWithFiles, killBrowser, appFixture, SMALL_MODEL, SMALL_MODEL_LABELS } from './browser.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const SHARED = path.resolve(ROOT, '../shared');
@@ -271,6 +274,45 @@ test('a frame that fails to classify shows the error, not the last predictions, 
     assert.match(await s.page.getAttribute('#predictions', 'data-top'), /macaw/);
     assert.ok(await s.page.evaluate(() => globalThis.edgetuneStats.frameErrors) >= 1, 'the failed frames are counted');
     assert.deepEqual(s.errors, []);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a failed model switch whose restore fails too: both reasons shown, the engine stopped, a reload recovers', { timeout: 600_000 }, async () => {
+  const profile = fs.mkdtempSync(path.join(tmp, 'profile-restore-'));
+  let s = await open(profile);
+  try {
+    await s.page.waitForFunction(() => /macaw/.test(document.getElementById('predictions').dataset.top || ''), null, { timeout: 180_000 });
+    // The switch's save fails (as a full disk would make it) and so does restarting the
+    // previous model (as running out of memory would): the page's store and engine client,
+    // wrapped, reject them.
+    await s.page.evaluate(async () => {
+      const { state } = await import('/lib/state.js');
+      const call = state.engine.call.bind(state.engine);
+      let creates = 0;
+      state.engine.call = (method, ...rest) => (method === 'create' && ++creates === 2
+        ? Promise.reject(new Error('injected restore failure'))
+        : call(method, ...rest));
+      state.store.switchBackbone = () => Promise.reject(new Error('injected save failure'));
+    });
+    await s.page.setInputFiles('#open-model', [SMALL_MODEL, SMALL_MODEL_LABELS]);
+    await s.page.waitForFunction(() => /engine is stopped/.test(document.getElementById('error').textContent), null, { timeout: 120_000 });
+    assert.match(await s.page.textContent('#error'),
+      /^Could not open mobilenet_v1_0\.25_128_quant\.tflite: injected save failure; the engine is stopped: EfficientNet-Lite0 int8 could not be restarted \(injected restore failure\); reload the page$/);
+    assert.equal(await s.page.textContent('#backend'), 'engine stopped');
+    assert.equal(await s.page.getAttribute('#backend', 'data-state'), 'error');
+    assert.equal(await s.page.getAttribute('body', 'data-backbone'), 'builtin', 'the page state still names the stored model');
+    // Frames say why they are not classified, instead of answering with the other model.
+    await s.page.waitForSelector('#predictions[data-state="error"]', { timeout: 60_000 });
+    assert.match(await s.page.textContent('#predictions'), /engine is stopped/);
+    assert.equal(await s.page.getAttribute('#predictions', 'data-top'), '');
+    assert.deepEqual(s.errors, []);
+    await s.page.reload();
+    await s.page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+    await s.page.waitForFunction(() => /macaw/.test(document.getElementById('predictions').dataset.top || ''), null, { timeout: 180_000 });
+    assert.equal(await s.page.getAttribute('body', 'data-backbone'), 'builtin');
+    assertConsistent(await stored(s.page), 'after the failed switch and a reload');
   } finally {
     await s.close();
   }

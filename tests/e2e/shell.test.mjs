@@ -28,7 +28,11 @@ async function loadShell(webgpu, query = '') {
   try {
     const { page, foreign, errors } = await openPage(browser, url + query);
     await page.waitForSelector('body[data-ready="true"]', { timeout: 120_000 });
+    // Under auto the CPU answers first and WebGPU is tested behind it: wait for the verdict.
+    const probing = (await page.getAttribute('#backend', 'data-probe')) === 'running';
+    await page.waitForSelector('#backend[data-probe="done"]', { timeout: 120_000 });
     const result = {
+      probed: probing,
       version: await page.textContent('#version'),
       backend: await page.getAttribute('#backend', 'data-backend'),
       label: await page.textContent('#backend'),
@@ -47,8 +51,9 @@ async function loadShell(webgpu, query = '') {
   }
 }
 
-test('with WebGPU, auto times the adapter against the CPU and keeps the faster; ?backend=gpu forces WebGPU', async () => {
+test('with WebGPU, auto starts on the CPU, times the adapter against it behind the first frames and keeps the faster; ?backend=gpu forces WebGPU', async () => {
   const r = await loadShell(true);
+  assert.equal(r.probed, true, 'with a WebGPU API, auto starts on the CPU and tests the GPU behind it');
   assert.equal(r.version, `edgetune ${crateVersion}`);
   // SwiftShader is a CPU emulation of WebGPU: the wasm SIMD path beats it, and the badge says
   // so with both times. A real GPU that wins would be kept instead.
@@ -65,6 +70,7 @@ test('with WebGPU, auto times the adapter against the CPU and keeps the faster; 
   assert.deepEqual(r.foreign, [], 'no request may leave the page origin');
   assert.deepEqual(r.errors, []);
   const forced = await loadShell(true, '?backend=gpu');
+  assert.equal(forced.probed, false, 'a forced backend is not probed');
   assert.equal(forced.backend, 'gpu', `expected WebGPU (SwiftShader), got: ${forced.label} / ${forced.detail}`);
   assert.match(forced.label, /WebGPU/);
   assert.match(forced.detail, /dot4I8Packed: (yes|no).*self-test/);

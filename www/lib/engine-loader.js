@@ -8,7 +8,7 @@
 // - pkg/: the single-threaded engine, everywhere else (and if the threaded start fails).
 // - pkg/relaxed/, pkg/threads-relaxed/: the same two with relaxed SIMD (the int8 GEMM on
 //   `i32x4.relaxed_dot_i8x16_i7x16_add_s`), chosen when WebAssembly.validate accepts a module
-//   using that instruction (Chromium 114+, Firefox 145+ where enabled; not Safari today) and
+//   using that instruction (Chromium 114+, Firefox ESR 153 as tested; not WebKitGTK 2.50) and
 //   `simd` is not 'plain'.
 // Results are bit-identical in every variant; only the time differs.
 //
@@ -53,6 +53,9 @@ export async function loadEngine({ threads = defaultThreads(), base = '/pkg', si
   let reason = '';
   if (threads <= 1) reason = 'one thread requested';
   else if (!globalThis.crossOriginIsolated) reason = 'the page is not cross-origin isolated (COOP/COEP headers), so no shared memory';
+  // WebKitGTK 2.50 is cross-origin isolated yet has no SharedArrayBuffer, and cannot send a
+  // shared WebAssembly.Memory to a worker.
+  else if (typeof SharedArrayBuffer === 'undefined') reason = 'this browser has no SharedArrayBuffer, so no shared memory';
   else {
     const dir = relaxed ? 'threads-relaxed' : 'threads';
     try {

@@ -43,8 +43,13 @@ export class WorkerClient {
     });
   }
 
-  terminate() {
+  // Stops the worker; pending and later requests reject with `reason` (when given).
+  terminate(reason) {
     this.worker.terminate();
+    if (!reason) return;
+    this.crashed = reason;
+    for (const p of this.pending.values()) p.reject(reason);
+    this.pending.clear();
   }
 }
 

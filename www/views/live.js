@@ -82,7 +82,9 @@ function renderLive() {
 }
 
 let canvas = null;
-let fps = { frames: 0, since: performance.now() };
+// Frames per second over windows of at least 1 s, the first starting at the first frame
+// (not at page load: the first window would count the engine's start-up as frame time).
+let fps = { frames: 0, since: null };
 export async function onFrame(video) {
   if (state.switching) return;
   const size = state.frameSize;
@@ -109,10 +111,15 @@ export async function onFrame(video) {
   state.lastFrame = { top: r.top, head: r.head, headId: r.head ? r.headTag : null };
   renderLive();
   stats.frames++;
-  fps.frames++;
-  if (now - fps.since > 1000) {
-    $('fps').textContent = `${((1000 * fps.frames) / (now - fps.since)).toFixed(1)} fps`;
-    fps = { frames: 0, since: now };
+  if (fps.since === null) {
+    fps.since = performance.now();
+  } else {
+    fps.frames++;
+  }
+  if (fps.frames > 0 && performance.now() - fps.since > 1000) {
+    const t = performance.now();
+    $('fps').textContent = `${((1000 * fps.frames) / (t - fps.since)).toFixed(1)} fps`;
+    fps = { frames: 0, since: t };
   }
   $('ms').textContent = `${r.ms.toFixed(0)} ms/frame`;
   if (record && state.recording !== null) {

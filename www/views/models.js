@@ -66,19 +66,50 @@ function backendLabel(b) {
   return b.cpu?.threads > 1 ? `CPU · ${b.cpu.threads} threads` : 'CPU';
 }
 
-// Starts the engine on `bytes` (the old engine keeps running if this fails).
-async function startEngine(bytes) {
+function showBackend(b) {
   const badge = $('backend');
-  const wanted = new URLSearchParams(location.search).get('backend') || 'auto';
-  const b = await exclusive(() => state.engine.call('create', { model: bytes.slice(), backend: wanted }));
-  state.frameSize = b.frameSize;
-  state.engineHead = null; // a new engine starts without the user's head
-  badge.textContent = backendLabel(b);
+  badge.textContent = b.probing ? `${backendLabel(b)} · testing WebGPU…` : backendLabel(b);
   badge.title = `${b.device}: ${b.reason}${b.cpu ? `; CPU kernels: ${b.cpu.threads} thread${b.cpu.threads > 1 ? 's' : ''}${b.cpu.reason ? ` (${b.cpu.reason})` : ''}, ${b.cpu.variant?.endsWith('relaxed') ? 'relaxed SIMD' : 'SIMD'}` : ''}`;
   badge.dataset.cpuVariant = b.cpu?.variant ?? '';
   badge.dataset.threads = String(b.cpu?.threads ?? 1);
   badge.dataset.backend = b.backend;
+  badge.dataset.probe = b.probing ? 'running' : 'done';
   badge.dataset.state = 'done';
+}
+
+// Neither the new model nor the previous one runs: the engine now holds a model the page's
+// state does not describe, so it is stopped rather than left to answer with the wrong
+// classes or embed samples for the wrong backbone. Every engine call then fails with the
+// reason (frames show it in the live view); the stored project is untouched and a reload
+// starts it again. Returns the reason.
+function engineStopped(why) {
+  const reason = new Error(`the engine is stopped: ${why}; reload the page`);
+  state.engine.terminate(reason);
+  const badge = $('backend');
+  badge.textContent = 'engine stopped';
+  badge.title = reason.message;
+  badge.dataset.state = 'error';
+  return reason;
+}
+
+let engineStarts = 0;
+// Starts the engine on `bytes` (the old engine keeps running if this fails). Under `auto` the
+// CPU answers at once and the worker tests WebGPU behind it; the badge says so, and says
+// what was decided when the test ends (the GPU then runs the next frame).
+async function startEngine(bytes) {
+  const wanted = new URLSearchParams(location.search).get('backend') || 'auto';
+  const b = await exclusive(() => state.engine.call('create', { model: bytes.slice(), backend: wanted }));
+  const start = ++engineStarts;
+  state.frameSize = b.frameSize;
+  state.engineHead = null; // a new engine starts without the user's head
+  showBackend(b);
+  if (b.probing) {
+    state.engine.call('settleBackend').then((settled) => {
+      if (start === engineStarts) showBackend({ ...settled, cpu: b.cpu });
+    }, (err) => {
+      if (start === engineStarts) showError(`The WebGPU test failed: ${message(err)}; the CPU runs.`);
+    });
+  }
   return b;
 }
 
@@ -160,7 +191,13 @@ async function useModel(record, isNew = false) {
     try {
       await commitBackbone(key, isNew ? record : null);
     } catch (err) {
-      await startEngine(previous.bytes).catch(() => {});
+      // The switch did not commit (its one transaction), so the previous model goes back in.
+      try {
+        await startEngine(previous.bytes);
+      } catch (restoreErr) {
+        const stopped = engineStopped(`${previous.name} could not be restarted (${message(restoreErr)})`);
+        throw new Error(`${message(err)}; ${stopped.message}`);
+      }
       throw err;
     }
     applyModel(key, bytes, name);
