@@ -22,10 +22,8 @@ fi
 bash scripts/models.sh
 
 corpus=fuzz/corpus
+rm -rf "$corpus"
 mkdir -p "$corpus/etm_loader" "$corpus/torch_checkpoint" "$corpus/onnx_model" "$corpus/onnx_import" "$corpus/tflite_import"
-for m in www/models/*.etm; do head -c 65536 "$m" > "$corpus/etm_loader/seed-$(basename "$m")"; done
-ckpt=$(find "${EDGETUNE_CACHE:-$HOME/.cache/edgetune}" -name '*.pth' | head -1)
-[ -n "$ckpt" ] && head -c 65536 "$ckpt" > "$corpus/torch_checkpoint/seed-checkpoint"
 if [ -d /usr/share/libonnx-testdata/data/node ]; then
   for d in test_conv_with_strides_padding test_gemm_default_no_bias test_qlinearconv test_relu test_add test_softmax_example; do
     f=/usr/share/libonnx-testdata/data/node/$d/model.onnx
@@ -33,13 +31,25 @@ if [ -d /usr/share/libonnx-testdata/data/node ]; then
   done
 fi
 
-# Two small classifiers that import (float and QDQ), written with onnx.helper in the interop
-# venv that npm test sets up (scripts/test-deps.sh).
+# Seeds are small valid files, so mutations reach the loaders' deeper paths rather than dying
+# at the first check: two small classifiers that import (float and QDQ, written with
+# onnx.helper), the same two converted to .etm by the CLI (f32 and int8), and a small legacy
+# PyTorch checkpoint (torch.save), made in the interop venv that npm test sets up
+# (scripts/test-deps.sh). Each must load, or the run stops: a seed that fails is no seed.
 venv="${EDGETUNE_CACHE:-$HOME/.cache/edgetune}/interop-venv"
+cli="$(cargo_target_dir)/release/edgetune" # built by scripts/models.sh above
 if [ -x "$venv/bin/python" ]; then
   "$venv/bin/python" fuzz/seeds/onnx_seeds.py "$corpus/onnx_import"
+  "$venv/bin/python" fuzz/seeds/torch_seed.py "$corpus/torch_checkpoint/seed-small.pth"
+  for kind in float qdq; do
+    "$cli" import "$corpus/onnx_import/seed-$kind.onnx" "$corpus/etm_loader/seed-$kind.etm" >/dev/null \
+      && "$cli" info "$corpus/etm_loader/seed-$kind.etm" >/dev/null \
+      || die "the $kind .etm seed does not load"
+  done
+  say "seeds: $(du -b "$corpus"/etm_loader/* "$corpus"/torch_checkpoint/* | awk '{printf "%s %d B; ", $2, $1}')"
 else
-  say "no interop venv ($venv): onnx_import starts from the node-test models only (run npm test once to make it)"
+  say "no interop venv ($venv): onnx_import starts from the node-test models only and etm_loader and torch_checkpoint from the default model's first 64 KiB (run npm test once to make it)"
+  for m in www/models/*.etm; do head -c 65536 "$m" > "$corpus/etm_loader/seed-$(basename "$m")"; done
 fi
 cp "$corpus"/onnx_model/seed-*.onnx "$corpus/onnx_import/" 2>/dev/null || true
 

@@ -109,6 +109,8 @@ fn both_precisions_classify_the_shared_photos() {
         }
     }
     eprintln!("int8 top-1 equals f32 top-1 on {same} of {} photos", PHOTOS.len());
+    // docs/default-model.md: "int8 has f32's top-1 on 10 of 10 photos".
+    assert_eq!(same, PHOTOS.len(), "int8 top-1 equals f32 top-1 on {same} of {} photos", PHOTOS.len());
 }
 
 #[test]
@@ -271,4 +273,28 @@ fn quantizing_on_rgba_frames_agrees_with_f32_on_other_frames() {
         .unwrap_err()
         .to_string()
         .contains("unknown method"));
+}
+
+/// The torch_checkpoint fuzz target's seed (fuzz/seeds/torch_seed.py, run by scripts/fuzz.sh)
+/// is a valid checkpoint the reader parses whole, so libFuzzer starts past the first checks.
+#[test]
+fn the_fuzz_seed_checkpoint_parses_whole() {
+    let Some(python) = common::interop_python() else { return };
+    let dir = std::env::temp_dir().join(format!("edgetune-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let seed = dir.join("seed-small.pth");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let st = std::process::Command::new(python).arg(root.join("fuzz/seeds/torch_seed.py")).arg(&seed).status().unwrap();
+    assert!(st.success(), "torch_seed.py failed");
+    let bytes = std::fs::read(&seed).unwrap();
+    let tensors = parse_legacy_checkpoint(&bytes, "seed-small.pth").unwrap();
+    let shapes: Vec<(&str, &[usize])> = tensors.iter().map(|(n, t)| (n.as_str(), t.shape())).collect();
+    // `num_batches_tracked` (an integer storage) is read and skipped, as the reader documents.
+    assert_eq!(
+        shapes,
+        [("conv.weight", &[4, 3, 3, 3][..]), ("conv.bias", &[4][..]), ("fc.weight", &[2, 4][..])],
+        "{} bytes",
+        bytes.len()
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -84,7 +84,7 @@ fn f32_export_matches_onnxruntime_and_imports_back() {
         .map(|p| edgetune::data::images::load_preprocessed(p, &file.header.preprocess).unwrap())
         .collect();
     let theirs = onnxruntime(&python, &onnx, &inputs, &dir, "f32");
-    let mut worst = 0f64;
+    let (mut worst, mut worst_round_trip) = (0f64, 0f32);
     for (x, t) in inputs.into_iter().zip(theirs) {
         let a = ours.logits(x.clone()).unwrap().into_data();
         let b = back.logits(x).unwrap().into_data();
@@ -92,10 +92,11 @@ fn f32_export_matches_onnxruntime_and_imports_back() {
         worst = worst.max(a.iter().zip(&t).fold(0f64, |m, (p, q)| m.max((p - q).abs() as f64)) / scale);
         assert_eq!(argmax(&a), argmax(&t));
         let round_trip = a.iter().zip(&b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-        assert!(round_trip < 1e-4, "export -> import changed the logits by {round_trip}");
+        worst_round_trip = worst_round_trip.max(round_trip);
     }
-    println!("f32 export: largest logit difference to onnxruntime {worst:.2e} of the largest logit");
-    assert!(worst <= 1e-4, "{worst:.2e}");
+    println!("f32 export: largest logit difference to onnxruntime {worst:.2e} of the largest logit; export -> import changed the logits by {worst_round_trip:e}");
+    assert!(worst <= 1e-5, "{worst:.2e}");
+    assert_eq!(worst_round_trip, 0.0, "export -> import changed the logits");
 }
 
 #[test]
@@ -119,9 +120,9 @@ fn int8_qdq_export_agrees_with_the_engine_on_cifar() {
         .zip(&theirs)
         .filter(|(x, t)| argmax(&ours.logits(x.clone()).unwrap().into_data()) == argmax(t))
         .count();
-    let rate = agree as f64 / n as f64;
     println!("int8 QDQ export: onnxruntime top-1 = engine top-1 on {agree}/{n} CIFAR-10 test images");
-    assert!(rate >= 0.99, "top-1 agreement {:.1}%", rate * 100.0);
+    // docs/import.md: 200/200 (1,000/1,000 with EDGETUNE_EXPORT_IMAGES=1000).
+    assert_eq!(agree, n, "top-1 agreement {agree}/{n}");
     // Confident predictions: the shared photos must all agree.
     let Some(photos) = common::shared("data/photos") else { return };
     let inputs: Vec<Tensor> = list_images(&photos)

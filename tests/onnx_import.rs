@@ -3,8 +3,10 @@
 //! average pools, SiLU, Hardswish, squeeze-excitation, concat) and the default
 //! EfficientNet-Lite0, all exported by PyTorch with a committed script
 //! (tests/reference/onnx_reference.py), imported to `.etm` and run by the engine's f32 path on
-//! every shared photo. Logits must match onnxruntime's within 1e-4 of their largest magnitude,
-//! with the same top-1. Corrupt and unsupported files are clear errors.
+//! every shared photo. Logits must match onnxruntime's within 1e-5 of their largest magnitude
+//! (measured: at most 1.3e-6; summation order differs), with the same top-1. onnxruntime's
+//! int8 Lite0 (QDQ and QOperator) must be bit-identical, ResNet-18 within one step. Corrupt and
+//! unsupported files are clear errors.
 
 mod common;
 
@@ -81,7 +83,8 @@ fn pytorch_exports_match_onnxruntime_on_every_photo() {
             assert_eq!(argmax(ours), argmax(&theirs), "{name} {}: top-1 differs", img.display());
         }
         println!("{name}: largest logit difference {worst:.2e} of the largest logit ({} photos)", images.len());
-        assert!(worst <= 1e-4, "{name}: logits differ by {worst:.2e} relative");
+        // docs/import.md gives the measured figure per network (1e-6 or below).
+        assert!(worst <= 1e-5, "{name}: logits differ by {worst:.2e} relative");
     }
 }
 
@@ -170,13 +173,13 @@ fn write_nchw(path: &std::path::Path, inputs: &[edgetune::Tensor]) {
 /// calibrated on 16 CIFAR-10 training images, imported and run in int8 by the engine and by
 /// onnxruntime on the shared photos and 100 CIFAR-10 test images. Returns (agreeing, total);
 /// every photo must agree.
-fn quantized_lite0_agreement(format: &str) -> Option<(usize, usize)> {
+fn quantized_lite0_agreement(format: &str) -> Option<Agreement> {
     quantized_agreement("efficientnet_lite0", format, 100)
 }
 
 /// As [`quantized_lite0_agreement`] for the exported network `name`, on `tests` CIFAR-10 test
 /// images after the photos.
-fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<(usize, usize)> {
+fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<Agreement> {
     let (Some(photos), Some(train), Some(test), Some(dir)) = (
         common::shared("data/photos"),
         common::shared("data/cifar10/train.bin"),
@@ -205,7 +208,7 @@ fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<(usize,
     ]);
     let file = import_onnx(&std::fs::read(&quantized).unwrap(), &quantized.display().to_string(), None).unwrap();
     assert!(file.is_int8(), "a {format} graph imports as an int8 model");
-    // The logits' grid when the file quantizes them (QOperator's QGemm does), for the LSB count.
+    // The logits' grid when the file quantizes them (both of onnxruntime's forms do), for the step count.
     let logits_q = file.header.quantization.as_ref().and_then(|q| q.values[file.header.graph.logits]);
     let model = Classifier::new(file).unwrap();
     let test = edgetune::data::images::ImageSource::open(&format!("cifar10:{}", test.display())).unwrap();
@@ -217,7 +220,7 @@ fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<(usize,
     let count = inputs.len().to_string();
     python(&["run".as_ref(), quantized.as_os_str(), input.as_os_str(), count.as_ref(), out.as_os_str()]);
     let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let (mut agree, mut steps) = (0, vec![]);
+    let (mut agree, mut steps, mut identical, mut worst_rel) = (0, vec![], 0, 0f32);
     for (i, (x, theirs)) in inputs.into_iter().zip(reference["results"].as_array().unwrap()).enumerate() {
         let theirs: Vec<f32> = theirs.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
         let ours = model.logits(x).unwrap().into_data();
@@ -226,6 +229,9 @@ fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<(usize,
             assert!(same, "{format} photo {i}: top-1 differs from onnxruntime");
         }
         agree += same as usize;
+        identical += usize::from(ours == theirs);
+        let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
+        worst_rel = worst_rel.max(ours.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale);
         if let Some(q) = logits_q {
             steps.push(ours.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max(((a - b) / q.scale).abs().round())));
         }
@@ -246,34 +252,62 @@ fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<(usize,
         );
     }
     println!(
-        "onnxruntime {format} {name} in int8: top-1 equal on {agree}/{} ({photos_n} photos + {tests} CIFAR-10 test images)",
+        "onnxruntime {format} {name} in int8: top-1 equal on {agree}/{} ({photos_n} photos + {tests} CIFAR-10 test images); \
+         logits bit-identical on {identical}/{}, largest difference {worst_rel:.2e} of the largest logit",
+        photos_n + tests,
         photos_n + tests
     );
-    Some((agree, photos_n + tests))
+    Some(Agreement { agree, total: photos_n + tests, identical, steps })
 }
 
+/// What [`quantized_agreement`] measured: top-1 equal on `agree` of `total` inputs, logits
+/// bit-identical on `identical`, and per input the largest difference in steps of the logits'
+/// uint8 grid (empty if the file left the logits in float; onnxruntime's quantizer puts them
+/// on a grid in both forms).
+struct Agreement {
+    agree: usize,
+    total: usize,
+    identical: usize,
+    steps: Vec<f32>,
+}
+
+// docs/import.md: Lite0 110/110 top-1 and bit-identical logits in both forms; ResNet-18 50/50
+// top-1, 0 steps median and 1 at worst in both forms.
 #[test]
 fn onnxruntime_qdq_model_runs_in_int8_with_its_top1() {
-    let Some((agree, total)) = quantized_lite0_agreement("qdq") else { return };
-    assert!(agree as f64 >= 0.99 * total as f64, "top-1 agreement {agree}/{total}");
+    let Some(a) = quantized_lite0_agreement("qdq") else { return };
+    assert_eq!(
+        (a.agree, a.identical),
+        (a.total, a.total),
+        "QDQ Lite0: top-1 equal / logits bit-identical, of {}",
+        a.total
+    );
 }
 
 /// MaxPool in both of onnxruntime's quantized forms.
 #[test]
 fn onnxruntime_quantized_resnet18_runs_in_int8_with_its_top1() {
     for format in ["qdq", "qoperator"] {
-        let Some((agree, total)) = quantized_agreement("resnet18", format, 40) else { return };
-        assert!(agree as f64 >= 0.99 * total as f64, "resnet18 {format}: top-1 agreement {agree}/{total}");
+        let Some(a) = quantized_agreement("resnet18", format, 40) else { return };
+        assert_eq!(a.agree, a.total, "resnet18 {format}: top-1 agreement {}/{}", a.agree, a.total);
+        let mut s = a.steps.clone();
+        s.sort_by(f32::total_cmp);
+        assert_eq!(s.len(), a.total, "resnet18 {format}: the logits are on a uint8 grid");
+        assert_eq!((s[s.len() / 2], s[s.len() - 1] <= 1.0), (0.0, true), "resnet18 {format}: steps {s:?}");
     }
 }
 
 #[test]
 fn onnxruntime_qoperator_model_runs_in_int8_with_its_top1() {
-    let Some((agree, total)) = quantized_lite0_agreement("qoperator") else { return };
-    assert!(agree as f64 >= 0.99 * total as f64, "top-1 agreement {agree}/{total}");
+    let Some(a) = quantized_lite0_agreement("qoperator") else { return };
+    assert_eq!(a.agree, a.total, "top-1 agreement {}/{}", a.agree, a.total);
+    assert!(
+        a.steps.iter().all(|&s| s == 0.0),
+        "QOperator Lite0: logits differ by up to {:?} steps",
+        a.steps.iter().fold(0f32, |m, &s| m.max(s))
+    );
 }
 
-/// log10 signal-to-noise of `q` against `f`, in dB.
 fn sqnr_db(f: &[f32], q: &[f32]) -> f64 {
     let signal: f64 = f.iter().map(|&v| (v as f64).powi(2)).sum();
     let noise: f64 = f.iter().zip(q).map(|(&a, &b)| ((a - b) as f64).powi(2)).sum();
@@ -377,8 +411,8 @@ fn head_after_pool_computes_w_e_plus_b(backbone: &edgetune::model::etm::ModelFil
     }
 }
 
-/// `model` exported to ONNX and run by onnxruntime on the photos: f32 logits within 1e-4
-/// (relative), int8 (QDQ) top-1 on every photo but one.
+/// `model` exported to ONNX and run by onnxruntime on the photos: top-1 equal on every photo,
+/// and f32 logits within 1e-5 of the largest (relative).
 fn roundtrip_agrees(
     dir: &std::path::Path,
     name: &str,
@@ -399,19 +433,23 @@ fn roundtrip_agrees(
             let count = inputs.len().to_string();
             python(&["run".as_ref(), onnx.as_os_str(), input.as_os_str(), count.as_ref(), out.as_os_str()]);
             let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-            let mut same = 0;
+            let (mut same, mut worst) = (0, 0f32);
             for (x, theirs) in inputs.into_iter().zip(reference["results"].as_array().unwrap()) {
                 let theirs: Vec<f32> = theirs.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
                 let ours = ours.logits(x).unwrap().into_data();
                 same += (argmax(&ours) == argmax(&theirs)) as usize;
-                if float {
-                    let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    let diff = ours.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-                    assert!(diff <= 1e-4 * scale, "{name} export: logits differ by {diff} of {scale}");
-                }
+                let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
+                worst = worst.max(ours.iter().zip(&theirs).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale);
             }
-            println!("{name}: {kind} export run by onnxruntime: top-1 equal on {same}/{}", images.len());
-            assert!(same + 1 >= images.len(), "{name} {kind} export: top-1 equal on {same}/{}", images.len());
+            println!(
+                "{name}: {kind} export run by onnxruntime: top-1 equal on {same}/{}, largest logit difference {worst:.2e} of the largest logit",
+                images.len()
+            );
+            // docs/import.md: top-1 equal on 10/10 in both precisions; f32 logits within 1e-5.
+            assert_eq!(same, images.len(), "{name} {kind} export: top-1 equal on {same}/{}", images.len());
+            if float {
+                assert!(worst <= 1e-5, "{name} f32 export: logits differ by {worst:.2e} relative");
+            }
         }
     }
 }

@@ -46,7 +46,12 @@ export class Camera {
     }
     this.facing = facing;
     this.video.srcObject = this.stream;
-    await this.video.play().catch(() => {});
+    // A muted inline video may autoplay everywhere; a refusal (other than an AbortError, a
+    // newer srcObject taking over) means no frames would ever come, so it is the camera's error.
+    await this.video.play().catch((err) => {
+      if (err && err.name === 'AbortError') return;
+      throw new CameraError(`The camera started but its picture could not be shown (${err && err.message ? err.message : err}).`);
+    });
     try {
       const devices = await navigator.mediaDevices.enumerateDevices();
       this.cameras = devices.filter((d) => d.kind === 'videoinput').length;

@@ -1,4 +1,4 @@
-//! The model commands of the CLI: import, info, quantize, classify, eval.
+//! The model commands of the CLI: import, info, quantize, classify, eval, embed.
 
 use std::path::Path;
 use std::time::Instant;
@@ -350,6 +350,63 @@ pub fn eval(
         if r.is_some() {
             println!("reference accuracy {:.2}% ({ref_correct}/{n})", pct(ref_correct));
         }
+    }
+    Ok(true)
+}
+
+/// Writes a NumPy `.npy` file (format 1.0): the magic, a header dict padded with spaces to a
+/// multiple of 64 bytes and ended by a newline, then the data little-endian in C order.
+fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) -> Result<()> {
+    let dims = match shape {
+        [n] => format!("({n},)"),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let len = u16::try_from(header.len()).map_err(|_| Error::invalid("npy", "header too long"))?;
+    let mut out = Vec::with_capacity(10 + header.len() + data.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
+
+/// `edgetune embed`: the pooled features (what a head trains on) of images `offset..offset +
+/// limit` of `data`, as `[N, dim]` float32 in `out` (.npy) and their labels as int32 in
+/// `labels_out` (-1 for an unlabelled image), for analysis outside the engine (e.g. the
+/// logistic-regression reference of the few-shot table, bench/fewshot_logreg.py).
+pub fn embed(
+    model: &Path,
+    data: &str,
+    range: (usize, Option<usize>),
+    out: &Path,
+    labels_out: Option<&Path>,
+) -> Result<bool> {
+    let start = Instant::now();
+    let file = ModelFile::load(model)?;
+    let p = file.header.preprocess;
+    let net = Classifier::new(file)?;
+    let src = ImageSource::open(data)?;
+    let (offset, limit) = range;
+    if offset >= src.len() {
+        return Err(Error::invalid("embed", format!("offset {offset}: the source has {} images", src.len())));
+    }
+    let n = limit.unwrap_or(src.len()).min(src.len() - offset);
+    let (mut feats, mut labels, mut dim) = (Vec::new(), Vec::with_capacity(n), 0);
+    for i in offset..offset + n {
+        let e = net.embeddings(src.preprocessed(i, &p)?)?.into_data();
+        dim = e.len();
+        feats.extend(e.iter().flat_map(|v| v.to_le_bytes()));
+        labels.extend(src.label(i).map_or(-1, |l| l as i32).to_le_bytes());
+    }
+    write_npy(out, "<f4", &[n, dim], &feats)?;
+    report_written(out, &format!(", {n} x {dim} features"), start);
+    if let Some(path) = labels_out {
+        write_npy(path, "<i4", &[n], &labels)?;
+        report_written(path, &format!(", {n} labels"), start);
     }
     Ok(true)
 }

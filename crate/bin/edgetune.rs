@@ -235,6 +235,25 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         offset: usize,
     },
+    /// Write the pooled features (what a head trains on) of labelled images as NumPy files:
+    /// `[N, dim]` float32 and the labels as int32.
+    Embed {
+        #[arg(long)]
+        model: PathBuf,
+        /// cifar10:PATH or a folder of images (one sub-folder per class for labels).
+        #[arg(long)]
+        data: String,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Output .npy of the features.
+        #[arg(long)]
+        out: PathBuf,
+        /// Output .npy of the labels.
+        #[arg(long)]
+        labels_out: Option<PathBuf>,
+    },
 }
 
 fn conformance_cmd(dir: PathBuf, only: Option<PathBuf>, quiet: bool) -> edgetune::Result<bool> {
@@ -271,8 +290,23 @@ fn quiet_broken_pipe() {
     }
 }
 
+/// Outside a desktop session (a plain shell, ssh, CI) Mesa's Vulkan device-select layer asks
+/// Wayland for the default GPU, and libwayland prints `error: XDG_RUNTIME_DIR is invalid or
+/// not set in the environment.` to stderr before our output. The layer only reorders the
+/// devices; wgpu enumerates them all and picks by power preference itself, so without a
+/// runtime directory the layer is switched off (`NODEVICE_SELECT=1`, Mesa's own switch)
+/// unless the user set it either way.
+fn quiet_mesa_device_select() {
+    let runtime_dir_ok = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+    if !runtime_dir_ok && std::env::var_os("NODEVICE_SELECT").is_none() {
+        // Called once at start-up, before any thread exists (set_var is then sound).
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 fn main() -> ExitCode {
     quiet_broken_pipe();
+    quiet_mesa_device_select();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Conformance { dir, only, quiet } => conformance_cmd(dir, only, quiet),
@@ -341,6 +375,9 @@ fn main() -> ExitCode {
             runs,
             json: json.as_deref(),
         }),
+        Command::Embed { model, data, offset, limit, out, labels_out } => {
+            commands::embed(&model, &data, (offset, limit), &out, labels_out.as_deref())
+        }
         Command::Eval { model, backend, reference, data, limit, offset } => {
             commands::eval((&model, &backend), reference.as_deref(), &data, limit, offset, &progress_bar)
         }

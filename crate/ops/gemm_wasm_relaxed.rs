@@ -201,14 +201,23 @@ mod tests {
         for &(m, k, n) in &[(1, 1, 1), (4, 4, 8), (5, 27, 9), (7, 32, 16), (13, 33, 20), (3, 96, 5)] {
             for edge in [false, true] {
                 let a: Vec<i8> = (0..m * k).map(|x| if edge { [-128, 127][x % 2] } else { next() as i8 }).collect();
-                let b: Vec<i8> = (0..n * k).map(|x| if edge { [-127, 127][(x / 3) % 2] } else { (next() as i8).max(-127) }).collect();
+                let b: Vec<i8> = (0..n * k)
+                    .map(|x| if edge { [-127, 127][(x / 3) % 2] } else { (next() as i8).max(-127) })
+                    .collect();
                 let za = if edge { -128 } else { (next() % 256) as i32 - 128 };
                 let bias: Vec<i32> = (0..n).map(|_| (next() % 20_001) as i32 - 10_000).collect();
                 let packed = pack_b_i7(&b, &[0], n, k).expect("in range");
                 let mut got = vec![0i32; m * n];
                 gemm_tiles_i7(&a, za, &packed, Some(&bias), m, k, n, |i, rows, j, s| {
                     for (r, sr) in s.iter().enumerate().take(rows) {
-                        let lanes = |v: v128| [i32x4_extract_lane::<0>(v), i32x4_extract_lane::<1>(v), i32x4_extract_lane::<2>(v), i32x4_extract_lane::<3>(v)];
+                        let lanes = |v: v128| {
+                            [
+                                i32x4_extract_lane::<0>(v),
+                                i32x4_extract_lane::<1>(v),
+                                i32x4_extract_lane::<2>(v),
+                                i32x4_extract_lane::<3>(v),
+                            ]
+                        };
                         for (c, &v) in lanes(sr[0]).iter().chain(&lanes(sr[1])).enumerate() {
                             if j + c < n {
                                 got[(i + r) * n + j + c] = v;

@@ -185,8 +185,12 @@ pub fn quantize_model(
     };
     let q = crate::compress::frames::quantize_on_frames(&m, &frames, &method, &report).map_err(err)?;
     if let Some(e) = thrown.into_inner() {
-        let what = e.as_string().or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()));
-        return Err(JsError::new(&format!("the progress callback threw: {}", what.unwrap_or_else(|| "(no message)".into()))));
+        let what =
+            e.as_string().or_else(|| js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()));
+        return Err(JsError::new(&format!(
+            "the progress callback threw: {}",
+            what.unwrap_or_else(|| "(no message)".into())
+        )));
     }
     q.to_bytes().map_err(err)
 }

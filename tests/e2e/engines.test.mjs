@@ -30,7 +30,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startServer, OVERFLOWS, launch } from './browser.mjs';
-import { startWebKit, webkitMissing, webkitVersion } from './webdriver.mjs';
+import { startWebKit, webkitMissing } from './webdriver.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const PHOTOS = path.resolve(ROOT, '../shared/data/photos');
@@ -326,7 +326,7 @@ test('WebKitGTK (Safari\'s engine): live view, teach two classes, train, reload,
   });
   try {
     const r = await journey('webkit', s, {});
-    r.version = webkitVersion();
+    r.version = `WebKitGTK ${s.capabilities.browserVersion}`;
     // WebKitGTK 2.50 has no navigator.gpu: the page runs the CPU path.
     assert.equal(r.backend, 'cpu', `WebKit runs ${r.backend}: ${r.reason}`);
     assert.equal(r.webgpuApi, false, 'WebKitGTK exposes no WebGPU (if it does now, the test should ask for it)');

@@ -126,6 +126,9 @@ test('auto keeps the faster of GPU and CPU on its self-test and says why; a lost
     assert.equal(r.first.backend, 'gpu');
     assert.match(r.first.reason, /faster than the CPU/);
   }
+  // When auto chose the CPU (SwiftShader loses to it), this compares the CPU with itself; the
+  // GPU against the CPU is `same` below, on an engine forced onto the GPU.
+  console.log(`auto's logits against the CPU's: ${r.first.backend === 'cpu' ? 'the CPU with itself (auto chose it)' : 'the GPU against the CPU'}`);
   assert.ok(r.autoSame, "auto's logits equal the CPU's whichever it chose");
   assert.ok(r.same, 'results after recovery equal the CPU logits');
   assert.match(r.recovered.reason, /rebuilt/);

@@ -3,7 +3,7 @@
 // Only what the browser tests use: sessions, navigation, scripts, element clicks, pointer
 // actions (held across calls, as a person holds a button), window size and screenshots.
 // Spec: https://www.w3.org/TR/webdriver2/ (commands by their endpoint names below).
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 
@@ -137,13 +137,4 @@ export async function startWebKit({ args = [], env = {}, screen = '1280x1024' } 
       kill();
     },
   };
-}
-
-/** The installed WebKitGTK version (from its driver), e.g. "2.50.6". */
-export function webkitVersion() {
-  try {
-    return execFileSync(WEBKIT_DRIVER, ['--version'], { encoding: 'utf8' }).trim().split(/\s+/).pop();
-  } catch {
-    return 'unknown';
-  }
 }

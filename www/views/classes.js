@@ -12,6 +12,8 @@ export async function addSample(classId, embedding, image) {
     const s = await state.store.addSample(classId, embedding, state.backbone, image);
     state.samples.push(s);
     changed('samples');
+    // Best effort: asks the browser not to evict the project under storage pressure; a
+    // refusal changes nothing the user could act on (the data is stored either way).
     if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {});
   } catch (err) {
     stopRecording();
