@@ -87,10 +87,11 @@ async function main() {
   }
   try {
     $('backend').textContent = 'starting engine…';
-    // ?threads=N and ?simd=plain pass on to the engine worker (lib/engine-loader.js).
+    // ?threads=N and ?simd=plain pass on to the engine worker with its first request
+    // (views/models.js; lib/engine-loader.js).
     const page = new URLSearchParams(location.search);
-    const pass = new URLSearchParams([...page].filter(([k]) => k === 'threads' || k === 'simd'));
-    state.engine = new WorkerClient(`/workers/engine.js${pass.size ? `?${pass}` : ''}`, 'engine');
+    state.engineParams = new URLSearchParams([...page].filter(([k]) => k === 'threads' || k === 'simd'));
+    state.engine = new WorkerClient('/workers/engine.js', 'engine');
     await startBackbone(saved && saved.backbone !== BUILTIN ? saved.models.find((m) => m.key === saved.backbone) : null);
   } catch (err) {
     engineFailed(err);

@@ -79,7 +79,8 @@ async function waitFor(s, fn, arg, what, timeout = LONG) {
     last = await s.evaluate(fn, arg);
     if (last) return last;
     if (Date.now() > until) {
-      const state = await s.evaluate(() => ({ top: document.getElementById('predictions')?.dataset.top, error: document.getElementById('error')?.textContent, body: { ...document.body.dataset } })).catch((e) => String(e));
+      const state = await s.evaluate(() => ({ top: document.getElementById('predictions')?.dataset.top, error: document.getElementById('error')?.textContent, body: { ...document.body.dataset },
+        badge: document.getElementById('backend')?.textContent, version: document.getElementById('version')?.textContent, controlled: Boolean(navigator.serviceWorker?.controller) })).catch((e) => String(e));
       assert.fail(`${what}: not within ${timeout / 1000} s (page: ${JSON.stringify(state)})`);
     }
     await new Promise((r) => setTimeout(r, 250));
@@ -251,6 +252,7 @@ async function journey(engine, s, { foreign = [], offline = true }) {
     try {
       await s.reload();
       await ready(s, 'offline reload');
+      r.offlineBadge = await s.evaluate(() => `${document.getElementById('backend').textContent}: ${document.getElementById('backend').title}`);
       await waitFor(s, ...topIs('camera'), 'offline the trained head names the camera\'s class');
       await s.screenshot(path.join(ARTIFACTS, `${engine}-3-offline.png`));
       await checkClean(s, 'offline reload', foreign);
@@ -288,6 +290,7 @@ test('Firefox ESR: live view, teach two classes, train, reload, offline, 390 px'
     page.on('request', (q) => { const u = q.url(); if (!u.startsWith(origin + '/') && !/^(data|blob):/.test(u)) foreign.push(u); });
     const pageErrors = [];
     page.on('pageerror', (e) => pageErrors.push(String(e)));
+    if (process.env.E2E_DEBUG) page.on('console', (m) => console.log(`[firefox] ${m.type()}: ${m.text()}`));
     const s = {
       goto: (u) => page.goto(u),
       reload: () => page.reload(),
@@ -310,6 +313,8 @@ test('Firefox ESR: live view, teach two classes, train, reload, offline, 390 px'
     r.version = await browser.version();
     // Firefox ESR 153 exposes navigator.gpu but gives headless Linux no adapter: the CPU path.
     assert.equal(r.backend, 'cpu', `Firefox runs ${r.backend}: ${r.reason}`);
+    // Firefox ESR 153 validates relaxed SIMD and, cross-origin isolated, runs threads.
+    assert.equal(r.cpuVariant, 'threads-relaxed', r.reason);
   } finally {
     await browser.close();
   }
@@ -330,6 +335,10 @@ test('WebKitGTK (Safari\'s engine): live view, teach two classes, train, reload,
     // WebKitGTK 2.50 has no navigator.gpu: the page runs the CPU path.
     assert.equal(r.backend, 'cpu', `WebKit runs ${r.backend}: ${r.reason}`);
     assert.equal(r.webgpuApi, false, 'WebKitGTK exposes no WebGPU (if it does now, the test should ask for it)');
+    // No relaxed SIMD and no SharedArrayBuffer (although cross-origin isolated): one thread on
+    // the plain SIMD module, and the badge says why.
+    assert.equal(r.cpuVariant, 'single', r.reason);
+    assert.match(r.reason, /1 thread \(this browser has no SharedArrayBuffer, so no shared memory\), SIMD$/);
   } finally {
     await s.close();
   }

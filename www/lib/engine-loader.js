@@ -63,7 +63,13 @@ export async function loadEngine({ threads = defaultThreads(), base = '/pkg', si
       const module = await WebAssembly.compileStreaming(fetch(url));
       const m = await import(`${base}/${dir}/edgetune.js`);
       const exports = await m.default({ module_or_path: module });
-      await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(module, exports.memory, `${base}/${dir}`)));
+      const started = await Promise.allSettled(Array.from({ length: threads - 1 }, () => startHelper(module, exports.memory, `${base}/${dir}`)));
+      const failed = started.find((h) => h.status === 'rejected');
+      if (failed) {
+        // The threaded instance is dropped: its helpers that did start would wait on it forever.
+        for (const h of started) if (h.status === 'fulfilled') h.value.terminate();
+        throw failed.reason;
+      }
       const n = m.setThreads(threads);
       return { module: m, memory: exports.memory, variant: dir, threads: n, reason: '' };
     } catch (e) {
@@ -77,13 +83,28 @@ export async function loadEngine({ threads = defaultThreads(), base = '/pkg', si
   return { module: m, memory: exports.memory, variant: relaxed ? 'relaxed' : 'single', threads: 1, reason };
 }
 
+// A helper that has not said it is ready by then is given up on (the engine then runs on one
+// thread): a worker whose script never loads need not report an error (seen in Firefox when
+// the page was started offline by its service worker), and the page must not wait forever.
+const HELPER_START_MS = 15_000;
+
 // One helper worker: instantiates `module` (from `dir`) on `memory`, says it is ready, then runs kernel
 // tasks forever (poolHelper never returns).
 function startHelper(module, memory, dir) {
   return new Promise((resolve, reject) => {
     const w = new Worker(new URL('../workers/pool-helper.js', import.meta.url), { type: 'module', name: 'edgetune pool helper' });
-    w.onmessage = ({ data }) => (data.ready ? resolve(w) : reject(new Error(data.error)));
-    w.onerror = (e) => reject(new Error(e.message || 'the helper worker failed to load'));
+    const fail = (why) => {
+      clearTimeout(timer);
+      w.terminate();
+      reject(new Error(why));
+    };
+    const timer = setTimeout(() => fail(`a helper thread did not start within ${HELPER_START_MS / 1000} s`), HELPER_START_MS);
+    w.onmessage = ({ data }) => {
+      if (!data.ready) return fail(data.error);
+      clearTimeout(timer);
+      resolve(w);
+    };
+    w.onerror = (e) => fail(e.message || 'the helper worker failed to load');
     w.postMessage({ module, memory, dir });
   });
 }

@@ -7,6 +7,7 @@ import { BUILTIN } from '/store.js';
 
 export const state = {
   engine: null, // WorkerClient of workers/engine.js
+  engineParams: null, // URLSearchParams it was started with (?threads, ?simd)
   trainer: null, // WorkerClient of workers/trainer.js
   modelBytes: null, // the backbone in use (.etm bytes)
   backbone: BUILTIN, // its key (store.js)

@@ -6,6 +6,7 @@ import { modelInfo } from '/pkg/edgetune.js';
 import { centreSquare } from '/camera.js';
 import { BUILTIN } from '/store.js';
 import { $, el, showError, message } from '/lib/dom.js';
+import { WorkerClient } from '/lib/protocol.js';
 import { state, on, changed, exclusive, loadProject } from '/lib/state.js';
 import { trainer } from '/views/training.js';
 
@@ -92,13 +93,44 @@ function engineStopped(why) {
   return reason;
 }
 
+// An engine start that has not answered by then is given up on: the worker is replaced by a
+// single-threaded one and the start tried once more. (Seen once in a few runs of Firefox
+// started offline by the service worker: the threaded start never answered and the page stayed
+// at "starting engine…".) A start takes under a second on a desktop, seconds on a slow phone.
+const ENGINE_START_MS = 60_000;
+
+function withTimeout(promise, ms, why) {
+  let timer;
+  const limit = new Promise((_, reject) => { timer = setTimeout(() => reject(new Error(why)), ms); });
+  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
+}
+
+// The page's ?threads=N and ?simd=plain, for the engine worker (workers/engine.js).
+function engineOptions() {
+  const p = state.engineParams || new URLSearchParams();
+  return { threads: p.get('threads') ?? undefined, simd: p.get('simd') ?? undefined };
+}
+
+async function createEngine(args) {
+  const why = `the engine did not start within ${ENGINE_START_MS / 1000} s`;
+  try {
+    return await withTimeout(state.engine.call('create', { ...args, model: args.model.slice(), options: engineOptions() }), ENGINE_START_MS, why);
+  } catch (err) {
+    if (message(err) !== why) throw err;
+    state.engine.terminate(new Error(why));
+    state.engine = new WorkerClient('/workers/engine.js', 'engine');
+    const b = await withTimeout(state.engine.call('create', { ...args, options: { ...engineOptions(), threads: 1 } }), ENGINE_START_MS, `${why}, twice`);
+    return { ...b, cpu: { ...b.cpu, reason: `restarted on one thread: ${why}` } };
+  }
+}
+
 let engineStarts = 0;
 // Starts the engine on `bytes` (the old engine keeps running if this fails). Under `auto` the
 // CPU answers at once and the worker tests WebGPU behind it; the badge says so, and says
 // what was decided when the test ends (the GPU then runs the next frame).
 async function startEngine(bytes) {
   const wanted = new URLSearchParams(location.search).get('backend') || 'auto';
-  const b = await exclusive(() => state.engine.call('create', { model: bytes.slice(), backend: wanted }));
+  const b = await exclusive(() => createEngine({ model: bytes.slice(), backend: wanted }));
   const start = ++engineStarts;
   state.frameSize = b.frameSize;
   state.engineHead = null; // a new engine starts without the user's head

@@ -1,7 +1,8 @@
 // The inference engine off the main thread: the wasm engine (WebGPU or CPU) lives here, so a
 // CPU-path frame (hundreds of ms on a phone) never blocks taps, scrolling or the camera
 // preview. Requests (lib/protocol.js), one at a time from the page:
-//   create { model: Uint8Array, backend }  -> backend report + frameSize (a failed create
+//   create { model: Uint8Array, backend, options?: { threads, simd } (read once, by the first)}
+//                                         -> backend report + frameSize (a failed create
 //                                             leaves the engine in use untouched); under
 //                                             "auto" the report has probing: true (below)
 //   settleBackend                         -> the report once the WebGPU probe has decided
@@ -20,12 +21,17 @@ import { serve } from '/lib/protocol.js';
 
 let engine = null;
 // The engine module, threaded when the page is cross-origin isolated (lib/engine-loader.js);
-// `?threads=N` on the page (passed on to this worker's URL) overrides the thread count,
-// `?simd=plain` keeps the relaxed-SIMD builds out.
+// `threads` (the page's `?threads=N`) overrides the thread count, `simd: 'plain'` keeps the
+// relaxed-SIMD builds out. They come with the first `create`, not in this worker's URL: a
+// worker served by the service worker from its cache gets the cached response's URL as its
+// own (per spec, as Firefox does), so a query string would be lost offline. The URL is still
+// read when `create` does not say.
 let loaded = null;
 const params = new URL(self.location.href).searchParams;
-const threadsParam = Number(params.get('threads')) || undefined;
-const engineModule = () => (loaded ??= loadEngine({ threads: threadsParam, simd: params.get('simd') || 'auto' }));
+const engineModule = ({ threads, simd } = {}) => (loaded ??= loadEngine({
+  threads: Number(threads ?? params.get('threads')) || undefined,
+  simd: simd ?? (params.get('simd') || 'auto'),
+}));
 let importer = null;
 
 // "auto" without the wait: the CPU engine answers from the first frame while a second engine
@@ -95,8 +101,8 @@ function importerModule() {
 }
 
 serve({
-  async create({ model, backend }) {
-    const { module, variant, threads, reason } = await engineModule();
+  async create({ model, backend, options }) {
+    const { module, variant, threads, reason } = await engineModule(options);
     const cpu = { variant, threads, reason };
     // Without a WebGPU API there is nothing to probe: "auto" decides at once.
     const cpuFirst = backend === 'auto' && 'gpu' in navigator;
