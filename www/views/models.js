@@ -114,7 +114,7 @@ function engineOptions() {
 async function createEngine(args) {
   const why = `the engine did not start within ${ENGINE_START_MS / 1000} s`;
   try {
-    return await withTimeout(state.engine.call('create', { ...args, model: args.model.slice(), options: engineOptions() }), ENGINE_START_MS, why);
+    return await withTimeout(state.engine.call('create', { ...args, options: engineOptions() }), ENGINE_START_MS, why);
   } catch (err) {
     if (message(err) !== why) throw err;
     state.engine.terminate(new Error(why));
