@@ -42,28 +42,44 @@ export const CSP = [
   "frame-ancestors 'none'",
 ].join('; ');
 
-/** Maps a URL path to a file under www/ or pkg/, or null if it would escape them. */
-export function resolvePath(urlPath, root = ROOT) {
+// The URL path decoded, without its query (null when it does not decode or holds a NUL).
+function decodedPath(urlPath) {
   let p;
   try {
     p = decodeURIComponent(urlPath.split('?')[0]);
   } catch {
     return null;
   }
-  if (p.includes('\0')) return null;
-  const [base, rest] = p.startsWith('/pkg/') ? [path.join(root, 'pkg'), p.slice(5)] : [path.join(root, 'www'), p.slice(1)];
-  const file = path.resolve(base, rest || 'index.html');
-  if (file !== base && !file.startsWith(base + path.sep)) return null;
-  return file;
+  return p.includes('\0') ? null : p;
 }
 
-function handle(req, res) {
+// `rest` resolved under `base` (its index.html when empty), or null if it escapes `base`.
+function inside(base, rest) {
+  const file = path.resolve(base, rest || 'index.html');
+  return file === base || file.startsWith(base + path.sep) ? file : null;
+}
+
+/** Maps a URL path to a file under www/ or pkg/, or null if it would escape them. */
+export function resolvePath(urlPath, root = ROOT) {
+  const p = decodedPath(urlPath);
+  if (p === null) return null;
+  const [base, rest] = p.startsWith('/pkg/') ? [path.join(root, 'pkg'), p.slice(5)] : [path.join(root, 'www'), p.slice(1)];
+  return inside(base, rest);
+}
+
+/** Maps a URL path to a file under `dir` alone (a built app, e.g. examples/teach/dist). */
+function resolveIn(dir, urlPath) {
+  const p = decodedPath(urlPath);
+  return p === null ? null : inside(path.resolve(dir), p.slice(1));
+}
+
+const handler = (resolve) => (req, res) => {
   const send = (status, body, type = 'text/plain; charset=utf-8') => {
     res.writeHead(status, { 'Content-Type': type, 'Content-Security-Policy': CSP, 'X-Content-Type-Options': 'nosniff' });
     res.end(body);
   };
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed');
-  let file = resolvePath(req.url || '/');
+  let file = resolve(req.url || '/');
   if (!file) return send(404, 'not found');
   fs.stat(file, (err, st) => {
     if (!err && st.isDirectory()) file = path.join(file, 'index.html');
@@ -84,11 +100,13 @@ function handle(req, res) {
       res.end(req.method === 'HEAD' ? undefined : data);
     });
   });
-}
+};
 
 /** Starts the server; resolves to { server, url } once listening. Port 0 picks a free port.
- * With `tls` ({ key, cert } PEM text) it serves HTTPS. */
-export function startServer({ port = 8080, host = '127.0.0.1', tls = null } = {}) {
+ * With `tls` ({ key, cert } PEM text) it serves HTTPS; with `dir`, that directory alone
+ * (same headers) instead of www/ and pkg/. */
+export function startServer({ port = 8080, host = '127.0.0.1', tls = null, dir = null } = {}) {
+  const handle = handler(dir ? (u) => resolveIn(dir, u) : (u) => resolvePath(u));
   return new Promise((resolve, reject) => {
     const server = tls ? https.createServer(tls, handle) : http.createServer(handle);
     server.once('error', reject);

@@ -52,3 +52,12 @@ if ! "$INTEROP/bin/python" -c "import onnxruntime, onnx, tflite_runtime, torch, 
     && "$INTEROP/bin/python" -m pip install --quiet "${INTEROP_PINS[@]}" \
     || die "could not create the interop environment: /usr/bin/python3 -m venv --system-site-packages $INTEROP && $INTEROP/bin/python -m pip install ${INTEROP_PINS[*]}"
 fi
+
+# The example app that installs the npm package (tests/e2e/package.test.mjs): its own Vite and
+# TypeScript, pinned by examples/teach/package-lock.json, installed once per lock file.
+stamp=examples/teach/node_modules/.edgetune-lock-stamp
+if [ ! -f "$stamp" ] || ! cmp -s examples/teach/package-lock.json "$stamp"; then
+  say "installing the example app's build tools (Vite, TypeScript)"
+  (cd examples/teach && npm ci --no-audit --no-fund) || die "could not install the example app's tools: cd examples/teach && npm ci"
+  cp examples/teach/package-lock.json "$stamp"
+fi

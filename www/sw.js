@@ -5,7 +5,7 @@
 //   stale while online), the fresh response refreshes the cache, and the cache answers when
 //   the network fails. Requests to any other origin are not touched: never cached, never
 //   forwarded (the page's Content-Security-Policy blocks them anyway).
-const CACHE = 'edgetune-v4';
+const CACHE = 'edgetune-v5';
 const SHELL = [
   '/',
   '/index.html',
@@ -27,6 +27,7 @@ const SHELL = [
   '/workers/trainer.js',
   '/workers/pool-helper.js',
   '/lib/engine-loader.js',
+  '/lib/engine-modules.js',
   '/manifest.webmanifest',
   '/icon.svg',
   '/pkg/edgetune.js',

@@ -129,7 +129,7 @@ export async function writeClip(photo, out, { width, height, frames = 2, fps = 1
 
 // The shared MobileNet v1 0.25/128 TFLite and its labels: the small backbone the soak and
 // reliability tests open in the page (a frame costs milliseconds on the CPU path).
-const SHARED = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../shared');
+export const SHARED = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../shared');
 export const SMALL_MODEL = path.join(SHARED, 'models/mobilenet_v1_0.25_128_quant.tflite');
 export const SMALL_MODEL_LABELS = path.join(SHARED, 'data/photos/imagenet_labels.txt');
 

@@ -18,6 +18,15 @@
 // give little back).
 export const MAX_DEFAULT_THREADS = 4;
 
+import { ENGINE_MODULES } from './engine-modules.js';
+
+// The threaded modules' wasm (literal URLs, for bundlers), compiled once here and sent to every
+// helper worker.
+const THREADED_WASM = {
+  threads: () => new URL('../pkg/threads/edgetune_bg.wasm', import.meta.url),
+  'threads-relaxed': () => new URL('../pkg/threads-relaxed/edgetune_bg.wasm', import.meta.url),
+};
+
 export function defaultThreads() {
   const n = Number(globalThis.navigator?.hardwareConcurrency) || 1;
   return Math.max(1, Math.min(n, MAX_DEFAULT_THREADS));
@@ -48,7 +57,7 @@ export function hasRelaxedSimd() {
 // namespace (Engine, ...), initialized; `variant` is 'single' | 'relaxed' | 'threads' |
 // 'threads-relaxed' (the pkg/ directory it came from); `reason` says why not threaded.
 // `simd: 'plain'` keeps the relaxed builds out (for comparisons).
-export async function loadEngine({ threads = defaultThreads(), base = '/pkg', simd = 'auto' } = {}) {
+export async function loadEngine({ threads = defaultThreads(), simd = 'auto' } = {}) {
   const relaxed = simd !== 'plain' && hasRelaxedSimd();
   let reason = '';
   if (threads <= 1) reason = 'one thread requested';
@@ -59,11 +68,10 @@ export async function loadEngine({ threads = defaultThreads(), base = '/pkg', si
   else {
     const dir = relaxed ? 'threads-relaxed' : 'threads';
     try {
-      const url = `${base}/${dir}/edgetune_bg.wasm`;
-      const module = await WebAssembly.compileStreaming(fetch(url));
-      const m = await import(`${base}/${dir}/edgetune.js`);
+      const module = await WebAssembly.compileStreaming(fetch(THREADED_WASM[dir]()));
+      const m = await ENGINE_MODULES[dir]();
       const exports = await m.default({ module_or_path: module });
-      const started = await Promise.allSettled(Array.from({ length: threads - 1 }, () => startHelper(module, exports.memory, `${base}/${dir}`)));
+      const started = await Promise.allSettled(Array.from({ length: threads - 1 }, () => startHelper(module, exports.memory, dir)));
       const failed = started.find((h) => h.status === 'rejected');
       if (failed) {
         // The threaded instance is dropped: its helpers that did start would wait on it forever.
@@ -77,10 +85,10 @@ export async function loadEngine({ threads = defaultThreads(), base = '/pkg', si
       console.warn(`edgetune: ${reason}; running single-threaded`);
     }
   }
-  const dir = relaxed ? `${base}/relaxed` : base;
-  const m = await import(`${dir}/edgetune.js`);
+  const variant = relaxed ? 'relaxed' : 'single';
+  const m = await ENGINE_MODULES[variant]();
   const exports = await m.default();
-  return { module: m, memory: exports.memory, variant: relaxed ? 'relaxed' : 'single', threads: 1, reason };
+  return { module: m, memory: exports.memory, variant, threads: 1, reason };
 }
 
 // A helper that has not said it is ready by then is given up on (the engine then runs on one
@@ -88,9 +96,9 @@ export async function loadEngine({ threads = defaultThreads(), base = '/pkg', si
 // the page was started offline by its service worker), and the page must not wait forever.
 const HELPER_START_MS = 15_000;
 
-// One helper worker: instantiates `module` (from `dir`) on `memory`, says it is ready, then runs kernel
-// tasks forever (poolHelper never returns).
-function startHelper(module, memory, dir) {
+// One helper worker: instantiates `module` (engine variant `variant`) on `memory`, says it is
+// ready, then runs kernel tasks forever (poolHelper never returns).
+function startHelper(module, memory, variant) {
   return new Promise((resolve, reject) => {
     const w = new Worker(new URL('../workers/pool-helper.js', import.meta.url), { type: 'module', name: 'edgetune pool helper' });
     const fail = (why) => {
@@ -105,6 +113,6 @@ function startHelper(module, memory, dir) {
       resolve(w);
     };
     w.onerror = (e) => fail(e.message || 'the helper worker failed to load');
-    w.postMessage({ module, memory, dir });
+    w.postMessage({ module, memory, variant });
   });
 }

@@ -7,6 +7,8 @@
 // `serve(handlers)` answers in the worker, one async handler per op, `handler(args, progress)`.
 // Requests run concurrently in the worker (a `stop` reaches a running `train`). A worker that
 // dies rejects every pending request with the reason, and `crashed` says it is gone.
+// `new WorkerClient(urlOrWorker, name)`: a module worker's URL, or a Worker already made (a
+// bundler only ships a worker it sees written as `new Worker(new URL('...', import.meta.url))`).
 
 export class WorkerClient {
   constructor(url, name) {
@@ -14,7 +16,7 @@ export class WorkerClient {
     this.pending = new Map();
     this.next = 1;
     this.crashed = null;
-    this.worker = new Worker(url, { type: 'module' });
+    this.worker = typeof Worker !== 'undefined' && url instanceof Worker ? url : new Worker(url, { type: 'module' });
     this.worker.onmessage = (ev) => {
       const { id, progress, ok, result, error } = ev.data;
       const p = this.pending.get(id);

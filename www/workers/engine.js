@@ -2,7 +2,8 @@
 // CPU-path frame (hundreds of ms on a phone) never blocks taps, scrolling or the camera
 // preview. Requests (lib/protocol.js), one at a time from the page:
 //   create { model: Uint8Array, backend, options?: { threads, simd } (read once, by the first)}
-//                                         -> backend report + frameSize (a failed create
+//                                         -> backend report + frameSize, info (modelInfo),
+//                                             labels (the model's classes) (a failed create
 //                                             leaves the engine in use untouched); under
 //                                             "auto" the report has probing: true (below)
 //   settleBackend                         -> the report once the WebGPU probe has decided
@@ -11,13 +12,14 @@
 //   setHead { weight, bias, names, k, tag } -> its top k on the last frame classified (or null);
 //                                             classify results name the head that ran (headTag)
 //   clearHead                             the user's head, run on every classify from then on
+//   modelWithHead { model, weight, bias, names } -> the .etm with that head (for export)
 //   importModel { bytes, fileName, labels?, normalization? } -> .etm bytes (the importer
 //                                             module is fetched on the first call)
 //   backend -> report (create's also says which CPU module runs: cpu { variant, threads,
 //   reason }); memory -> { wasmBytes }; loseDevice -> report (destroys the WebGPU
 //   device to exercise recovery)
-import { loadEngine } from '/lib/engine-loader.js';
-import { serve } from '/lib/protocol.js';
+import { loadEngine } from '../lib/engine-loader.js';
+import { serve } from '../lib/protocol.js';
 
 let engine = null;
 // The engine module, threaded when the page is cross-origin isolated (lib/engine-loader.js);
@@ -90,7 +92,7 @@ const started = () => {
 };
 
 function importerModule() {
-  importer ??= import('/pkg/importer/edgetune.js').then(async (m) => {
+  importer ??= import('../pkg/importer/edgetune.js').then(async (m) => {
     await m.default();
     return m;
   }).catch((err) => {
@@ -113,7 +115,7 @@ serve({
     headArgs = null;
     note = cpuFirst ? 'the CPU answers while WebGPU is tested' : null;
     probe = cpuFirst ? probeGpu(module, model, gen) : null;
-    return { ...report(), probing: cpuFirst, frameSize: engine.frameSize(), cpu };
+    return { ...report(), probing: cpuFirst, frameSize: engine.frameSize(), cpu, info: module.modelInfo(model), labels: engine.labels() };
   },
   async settleBackend() {
     const p = probe;
@@ -142,6 +144,9 @@ serve({
   loseDevice() {
     started().loseDevice();
     return report();
+  },
+  async modelWithHead({ model, weight, bias, names }) {
+    return (await engineModule()).module.modelWithHead(model, weight, bias, names);
   },
   async importModel({ bytes, fileName, labels, normalization }) {
     return (await importerModule()).importModel(bytes, fileName, labels, normalization);

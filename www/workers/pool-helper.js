@@ -2,9 +2,11 @@
 // same wasm module instantiated on the page's shared memory, then poolHelper(), which sleeps
 // until the engine splits a kernel over the pool and runs its share of the tasks. It never
 // returns, so this worker answers nothing after "ready".
-self.onmessage = async ({ data: { module, memory, dir } }) => {
+import { ENGINE_MODULES } from '../lib/engine-modules.js';
+
+self.onmessage = async ({ data: { module, memory, variant } }) => {
   try {
-    const m = await import(`${dir}/edgetune.js`);
+    const m = await ENGINE_MODULES[variant]();
     await m.default({ module_or_path: module, memory });
     self.postMessage({ ready: true });
     m.poolHelper();

@@ -8,8 +8,8 @@
 //        `heldOut` (top-1 agreement with the float model); progress { pass, done, total },
 //        result { model: Uint8Array, agree, heldOut }
 //   memory                   { wasmBytes } (wasm linear memory)
-import init, { HeadTrainer, quantizeModel, topOneAgreement } from '/pkg/edgetune.js';
-import { serve } from '/lib/protocol.js';
+import init, { HeadTrainer, quantizeModel, topOneAgreement } from '../pkg/edgetune.js';
+import { serve } from '../lib/protocol.js';
 
 let trainer = null;
 const ready = init();
