@@ -296,9 +296,10 @@ test('@edgetune/web: packed, installed by an example app, type-checked, bundled 
     const file = (p) => path.join(dist, p === '/' ? 'index.html' : p);
     const raw = (p) => (fs.existsSync(file(p)) ? fs.statSync(file(p)).size : 0);
     const gz = (p) => (fs.existsSync(file(p)) ? zlib.gzipSync(fs.readFileSync(file(p)), { level: 9 }).length : 0);
-    const sum = (f) => visit.reduce((s, p) => s + f(p), 0);
+    const sum = (f, which = () => true) => visit.filter(which).reduce((s, p) => s + f(p), 0);
     const mb = (n) => `${(n / 1e6).toFixed(2)} MB`;
-    console.log(`a visit to the first answer fetched ${visit.length} files, ${mb(sum(raw))} (${mb(sum(gz))} gzip): ${visit.map((p) => `${path.basename(p) || 'index.html'} ${(raw(p) / 1e3).toFixed(0)} KB`).join(', ')}`);
+    const code = (p) => !p.endsWith('.etm');
+    console.log(`a visit to the first answer fetched ${visit.length} files, ${mb(sum(raw))} (${mb(sum(gz))} gzip; without the model ${mb(sum(raw, code))}, ${mb(sum(gz, code))} gzip): ${visit.map((p) => `${path.basename(p) || 'index.html'} ${(raw(p) / 1e3).toFixed(0)} KB`).join(', ')}`);
   } finally {
     await cleanup();
     server.close();
