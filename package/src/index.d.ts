@@ -14,7 +14,7 @@ export type ErrorCode =
   | 'gpu-unavailable'
   /** A frame with no pixels, a wrong RGBA length, an empty class name. */
   | 'input-invalid'
-  /** A call arrived while the engine was still running the previous one (frames are not queued). */
+  /** A call arrived while the engine was still running the previous one (frames are not queued), or `train` while a run is on. */
   | 'busy'
   /** `train` with fewer than two classes taught, or `exportModel` before training. */
   | 'samples-insufficient'

@@ -31,12 +31,12 @@ export function defaultModelUrl() {
 
 const messageOf = (e) => String(e && e.message ? e.message : e);
 
-// The engine's errors by what they say: a busy engine, a missing GPU, else `fallback`.
+// The workers' errors by what they say: a dead worker, a busy engine or trainer, else `fallback`.
 function codeOf(e, fallback) {
   const m = messageOf(e);
   if (e instanceof EdgetuneError) return e.code;
   if (/^the .* stopped: /.test(m)) return 'worker-crashed';
-  if (/engine busy/.test(m)) return 'busy';
+  if (/engine busy|already in progress/.test(m)) return 'busy';
   return fallback;
 }
 
