@@ -27,6 +27,9 @@ bash scripts/models.sh
 say "native tests (cargo test)"
 cargo test --all-targets
 
+say "native unit tests again on the portable kernels (EDGETUNE_CPU_KERNELS=portable: no AVX2 GEMM)"
+EDGETUNE_CPU_KERNELS=portable cargo test --lib
+
 say "unit tests as wasm with SIMD, under Node's WASI (the kernels the page runs)"
 # --nocapture: a failing test aborts the wasm instance, and captured output would be lost.
 cargo test --lib --target wasm32-wasip1 -- --nocapture

@@ -59,7 +59,7 @@ pub struct BackendReport {
     pub backend: &'static str,
     /// The model's precision: "int8" or "f32".
     pub precision: &'static str,
-    /// GPU: the adapter ([`crate::gpu::AdapterReport::describe`]); CPU: [`CPU_KERNELS`].
+    /// GPU: the adapter ([`crate::gpu::AdapterReport::describe`]); CPU: [`cpu_kernels`].
     pub device: String,
     /// GPU: "dot4I8Packed" or "unpacked".
     pub variant: Option<&'static str>,
@@ -83,12 +83,19 @@ pub struct Engine {
     report: BackendReport,
 }
 
-/// What runs on the CPU: the hand-written SIMD kernels in the shipped wasm, the portable
-/// reference kernels (bit-identical to them) elsewhere.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub const CPU_KERNELS: &str = "wasm SIMD kernels";
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-pub const CPU_KERNELS: &str = "portable reference kernels";
+/// What runs on the CPU: the hand-written SIMD kernels in the shipped wasm; natively the AVX2
+/// int8 GEMM where the CPU has it (`crate::ops::gemm_x86`) and the portable reference kernels
+/// (bit-identical to both) for the rest.
+pub fn cpu_kernels() -> &'static str {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return "wasm SIMD kernels";
+    #[cfg(target_arch = "x86_64")]
+    if crate::ops::gemm::native_simd() {
+        return "AVX2 int8 GEMM, portable reference kernels for the rest";
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    "portable reference kernels"
+}
 
 /// The self-test input: a fixed pseudo-random image in [-1, 1], `[1, H, W, C]`.
 fn self_test_input(model: &PreparedI8) -> Result<Tensor> {
@@ -104,7 +111,7 @@ impl Engine {
         let cpu_report = |reason: String| BackendReport {
             backend: "cpu",
             precision,
-            device: CPU_KERNELS.into(),
+            device: cpu_kernels().into(),
             variant: None,
             reason,
         };
@@ -264,7 +271,7 @@ impl Engine {
                 self.report = BackendReport {
                     backend: "cpu",
                     precision: self.classifier.precision(),
-                    device: CPU_KERNELS.into(),
+                    device: cpu_kernels().into(),
                     variant: None,
                     reason: format!("fell back from the GPU: {error}; rebuilding failed: {e2}"),
                 };

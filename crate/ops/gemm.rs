@@ -227,7 +227,8 @@ pub fn gemm_i8_acc(
 
 /// B `[N, K]` int8, centred by its zero points and laid out once for the fast GEMM (weights
 /// are packed when a model is prepared, not per call). In wasm builds the layout is the SIMD
-/// kernel's (`gemm_wasm`: blocks of 4 channels, K in pairs); natively it is `Bt[K, N]` i16,
+/// kernel's (`gemm_wasm`: blocks of 4 channels, K in pairs); natively on x86-64 with AVX2 the
+/// AVX2 kernel's (`gemm_x86`: blocks of 8 channels, K in pairs); elsewhere `Bt[K, N]` i16,
 /// `Bt[p, j] = b[j, p] - zb[j]` (in [-255, 255]) for the row-update form.
 #[derive(Clone, Debug)]
 pub struct PackedB {
@@ -236,7 +237,18 @@ pub struct PackedB {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     data: super::gemm_wasm::Packed,
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    data: Vec<i16>,
+    data: NativePacked,
+}
+
+/// The native layouts of [`PackedB`], chosen when packing by what the CPU runs.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[derive(Clone, Debug)]
+enum NativePacked {
+    /// `Bt[K, N]` for [`gemm_i8_acc_rows`].
+    Rows(Vec<i16>),
+    /// [`super::gemm_x86::pack_b`]'s blocks.
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Vec<i16>),
 }
 
 impl PackedB {
@@ -250,8 +262,12 @@ impl PackedB {
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         let data = super::gemm_wasm::pack_b(b, zb, n, k);
+        #[cfg(target_arch = "x86_64")]
+        if super::gemm_x86::avx2() {
+            return Ok(PackedB { n, k, data: NativePacked::Avx2(super::gemm_x86::pack_b(b, zb, n, k)) });
+        }
         #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-        let data = {
+        let data = NativePacked::Rows({
             let mut bt = vec![0i16; k * n];
             for (j, row) in b.chunks_exact(k.max(1)).enumerate().take(n) {
                 let z = zp_at(zb, j);
@@ -260,7 +276,7 @@ impl PackedB {
                 }
             }
             bt
-        };
+        });
         Ok(PackedB { n, k, data })
     }
 
@@ -268,6 +284,12 @@ impl PackedB {
     pub fn dims(&self) -> (usize, usize) {
         (self.n, self.k)
     }
+}
+
+/// True where the native int8 GEMM runs a SIMD kernel (x86-64 with AVX2, see `gemm_x86`).
+#[cfg(target_arch = "x86_64")]
+pub fn native_simd() -> bool {
+    super::gemm_x86::avx2()
 }
 
 /// Multiply-adds per second the int8 GEMM's instruction mix can reach at most on this
@@ -316,7 +338,11 @@ pub fn gemm_i8_acc_packed(a: &[i8], za: i32, b: &PackedB, bias: Option<&[i32]>, 
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return Ok(super::gemm_wasm::gemm_i8_acc_packed(a, za, &b.data, bias, m, k, n));
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    Ok(gemm_i8_acc_rows(a, za, &b.data, bias, m, k, n))
+    Ok(match &b.data {
+        NativePacked::Rows(bt) => gemm_i8_acc_rows(a, za, bt, bias, m, k, n),
+        #[cfg(target_arch = "x86_64")]
+        NativePacked::Avx2(p) => super::gemm_x86::gemm_i8_acc_packed(a, za, p, bias, m, k, n),
+    })
 }
 
 /// [`gemm_i8_acc_packed`] followed by [`requantize_channels_last`]. In wasm SIMD builds the
@@ -397,8 +423,14 @@ fn requantize_rows_scalar(acc: &[i32], c: usize, rq: &Requant, out: &mut [i8]) -
         }
         return Ok(());
     }
-    // Row by row with the multipliers zipped in: a straight loop the compiler can vectorize.
+    // Row by row with the multipliers zipped in: a straight loop the compiler can vectorize
+    // (AVX2 by hand where the CPU has it, natively).
     let mults = rq.per_channel(c)?;
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm_x86::avx2() {
+        super::requant_x86::requantize_rows(acc, c, &mults, rq.zero_point, rq.lo, rq.hi, out);
+        return Ok(());
+    }
     for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
         for ((o, &a), &m) in orow.iter_mut().zip(arow).zip(&mults) {
             *o = crate::quant::requantize(a, m, rq.zero_point, rq.lo, rq.hi) as i8;

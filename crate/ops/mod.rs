@@ -20,12 +20,16 @@ pub mod gemm;
 mod gemm_wasm;
 #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
 mod gemm_wasm_relaxed;
+#[cfg(target_arch = "x86_64")]
+mod gemm_x86;
 pub mod layout;
 pub mod norm;
 pub mod pool;
 pub mod quantize;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod requant_wasm;
+#[cfg(target_arch = "x86_64")]
+mod requant_x86;
 pub mod softmax;
 mod window;
 
