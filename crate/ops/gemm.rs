@@ -286,6 +286,41 @@ impl PackedB {
     }
 }
 
+/// `rows` rows of `k` int8 values minus `zero`, as i16 rows of `kp` (zero padded): the A side
+/// of the SIMD kernels (`gemm_wasm`, `gemm_x86`).
+#[cfg_attr(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))), allow(dead_code))]
+pub(super) fn centred_rows(src: &[i8], rows: usize, k: usize, kp: usize, zero: i32) -> Vec<i16> {
+    let mut out = vec![0i16; rows * kp];
+    for (dst, row) in out.chunks_exact_mut(kp.max(1)).zip(src.chunks_exact(k.max(1))).take(rows) {
+        for (d, &v) in dst.iter_mut().zip(row) {
+            *d = (v as i32 - zero) as i16;
+        }
+    }
+    out
+}
+
+/// B `[N, K]` centred and packed for the SIMD kernels' channel-lane tiles: blocks of `lanes`
+/// output channels, K in pairs, `block[q] = [b'(c0, 2q), b'(c0, 2q+1), b'(c0+1, 2q), ..]`
+/// (`2 * lanes` i16 per pair), K padded to even and N to a multiple of `nr` with zeros:
+/// `ceil(N / nr) * nr / lanes` blocks of `ceil(K / 2)` pairs.
+#[cfg_attr(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))), allow(dead_code))]
+pub(super) fn pack_b_pairs(b: &[i8], zb: &[i32], n: usize, k: usize, lanes: usize, nr: usize) -> Vec<i16> {
+    let (kp, np) = (k.div_ceil(2) * 2, n.div_ceil(nr) * nr);
+    let block_len = kp * lanes;
+    let mut out = vec![0i16; np * kp];
+    for (j, row) in b.chunks_exact(k.max(1)).enumerate().take(n) {
+        let z = zp_at(zb, j);
+        let block = &mut out[(j / lanes) * block_len..][..block_len];
+        let lane = j % lanes;
+        for (pair, two) in row.chunks(2).enumerate() {
+            for (e, &v) in two.iter().enumerate() {
+                block[pair * 2 * lanes + lane * 2 + e] = (v as i32 - z) as i16;
+            }
+        }
+    }
+    out
+}
+
 /// True where the native int8 GEMM runs a SIMD kernel (x86-64 with AVX2, see `gemm_x86`).
 #[cfg(target_arch = "x86_64")]
 pub fn native_simd() -> bool {

@@ -23,6 +23,8 @@
 use core::arch::x86_64::*;
 use std::sync::OnceLock;
 
+use super::gemm::centred_rows;
+
 /// Output channels per packed block (i32 lanes of a __m256i).
 const LANES: usize = 8;
 /// Rows and channels of the micro-kernel's register block.
@@ -38,34 +40,10 @@ pub fn avx2() -> bool {
     })
 }
 
-/// `rows` rows of `k` int8 values minus `zero`, as i16 rows of `kp` (zero padded).
-fn centred_rows(src: &[i8], rows: usize, k: usize, kp: usize, zero: i32) -> Vec<i16> {
-    let mut out = vec![0i16; rows * kp];
-    for (dst, row) in out.chunks_exact_mut(kp.max(1)).zip(src.chunks_exact(k.max(1))).take(rows) {
-        for (d, &v) in dst.iter_mut().zip(row) {
-            *d = (v as i32 - zero) as i16;
-        }
-    }
-    out
-}
-
 /// B `[N, K]` centred and packed as in the module docs: `ceil(N / 16) * 2` blocks of
 /// `ceil(K / 2)` vectors. Made once per weight tensor ([`super::gemm::PackedB`]).
 pub fn pack_b(b: &[i8], zb: &[i32], n: usize, k: usize) -> Vec<i16> {
-    let (kp, np) = (k.div_ceil(2) * 2, n.div_ceil(NR) * NR);
-    let block_len = kp * LANES;
-    let mut out = vec![0i16; np * kp];
-    for (j, row) in b.chunks_exact(k.max(1)).enumerate().take(n) {
-        let z = if zb.len() == 1 { zb[0] } else { zb[j] };
-        let block = &mut out[(j / LANES) * block_len..][..block_len];
-        let lane = j % LANES;
-        for (pair, two) in row.chunks(2).enumerate() {
-            for (e, &v) in two.iter().enumerate() {
-                block[pair * 2 * LANES + lane * 2 + e] = (v as i32 - z) as i16;
-            }
-        }
-    }
-    out
+    super::gemm::pack_b_pairs(b, zb, n, k, LANES, NR)
 }
 
 /// The accumulators `[M, N]` on B packed by [`pack_b`]. Call only where [`avx2`] is true.
