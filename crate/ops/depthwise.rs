@@ -154,7 +154,7 @@ pub fn depthwise_i8_acc(
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
         let xc: Vec<i16> = x.iter().map(|&v| (v as i32 - zx) as i16).collect();
-        Ok(depthwise_taps_major(&xc, w.taps_major(), bias, g))
+        Ok(depthwise_native(&xc, w.taps_major(), bias, g))
     }
 }
 
@@ -195,7 +195,31 @@ pub fn depthwise_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometr
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return super::depthwise_wasm::depthwise_f32(x, &wt, bias, g);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    depthwise_taps_major(x, &wt, bias, g)
+    depthwise_native(x, &wt, bias, g)
+}
+
+/// The portable kernel natively: compiled a second time for AVX2 on x86-64 CPUs that have it
+/// (`gemm_x86::avx2`; the same loop on wider vectors: integer sums exact, f32 sums in the
+/// same order, no contraction into FMA, so the same bits).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn depthwise_native<T: Mac>(x: &[T], wt: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry) -> Vec<T::Acc> {
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm_x86::avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { depthwise_taps_major_avx2(x, wt, bias, g) };
+    }
+    depthwise_taps_major(x, wt, bias, g)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn depthwise_taps_major_avx2<T: Mac>(
+    x: &[T],
+    wt: &[T],
+    bias: Option<&[T::Acc]>,
+    g: &ConvGeometry,
+) -> Vec<T::Acc> {
+    depthwise_taps_major(x, wt, bias, g)
 }
 
 /// `[C, KH, KW, 1]` as `[KH, KW, C]`.
@@ -215,6 +239,7 @@ fn taps_major<T: Copy + Default>(w: &[T], g: &ConvGeometry) -> Vec<T> {
 /// array (registers) over all taps. Per channel the taps are summed in (ky, kx) order, so f32
 /// results equal the reference loop's and integer ones are exact.
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+#[inline(always)]
 fn depthwise_taps_major<T: Mac>(x: &[T], wt: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry) -> Vec<T::Acc> {
     let [kh, kw] = g.kernel;
     let c = g.in_c;

@@ -67,17 +67,13 @@ pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: 
         BLayout::KN => return Ok(super::gemm_wasm::matmul_f32_kn(a, b, m, k, n)),
         #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
         BLayout::KN => {
-            // i-k-j order: the inner loop is a contiguous axpy that vectorizes.
-            for i in 0..m {
-                let ci = &mut c[i * n..(i + 1) * n];
-                for p in 0..k {
-                    let av = a[i * k + p];
-                    let bp = &b[p * n..(p + 1) * n];
-                    for (cv, &bv) in ci.iter_mut().zip(bp) {
-                        *cv += av * bv;
-                    }
-                }
+            #[cfg(target_arch = "x86_64")]
+            if super::gemm_x86::avx2() {
+                // SAFETY: the CPU has AVX2 (checked just above).
+                unsafe { matmul_f32_kn_avx2(a, b, k, n, &mut c) };
+                return Ok(c);
             }
+            matmul_f32_kn_rows(a, b, k, n, &mut c);
         }
         BLayout::NK if m >= 4 => {
             // Transposing B to [K, N] once lets every row use the vectorizable axpy loop
@@ -100,6 +96,30 @@ pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: 
         }
     }
     Ok(c)
+}
+
+/// `c += A · B` with B `[K, N]`, in i-k-j order: the inner loop is a contiguous axpy that
+/// vectorizes, and each `c[i, j]` sums over k in increasing order (the reference's order).
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+#[inline(always)]
+fn matmul_f32_kn_rows(a: &[f32], b: &[f32], k: usize, n: usize, c: &mut [f32]) {
+    for (i, ci) in c.chunks_exact_mut(n.max(1)).enumerate() {
+        for p in 0..k {
+            let av = a[i * k + p];
+            let bp = &b[p * n..(p + 1) * n];
+            for (cv, &bv) in ci.iter_mut().zip(bp) {
+                *cv += av * bv;
+            }
+        }
+    }
+}
+
+/// [`matmul_f32_kn_rows`] compiled for AVX2: the same loop on 8-lane vectors, the same
+/// multiply then add (Rust never contracts them into an FMA), so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn matmul_f32_kn_avx2(a: &[f32], b: &[f32], k: usize, n: usize, c: &mut [f32]) {
+    matmul_f32_kn_rows(a, b, k, n, c)
 }
 
 /// Dense layer `y[m, n] = x[m, k] · w[n, k]ᵀ + bias[n]` in f32.
