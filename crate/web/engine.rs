@@ -3,6 +3,7 @@
 //! ```js
 //! const engine = await Engine.create(modelBytes /* Uint8Array of an .etm */, "auto");
 //! engine.backend();   // { backend: "gpu" | "cpu", precision, device, variant, reason }
+//! engine.info();      // modelInfo() of the loaded model
 //! engine.frameSize(); // 256: send square frames of this side (the crop is then exact)
 //! engine.setHead(weight, bias, names, 3);  // the user's classes (a head trained on embed());
 //!                                         // returns their top 3 on the last frame classified
@@ -105,6 +106,12 @@ impl JsEngine {
     /// What runs and why: `{ backend, precision, device, variant, reason }`.
     pub fn backend(&self) -> Result<JsValue, JsError> {
         to_js(take(&self.inner)?.report())
+    }
+
+    /// What the model is: the object `modelInfo` gives for its bytes, from the model already
+    /// loaded.
+    pub fn info(&self) -> Result<JsValue, JsError> {
+        to_js(&super::info_of(&take(&self.inner)?.classifier.file))
     }
 
     /// The model's class labels.

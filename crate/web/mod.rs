@@ -9,7 +9,7 @@
 //!   whether a WebGPU adapter exists (and supports `dot4I8Packed`); without one the engine
 //!   uses its CPU path and `description` says why.
 //! - `Engine`: a model on WebGPU or the CPU: `classify`, `embed`, `setHead`, `frameSize`,
-//!   `backend()` (see [`engine`]).
+//!   `backend()`, `info()` (see [`engine`]).
 //! - `headPredictions(weight, bias, embeddings)`: the class a head predicts for each embedding.
 //! - `HeadTrainer`: head-only training on embeddings, one epoch per call (see [`trainer`]).
 //! - `importModel(bytes: Uint8Array, fileName: string, labels?: string[], normalization?:
@@ -31,7 +31,7 @@
 //! - `simdPeak(iters)`: multiply-adds per second of the int8 SIMD instruction mix alone.
 //! - `setThreads(n)`, `threads()`: how many threads the CPU kernels split work for (the
 //!   threaded module, `pkg/threads/`; always 1 in the others), and `poolHelper()`, the life of
-//!   a helper worker (never returns; `www/lib/threads.js` starts them).
+//!   a helper worker (never returns; `www/lib/engine-loader.js` starts them).
 
 mod engine;
 mod trainer;
@@ -104,7 +104,12 @@ struct Normalization {
 #[wasm_bindgen(js_name = modelInfo)]
 pub fn model_info(etm: Vec<u8>) -> Result<JsValue, JsError> {
     let m = crate::model::etm::ModelFile::from_bytes(&etm).map_err(|e| JsError::new(&e.to_string()))?;
-    let info = ModelInfo {
+    serde_wasm_bindgen::to_value(&info_of(&m)).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// [`model_info`]'s object for a loaded model (also `Engine.info()`, without parsing again).
+fn info_of(m: &crate::model::etm::ModelFile) -> ModelInfo {
+    ModelInfo {
         architecture: m.header.architecture.clone(),
         precision: if m.is_int8() { "int8" } else { "f32" },
         classes: m.header.labels.len(),
@@ -115,8 +120,7 @@ pub fn model_info(etm: Vec<u8>) -> Result<JsValue, JsError> {
             let (mean, scale) = m.header.preprocess.normalization();
             Normalization { mean, scale }
         },
-    };
-    serde_wasm_bindgen::to_value(&info).map_err(|e| JsError::new(&e.to_string()))
+    }
 }
 
 /// A trained head `[classes, dim]` quantized per output channel to int8, as every int8 model

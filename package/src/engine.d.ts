@@ -51,6 +51,8 @@ export class Engine {
   /** Loads an `.etm` and prepares it on `backend` ("auto" by default). */
   static create(model: Uint8Array, backend?: 'auto' | 'gpu' | 'cpu' | null): Promise<Engine>;
   backend(): EngineReport;
+  /** `modelInfo` of the loaded model. */
+  info(): ModelInfoRaw;
   labels(): string[];
   frameSize(): number;
   /** Returns the new head's top `k` on the last frame classified (null before the first). */

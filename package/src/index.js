@@ -336,7 +336,7 @@ export async function createClassifier({ model, backend = 'auto', threads, simd 
     if (!isEtm(bytes)) bytes = await engine.call('importModel', { bytes, fileName: name }).catch(wrap('model-invalid'));
     // The model is read before any GPU is asked for: a failure naming WebGPU or the GPU is the
     // backend's, anything else the model's.
-    const started = await engine.call('create', { model: bytes.slice(), backend, options: { threads, simd } }).catch((e) => {
+    const started = await engine.call('create', { model: bytes, backend, options: { threads, simd } }).catch((e) => {
       throw new EdgetuneError(/webgpu|gpu|adapter/i.test(messageOf(e)) ? 'gpu-unavailable' : codeOf(e, 'model-invalid'), messageOf(e), { cause: e });
     });
     return new Classifier(engine, started, bytes);

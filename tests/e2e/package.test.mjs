@@ -319,6 +319,8 @@ test('@edgetune/web/engine: the wasm module returns what engine.d.ts declares', 
   expect(m.modelInfo(model), 'ModelInfoRaw');
   const engine = await m.Engine.create(model, 'cpu');
   expect(engine.backend(), 'EngineReport');
+  expect(engine.info(), 'ModelInfoRaw');
+  assert.deepEqual(engine.info(), m.modelInfo(model), 'Engine.info() is modelInfo of the same bytes');
   const side = engine.frameSize();
   const rgba = new Uint8Array(side * side * 4).map((_, i) => (i * 7) % 251);
   const first = await engine.classify(rgba, side, side, 3, ['embedding', 'logits']);

@@ -115,7 +115,7 @@ serve({
     headArgs = null;
     note = cpuFirst ? 'the CPU answers while WebGPU is tested' : null;
     probe = cpuFirst ? probeGpu(module, model, gen) : null;
-    return { ...report(), probing: cpuFirst, frameSize: engine.frameSize(), cpu, info: module.modelInfo(model), labels: engine.labels() };
+    return { ...report(), probing: cpuFirst, frameSize: engine.frameSize(), cpu, info: engine.info(), labels: engine.labels() };
   },
   async settleBackend() {
     const p = probe;
