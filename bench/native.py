@@ -4,10 +4,11 @@
 EfficientNet-Lite0 f32 and int8, the engine's models are exported to ONNX (int8 as QDQ)
 once; then, in this one process and machine:
   - edgetune: `edgetune import` of that ONNX file, then `edgetune bench --backend cpu`
-    (whole network, batch 1, one thread, the shared parrot photo);
+    (whole network, batch 1, the shared parrot photo);
   - onnxruntime: an InferenceSession of the same file, CPU execution provider, one intra-op
     and one inter-op thread, all graph optimizations, sequential execution.
-Each gets warm-up runs (5 for onnxruntime, 3 inside `edgetune bench`) then BENCH_RUNS (50)
+Each is timed at one thread and at every core (`--threads N` for edgetune, intra-op threads N
+for onnxruntime), one row per thread count. Each gets warm-up runs (5 for onnxruntime, 3 inside `edgetune bench`) then BENCH_RUNS (50)
 timed runs; median and p90 are reported.
 onnxruntime is fed a fixed pseudo-random NCHW tensor in [-1, 1] (the latency of these CNNs
 does not depend on pixel values); edgetune the shared parrot photo. Writes
@@ -81,19 +82,20 @@ def onnx_file(precision):
     return out
 
 
-def bench_edgetune(onnx, precision):
+def bench_edgetune(onnx, precision, threads):
     etm = ONNX_DIR / f"lite0.{precision}.from-onnx.etm"
     run(CLI, "import", onnx, etm)
     out = ONNX_DIR / f"edgetune-{precision}.json"
     # edgetune bench warms up itself (3 runs) before its timed runs.
-    run(CLI, "bench", "--backend", "cpu", "--model", etm, "--image", PHOTO, "--runs", RUNS, "--json", out)
+    run(CLI, "bench", "--backend", "cpu", "--model", etm, "--image", PHOTO, "--runs", RUNS, "--json", out,
+        "--threads", threads)
     net = json.loads(out.read_text())["network"]
     return {"median_ms": net["median_ms"], "p90_ms": net["p90_ms"], "runs": net["runs"]}
 
 
-def bench_onnxruntime(onnx):
+def bench_onnxruntime(onnx, threads):
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -117,24 +119,26 @@ def main():
     if not PHOTO.exists():
         sys.exit(f"{PHOTO} is missing: the shared data belongs in ../shared beside the repository")
     rows = []
+    cores = os.cpu_count() or 1
     for precision in ("int8", "f32"):
         onnx = onnx_file(precision)
-        e = bench_edgetune(onnx, precision)
-        o = bench_onnxruntime(onnx)
-        rows.append({"precision": precision, "onnx": onnx.name, "edgetune": e, "onnxruntime": o})
-        print(f"{precision}: edgetune {e['median_ms']:.1f} ms, onnxruntime {o['median_ms']:.1f} ms")
+        for threads in sorted({1, cores}):
+            e = bench_edgetune(onnx, precision, threads)
+            o = bench_onnxruntime(onnx, threads)
+            rows.append({"precision": precision, "onnx": onnx.name, "threads": threads, "edgetune": e, "onnxruntime": o})
+            print(f"{precision}, {threads} thread(s): edgetune {e['median_ms']:.1f} ms, onnxruntime {o['median_ms']:.1f} ms")
     machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "os": platform.platform(), "simd": simd_flags()}
     head = (
-        f"EfficientNet-Lite0 224x224, batch 1, one thread, {RUNS} timed runs after warm-up, "
+        f"EfficientNet-Lite0 224x224, batch 1, {RUNS} timed runs after warm-up, "
         f"native x86-64, {machine['cpu']} ({machine['cores']} cores; {', '.join(machine['simd'])}), onnxruntime {ort.__version__} (PyPI), "
         f"{time.strftime('%Y-%m-%d')}; `npm run bench -- native` (bench/native.py)."
     )
-    lines = [head, "", "| model (same ONNX file) | edgetune median ms | p90 | onnxruntime median ms | p90 | edgetune / onnxruntime |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [head, "", "| model (same ONNX file) | threads | edgetune median ms | p90 | onnxruntime median ms | p90 | edgetune / onnxruntime |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         e, o = r["edgetune"], r["onnxruntime"]
         lines.append(
-            f"| {r['onnx']} ({r['precision']}) | {e['median_ms']:.1f} | {e['p90_ms']:.1f} | "
+            f"| {r['onnx']} ({r['precision']}) | {r['threads']} | {e['median_ms']:.1f} | {e['p90_ms']:.1f} | "
             f"{o['median_ms']:.1f} | {o['p90_ms']:.1f} | {e['median_ms'] / o['median_ms']:.2f} |"
         )
     text = "\n".join(lines)

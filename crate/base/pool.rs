@@ -24,17 +24,57 @@
 //! (browsers forbid `Atomics.wait` on the page's main thread), briefly: it waits only for
 //! tasks already running. A job started inside a task (none does) runs on the calling thread.
 //!
-//! Without atomics (the single-threaded module, native builds) `parallel_for` is a plain loop.
+//! # Native threads (the CLI, tests, benchmarks)
+//! A rayon pool of [`threads`] threads (default: every core the OS gives the process, or
+//! `EDGETUNE_THREADS`; the CLI's `--threads`). [`parallel_for`] runs its tasks there, and
+//! [`map_items`] spreads independent items (images: feature extraction, evaluation,
+//! calibration) over the same pool, results in index order. Inside an item, a kernel's
+//! [`parallel_for`] runs on the same pool by work stealing, so nesting never oversubscribes.
+//!
+//! Without atomics (the single-threaded wasm module) `parallel_for` and `map_items` are plain loops.
 
 /// The number of threads a job is split for (1 until [`set_threads`]).
 pub fn threads() -> usize {
     imp::threads()
 }
 
-/// Sets how many threads jobs are split for (the caller plus `n - 1` helpers that JavaScript
-/// starts); clamped to `1..=MAX_THREADS`; always 1 without atomics.
+/// Sets how many threads jobs are split for (in wasm: the caller plus `n - 1` helpers that
+/// JavaScript starts; natively: the rayon pool's size); clamped to `1..=MAX_THREADS`; always 1
+/// in the wasm module without atomics. Natively, a pool that cannot be started (the OS refuses
+/// threads) leaves one thread and says why on stderr.
 pub fn set_threads(n: usize) {
     imp::set_threads(n)
+}
+
+/// `[f(0), .., f(n - 1)]`, computed on the pool's threads, in index order: each item is
+/// computed by the same code whichever thread runs it, so the result does not depend on the
+/// thread count. The first error by index is returned (not whichever thread failed first).
+pub fn map_items<T: Send>(
+    n: usize,
+    f: &(dyn Fn(usize) -> crate::base::error::Result<T> + Sync),
+) -> crate::base::error::Result<Vec<T>> {
+    let results = if n <= 1 || threads() <= 1 { (0..n).map(f).collect() } else { imp::map_items(n, f) };
+    results.into_iter().collect()
+}
+
+/// [`map_items`] in chunks of `chunk` items, calling `done(items so far)` after each chunk
+/// (a progress bar's position) on the calling thread; same results.
+pub fn map_items_chunked<T: Send>(
+    n: usize,
+    chunk: usize,
+    f: &(dyn Fn(usize) -> crate::base::error::Result<T> + Sync),
+    done: &mut dyn FnMut(usize),
+) -> crate::base::error::Result<Vec<T>> {
+    let chunk = chunk.max(1);
+    let mut out = Vec::with_capacity(n);
+    let mut start = 0;
+    while start < n {
+        let len = chunk.min(n - start);
+        out.extend(map_items(len, &|i| f(start + i))?);
+        start += len;
+        done(start);
+    }
+    Ok(out)
 }
 
 /// Most threads a job is split for.
@@ -107,6 +147,8 @@ mod imp {
     static IN_JOB: AtomicBool = AtomicBool::new(false);
 
     type Job = &'static (dyn Fn(usize) + Sync);
+
+    pub use super::items::map_items;
 
     pub fn threads() -> usize {
         THREADS.load(Relaxed)
@@ -184,14 +226,88 @@ mod imp {
     }
 }
 
-#[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
+#[cfg(target_arch = "wasm32")]
+mod items {
+    /// Items run one after another in wasm: the threaded module's helpers serve the kernels'
+    /// jobs, one job at a time.
+    pub fn map_items<T>(n: usize, f: &dyn Fn(usize) -> T) -> Vec<T> {
+        (0..n).map(f).collect()
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 mod imp {
+    pub use super::items::map_items;
     pub fn threads() -> usize {
         1
     }
     pub fn set_threads(_: usize) {}
     pub fn parallel_for(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         (0..tasks).for_each(f)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod imp {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use rayon::prelude::*;
+
+    /// The pool and its size; `None` until first used (then the default size).
+    static POOL: Mutex<Option<(usize, Option<Arc<rayon::ThreadPool>>)>> = Mutex::new(None);
+
+    /// `EDGETUNE_THREADS` when set to a number, else every core the process may use.
+    fn default_threads() -> usize {
+        std::env::var("EDGETUNE_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// A pool of `n` threads (none for 1: the caller runs everything).
+    fn build(n: usize) -> (usize, Option<Arc<rayon::ThreadPool>>) {
+        let n = n.clamp(1, super::MAX_THREADS);
+        if n == 1 {
+            return (1, None);
+        }
+        match rayon::ThreadPoolBuilder::new().num_threads(n).thread_name(|i| format!("edgetune-{i}")).build() {
+            Ok(p) => (n, Some(Arc::new(p))),
+            Err(e) => {
+                eprintln!("warning: could not start {n} threads ({e}); running on one");
+                (1, None)
+            }
+        }
+    }
+
+    fn current() -> (usize, Option<Arc<rayon::ThreadPool>>) {
+        let mut g = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+        g.get_or_insert_with(|| build(default_threads())).clone()
+    }
+
+    pub fn threads() -> usize {
+        current().0
+    }
+
+    pub fn set_threads(n: usize) {
+        let mut g = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+        if g.as_ref().map(|p| p.0) != Some(n.clamp(1, super::MAX_THREADS)) {
+            *g = Some(build(n));
+        }
+    }
+
+    pub fn parallel_for(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        match current().1 {
+            Some(pool) => pool.install(|| (0..tasks).into_par_iter().for_each(f)),
+            None => (0..tasks).for_each(f),
+        }
+    }
+
+    pub fn map_items<T: Send>(n: usize, f: &(dyn Fn(usize) -> T + Sync)) -> Vec<T> {
+        match current().1 {
+            // One item per task: images are milliseconds each, far above a task's cost.
+            Some(pool) => pool.install(|| (0..n).into_par_iter().with_max_len(1).map(f).collect()),
+            None => (0..n).map(f).collect(),
+        }
     }
 }
 

@@ -179,6 +179,9 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
         doc["layers"] =
             json!({"timing": how, "layers": layers, "sum_ms": total, "macs_per_image": net.macs_per_image()});
     }
+    if engine.gpu().is_none() {
+        cpu_profile(&engine.classifier, &x, runs, &mut doc)?;
+    }
     // Whole network: what a caller of classify sees (GPU: upload, layers, readback, head).
     for _ in 0..3 {
         block_on(engine.logits(x.clone()))?;
@@ -201,4 +204,34 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
         println!("wrote {}", path.display());
     }
     Ok(true)
+}
+
+/// Per-node CPU times (each node's median over `runs` profiled passes), summed by kind
+/// (pointwise, depthwise, conv, add, pool, dense, ...), printed and put in `doc["layers"]`.
+fn cpu_profile(c: &Classifier, x: &Tensor, runs: usize, doc: &mut Value) -> Result<()> {
+    let passes = (0..runs.clamp(1, 20)).map(|_| c.profile(x)).collect::<Result<Vec<_>>>()?;
+    let Some(first) = passes.first() else { return Ok(()) };
+    let mut kinds: Vec<(&'static str, f64, u64)> = vec![];
+    let mut layers = vec![];
+    for (i, l) in first.iter().enumerate() {
+        let mut t: Vec<f64> = passes.iter().filter_map(|p| p.get(i)).map(|p| p.ms).collect();
+        let ms = median_p90(&mut t).0;
+        match kinds.iter_mut().find(|k| k.0 == l.kind) {
+            Some(k) => {
+                k.1 += ms;
+                k.2 += l.macs;
+            }
+            None => kinds.push((l.kind, ms, l.macs)),
+        }
+        layers.push(json!({"name": l.name, "kind": l.kind, "macs": l.macs, "ms": ms}));
+    }
+    let total: f64 = kinds.iter().map(|k| k.1).sum();
+    println!("per-node CPU time by kind (median of {} profiled passes, {} threads):", passes.len(), edgetune::base::pool::threads());
+    for (kind, ms, macs) in &kinds {
+        let rate = if *macs > 0 { format!("{:>7.2} GMAC/s", *macs as f64 / ms / 1e6) } else { String::new() };
+        println!("  {kind:<12} {ms:>8.3} ms {:>5.1}% {rate}", 100.0 * ms / total.max(1e-9));
+    }
+    println!("  sum          {total:>8.3} ms");
+    doc["layers"] = json!({"timing": "CPU wall time per node", "layers": layers, "sum_ms": total});
+    Ok(())
 }

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use edgetune::base::pool::map_items;
 use edgetune::compress::ptq::{quantize_model, BiasCorrection, Calibration};
 use edgetune::data::cifar::CLASSES;
 use edgetune::data::images::{load_preprocessed, ImageSource};
@@ -301,32 +302,55 @@ pub fn eval(
     let mut sqnr = vec![];
     let (mut t_model, mut t_ref) = (0f64, 0f64);
     let pb = bar(n, "evaluating");
-    for i in offset..offset + n {
-        let x = src.preprocessed(i, &p)?;
+    // Chunks of images: on the CPU each chunk's logits are computed in parallel (index order,
+    // the engine's own arithmetic: embeddings then the head), on the GPU one after another;
+    // then the chunk is scored in order. Times are wall time per image.
+    let on_cpu = engine.gpu().is_none();
+    let chunk = 16 * edgetune::base::pool::threads();
+    let mut start = offset;
+    while start < offset + n {
+        let len = chunk.min(offset + n - start);
+        let inputs = map_items(len, &|j| src.preprocessed(start + j, &p))?;
         let s = Instant::now();
-        let lm = block_on(engine.logits(x.clone()))?;
+        let model_logits = if on_cpu {
+            let c = &engine.classifier;
+            map_items(len, &|j| c.head_logits(c.embeddings(inputs[j].clone())?))?
+        } else {
+            let mut v = Vec::with_capacity(len);
+            for x in &inputs {
+                v.push(block_on(engine.logits(x.clone()))?);
+            }
+            v
+        };
         t_model += s.elapsed().as_secs_f64();
-        let pm = argmax(lm.data());
-        if let (true, Some(y)) = (labelled, src.label(i)) {
-            correct += usize::from(pm == y);
-            confusion.add(y, pm)?;
-        }
-        if let Some(r) = &r {
-            let s = Instant::now();
-            let lr = r.logits(x)?;
-            t_ref += s.elapsed().as_secs_f64();
-            if lr.len() != lm.len() {
-                return Err(Error::invalid("eval", format!("model has {} logits, reference {}", lm.len(), lr.len())));
+        let s = Instant::now();
+        let ref_logits = match &r {
+            Some(r) => Some(map_items(len, &|j| r.logits(inputs[j].clone()))?),
+            None => None,
+        };
+        t_ref += s.elapsed().as_secs_f64();
+        for (j, lm) in model_logits.iter().enumerate() {
+            let i = start + j;
+            let pm = argmax(lm.data());
+            if let (true, Some(y)) = (labelled, src.label(i)) {
+                correct += usize::from(pm == y);
+                confusion.add(y, pm)?;
             }
-            let pr = argmax(lr.data());
-            agree += usize::from(pm == pr);
-            top5 += usize::from(top_k(lr.data(), 5).iter().any(|&(c, _)| c == pm));
-            sqnr.push(sqnr_db(lr.data(), lm.data()));
-            if labelled && Some(pr) == src.label(i) {
-                ref_correct += 1;
+            if let Some(lr) = ref_logits.as_ref().and_then(|v| v.get(j)) {
+                if lr.len() != lm.len() {
+                    return Err(Error::invalid("eval", format!("model has {} logits, reference {}", lm.len(), lr.len())));
+                }
+                let pr = argmax(lr.data());
+                agree += usize::from(pm == pr);
+                top5 += usize::from(top_k(lr.data(), 5).iter().any(|&(c, _)| c == pm));
+                sqnr.push(sqnr_db(lr.data(), lm.data()));
+                if labelled && Some(pr) == src.label(i) {
+                    ref_correct += 1;
+                }
             }
         }
-        pb.set_position((i - offset) as u64 + 1);
+        start += len;
+        pb.set_position((start - offset) as u64);
     }
     pb.finish_and_clear();
     let pct = |k: usize| 100.0 * k as f64 / n.max(1) as f64;
@@ -395,13 +419,11 @@ pub fn embed(
         return Err(Error::invalid("embed", format!("offset {offset}: the source has {} images", src.len())));
     }
     let n = limit.unwrap_or(src.len()).min(src.len() - offset);
-    let (mut feats, mut labels, mut dim) = (Vec::new(), Vec::with_capacity(n), 0);
-    for i in offset..offset + n {
-        let e = net.embeddings(src.preprocessed(i, &p)?)?.into_data();
-        dim = e.len();
-        feats.extend(e.iter().flat_map(|v| v.to_le_bytes()));
-        labels.extend(src.label(i).map_or(-1, |l| l as i32).to_le_bytes());
-    }
+    // In parallel over the images (index order: the same file for any thread count).
+    let embeddings = map_items(n, &|i| Ok(net.embeddings(src.preprocessed(offset + i, &p)?)?.into_data()))?;
+    let dim = embeddings.first().map_or(0, Vec::len);
+    let feats: Vec<u8> = embeddings.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+    let labels: Vec<u8> = (offset..offset + n).flat_map(|i| src.label(i).map_or(-1, |l| l as i32).to_le_bytes()).collect();
     write_npy(out, "<f4", &[n, dim], &feats)?;
     report_written(out, &format!(", {n} x {dim} features"), start);
     if let Some(path) = labels_out {

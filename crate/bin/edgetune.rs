@@ -17,6 +17,11 @@ use edgetune::import::onnx::conformance::{self, Outcome};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU threads: images in parallel (features, evaluation, calibration) and each kernel's
+    /// rows split over them; results are identical for any count. Default: every core the
+    /// process may use, or EDGETUNE_THREADS.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
 }
 
 /// Post-training quantization settings (quantize, and qat's starting point).
@@ -308,6 +313,13 @@ fn main() -> ExitCode {
     quiet_broken_pipe();
     quiet_mesa_device_select();
     let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("error: --threads 0: give at least 1");
+            return ExitCode::from(2);
+        }
+        edgetune::base::pool::set_threads(n);
+    }
     let result = match cli.command {
         Command::Conformance { dir, only, quiet } => conformance_cmd(dir, only, quiet),
         Command::Probe => pollster::block_on(edgetune::gpu::probe()).map(|r| {

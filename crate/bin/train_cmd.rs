@@ -216,6 +216,7 @@ pub fn fewshot(
     test_range: (usize, Option<usize>),
     json: Option<&Path>,
 ) -> Result<bool> {
+    use edgetune::base::pool::map_items;
     use edgetune::data::images::ImageSource;
     use edgetune::exec::cpu_f32::PreparedF32;
     use edgetune::exec::Classifier;
@@ -233,28 +234,25 @@ pub fn fewshot(
     let n_test = limit.unwrap_or(src.len()).min(src.len() - offset);
     let p = backbone.header.preprocess;
     let start = std::time::Instant::now();
-    let mut test_feats: Vec<Vec<f32>> = Vec::with_capacity(n_test);
-    let mut test_labels = Vec::with_capacity(n_test);
-    match opts.mode {
+    // Features in parallel over the test images (`pool::map_items`: index order, the same
+    // values for any thread count).
+    let test_feats: Vec<Vec<f32>> = match opts.mode {
         Mode::Head => {
             let net = Classifier::new(backbone.clone())?;
-            for i in offset..offset + n_test {
-                test_feats.push(net.embeddings(src.preprocessed(i, &p)?)?.into_data());
-                test_labels
-                    .push(src.label(i).ok_or_else(|| Error::invalid("fewshot", "the test source has no labels"))?);
-            }
+            map_items(n_test, &|i| Ok(net.embeddings(src.preprocessed(offset + i, &p)?)?.into_data()))?
         }
         Mode::LastBlocks(k) => {
             let plan = PreparedF32::new(&backbone.header.graph, &backbone.f32_tensors())?;
             let cut = split_last_blocks(&plan.graph, k)?.cut;
-            for i in offset..offset + n_test {
-                let v = plan.forward_prefix(src.preprocessed(i, &p)?, cut)?;
-                test_feats.push(v.last().map(|t| t.data().to_vec()).unwrap_or_default());
-                test_labels
-                    .push(src.label(i).ok_or_else(|| Error::invalid("fewshot", "the test source has no labels"))?);
-            }
+            map_items(n_test, &|i| {
+                let v = plan.forward_prefix(src.preprocessed(offset + i, &p)?, cut)?;
+                Ok(v.last().map(|t| t.data().to_vec()).unwrap_or_default())
+            })?
         }
-    }
+    };
+    let test_labels = (offset..offset + n_test)
+        .map(|i| src.label(i).ok_or_else(|| Error::invalid("fewshot", "the test source has no labels")))
+        .collect::<Result<Vec<usize>>>()?;
     let test_feature_ms = start.elapsed().as_secs_f64() * 1e3 / n_test.max(1) as f64;
     println!(
         "{} ({}, {} {} lr {} epochs {} augment {}) on {} test images of {test} from #{offset} ({test_feature_ms:.1} ms/image for features)",

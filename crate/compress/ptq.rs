@@ -43,7 +43,7 @@ pub struct Calibration<'a> {
     /// Human-readable description of where they come from (stored in the model).
     pub source: String,
     /// Returns preprocessed sample `i` (`[1, H, W, 3]`).
-    pub sample: &'a dyn Fn(usize) -> Result<Tensor>,
+    pub sample: &'a (dyn Fn(usize) -> Result<Tensor> + Sync),
     /// Progress: `(pass 1, 2 or 3, images done, images per pass)`.
     pub progress: &'a dyn Fn(usize, usize, usize),
     pub bias_correction: BiasCorrection,
@@ -92,8 +92,22 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
     let mut ranges = vec![MinMax::default(); nvalues];
     // Per-channel means of every value (channels last), for bias correction.
     let mut means: Vec<Vec<f64>> = vec![vec![]; nvalues];
-    for i in 0..cal.samples {
-        let all = plan.forward_all((cal.sample)(i)?)?;
+    // Forward passes in parallel a chunk at a time, observed in image order: the ranges,
+    // means and histograms never depend on the thread count. A chunk holds every value of a
+    // few networks in memory.
+    let chunk = 2 * crate::base::pool::threads();
+    let forward_all = |i: usize| plan.forward_all((cal.sample)(i)?);
+    let each_pass = |pass: usize, observe: &mut dyn FnMut(Vec<Tensor>)| -> Result<()> {
+        for start in (0..cal.samples).step_by(chunk) {
+            let len = chunk.min(cal.samples - start);
+            for (j, all) in crate::base::pool::map_items(len, &|j| forward_all(start + j))?.into_iter().enumerate() {
+                observe(all);
+                (cal.progress)(pass, start + j + 1, cal.samples);
+            }
+        }
+        Ok(())
+    };
+    each_pass(1, &mut |all| {
         for ((r, m), v) in ranges.iter_mut().zip(means.iter_mut()).zip(all) {
             r.observe(v.data());
             let c = *v.shape().last().unwrap_or(&1);
@@ -107,16 +121,14 @@ pub fn quantize_model(model: &ModelFile, cal: &Calibration) -> Result<ModelFile>
                 }
             }
         }
-        (cal.progress)(1, i + 1, cal.samples);
-    }
+    })?;
     let mut hists: Vec<Histogram> = ranges.iter().map(|r| Histogram::new(r.range())).collect();
     if cal.method != Method::MinMax {
-        for i in 0..cal.samples {
-            for (h, v) in hists.iter_mut().zip(plan.forward_all((cal.sample)(i)?)?) {
+        each_pass(2, &mut |all| {
+            for (h, v) in hists.iter_mut().zip(all) {
                 h.observe(v.data());
             }
-            (cal.progress)(2, i + 1, cal.samples);
-        }
+        })?;
     }
     let p = &model.header.preprocess;
     let mut values: Vec<Option<ValueQuant>> = ranges

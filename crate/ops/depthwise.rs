@@ -26,7 +26,7 @@
 //! [`DepthwiseI8Weights::new`], never per frame.
 
 use super::conv_shape::{check_bias, Conv2dParams, ConvGeometry, Mac};
-use super::gemm::{check_int8_reduction, check_int8_zero_points, requantize_channels_last};
+use super::gemm::{check_int8_reduction, check_int8_zero_points};
 use crate::base::error::{Error, Result};
 use crate::base::tensor::QTensor;
 use crate::quant::Requant;
@@ -154,7 +154,12 @@ pub fn depthwise_i8_acc(
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
         let xc: Vec<i16> = x.iter().map(|&v| (v as i32 - zx) as i16).collect();
-        Ok(depthwise_native(&xc, w.taps_major(), bias, g))
+        let mut y = vec![0i32; g.batch * g.out_h * g.out_w * g.out_c];
+        let (row, rows) = (g.out_w * g.out_c, crate::base::pool::chunk_len(g.batch * g.out_h, 2));
+        crate::base::pool::parallel_chunks_mut(&mut y, rows * row.max(1), &|t, part| {
+            depthwise_i8_native_rows(&xc, w.taps_major(), bias, g, t * rows, part)
+        });
+        Ok(y)
     }
 }
 
@@ -184,8 +189,28 @@ pub fn depthwise_i8_requant(
             None => {}
         }
     }
-    let acc = depthwise_i8_acc(x, zx, w, bias, g)?;
-    requantize_channels_last(&acc, g.out_c, rq)
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        // Natively: blocks of output rows over the pool's threads, each requantized while
+        // its sums are in cache.
+        w.check(g)?;
+        let xc: Vec<i16> = x.iter().map(|&v| (v as i32 - zx) as i16).collect();
+        let row = g.out_w * g.out_c;
+        let mut out = vec![0i8; g.batch * g.out_h * row];
+        let rows = crate::base::pool::chunk_len(g.batch * g.out_h, 2).min((16 * 1024 / row.max(1)).max(1));
+        let channel = super::gemm::ChannelRequantNative::new(rq, g.out_c)?;
+        crate::base::pool::parallel_chunks_mut(&mut out, rows * row.max(1), &|t, part| {
+            let mut acc = vec![0i32; part.len()];
+            depthwise_i8_native_rows(&xc, w.taps_major(), bias, g, t * rows, &mut acc);
+            channel.apply(&acc, g.out_c, rq, part);
+        });
+        Ok(out)
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        let acc = depthwise_i8_acc(x, zx, w, bias, g)?;
+        super::gemm::requantize_channels_last(&acc, g.out_c, rq)
+    }
 }
 
 /// The f32 depthwise convolution (weights `[C, KH, KW, 1]`): the wasm SIMD kernel or the
@@ -195,20 +220,64 @@ pub fn depthwise_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometr
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return super::depthwise_wasm::depthwise_f32(x, &wt, bias, g);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    depthwise_native(x, &wt, bias, g)
+    {
+        let mut y = vec![0f32; g.batch * g.out_h * g.out_w * g.out_c];
+        depthwise_native(x, &wt, bias, g, &mut y);
+        y
+    }
 }
 
-/// The portable kernel natively: compiled a second time for AVX2 on x86-64 CPUs that have it
+/// The portable kernel natively over the whole output `y`, its rows split over the pool's
+/// threads.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn depthwise_native<T: Mac + Sync + Send>(x: &[T], wt: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry, y: &mut [T::Acc])
+where
+    T::Acc: Send + Sync,
+{
+    let row = g.out_w * g.out_c;
+    let rows = crate::base::pool::chunk_len(g.batch * g.out_h, 2);
+    crate::base::pool::parallel_chunks_mut(y, rows * row.max(1), &|t, part| {
+        depthwise_native_rows(x, wt, bias, g, t * rows, part)
+    });
+}
+
+/// The int8 accumulators of output rows `first_row..` natively: the AVX2 kernel
+/// (`depthwise_x86`) where it runs, else the portable loop.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn depthwise_i8_native_rows(
+    x: &[i16],
+    wt: &[i16],
+    bias: Option<&[i32]>,
+    g: &ConvGeometry,
+    first_row: usize,
+    part: &mut [i32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm_x86::avx2() {
+        return super::depthwise_x86::depthwise_i8_rows(x, wt, bias, g, first_row, part);
+    }
+    depthwise_native_rows(x, wt, bias, g, first_row, part)
+}
+
+/// Output rows `first_row..` (over batch and height: `part.len() / (OW * C)` of them) of the
+/// portable kernel natively: compiled a second time for AVX2 on x86-64 CPUs that have it
 /// (`gemm_x86::avx2`; the same loop on wider vectors: integer sums exact, f32 sums in the
 /// same order, no contraction into FMA, so the same bits).
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn depthwise_native<T: Mac>(x: &[T], wt: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry) -> Vec<T::Acc> {
+fn depthwise_native_rows<T: Mac>(
+    x: &[T],
+    wt: &[T],
+    bias: Option<&[T::Acc]>,
+    g: &ConvGeometry,
+    first_row: usize,
+    part: &mut [T::Acc],
+) {
     #[cfg(target_arch = "x86_64")]
     if super::gemm_x86::avx2() {
         // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { depthwise_taps_major_avx2(x, wt, bias, g) };
+        return unsafe { depthwise_taps_major_avx2(x, wt, bias, g, first_row, part) };
     }
-    depthwise_taps_major(x, wt, bias, g)
+    depthwise_taps_major(x, wt, bias, g, first_row, part)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -218,8 +287,10 @@ unsafe fn depthwise_taps_major_avx2<T: Mac>(
     wt: &[T],
     bias: Option<&[T::Acc]>,
     g: &ConvGeometry,
-) -> Vec<T::Acc> {
-    depthwise_taps_major(x, wt, bias, g)
+    first_row: usize,
+    part: &mut [T::Acc],
+) {
+    depthwise_taps_major(x, wt, bias, g, first_row, part)
 }
 
 /// `[C, KH, KW, 1]` as `[KH, KW, C]`.
@@ -240,45 +311,49 @@ fn taps_major<T: Copy + Default>(w: &[T], g: &ConvGeometry) -> Vec<T> {
 /// results equal the reference loop's and integer ones are exact.
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
 #[inline(always)]
-fn depthwise_taps_major<T: Mac>(x: &[T], wt: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry) -> Vec<T::Acc> {
+fn depthwise_taps_major<T: Mac>(
+    x: &[T],
+    wt: &[T],
+    bias: Option<&[T::Acc]>,
+    g: &ConvGeometry,
+    first_row: usize,
+    part: &mut [T::Acc],
+) {
     let [kh, kw] = g.kernel;
     let c = g.in_c;
-    let mut y = vec![T::Acc::default(); g.batch * g.out_h * g.out_w * c];
+    let row_len = (g.out_w * c).max(1);
     let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw); // (input offset, weight offset)
-    for n in 0..g.batch {
-        for oy in 0..g.out_h {
-            for ox in 0..g.out_w {
-                taps.clear();
-                g.for_each_tap(n, oy, ox, |t, xo| taps.push((xo, t * c)));
-                let out = &mut y[((n * g.out_h + oy) * g.out_w + ox) * c..][..c];
-                let mut c0 = 0;
-                while c0 + BLOCK <= c {
-                    let mut acc = [T::Acc::default(); BLOCK];
-                    for &(xo, wo) in &taps {
-                        let (xs, ws) = (&x[xo + c0..][..BLOCK], &wt[wo + c0..][..BLOCK]);
-                        for i in 0..BLOCK {
-                            acc[i] = T::mac(acc[i], xs[i], ws[i]);
-                        }
+    for (r, out_row) in part.chunks_exact_mut(row_len).enumerate() {
+        let (n, oy) = ((first_row + r) / g.out_h.max(1), (first_row + r) % g.out_h.max(1));
+        for (ox, out) in out_row.chunks_exact_mut(c.max(1)).enumerate() {
+            taps.clear();
+            g.for_each_tap(n, oy, ox, |t, xo| taps.push((xo, t * c)));
+            let mut c0 = 0;
+            while c0 + BLOCK <= c {
+                let mut acc = [T::Acc::default(); BLOCK];
+                for &(xo, wo) in &taps {
+                    let (xs, ws) = (&x[xo + c0..][..BLOCK], &wt[wo + c0..][..BLOCK]);
+                    for i in 0..BLOCK {
+                        acc[i] = T::mac(acc[i], xs[i], ws[i]);
                     }
-                    out[c0..c0 + BLOCK].copy_from_slice(&acc);
-                    c0 += BLOCK;
                 }
-                for ch in c0..c {
-                    let mut acc = T::Acc::default();
-                    for &(xo, wo) in &taps {
-                        acc = T::mac(acc, x[xo + ch], wt[wo + ch]);
-                    }
-                    out[ch] = acc;
+                out[c0..c0 + BLOCK].copy_from_slice(&acc);
+                c0 += BLOCK;
+            }
+            for ch in c0..c {
+                let mut acc = T::Acc::default();
+                for &(xo, wo) in &taps {
+                    acc = T::mac(acc, x[xo + ch], wt[wo + ch]);
                 }
-                if let Some(b) = bias {
-                    for (o, &bv) in out.iter_mut().zip(b) {
-                        *o = T::add(*o, bv);
-                    }
+                out[ch] = acc;
+            }
+            if let Some(b) = bias {
+                for (o, &bv) in out.iter_mut().zip(b) {
+                    *o = T::add(*o, bv);
                 }
             }
         }
     }
-    y
 }
 
 #[cfg(test)]

@@ -393,11 +393,7 @@ pub fn gemm_i8_acc_packed(a: &[i8], za: i32, b: &PackedB, bias: Option<&[i32]>, 
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return Ok(super::gemm_wasm::gemm_i8_acc_packed(a, za, &b.data, bias, m, k, n));
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    Ok(match &b.data {
-        NativePacked::Rows(bt) => gemm_i8_acc_rows(a, za, bt, bias, m, k, n),
-        #[cfg(target_arch = "x86_64")]
-        NativePacked::Avx2(p) => super::gemm_x86::gemm_i8_acc_packed(a, za, p, bias, m, k, n),
-    })
+    Ok(gemm_i8_acc_native(a, za, &b.data, bias, m, k, n))
 }
 
 /// [`gemm_i8_acc_packed`] followed by [`requantize_channels_last`]. In wasm SIMD builds the
@@ -426,8 +422,97 @@ pub fn gemm_i8_requant_packed(
             None => {}
         }
     }
-    let acc = gemm_i8_acc_packed(a, za, b, bias, m)?;
-    requantize_channels_last(&acc, b.n, rq)
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        check_packed_args(a, za, b, bias, m)?;
+        let (n, k) = (b.n, b.k);
+        let channel = ChannelRequantNative::new(rq, n)?;
+        let mut out = vec![0i8; m * n];
+        if n == 0 {
+            return Ok(out);
+        }
+        // Row blocks split over the pool's threads, each requantized while its accumulators
+        // are still in cache: no image-sized i32 buffer. Blocks of at most ~64 KiB of sums.
+        let rows = native_rows_per_task(m, n);
+        crate::base::pool::parallel_chunks_mut(&mut out, rows * n, &|t, part| {
+            let (i0, r) = (t * rows, part.len() / n);
+            let acc = gemm_i8_acc_native(&a[i0 * k..(i0 + r) * k], za, &b.data, bias, r, k, n);
+            channel.apply(&acc, n, rq, part);
+        });
+        Ok(out)
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        let acc = gemm_i8_acc_packed(a, za, b, bias, m)?;
+        requantize_channels_last(&acc, b.n, rq)
+    }
+}
+
+/// Rows of output per task of the native fused GEMM: a multiple of 4 (the AVX2 micro-kernel's
+/// rows), about two tasks per thread, and at most ~16K i32 sums (64 KiB) per task so they stay
+/// in L2 until requantized.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn native_rows_per_task(m: usize, n: usize) -> usize {
+    let cache_rows = ((16 * 1024) / n.max(1)).max(4) / 4 * 4;
+    let split = crate::base::pool::chunk_len(m, 4).div_ceil(4) * 4;
+    split.min(cache_rows).max(4)
+}
+
+/// The native accumulators on whichever layout [`PackedB::new`] chose.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn gemm_i8_acc_native(
+    a: &[i8],
+    za: i32,
+    data: &NativePacked,
+    bias: Option<&[i32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<i32> {
+    match data {
+        NativePacked::Rows(bt) => gemm_i8_acc_rows(a, za, bt, bias, m, k, n),
+        #[cfg(target_arch = "x86_64")]
+        NativePacked::Avx2(p) => super::gemm_x86::gemm_i8_acc_packed(a, za, p, bias, m, k, n),
+    }
+}
+
+/// A requantization prepared for the native row kernels: the per-channel float multipliers
+/// once per call (the engine's arithmetic), or TFLite's fixed point value by value.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub(super) enum ChannelRequantNative {
+    Float(Vec<f32>),
+    Fixed,
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+impl ChannelRequantNative {
+    pub(super) fn new(rq: &Requant, c: usize) -> Result<Self> {
+        Ok(if rq.fixed.is_some() { Self::Fixed } else { Self::Float(rq.per_channel(c)?) })
+    }
+
+    /// Requantizes rows of `c` channels of `acc` into `out` (same length).
+    pub(super) fn apply(&self, acc: &[i32], c: usize, rq: &Requant, out: &mut [i8]) {
+        match self {
+            Self::Fixed => {
+                for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
+                    for (k, (o, &a)) in orow.iter_mut().zip(arow).enumerate() {
+                        *o = rq.apply(a, k);
+                    }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Self::Float(mults) if super::gemm_x86::avx2() => {
+                super::requant_x86::requantize_rows(acc, c, mults, rq.zero_point, rq.lo, rq.hi, out)
+            }
+            Self::Float(mults) => {
+                for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
+                    for ((o, &a), &m) in orow.iter_mut().zip(arow).zip(mults) {
+                        *o = crate::quant::requantize(a, m, rq.zero_point, rq.lo, rq.hi) as i8;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The row-update form: each output row is built by `acc[i, :] += (a[i, p] - za) * Bt[p, :]`,
@@ -468,30 +553,28 @@ pub fn requantize_channels_last(acc: &[i32], channels: usize, rq: &Requant) -> R
     Ok(out)
 }
 
+/// Where no SIMD form covers the requantization (natively: every case, by
+/// [`ChannelRequantNative`]).
 fn requantize_rows_scalar(acc: &[i32], c: usize, rq: &Requant, out: &mut [i8]) -> Result<()> {
-    if rq.fixed.is_some() {
-        // TFLite's fixed-point arithmetic (imported TFLite models).
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        // Row blocks over the pool's threads.
+        let channel = ChannelRequantNative::new(rq, c)?;
+        let chunk = crate::base::pool::chunk_len(acc.len() / c, 256) * c;
+        crate::base::pool::parallel_chunks_mut(out, chunk, &|t, part| {
+            channel.apply(&acc[t * chunk..][..part.len()], c, rq, part)
+        });
+        Ok(())
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
         for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
             for (k, (o, &a)) in orow.iter_mut().zip(arow).enumerate() {
                 *o = rq.apply(a, k);
             }
         }
-        return Ok(());
+        Ok(())
     }
-    // Row by row with the multipliers zipped in: a straight loop the compiler can vectorize
-    // (AVX2 by hand where the CPU has it, natively).
-    let mults = rq.per_channel(c)?;
-    #[cfg(target_arch = "x86_64")]
-    if super::gemm_x86::avx2() {
-        super::requant_x86::requantize_rows(acc, c, &mults, rq.zero_point, rq.lo, rq.hi, out);
-        return Ok(());
-    }
-    for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
-        for ((o, &a), &m) in orow.iter_mut().zip(arow).zip(&mults) {
-            *o = crate::quant::requantize(a, m, rq.zero_point, rq.lo, rq.hi) as i8;
-        }
-    }
-    Ok(())
 }
 
 /// `sum_p (w[p] - z) * x[p]` in f32 for an int8 weight row against a float vector (the
@@ -503,12 +586,26 @@ fn requantize_rows_scalar(acc: &[i32], c: usize, rq: &Requant, out: &mut [i8]) -
 pub fn dot_i8_f32(w: &[i8], z: i32, x: &[f32]) -> f32 {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return super::gemm_wasm::dot_i8_f32(w, z, x);
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm_x86::avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { dot_i8_f32_lanes_avx2(w, z, x) };
+    }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    dot_i8_f32_lanes(w, z, x)
+}
+
+/// [`dot_i8_f32_lanes`] built for AVX2: the eight running sums are one vector, each updated by
+/// the same multiply then add (never contracted into an FMA), so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_i8_f32_lanes_avx2(w: &[i8], z: i32, x: &[f32]) -> f32 {
     dot_i8_f32_lanes(w, z, x)
 }
 
 /// The portable form of [`dot_i8_f32`] (the wasm SIMD one computes the same sums).
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+#[inline(always)]
 fn dot_i8_f32_lanes(w: &[i8], z: i32, x: &[f32]) -> f32 {
     let mut s = [0f32; 8];
     let (wc, xc) = (w.chunks_exact(8), x.chunks_exact(8));

@@ -84,21 +84,6 @@ fn reference(a: &[i8], za: i32, packed: &[i16], bias: Option<&[i32]>, m: usize, 
     out
 }
 
-/// Eight lanes of `bias[j..j + 8]`, zero past `n` (or without a bias).
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn bias_lanes(bias: Option<&[i32]>, j: usize, n: usize) -> __m256i {
-    let mut lanes = [0i32; LANES];
-    if let Some(b) = bias {
-        for (l, v) in lanes.iter_mut().enumerate() {
-            if j + l < n {
-                *v = b[j + l];
-            }
-        }
-    }
-    _mm256_loadu_si256(lanes.as_ptr() as *const __m256i)
-}
-
 #[target_feature(enable = "avx2")]
 unsafe fn gemm_avx2(a: &[i8], za: i32, bp: &[i16], bias: Option<&[i32]>, m: usize, k: usize, n: usize) -> Vec<i32> {
     let kp = k.div_ceil(2) * 2;
@@ -106,6 +91,11 @@ unsafe fn gemm_avx2(a: &[i8], za: i32, bp: &[i16], bias: Option<&[i32]>, m: usiz
     let pairs = kp / 2;
     let block_len = kp * LANES;
     let ac = centred_rows(a, m, k, kp, za);
+    // The bias padded to whole blocks once, so each block starts from two plain loads.
+    let mut bias_p = vec![0i32; np];
+    if let Some(b) = bias {
+        bias_p[..n].copy_from_slice(&b[..n]);
+    }
     let mut out = vec![0i32; m * n];
     let mut i = 0;
     while i < m {
@@ -114,7 +104,10 @@ unsafe fn gemm_avx2(a: &[i8], za: i32, bp: &[i16], bias: Option<&[i32]>, m: usiz
         let row_ptr: [*const i16; MR] = core::array::from_fn(|r| ac[(i + r.min(rows - 1)) * kp..].as_ptr());
         let mut j = 0;
         while j < np {
-            let init = [bias_lanes(bias, j, n), bias_lanes(bias, j + LANES, n)];
+            let init = [
+                _mm256_loadu_si256(bias_p.as_ptr().add(j) as *const __m256i),
+                _mm256_loadu_si256(bias_p.as_ptr().add(j + LANES) as *const __m256i),
+            ];
             let mut acc = [init; MR];
             let b0 = bp[(j / LANES) * block_len..][..block_len].as_ptr();
             let b1 = bp[(j / LANES + 1) * block_len..][..block_len].as_ptr();
@@ -130,10 +123,16 @@ unsafe fn gemm_avx2(a: &[i8], za: i32, bp: &[i16], bias: Option<&[i32]>, m: usiz
             }
             let width = (n - j).min(NR);
             for (r, sums) in acc.iter().enumerate().take(rows) {
-                let mut lanes = [0i32; NR];
-                _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sums[0]);
-                _mm256_storeu_si256(lanes.as_mut_ptr().add(LANES) as *mut __m256i, sums[1]);
-                out[(i + r) * n + j..][..width].copy_from_slice(&lanes[..width]);
+                let dst = out.as_mut_ptr().add((i + r) * n + j);
+                if width == NR {
+                    _mm256_storeu_si256(dst as *mut __m256i, sums[0]);
+                    _mm256_storeu_si256(dst.add(LANES) as *mut __m256i, sums[1]);
+                } else {
+                    let mut lanes = [0i32; NR];
+                    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sums[0]);
+                    _mm256_storeu_si256(lanes.as_mut_ptr().add(LANES) as *mut __m256i, sums[1]);
+                    core::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, width);
+                }
             }
             j += NR;
         }

@@ -15,6 +15,8 @@ pub mod conv_shape;
 pub mod depthwise;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod depthwise_wasm;
+#[cfg(target_arch = "x86_64")]
+mod depthwise_x86;
 pub mod gemm;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod gemm_wasm;
@@ -34,6 +36,13 @@ pub mod softmax;
 mod window;
 
 pub use window::Padding;
+
+/// True where the native x86-64 AVX2 paths run (the CPU has AVX2 and `EDGETUNE_CPU_KERNELS`
+/// is not `portable`): the one switch every native SIMD kernel checks.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn native_avx2() -> bool {
+    gemm_x86::avx2()
+}
 
 /// Finite-difference gradient checks shared by the backward-pass tests.
 #[cfg(test)]

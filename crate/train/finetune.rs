@@ -128,20 +128,39 @@ pub fn finetune(
     let p = backbone.header.preprocess;
     let start = web_time::now();
     // (features of one preprocessed image, the trainable model to start from)
+    // The (sample, copy) images in order, made a chunk at a time: augmentations draw from
+    // `rng` in that order whatever the thread count, then the chunk's features are computed
+    // in parallel (`pool::map_items`, index order), so the features never depend on threads.
+    let chunk_images = 8 * crate::base::pool::threads();
+    let features_of = |feature: &(dyn Fn(&RgbImage) -> Result<Vec<f32>> + Sync),
+                       rng: &mut Rng,
+                       events: &mut dyn FnMut(Event) -> bool|
+     -> Result<Vec<f32>> {
+        let mut feats = Vec::new();
+        for (c, imgs) in samples.images.chunks(chunk_images).enumerate() {
+            let mut batch = Vec::with_capacity(imgs.len() * variants);
+            for img in imgs {
+                for v in 0..variants {
+                    batch.push(if v == 0 { img.clone() } else { opts.augment.apply(img, rng) });
+                }
+            }
+            for f in crate::base::pool::map_items(batch.len(), &|j| feature(&batch[j]))? {
+                feats.extend_from_slice(&f);
+            }
+            events(Event::Features { done: (c * chunk_images + imgs.len()) * variants, total });
+        }
+        Ok(feats)
+    };
+    // (features of every (sample, copy), their length, the trainable model to start from)
     let (features, dim, mut result_model) = match opts.mode {
         Mode::Head => {
             let net = Classifier::new(backbone.clone())?;
-            let mut feats = Vec::new();
-            let mut dim = 0;
-            for (i, img) in samples.images.iter().enumerate() {
-                for v in 0..variants {
-                    let im = if v == 0 { img.clone() } else { opts.augment.apply(img, &mut rng) };
-                    let e = net.embeddings(preprocess(&im.pixels, im.width, im.height, 3, &p)?)?;
-                    dim = e.len();
-                    feats.extend_from_slice(e.data());
-                    events(Event::Features { done: i * variants + v + 1, total });
-                }
-            }
+            let feats = features_of(
+                &|im| Ok(net.embeddings(preprocess(&im.pixels, im.width, im.height, 3, &p)?)?.into_data()),
+                &mut rng,
+                events,
+            )?;
+            let dim = feats.len() / total.max(1);
             (feats, dim, None)
         }
         Mode::LastBlocks(k) => {
@@ -153,16 +172,15 @@ pub fn finetune(
             }
             let plan = PreparedF32::new(&backbone.header.graph, &backbone.f32_tensors())?;
             let split = split_last_blocks(&plan.graph, k)?;
-            let mut feats = Vec::new();
-            for (i, img) in samples.images.iter().enumerate() {
-                for v in 0..variants {
-                    let im = if v == 0 { img.clone() } else { opts.augment.apply(img, &mut rng) };
+            let feats = features_of(
+                &|im| {
                     let vals = plan.forward_prefix(preprocess(&im.pixels, im.width, im.height, 3, &p)?, split.cut)?;
                     let cut = vals.last().ok_or_else(|| Error::invalid("finetune", "empty prefix"))?;
-                    feats.extend_from_slice(cut.data());
-                    events(Event::Features { done: i * variants + v + 1, total });
-                }
-            }
+                    Ok(cut.data().to_vec())
+                },
+                &mut rng,
+                events,
+            )?;
             let dim = feats.len() / total.max(1);
             (feats, dim, Some((plan, split)))
         }
