@@ -226,7 +226,11 @@ fn cpu_profile(c: &Classifier, x: &Tensor, runs: usize, doc: &mut Value) -> Resu
         layers.push(json!({"name": l.name, "kind": l.kind, "macs": l.macs, "ms": ms}));
     }
     let total: f64 = kinds.iter().map(|k| k.1).sum();
-    println!("per-node CPU time by kind (median of {} profiled passes, {} threads):", passes.len(), edgetune::base::pool::threads());
+    println!(
+        "per-node CPU time by kind (median of {} profiled passes, {} threads):",
+        passes.len(),
+        edgetune::base::pool::threads()
+    );
     for (kind, ms, macs) in &kinds {
         let rate = if *macs > 0 { format!("{:>7.2} GMAC/s", *macs as f64 / ms / 1e6) } else { String::new() };
         println!("  {kind:<12} {ms:>8.3} ms {:>5.1}% {rate}", 100.0 * ms / total.max(1e-9));

@@ -338,7 +338,10 @@ pub fn eval(
             }
             if let Some(lr) = ref_logits.as_ref().and_then(|v| v.get(j)) {
                 if lr.len() != lm.len() {
-                    return Err(Error::invalid("eval", format!("model has {} logits, reference {}", lm.len(), lr.len())));
+                    return Err(Error::invalid(
+                        "eval",
+                        format!("model has {} logits, reference {}", lm.len(), lr.len()),
+                    ));
                 }
                 let pr = argmax(lr.data());
                 agree += usize::from(pm == pr);
@@ -423,7 +426,8 @@ pub fn embed(
     let embeddings = map_items(n, &|i| Ok(net.embeddings(src.preprocessed(offset + i, &p)?)?.into_data()))?;
     let dim = embeddings.first().map_or(0, Vec::len);
     let feats: Vec<u8> = embeddings.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
-    let labels: Vec<u8> = (offset..offset + n).flat_map(|i| src.label(i).map_or(-1, |l| l as i32).to_le_bytes()).collect();
+    let labels: Vec<u8> =
+        (offset..offset + n).flat_map(|i| src.label(i).map_or(-1, |l| l as i32).to_le_bytes()).collect();
     write_npy(out, "<f4", &[n, dim], &feats)?;
     report_written(out, &format!(", {n} x {dim} features"), start);
     if let Some(path) = labels_out {

@@ -230,8 +230,13 @@ pub fn depthwise_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometr
 /// The portable kernel natively over the whole output `y`, its rows split over the pool's
 /// threads.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn depthwise_native<T: Mac + Sync + Send>(x: &[T], wt: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry, y: &mut [T::Acc])
-where
+fn depthwise_native<T: Mac + Sync + Send>(
+    x: &[T],
+    wt: &[T],
+    bias: Option<&[T::Acc]>,
+    g: &ConvGeometry,
+    y: &mut [T::Acc],
+) where
     T::Acc: Send + Sync,
 {
     let row = g.out_w * g.out_c;

@@ -91,16 +91,28 @@ unsafe fn rows_avx2(x: &[i16], wt: &[i16], bias: Option<&[i32]>, g: &ConvGeometr
                     let x1 = _mm256_loadu_si256(xp.add(xb + c0) as *const __m256i);
                     let w0 = _mm256_loadu_si256(wp.add(wa + c0) as *const __m256i);
                     let w1 = _mm256_loadu_si256(wp.add(wb + c0) as *const __m256i);
-                    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), _mm256_unpacklo_epi16(w0, w1)));
-                    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), _mm256_unpackhi_epi16(w0, w1)));
+                    lo = _mm256_add_epi32(
+                        lo,
+                        _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), _mm256_unpacklo_epi16(w0, w1)),
+                    );
+                    hi = _mm256_add_epi32(
+                        hi,
+                        _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), _mm256_unpackhi_epi16(w0, w1)),
+                    );
                 }
                 if odd {
                     let (xa, wa) = taps[taps.len() - 1];
                     let x0 = _mm256_loadu_si256(xp.add(xa + c0) as *const __m256i);
                     let w0 = _mm256_loadu_si256(wp.add(wa + c0) as *const __m256i);
                     let z = _mm256_setzero_si256();
-                    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, z), _mm256_unpacklo_epi16(w0, z)));
-                    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, z), _mm256_unpackhi_epi16(w0, z)));
+                    lo = _mm256_add_epi32(
+                        lo,
+                        _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, z), _mm256_unpacklo_epi16(w0, z)),
+                    );
+                    hi = _mm256_add_epi32(
+                        hi,
+                        _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, z), _mm256_unpackhi_epi16(w0, z)),
+                    );
                 }
                 // lo = [c0..c3 | c8..c11], hi = [c4..c7 | c12..c15]: back to channel order.
                 let mut first = _mm256_permute2x128_si256::<0x20>(lo, hi);
@@ -145,7 +157,8 @@ mod tests {
             for &c in &[1usize, 15, 16, 17, 48] {
                 for extreme in [false, true] {
                     let (h, w) = (7, 6);
-                    let p = Conv2dParams { stride: [s, s], padding: Padding::SameUpper, groups: c, ..Default::default() };
+                    let p =
+                        Conv2dParams { stride: [s, s], padding: Padding::SameUpper, groups: c, ..Default::default() };
                     let g = ConvGeometry::new("t", &[2, h, w, c], &[c, k, k, 1], &p).unwrap();
                     let val = |v: u32| if extreme { -255 } else { (v % 511) as i16 - 255 };
                     let x: Vec<i16> = (0..2 * h * w * c).map(|_| val(next())).collect();

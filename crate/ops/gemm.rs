@@ -69,8 +69,12 @@ pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: 
         BLayout::KN => {
             #[cfg(target_arch = "x86_64")]
             if super::gemm_x86::avx2() {
-                // SAFETY: the CPU has AVX2 (checked just above).
-                unsafe { matmul_f32_kn_avx2(a, b, k, n, &mut c) };
+                // Row blocks over the pool's threads; each element's chain is the same.
+                let rows = crate::base::pool::chunk_len(m, 4).div_ceil(4) * 4;
+                crate::base::pool::parallel_chunks_mut(&mut c, rows * n.max(1), &|t, part| {
+                    let r = part.len() / n.max(1);
+                    super::gemm_f32_x86::matmul_f32_kn(&a[t * rows * k..][..r * k], b, r, k, n, part)
+                });
                 return Ok(c);
             }
             matmul_f32_kn_rows(a, b, k, n, &mut c);
@@ -112,14 +116,6 @@ fn matmul_f32_kn_rows(a: &[f32], b: &[f32], k: usize, n: usize, c: &mut [f32]) {
             }
         }
     }
-}
-
-/// [`matmul_f32_kn_rows`] compiled for AVX2: the same loop on 8-lane vectors, the same
-/// multiply then add (Rust never contracts them into an FMA), so the same bits.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn matmul_f32_kn_avx2(a: &[f32], b: &[f32], k: usize, n: usize, c: &mut [f32]) {
-    matmul_f32_kn_rows(a, b, k, n, c)
 }
 
 /// Dense layer `y[m, n] = x[m, k] · w[n, k]ᵀ + bias[n]` in f32.

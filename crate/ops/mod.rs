@@ -18,6 +18,8 @@ mod depthwise_wasm;
 #[cfg(target_arch = "x86_64")]
 mod depthwise_x86;
 pub mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod gemm_f32_x86;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod gemm_wasm;
 #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]

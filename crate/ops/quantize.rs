@@ -26,7 +26,14 @@ pub fn quantize_to_range(x: &Tensor, params: &QParams, lo: i32, hi: i32) -> Resu
     crate::base::pool::parallel_chunks_mut(&mut q, chunk, &|t, part| {
         let first = t * chunk;
         if per_tensor {
-            return quantize_per_tensor(&xd[first..first + part.len()], params.scale(0), params.zero_point(0), lo, hi, part);
+            return quantize_per_tensor(
+                &xd[first..first + part.len()],
+                params.scale(0),
+                params.zero_point(0),
+                lo,
+                hi,
+                part,
+            );
         }
         for (k, (o, &v)) in part.iter_mut().zip(&xd[first..]).enumerate() {
             let c = ch(first + k);
