@@ -45,6 +45,8 @@ fn onnxruntime(python: &Path, model: &Path, inputs: &[Tensor], dir: &Path, tag: 
         .args([model, &input])
         .arg(inputs.len().to_string())
         .arg(&out)
+        // edgetune's exports: int8 weights use all 8 bits (onnx_reference.py `run`).
+        .arg("full")
         .status()
         .unwrap();
     assert!(st.success(), "onnxruntime run failed");
@@ -120,9 +122,19 @@ fn int8_qdq_export_agrees_with_the_engine_on_cifar() {
         .zip(&theirs)
         .filter(|(x, t)| argmax(&ours.logits(x.clone()).unwrap().into_data()) == argmax(t))
         .count();
-    println!("int8 QDQ export: onnxruntime top-1 = engine top-1 on {agree}/{n} CIFAR-10 test images");
-    // docs/import.md: 200/200 (1,000/1,000 with EDGETUNE_EXPORT_IMAGES=1000).
-    assert_eq!(agree, n, "top-1 agreement {agree}/{n}");
+    let exact = common::onnxruntime_int8_exact();
+    println!(
+        "int8 QDQ export: onnxruntime top-1 = engine top-1 on {agree}/{n} CIFAR-10 test images ({})",
+        if exact { "onnxruntime's int8 kernels" } else { "no VNNI: onnxruntime unfused, in float" }
+    );
+    if exact {
+        // docs/import.md: 200/200 (1,000/1,000 with EDGETUNE_EXPORT_IMAGES=1000).
+        assert_eq!(agree, n, "top-1 agreement {agree}/{n}");
+    } else {
+        // docs/import.md: float QDQ simulation rounds some values differently from integer
+        // arithmetic; measured 194/200 on an AVX2-only AMD EPYC.
+        assert!(agree * 100 >= n * 95, "top-1 agreement {agree}/{n} (under 95%) with onnxruntime in float");
+    }
     // Confident predictions: the shared photos must all agree.
     let Some(photos) = common::shared("data/photos") else { return };
     let inputs: Vec<Tensor> = list_images(&photos)

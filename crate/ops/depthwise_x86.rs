@@ -71,6 +71,21 @@ fn rows_scalar(x: &[i16], wt: &[i16], bias: Option<&[i32]>, g: &ConvGeometry, fi
     }
 }
 
+/// 16 i16 at `p + at`.
+#[inline(always)]
+unsafe fn load16(p: *const i16, at: usize) -> __m256i {
+    _mm256_loadu_si256(p.add(at) as *const __m256i)
+}
+
+/// Adds two taps' products of 16 channels to the accumulators (module docs): `lo` gets
+/// channels [0..4 | 8..12], `hi` [4..8 | 12..16].
+#[inline(always)]
+unsafe fn madd_tap_pair(lo: __m256i, hi: __m256i, x: [__m256i; 2], w: [__m256i; 2]) -> (__m256i, __m256i) {
+    let lo_sum = _mm256_madd_epi16(_mm256_unpacklo_epi16(x[0], x[1]), _mm256_unpacklo_epi16(w[0], w[1]));
+    let hi_sum = _mm256_madd_epi16(_mm256_unpackhi_epi16(x[0], x[1]), _mm256_unpackhi_epi16(w[0], w[1]));
+    (_mm256_add_epi32(lo, lo_sum), _mm256_add_epi32(hi, hi_sum))
+}
+
 #[target_feature(enable = "avx2")]
 unsafe fn rows_avx2(x: &[i16], wt: &[i16], bias: Option<&[i32]>, g: &ConvGeometry, first_row: usize, part: &mut [i32]) {
     let c = g.in_c.max(1);
@@ -87,32 +102,13 @@ unsafe fn rows_avx2(x: &[i16], wt: &[i16], bias: Option<&[i32]>, g: &ConvGeometr
                 let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
                 for p in 0..pairs {
                     let ((xa, wa), (xb, wb)) = (taps[2 * p], taps[2 * p + 1]);
-                    let x0 = _mm256_loadu_si256(xp.add(xa + c0) as *const __m256i);
-                    let x1 = _mm256_loadu_si256(xp.add(xb + c0) as *const __m256i);
-                    let w0 = _mm256_loadu_si256(wp.add(wa + c0) as *const __m256i);
-                    let w1 = _mm256_loadu_si256(wp.add(wb + c0) as *const __m256i);
-                    lo = _mm256_add_epi32(
-                        lo,
-                        _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), _mm256_unpacklo_epi16(w0, w1)),
-                    );
-                    hi = _mm256_add_epi32(
-                        hi,
-                        _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), _mm256_unpackhi_epi16(w0, w1)),
-                    );
+                    let x = [load16(xp, xa + c0), load16(xp, xb + c0)];
+                    (lo, hi) = madd_tap_pair(lo, hi, x, [load16(wp, wa + c0), load16(wp, wb + c0)]);
                 }
                 if odd {
                     let (xa, wa) = taps[taps.len() - 1];
-                    let x0 = _mm256_loadu_si256(xp.add(xa + c0) as *const __m256i);
-                    let w0 = _mm256_loadu_si256(wp.add(wa + c0) as *const __m256i);
                     let z = _mm256_setzero_si256();
-                    lo = _mm256_add_epi32(
-                        lo,
-                        _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, z), _mm256_unpacklo_epi16(w0, z)),
-                    );
-                    hi = _mm256_add_epi32(
-                        hi,
-                        _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, z), _mm256_unpackhi_epi16(w0, z)),
-                    );
+                    (lo, hi) = madd_tap_pair(lo, hi, [load16(xp, xa + c0), z], [load16(wp, wa + c0), z]);
                 }
                 // lo = [c0..c3 | c8..c11], hi = [c4..c7 | c12..c15]: back to channel order.
                 let mut first = _mm256_permute2x128_si256::<0x20>(lo, hi);

@@ -93,3 +93,18 @@ pub fn shared(rel: &str) -> Option<PathBuf> {
     eprintln!("SKIPPED: {msg}");
     None
 }
+
+/// True where onnxruntime's x86 int8 kernels use VNNI dot products and are exact for 8-bit
+/// weights; on x86 CPUs without VNNI its AVX2 kernels saturate (`vpmaddubsw`) and the
+/// interop tests run edgetune's own 8-bit exports through onnxruntime unfused, in float
+/// (tests/reference/onnx_reference.py `run`). Always true off x86.
+pub fn onnxruntime_int8_exact() -> bool {
+    if !cfg!(target_arch = "x86_64") {
+        return true;
+    }
+    std::fs::read_to_string("/proc/cpuinfo").map_or(true, |s| {
+        s.lines()
+            .find(|l| l.starts_with("flags"))
+            .is_none_or(|l| l.split_whitespace().any(|f| f == "avx512_vnni" || f == "avx_vnni"))
+    })
+}

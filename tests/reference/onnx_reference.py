@@ -171,10 +171,26 @@ def export(outdir, checkpoint):
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
 
 
-def run(model, images, count, out):
+def cpu_has_vnni():
+    """True where onnxruntime's x86 int8 kernels use VNNI dot products (exact for 8-bit weights)."""
+    try:
+        flags = next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return True
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def run(model, images, count, out, weights="reduced"):
+    """onnxruntime's outputs of `count` NCHW f32 images. `weights="full"` says the model's int8
+    weights use all 8 bits (edgetune's own exports): on an x86 CPU without VNNI, onnxruntime's
+    fused int8 kernels would saturate on them (see `quantize`), so there the QDQ pairs are left
+    unfused and run as DequantizeLinear -> float op -> QuantizeLinear, the format's own
+    definition in float arithmetic (close to, not bit-equal with, an integer engine)."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
+    if weights == "full" and not cpu_has_vnni():
+        opts.add_session_config_entry("session.disable_quant_qdq", "1")
     s = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     inp = s.get_inputs()[0]
     h = inp.shape[2]
@@ -204,7 +220,12 @@ def quantize(model, calib, count, out, fmt="qdq"):
     import tempfile
     private = tempfile.mkdtemp()
     model = shutil.copy(model, os.path.join(private, os.path.basename(model)))
-    q.quantize_static(model, out, Reader(), quant_format=quant_format, per_channel=True,
+    # reduce_range: 7-bit weights. On x86 CPUs without VNNI, onnxruntime's int8 kernels
+    # multiply u8 activations by s8 weights with AVX2 `vpmaddubsw`, whose 16-bit pair sums
+    # saturate for 8-bit weights (2 * 255 * 128 > 32767; onnxruntime issue 6004, PR 24220), so
+    # the oracle itself would be wrong there; with |w| <= 64 no pair can saturate and its
+    # results are exact on every CPU. The same models on every machine.
+    q.quantize_static(model, out, Reader(), quant_format=quant_format, per_channel=True, reduce_range=True,
                       activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8)
     shutil.rmtree(private, ignore_errors=True)
 
@@ -215,4 +236,4 @@ if __name__ == "__main__":
     elif sys.argv[1] == "quantize":
         quantize(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], *sys.argv[6:7])
     else:
-        run(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+        run(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], *sys.argv[6:7])
