@@ -2,18 +2,28 @@
 //! int8 convolutions run as a prepared model runs them: weights laid out for their kernel
 //! and the requantization computed once, outside the timed call.
 //!
+//! f32 convolutions and the dense layer run on weights packed once, as a prepared f32 model
+//! runs them. One thread (the pool is set to 1): per-core figures.
+//!
 //! `cargo bench --bench kernels` runs criterion (throughput in elements = multiply-accumulates,
 //! so criterion's "Melem/s" reads as MMAC/s), then prints a GMAC/s table from its own
-//! median timing, next to the machine's measured int8 multiply-add ceiling, and writes it to
-//! `bench/kernels-native.json`. No assertions: figures only.
+//! median timing, each kernel next to the measured ceiling of its own instruction mix on this
+//! core ("of peak"), and writes it to `bench/kernels-native.json`. The ceilings: int8,
+//! 16-bit multiply-add pairs into i32 (`vpmaddwd` + `vpaddd` on 256 bits where the AVX2
+//! kernels run, else SSE2's 128-bit forms); f32, a rounded multiply then a rounded add
+//! (`vmulps` + `vaddps`, the bit-exact kernels never use FMA), 256 bits where AVX2 runs.
+//! No loads in either ceiling: a kernel at 100% would be compute-bound with free memory.
+//! No assertions: figures only.
 //! Under `cargo test --benches` each kernel runs once as a smoke test.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use edgetune::ops::conv::{conv2d_f32, conv2d_i8_requant, prepare_conv_weights, Conv2dParams};
-use edgetune::ops::gemm::{dense_f32, dense_i8};
+use edgetune::ops::conv::{
+    conv2d_f32_prepared, conv2d_i8_requant, prepare_conv_weights, prepare_conv_weights_f32, Conv2dParams,
+};
+use edgetune::ops::gemm::{dense_i8, matmul_f32_packed, BLayout, PackedF32B};
 use edgetune::ops::Padding;
 use edgetune::quant::{Activation, OutputQuant, QParams, Requant};
 use edgetune::{QTensor, Tensor};
@@ -108,12 +118,13 @@ fn prepare() -> Vec<Prepared> {
         let xf = Tensor::new(c.x.to_vec(), floats(nx, i as u32 + 1)).expect("x");
         let wf = Tensor::new(c.w.to_vec(), floats(nw, i as u32 + 100)).expect("w");
         let bf: Vec<f32> = bias.iter().map(|&b| b as f32 * 1e-3).collect();
+        let packed = prepare_conv_weights_f32(&wf, &p).expect("prepare f32");
         v.push(Prepared {
             name: c.name.to_string(),
             dtype: "f32",
             macs: c.macs(),
             run: Box::new(move || {
-                black_box(conv2d_f32(&xf, &wf, Some(&bf), &p).expect("conv"));
+                black_box(conv2d_f32_prepared(&xf, &wf, packed.as_ref(), Some(&bf), &p).expect("conv"));
             }),
         });
     }
@@ -130,13 +141,14 @@ fn prepare() -> Vec<Prepared> {
             black_box(dense_i8(&xa, 5, &wa, &[0], None, &rq, m, k, n).expect("dense"));
         }),
     });
-    let (xf, wf) = (floats(m * k, 7), floats(n * k, 8));
+    let xf = floats(m * k, 7);
+    let wf = PackedF32B::new(&floats(n * k, 8), k, n, BLayout::NK).expect("pack");
     v.push(Prepared {
         name,
         dtype: "f32",
         macs: (m * k * n) as u64,
         run: Box::new(move || {
-            black_box(dense_f32(&xf, &wf, None, m, k, n).expect("dense"));
+            black_box(matmul_f32_packed(&xf, m, &wf, None).expect("dense"));
         }),
     });
     v
@@ -158,41 +170,111 @@ fn median_time(f: &dyn Fn()) -> f64 {
     t[t.len() / 2]
 }
 
-/// The machine's ceiling for 16-bit multiply-add pairs into i32 (x86-64 SSE2 `pmaddwd` +
-/// `paddd`, the instructions a vectorized int8 kernel needs; AVX2 doubles the width where
-/// the build enables it): twelve independent chains (enough to hide `pmaddwd`'s latency),
-/// each feeding its result back, 96 multiply-adds per round, no memory traffic. MAC/s, or
-/// `None` off x86-64.
-fn int8_madd_peak() -> Option<f64> {
+/// Best of three timings of `run`, as operations per second for `ops` operations.
+fn best_rate(ops: f64, run: &dyn Fn()) -> f64 {
+    run();
+    let best = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            run();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    ops / best
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    std::env::var("EDGETUNE_CPU_KERNELS").ok().as_deref() != Some("portable") && is_x86_feature_detected!("avx2")
+}
+
+/// Rounds of the ceiling loops (each ~0.1 s).
+#[cfg(target_arch = "x86_64")]
+const ROUNDS: u32 = 10_000_000;
+
+/// The int8 kernels' instruction mix at full rate: twelve independent chains of
+/// `v = madd(v, w) + w` (enough to hide `pmaddwd`'s latency), no memory traffic.
+/// MAC/s and the instructions' name, or `None` off x86-64.
+fn int8_madd_peak() -> Option<(f64, &'static str)> {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{_mm_add_epi32, _mm_cvtsi128_si32, _mm_madd_epi16, _mm_set1_epi32, _mm_xor_si128};
-        let rounds: u32 = 20_000_000;
-        let run = || {
+        use std::arch::x86_64::*;
+        #[target_feature(enable = "avx2")]
+        unsafe fn wide(rounds: u32) {
+            let w = _mm256_set1_epi32(black_box(0x0003_0001));
+            let mut a: [__m256i; 12] = core::array::from_fn(|k| _mm256_set1_epi32(black_box(5 + k as i32)));
+            for _ in 0..rounds {
+                for v in a.iter_mut() {
+                    *v = _mm256_add_epi32(_mm256_madd_epi16(*v, w), w);
+                }
+            }
+            black_box(a);
+        }
+        fn narrow(rounds: u32) {
             // SAFETY: SSE2 is part of the x86-64 baseline.
             unsafe {
                 let w = _mm_set1_epi32(black_box(0x0003_0001));
-                let mut a = [0; 12].map(|_| _mm_set1_epi32(black_box(5)));
-                for (k, v) in a.iter_mut().enumerate() {
-                    *v = _mm_add_epi32(*v, _mm_set1_epi32(k as i32));
-                }
-                for _ in 0..black_box(rounds) {
+                let mut a: [__m128i; 12] = core::array::from_fn(|k| _mm_set1_epi32(black_box(5 + k as i32)));
+                for _ in 0..rounds {
                     for v in a.iter_mut() {
                         *v = _mm_add_epi32(_mm_madd_epi16(*v, w), w);
                     }
                 }
-                black_box(_mm_cvtsi128_si32(a.iter().fold(_mm_set1_epi32(0), |s, &v| _mm_xor_si128(s, v))));
+                black_box(a);
             }
-        };
-        run();
-        let best = (0..3)
-            .map(|_| {
-                let t = Instant::now();
-                run();
-                t.elapsed().as_secs_f64()
-            })
-            .fold(f64::INFINITY, f64::min);
-        Some(96.0 * rounds as f64 / best)
+        }
+        if avx2() {
+            // SAFETY: AVX2 is present.
+            Some((
+                best_rate(12.0 * 16.0 * ROUNDS as f64, &|| unsafe { wide(black_box(ROUNDS)) }),
+                "AVX2 vpmaddwd + vpaddd",
+            ))
+        } else {
+            Some((best_rate(12.0 * 8.0 * ROUNDS as f64, &|| narrow(black_box(ROUNDS))), "SSE2 pmaddwd + paddd"))
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// The f32 kernels' instruction mix at full rate: fourteen independent chains of
+/// `v = v * w + w` as a rounded multiply then a rounded add (14 chains of 2 dependent
+/// operations fill two multiply and two add pipes at 3-4 cycles' latency), no memory
+/// traffic. MAC/s and the instructions' name, or `None` off x86-64.
+fn f32_mul_add_peak() -> Option<(f64, &'static str)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        #[target_feature(enable = "avx2")]
+        unsafe fn wide(rounds: u32) {
+            let w = _mm256_set1_ps(black_box(0.5));
+            let mut a: [__m256; 14] = core::array::from_fn(|k| _mm256_set1_ps(black_box(k as f32)));
+            for _ in 0..rounds {
+                for v in a.iter_mut() {
+                    *v = _mm256_add_ps(_mm256_mul_ps(*v, w), w);
+                }
+            }
+            black_box(a);
+        }
+        fn narrow(rounds: u32) {
+            // SAFETY: SSE is part of the x86-64 baseline.
+            unsafe {
+                let w = _mm_set1_ps(black_box(0.5));
+                let mut a: [__m128; 14] = core::array::from_fn(|k| _mm_set1_ps(black_box(k as f32)));
+                for _ in 0..rounds {
+                    for v in a.iter_mut() {
+                        *v = _mm_add_ps(_mm_mul_ps(*v, w), w);
+                    }
+                }
+                black_box(a);
+            }
+        }
+        if avx2() {
+            // SAFETY: AVX2 is present.
+            Some((best_rate(14.0 * 8.0 * ROUNDS as f64, &|| unsafe { wide(black_box(ROUNDS)) }), "AVX vmulps + vaddps"))
+        } else {
+            Some((best_rate(14.0 * 4.0 * ROUNDS as f64, &|| narrow(black_box(ROUNDS))), "SSE mulps + addps"))
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     None
@@ -213,6 +295,7 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` does not (criterion then runs
     // each benchmark once as a test), and then no timing table is made.
     let test_mode = !std::env::args().any(|a| a == "--bench");
+    edgetune::base::pool::set_threads(1);
     let cases = prepare();
     let mut c = Criterion::default()
         .configure_from_args()
@@ -231,33 +314,36 @@ fn main() {
     if test_mode {
         return;
     }
-    let peak = int8_madd_peak();
-    if let Some(p) = peak {
-        println!("\nint8 multiply-add ceiling (SSE2 pmaddwd + paddd, no loads, one core): {:.1} GMAC/s", p / 1e9);
+    let peaks = [("int8", int8_madd_peak()), ("f32", f32_mul_add_peak())];
+    for (dtype, peak) in &peaks {
+        if let Some((p, what)) = peak {
+            println!("{dtype} ceiling ({what}, no loads, one core): {:.1} GMAC/s", p / 1e9);
+        }
     }
+    let peak_of = |dtype: &str| peaks.iter().find(|(d, _)| *d == dtype).and_then(|(_, p)| p.map(|(v, _)| v));
     println!("\n{:<32} {:>5} {:>12} {:>10} {:>9} {:>8}", "kernel", "dtype", "MACs", "median ms", "GMAC/s", "of peak");
     let mut rows = vec![];
     for p in &cases {
         let s = median_time(&*p.run);
         let gmacs = p.macs as f64 / s / 1e9;
-        let of_peak = match (p.dtype, peak) {
-            ("int8", Some(pk)) => format!("{:.0}%", 100.0 * gmacs * 1e9 / pk),
-            _ => "-".into(),
-        };
-        println!("{:<32} {:>5} {:>12} {:>10.3} {:>9.2} {:>8}", p.name, p.dtype, p.macs, s * 1e3, gmacs, of_peak);
+        let of_peak = peak_of(p.dtype).map(|pk| gmacs * 1e9 / pk);
+        let shown = of_peak.map_or("-".to_string(), |f| format!("{:.0}%", 100.0 * f));
+        println!("{:<32} {:>5} {:>12} {:>10.3} {:>9.2} {:>8}", p.name, p.dtype, p.macs, s * 1e3, gmacs, shown);
         rows.push(format!(
-            "    {{\"kernel\": \"{}\", \"dtype\": \"{}\", \"macs\": {}, \"median_ms\": {:.4}, \"gmac_per_s\": {:.3}}}",
+            "    {{\"kernel\": \"{}\", \"dtype\": \"{}\", \"macs\": {}, \"median_ms\": {:.4}, \"gmac_per_s\": {:.3}, \"of_peak\": {}}}",
             p.name,
             p.dtype,
             p.macs,
             s * 1e3,
-            gmacs
+            gmacs,
+            of_peak.map_or("null".to_string(), |f| format!("{f:.3}"))
         ));
     }
     let json = format!(
-        "{{\n  \"machine\": \"{}\",\n  \"threads\": 1,\n  \"command\": \"cargo bench --bench kernels\",\n  \"int8_madd_peak_gmac_per_s\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
+        "{{\n  \"machine\": \"{}\",\n  \"threads\": 1,\n  \"command\": \"cargo bench --bench kernels\",\n  \"int8_peak_gmac_per_s\": {},\n  \"f32_peak_gmac_per_s\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
         cpu_model(),
-        peak.map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),
+        peak_of("int8").map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),
+        peak_of("f32").map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),
         rows.join(",\n")
     );
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");

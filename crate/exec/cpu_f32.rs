@@ -12,8 +12,8 @@ use crate::model::graph::{Graph, Op, Unary};
 use crate::ops::activation::apply_activation;
 use crate::ops::add::add_f32;
 use crate::ops::combine::{concat_channels, mul_f32};
-use crate::ops::conv::{conv2d_f32, Conv2dParams};
-use crate::ops::gemm::dense_f32;
+use crate::ops::conv::{conv2d_f32_prepared, prepare_conv_weights_f32, Conv2dParams};
+use crate::ops::gemm::{matmul_f32_packed, BLayout, PackedF32B};
 use crate::ops::norm::{fold_into_conv, BatchNorm};
 use crate::ops::pool::{avg_pool2d_f32, global_avg_pool_f32, max_pool2d_f32, Pool2dParams};
 use crate::quant::Activation;
@@ -21,10 +21,25 @@ use crate::quant::Activation;
 /// One prepared node.
 #[derive(Clone, Debug)]
 pub enum PreparedOp {
-    Conv { weight: Tensor, bias: Vec<f32>, params: Conv2dParams, activation: Activation },
-    Add { activation: Activation },
+    /// `packed`: the weights laid out once for the GEMM (one-group convolutions).
+    Conv {
+        weight: Tensor,
+        packed: Option<PackedF32B>,
+        bias: Vec<f32>,
+        params: Conv2dParams,
+        activation: Activation,
+    },
+    Add {
+        activation: Activation,
+    },
     GlobalAvgPool,
-    Dense { weight: Tensor, bias: Option<Vec<f32>>, activation: Activation },
+    /// `packed`: `weight` `[out, in]` laid out once for the GEMM.
+    Dense {
+        weight: Tensor,
+        packed: PackedF32B,
+        bias: Option<Vec<f32>>,
+        activation: Activation,
+    },
     MaxPool(Pool2dParams),
     AvgPool(Pool2dParams),
     Concat,
@@ -87,15 +102,26 @@ impl PreparedF32 {
                             fold_into_conv(w.data_mut(), &mut b, &bn)?;
                         }
                         let params = n.op.conv_params().ok_or_else(|| Error::invalid("prepare", "conv params"))?;
-                        PreparedOp::Conv { weight: w, bias: b, params, activation: *activation }
+                        let packed = prepare_conv_weights_f32(&w, &params)?;
+                        PreparedOp::Conv { weight: w, packed, bias: b, params, activation: *activation }
                     }
                     Op::Add { activation } => PreparedOp::Add { activation: *activation },
                     Op::GlobalAvgPool => PreparedOp::GlobalAvgPool,
-                    Op::Dense { weight, bias, activation } => PreparedOp::Dense {
-                        weight: get(tensors, weight)?,
-                        bias: bias.as_ref().map(|b| get(tensors, b).map(Tensor::into_data)).transpose()?,
-                        activation: *activation,
-                    },
+                    Op::Dense { weight, bias, activation } => {
+                        let weight = get(tensors, weight)?;
+                        let [n, k] = weight.shape() else {
+                            return Err(Error::shape(
+                                "prepare",
+                                format!("dense weights {:?} are not [out, in]", weight.shape()),
+                            ));
+                        };
+                        PreparedOp::Dense {
+                            packed: PackedF32B::new(weight.data(), *k, *n, BLayout::NK)?,
+                            weight,
+                            bias: bias.as_ref().map(|b| get(tensors, b).map(Tensor::into_data)).transpose()?,
+                            activation: *activation,
+                        }
+                    }
                     Op::MaxPool { .. } | Op::AvgPool { .. } => {
                         let p = n.op.pool_params().ok_or_else(|| Error::invalid("prepare", "pool params"))?;
                         if matches!(n.op, Op::MaxPool { .. }) {
@@ -152,8 +178,8 @@ impl PreparedF32 {
         };
         let x = value(0)?;
         Ok(match op {
-            PreparedOp::Conv { weight, bias, params, activation } => {
-                let mut y = conv2d_f32(x, weight, Some(bias), params)?;
+            PreparedOp::Conv { weight, packed, bias, params, activation } => {
+                let mut y = conv2d_f32_prepared(x, weight, packed.as_ref(), Some(bias), params)?;
                 apply_activation(y.data_mut(), *activation);
                 y
             }
@@ -167,12 +193,14 @@ impl PreparedF32 {
                 let (n, c) = (y.shape()[0], y.shape()[3]);
                 y.reshape(vec![n, c])?
             }
-            PreparedOp::Dense { weight, bias, activation } => {
-                let (m, k) = (x.shape()[0], x.shape()[1]);
-                let n = weight.shape()[0];
-                let mut y = dense_f32(x.data(), weight.data(), bias.as_deref(), m, k, n)?;
+            PreparedOp::Dense { packed, bias, activation, .. } => {
+                let [m, _] = x.shape() else {
+                    return Err(Error::shape("dense", format!("input {:?} is not [N, features]", x.shape())));
+                };
+                let n = packed.dims().1;
+                let mut y = matmul_f32_packed(x.data(), *m, packed, bias.as_deref())?;
                 apply_activation(&mut y, *activation);
-                Tensor::new(vec![m, n], y)?
+                Tensor::new(vec![*m, n], y)?
             }
             PreparedOp::MaxPool(p) => max_pool2d_f32(x, p)?,
             PreparedOp::AvgPool(p) => avg_pool2d_f32(x, p)?,

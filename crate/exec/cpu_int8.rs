@@ -28,7 +28,7 @@ use crate::ops::activation::apply_activation;
 use crate::ops::add::{add_i8_ort_requant, add_i8_requant};
 use crate::ops::combine::{concat_channels, mul_f32, mul_i8_f32};
 use crate::ops::conv::{conv2d_i8_requant, prepare_conv_weights, Conv2dParams, ConvWeightsI8};
-use crate::ops::gemm::{dense_i8_on_grid, dot_i8_f32};
+use crate::ops::gemm::{dense_i8_on_grid, dot_i8_f32_rows};
 use crate::ops::pool::{avg_pool2d_i8, max_pool2d_i8, requantize_values, Pool2dParams};
 use crate::ops::quantize::quantize_i8;
 use crate::quant::calibrate::MAX_BIAS_Q;
@@ -624,10 +624,9 @@ impl PreparedI8 {
                 let n = scales.len();
                 let mut y = vec![0f32; m * n];
                 for (row, e) in y.chunks_exact_mut(n.max(1)).zip(x.data().chunks_exact(k.max(1))) {
+                    dot_i8_f32_rows(weight, zero_points, e, row)?;
                     for (c, out) in row.iter_mut().enumerate() {
-                        let z = zero_points[c];
-                        let dot = dot_i8_f32(&weight[c * k..(c + 1) * k], z, e);
-                        *out = dot * scales[c] + bias.as_ref().map_or(0.0, |b| b[c]);
+                        *out = *out * scales[c] + bias.as_ref().map_or(0.0, |b| b[c]);
                     }
                 }
                 apply_activation(&mut y, *activation);

@@ -20,7 +20,7 @@ pub use super::conv_shape::{Conv2dParams, ConvGeometry};
 use super::depthwise::{depthwise_f32, depthwise_i8_acc, depthwise_i8_requant, DepthwiseI8Weights};
 use super::gemm::{
     check_int8_reduction, check_int8_zero_points, gemm_i8_acc, gemm_i8_acc_packed, gemm_i8_requant_packed, matmul_f32,
-    requantize_channels_last, BLayout, PackedB,
+    matmul_f32_packed, requantize_channels_last, BLayout, PackedB, PackedF32B,
 };
 use crate::base::error::{Error, Result};
 use crate::base::tensor::{QTensor, Tensor};
@@ -62,34 +62,49 @@ fn conv_general<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeome
 
 /// f32 convolution (NHWC input, OHWI weights).
 pub fn conv2d_f32(x: &Tensor, w: &Tensor, bias: Option<&[f32]>, p: &Conv2dParams) -> Result<Tensor> {
+    conv2d_f32_prepared(x, w, None, bias, p)
+}
+
+/// The weights of a one-group f32 convolution as the GEMM's packed `[KH*KW*Cin, Cout]`
+/// operand (the prepare step); `None` for grouped convolutions, which need no packing.
+pub fn prepare_conv_weights_f32(w: &Tensor, p: &Conv2dParams) -> Result<Option<PackedF32B>> {
+    let [out_c, kh, kw, in_c] = w.shape() else {
+        return Err(Error::shape("conv2d_f32", format!("weights must be OHWI of rank 4, got {:?}", w.shape())));
+    };
+    if p.groups != 1 {
+        return Ok(None);
+    }
+    PackedF32B::new(w.data(), kh * kw * in_c, *out_c, BLayout::NK).map(Some)
+}
+
+/// [`conv2d_f32`] with the weights also packed once by [`prepare_conv_weights_f32`] (`packed`
+/// must come from `w`); the same bits either way.
+pub fn conv2d_f32_prepared(
+    x: &Tensor,
+    w: &Tensor,
+    packed: Option<&PackedF32B>,
+    bias: Option<&[f32]>,
+    p: &Conv2dParams,
+) -> Result<Tensor> {
     const OP: &str = "conv2d_f32";
     let g = ConvGeometry::new(OP, x.shape(), w.shape(), p)?;
     check_bias(OP, bias.map(<[f32]>::len), g.out_c)?;
+    if let Some(packed) = packed {
+        if packed.dims() != (g.reduction_len(), g.out_c) || g.groups != 1 {
+            return Err(Error::invalid(OP, "packed weights do not belong to this convolution"));
+        }
+    }
+    // A one-group convolution is a GEMM: pointwise on the input itself, otherwise on im2col
+    // rows. Each sum runs over the taps in (ky, kx, ci) order from 0 like the direct loop
+    // (padding taps add exact zeros), then the bias.
+    let gemm = |a: &[f32], rows: usize| match packed {
+        Some(b) => matmul_f32_packed(a, rows, b, bias),
+        None => matmul_f32_packed(a, rows, &PackedF32B::new(w.data(), g.reduction_len(), g.out_c, BLayout::NK)?, bias),
+    };
     let y = if g.is_pointwise() {
-        let rows = g.batch * g.in_h * g.in_w;
-        let mut y = matmul_f32(x.data(), w.data(), rows, g.in_c, g.out_c, BLayout::NK)?;
-        if let Some(b) = bias {
-            for row in y.chunks_exact_mut(g.out_c.max(1)) {
-                for (v, &bv) in row.iter_mut().zip(b) {
-                    *v += bv;
-                }
-            }
-        }
-        y
+        gemm(x.data(), g.batch * g.in_h * g.in_w)?
     } else if g.groups == 1 {
-        // im2col + the GEMM: each sum runs over the taps in (ky, kx, ci) order from 0 like
-        // the direct loop (padding taps add exact zeros), then the bias.
-        let cols = im2col(x.data(), 0.0f32, &g)?;
-        let rows = g.batch * g.out_h * g.out_w;
-        let mut y = matmul_f32(&cols, w.data(), rows, g.reduction_len(), g.out_c, BLayout::NK)?;
-        if let Some(b) = bias {
-            for row in y.chunks_exact_mut(g.out_c.max(1)) {
-                for (v, &bv) in row.iter_mut().zip(b) {
-                    *v += bv;
-                }
-            }
-        }
-        y
+        gemm(&im2col(x.data(), 0.0f32, &g)?, g.batch * g.out_h * g.out_w)?
     } else if g.is_depthwise() {
         depthwise_f32(x.data(), w.data(), bias, &g)
     } else {

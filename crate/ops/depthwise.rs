@@ -156,8 +156,9 @@ pub fn depthwise_i8_acc(
         let xc: Vec<i16> = x.iter().map(|&v| (v as i32 - zx) as i16).collect();
         let mut y = vec![0i32; g.batch * g.out_h * g.out_w * g.out_c];
         let (row, rows) = (g.out_w * g.out_c, crate::base::pool::chunk_len(g.batch * g.out_h, 2));
+        let pw = pair_weights(w.taps_major(), g);
         crate::base::pool::parallel_chunks_mut(&mut y, rows * row.max(1), &|t, part| {
-            depthwise_i8_native_rows(&xc, w.taps_major(), bias, g, t * rows, part)
+            depthwise_i8_native_rows(&xc, w.taps_major(), &pw, bias, g, t * rows, part)
         });
         Ok(y)
     }
@@ -199,10 +200,29 @@ pub fn depthwise_i8_requant(
         let mut out = vec![0i8; g.batch * g.out_h * row];
         let rows = crate::base::pool::chunk_len(g.batch * g.out_h, 2).min((16 * 1024 / row.max(1)).max(1));
         let channel = super::gemm::ChannelRequantNative::new(rq, g.out_c)?;
+        let pw = pair_weights(w.taps_major(), g);
         crate::base::pool::parallel_chunks_mut(&mut out, rows * row.max(1), &|t, part| {
-            let mut acc = vec![0i32; part.len()];
-            depthwise_i8_native_rows(&xc, w.taps_major(), bias, g, t * rows, &mut acc);
-            channel.apply(&acc, g.out_c, rq, part);
+            #[cfg(target_arch = "x86_64")]
+            if let (Some(pw), super::gemm::ChannelRequantNative::Float(mults)) = (&pw, &channel) {
+                // Requantized in registers as each pixel's block is done: the same bits.
+                let bounds = (rq.zero_point, rq.lo, rq.hi);
+                let wt = w.taps_major();
+                return super::depthwise_x86::depthwise_i8_requant_rows(
+                    &xc,
+                    wt,
+                    pw,
+                    bias,
+                    g,
+                    t * rows,
+                    mults,
+                    bounds,
+                    part,
+                );
+            }
+            super::scratch::with_i32(part.len(), |acc| {
+                depthwise_i8_native_rows(&xc, w.taps_major(), &pw, bias, g, t * rows, acc);
+                channel.apply(acc, g.out_c, rq, part);
+            })
         });
         Ok(out)
     }
@@ -246,21 +266,37 @@ fn depthwise_native<T: Mac + Sync + Send>(
     });
 }
 
+/// The AVX2 kernel's interleaved weights, once per call (`None`: the portable loop runs).
+#[cfg(target_arch = "x86_64")]
+type PairWeights = Option<super::depthwise_x86::PairWeights>;
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+type PairWeights = Option<()>;
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn pair_weights(_wt: &[i16], _g: &ConvGeometry) -> PairWeights {
+    #[cfg(target_arch = "x86_64")]
+    return super::depthwise_x86::PairWeights::new(_wt, _g);
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 /// The int8 accumulators of output rows `first_row..` natively: the AVX2 kernel
-/// (`depthwise_x86`) where it runs, else the portable loop.
+/// (`depthwise_x86`) where it runs (`pw` is made), else the portable loop.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 fn depthwise_i8_native_rows(
     x: &[i16],
     wt: &[i16],
+    pw: &PairWeights,
     bias: Option<&[i32]>,
     g: &ConvGeometry,
     first_row: usize,
     part: &mut [i32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::gemm_x86::avx2() {
-        return super::depthwise_x86::depthwise_i8_rows(x, wt, bias, g, first_row, part);
+    if let Some(pw) = pw {
+        return super::depthwise_x86::depthwise_i8_rows(x, wt, pw, bias, g, first_row, part);
     }
+    let _ = pw;
     depthwise_native_rows(x, wt, bias, g, first_row, part)
 }
 

@@ -61,30 +61,17 @@ pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: 
     check_len(OP, "A", a.len(), [m, k])?;
     check_len(OP, "B", b.len(), if b_layout == BLayout::KN { [k, n] } else { [n, k] })?;
     crate::base::tensor::numel(OP, &[m, n])?;
+    if m >= 4 && (b_layout == BLayout::NK || PackedF32B::panels()) {
+        // Laying B out once (one pass over it) lets every row use the fast loop; the sum
+        // over k runs in the same order, so the bits are the same.
+        return matmul_f32_packed(a, m, &PackedF32B::new(b, k, n, b_layout)?, None);
+    }
     let mut c = vec![0.0f32; m * n];
     match b_layout {
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         BLayout::KN => return Ok(super::gemm_wasm::matmul_f32_kn(a, b, m, k, n)),
         #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-        BLayout::KN => {
-            #[cfg(target_arch = "x86_64")]
-            if super::gemm_x86::avx2() {
-                // Row blocks over the pool's threads; each element's chain is the same.
-                let rows = crate::base::pool::chunk_len(m, 4).div_ceil(4) * 4;
-                crate::base::pool::parallel_chunks_mut(&mut c, rows * n.max(1), &|t, part| {
-                    let r = part.len() / n.max(1);
-                    super::gemm_f32_x86::matmul_f32_kn(&a[t * rows * k..][..r * k], b, r, k, n, part)
-                });
-                return Ok(c);
-            }
-            matmul_f32_kn_rows(a, b, k, n, &mut c);
-        }
-        BLayout::NK if m >= 4 => {
-            // Transposing B to [K, N] once lets every row use the vectorizable axpy loop
-            // above; the sum over k runs in the same order, so the bits are the same.
-            let bt: Vec<f32> = (0..k).flat_map(|p| (0..n).map(move |j| b[j * k + p])).collect();
-            return matmul_f32(a, &bt, m, k, n, BLayout::KN);
-        }
+        BLayout::KN => matmul_f32_kn_rows(a, b, k, n, &mut c),
         BLayout::NK => {
             for i in 0..m {
                 let ai = &a[i * k..(i + 1) * k];
@@ -96,6 +83,90 @@ pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: 
                     }
                     c[i * n + j] = s;
                 }
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// The right-hand operand of an f32 product laid out once for the fast loop (weights are
+/// packed when a model is prepared, not per call): natively on x86-64 with AVX2 the AVX2
+/// kernel's column panels (`gemm_f32_x86`), elsewhere `B[K, N]` row-major for the
+/// row-update form (the wasm SIMD kernel's and the portable loop's layout).
+#[derive(Clone, Debug)]
+pub struct PackedF32B {
+    k: usize,
+    n: usize,
+    /// True: `gemm_f32_x86` panels; false: `[K, N]`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    panels: bool,
+    data: Vec<f32>,
+}
+
+impl PackedF32B {
+    /// True where the AVX2 panel kernel runs.
+    fn panels() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return super::gemm_x86::avx2();
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// `b` as `[K, N]` (`KN`) or `[N, K]` (`NK`, weights as `[out, in]`).
+    pub fn new(b: &[f32], k: usize, n: usize, layout: BLayout) -> Result<Self> {
+        const OP: &str = "matmul_f32 weights";
+        check_len(OP, "B", b.len(), if layout == BLayout::KN { [k, n] } else { [n, k] })?;
+        let at = |p: usize, j: usize| if layout == BLayout::KN { b[p * n + j] } else { b[j * k + p] };
+        #[cfg(target_arch = "x86_64")]
+        if Self::panels() {
+            return Ok(PackedF32B { k, n, panels: true, data: super::gemm_f32_x86::pack_panels(k, n, at) });
+        }
+        let data = match layout {
+            BLayout::KN => b.to_vec(),
+            BLayout::NK => (0..k).flat_map(|p| (0..n).map(move |j| at(p, j))).collect(),
+        };
+        Ok(PackedF32B { k, n, panels: false, data })
+    }
+
+    /// `(K, N)`.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+}
+
+/// `A[m, k] · B (+ bias[n])` -> `[m, n]` on a packed B: each element sums over k in
+/// increasing order from +0.0, then adds the bias (the bits of [`matmul_f32`] then a bias add).
+pub fn matmul_f32_packed(a: &[f32], m: usize, b: &PackedF32B, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+    const OP: &str = "matmul_f32";
+    let (k, n) = (b.k, b.n);
+    check_len(OP, "A", a.len(), [m, k])?;
+    if let Some(bias) = bias {
+        if bias.len() != n {
+            return Err(Error::shape(OP, format!("bias has {} values, expected {n}", bias.len())));
+        }
+    }
+    crate::base::tensor::numel(OP, &[m, n])?;
+    let mut c = vec![0.0f32; m * n];
+    #[cfg(target_arch = "x86_64")]
+    if b.panels {
+        // Row blocks over the pool's threads; each element's chain is the same.
+        let rows = crate::base::pool::chunk_len(m, 6).div_ceil(6) * 6;
+        crate::base::pool::parallel_chunks_mut(&mut c, rows * n.max(1), &|t, part| {
+            let r = part.len() / n.max(1);
+            super::gemm_f32_x86::matmul_f32_panels(&a[t * rows * k..][..r * k], &b.data, r, k, n, bias, part)
+        });
+        return Ok(c);
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        c = super::gemm_wasm::matmul_f32_kn(a, &b.data, m, k, n);
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    matmul_f32_kn_rows(a, &b.data, k, n, &mut c);
+    if let Some(bias) = bias {
+        for row in c.chunks_exact_mut(n.max(1)) {
+            for (v, &bv) in row.iter_mut().zip(bias) {
+                *v += bv;
             }
         }
     }
@@ -389,7 +460,11 @@ pub fn gemm_i8_acc_packed(a: &[i8], za: i32, b: &PackedB, bias: Option<&[i32]>, 
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return Ok(super::gemm_wasm::gemm_i8_acc_packed(a, za, &b.data, bias, m, k, n));
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    Ok(gemm_i8_acc_native(a, za, &b.data, bias, m, k, n))
+    {
+        let mut acc = vec![0i32; m * n];
+        gemm_i8_acc_native(a, za, &b.data, bias, m, k, n, &mut acc);
+        Ok(acc)
+    }
 }
 
 /// [`gemm_i8_acc_packed`] followed by [`requantize_channels_last`]. In wasm SIMD builds the
@@ -432,8 +507,17 @@ pub fn gemm_i8_requant_packed(
         let rows = native_rows_per_task(m, n);
         crate::base::pool::parallel_chunks_mut(&mut out, rows * n, &|t, part| {
             let (i0, r) = (t * rows, part.len() / n);
-            let acc = gemm_i8_acc_native(&a[i0 * k..(i0 + r) * k], za, &b.data, bias, r, k, n);
-            channel.apply(&acc, n, rq, part);
+            let a_rows = &a[i0 * k..(i0 + r) * k];
+            #[cfg(target_arch = "x86_64")]
+            if let (ChannelRequantNative::Float(mults), NativePacked::Avx2(p)) = (&channel, &b.data) {
+                // Requantized in registers by the micro-kernel: the same bits, no i32 pass.
+                let bounds = (rq.zero_point, rq.lo, rq.hi);
+                return super::gemm_x86::gemm_i8_requant_packed(a_rows, za, p, bias, (r, k, n), mults, bounds, part);
+            }
+            super::scratch::with_i32(r * n, |acc| {
+                gemm_i8_acc_native(a_rows, za, &b.data, bias, r, k, n, acc);
+                channel.apply(acc, n, rq, part);
+            })
         });
         Ok(out)
     }
@@ -444,18 +528,20 @@ pub fn gemm_i8_requant_packed(
     }
 }
 
-/// Rows of output per task of the native fused GEMM: a multiple of 4 (the AVX2 micro-kernel's
+/// Rows of output per task of the native fused GEMM: a multiple of 6 (the AVX2 micro-kernel's
 /// rows), about two tasks per thread, and at most ~16K i32 sums (64 KiB) per task so they stay
 /// in L2 until requantized.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 fn native_rows_per_task(m: usize, n: usize) -> usize {
-    let cache_rows = ((16 * 1024) / n.max(1)).max(4) / 4 * 4;
-    let split = crate::base::pool::chunk_len(m, 4).div_ceil(4) * 4;
-    split.min(cache_rows).max(4)
+    let cache_rows = ((16 * 1024) / n.max(1)).max(6) / 6 * 6;
+    let split = crate::base::pool::chunk_len(m, 6).div_ceil(6) * 6;
+    split.min(cache_rows).max(6)
 }
 
-/// The native accumulators on whichever layout [`PackedB::new`] chose.
+/// The native accumulators on whichever layout [`PackedB::new`] chose, into `out` (`m * n`,
+/// every element written).
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+#[allow(clippy::too_many_arguments)]
 fn gemm_i8_acc_native(
     a: &[i8],
     za: i32,
@@ -464,11 +550,12 @@ fn gemm_i8_acc_native(
     m: usize,
     k: usize,
     n: usize,
-) -> Vec<i32> {
+    out: &mut [i32],
+) {
     match data {
-        NativePacked::Rows(bt) => gemm_i8_acc_rows(a, za, bt, bias, m, k, n),
+        NativePacked::Rows(bt) => out.copy_from_slice(&gemm_i8_acc_rows(a, za, bt, bias, m, k, n)),
         #[cfg(target_arch = "x86_64")]
-        NativePacked::Avx2(p) => super::gemm_x86::gemm_i8_acc_packed(a, za, p, bias, m, k, n),
+        NativePacked::Avx2(p) => super::gemm_x86::gemm_i8_acc_packed(a, za, p, bias, m, k, n, out),
     }
 }
 
@@ -482,8 +569,17 @@ pub(super) enum ChannelRequantNative {
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 impl ChannelRequantNative {
+    /// The float multipliers are padded with zeros to whole blocks of 16 (the fused AVX2
+    /// GEMM reads them 16 at a time).
     pub(super) fn new(rq: &Requant, c: usize) -> Result<Self> {
-        Ok(if rq.fixed.is_some() { Self::Fixed } else { Self::Float(rq.per_channel(c)?) })
+        Ok(match rq.fixed {
+            Some(_) => Self::Fixed,
+            None => {
+                let mut m = rq.per_channel(c)?;
+                m.resize(c.div_ceil(16) * 16, 0.0);
+                Self::Float(m)
+            }
+        })
     }
 
     /// Requantizes rows of `c` channels of `acc` into `out` (same length).
@@ -589,6 +685,71 @@ pub fn dot_i8_f32(w: &[i8], z: i32, x: &[f32]) -> f32 {
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     dot_i8_f32_lanes(w, z, x)
+}
+
+/// [`dot_i8_f32`] of `x` with each row of `w` (`[n, k]`, zero point `zw[row]`), into `out`
+/// (`n` values): the same bits as one [`dot_i8_f32`] per row. Natively with AVX2, four rows
+/// share each load of `x` and run four independent chains of sums (one row's chain alone
+/// waits on the add latency).
+pub fn dot_i8_f32_rows(w: &[i8], zw: &[i32], x: &[f32], out: &mut [f32]) -> Result<()> {
+    const OP: &str = "dot_i8_f32_rows";
+    let (k, n) = (x.len(), out.len());
+    check_len(OP, "w", w.len(), [n, k])?;
+    if zw.len() != n {
+        return Err(Error::shape(OP, format!("{} zero points for {n} rows", zw.len())));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm_x86::avx2() {
+        // SAFETY: the CPU has AVX2 and `w` holds `n` rows of `k` values (checked above).
+        unsafe { dot_i8_f32_rows_avx2(w, zw, x, out) };
+        return Ok(());
+    }
+    for ((o, row), &z) in out.iter_mut().zip(w.chunks_exact(k.max(1))).zip(zw) {
+        *o = dot_i8_f32(row, z, x);
+    }
+    Ok(())
+}
+
+/// [`dot_i8_f32_rows`] four rows at a time: per row the eight lane sums of
+/// [`dot_i8_f32_lanes`] in one __m256 (`vcvtdq2ps` of `w - z` is exact, then a multiply and an
+/// add, never an FMA), the same final pairing, then the tail in order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_i8_f32_rows_avx2(w: &[i8], zw: &[i32], x: &[f32], out: &mut [f32]) {
+    use core::arch::x86_64::*;
+    let k = x.len();
+    let body = k / 8 * 8;
+    let finish = |s: __m256, r: usize| {
+        let mut l = [0f32; 8];
+        _mm256_storeu_ps(l.as_mut_ptr(), s);
+        let mut sum = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+        for p in body..k {
+            sum += (w[r * k + p] as i32 - zw[r]) as f32 * x[p];
+        }
+        sum
+    };
+    let rows = out.len();
+    let mut r = 0;
+    while r < rows {
+        let group = (rows - r).min(4);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let z: [__m256i; 4] = core::array::from_fn(|g| _mm256_set1_epi32(zw[r + g.min(group - 1)]));
+        let wp: [*const i8; 4] = core::array::from_fn(|g| w.as_ptr().add((r + g.min(group - 1)) * k));
+        let mut p = 0;
+        while p < body {
+            let xv = _mm256_loadu_ps(x.as_ptr().add(p));
+            for g in 0..4 {
+                let wv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(wp[g].add(p) as *const __m128i));
+                let wf = _mm256_cvtepi32_ps(_mm256_sub_epi32(wv, z[g]));
+                acc[g] = _mm256_add_ps(acc[g], _mm256_mul_ps(wf, xv));
+            }
+            p += 8;
+        }
+        for g in 0..group {
+            out[r + g] = finish(acc[g], r + g);
+        }
+        r += 4;
+    }
 }
 
 /// [`dot_i8_f32_lanes`] built for AVX2: the eight running sums are one vector, each updated by
@@ -833,6 +994,23 @@ mod tests {
             let exact: f64 = (0..k).map(|p| (w[p] as i32 - z) as f64 * x[p] as f64).sum();
             assert!((got as f64 - exact).abs() <= 1e-4 * (1.0 + exact.abs()), "k={k}: {got} vs {exact}");
         }
+    }
+
+    /// Rows at a time (groups of four and a remainder) give each row's [`dot_i8_f32`] bits.
+    #[test]
+    fn int8_by_float_rows_equal_one_dot_per_row() {
+        for (n, k) in [(1usize, 9usize), (3, 8), (4, 17), (7, 1280), (9, 0)] {
+            let w: Vec<i8> = (0..n * k).map(|i| ((i * 53) % 255) as u8 as i8).collect();
+            let zw: Vec<i32> = (0..n).map(|r| r as i32 * 7 - 9).collect();
+            let x: Vec<f32> = (0..k).map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.071).collect();
+            let mut got = vec![f32::NAN; n];
+            dot_i8_f32_rows(&w, &zw, &x, &mut got).unwrap();
+            for r in 0..n {
+                let want = dot_i8_f32(&w[r * k..][..k], zw[r], &x);
+                assert_eq!(got[r].to_bits(), want.to_bits(), "n={n} k={k} row {r}");
+            }
+        }
+        assert!(dot_i8_f32_rows(&[0; 5], &[0, 0], &[0.0; 3], &mut [0.0; 2]).is_err());
     }
 
     #[test]

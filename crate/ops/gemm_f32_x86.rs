@@ -1,116 +1,165 @@
-//! The f32 matrix product `C[m, n] = sum_k A[m, k] * B[k, n]` (B as `[K, N]`) with x86-64
-//! AVX2 register blocking, for the native CLI's float models and training (chosen where
-//! [`super::gemm_x86::avx2`] is true).
+//! The f32 matrix product `C[m, n] = sum_k A[m, k] * B[k, n] (+ bias[n])` with x86-64 AVX2
+//! register blocking on B packed once in column panels, for the native CLI's float models
+//! and training (chosen where [`super::gemm_x86::avx2`] is true).
 //!
 //! The reference's arithmetic exactly: each `C[i, j]` starts at +0.0 and adds `A[i, p] * B[p, j]`
 //! for p = 0, 1, .. in order, a rounded multiply then a rounded add (`vmulps` then `vaddps`,
-//! never an FMA, which would round once), so every element has the bits of the portable loop
-//! (`gemm::matmul_f32_kn_rows`). Only the loop order around that chain changes: a block of 4
-//! rows x 16 columns lives in eight __m256 accumulators over all of K, so each B row segment
-//! is loaded once per 4 rows and each A value broadcast once per 16 columns, instead of
-//! reading and writing C for every k. On CPUs with two add and two multiply pipes (AMD Zen)
-//! multiply + add reaches the same flops as FMA.
+//! never an FMA, which would round once), then the bias with one more rounded add, so every
+//! element has the bits of the portable loop (`gemm::matmul_f32_kn_rows`, then `+= bias`).
+//! Only the loop order around that chain changes.
 //!
-//! Tails: rows past the last block of 4 run one at a time; columns past the last block of 16
-//! in one block of 8, then one column at a time; every path keeps the same per-element chain.
+//! Layout: B is packed as `ceil(N / 16)` panels of 16 columns, each `[K][16]` contiguous
+//! (columns past N are zeros, computed and never stored):
+//! ```text
+//! panels[q * K * 16 + p * 16 + c] = B[p, 16 q + c]
+//! ```
+//! The micro-kernel holds a 6-row x 16-column block in twelve __m256 accumulators over all of
+//! K: per p, 2 panel loads (sequential), 6 broadcasts, 12 `vmulps` + 12 `vaddps` (96
+//! multiply-adds). On CPUs with two add and two multiply pipes (AMD Zen) multiply + add
+//! reaches the flops of FMA. Rows are walked in blocks of `MC` (A's block stays in L2 while
+//! every panel passes over it), panels inside, row groups of 6 innermost.
 
 use core::arch::x86_64::*;
 
-/// Rows and columns of the register block.
-const MR: usize = 4;
-const NR: usize = 16;
+/// Columns per packed panel (two __m256).
+pub const NR: usize = 16;
+/// Rows of the register block.
+const MR: usize = 6;
+/// Bytes of A kept hot while the panels sweep over it.
+const A_BLOCK_BYTES: usize = 96 * 1024;
 
-/// `c = A · B` (c is overwritten). Call only where [`super::gemm_x86::avx2`] is true.
-pub fn matmul_f32_kn(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, c: &mut [f32]) {
-    if !super::gemm_x86::avx2() || a.len() < m * k || b.len() < k * n || c.len() < m * n {
-        // Unreachable through `gemm::matmul_f32`, which checks lengths and the CPU.
-        return scalar(a, b, m, k, n, c);
-    }
-    // SAFETY: AVX2 is present and the lengths are checked above; every load and store below
-    // stays inside rows of A (k values), B (n values) and C (n values).
-    unsafe { blocked_avx2(a, b, m, k, n, c) }
-}
-
-/// One element at a time, in the same order (the tails and the fallback).
-fn scalar(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, c: &mut [f32]) {
-    for i in 0..m {
-        for j in 0..n {
-            c[i * n + j] = column(a, b, i, j, k, n);
-        }
-    }
-}
-
-#[inline(always)]
-fn column(a: &[f32], b: &[f32], i: usize, j: usize, k: usize, n: usize) -> f32 {
-    let mut s = 0.0f32;
-    for p in 0..k {
-        s += a[i * k + p] * b[p * n + j];
-    }
-    s
-}
-
-/// The `R x (W * 8)` block at rows `i..i + R`, columns `j..`: `W` vectors per row.
-#[inline(always)]
-unsafe fn block<const R: usize, const W: usize>(
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    i: usize,
-    j: usize,
-    k: usize,
-    n: usize,
-) {
-    let mut acc = [[_mm256_setzero_ps(); W]; R];
-    for p in 0..k {
-        let bv: [__m256; W] = core::array::from_fn(|w| _mm256_loadu_ps(b.add(p * n + j + 8 * w)));
-        for (r, row) in acc.iter_mut().enumerate() {
-            let av = _mm256_broadcast_ss(&*a.add((i + r) * k + p));
-            for (w, v) in row.iter_mut().enumerate() {
-                *v = _mm256_add_ps(*v, _mm256_mul_ps(av, bv[w]));
+/// B given by `at(p, j)` (`p < k`, `j < n`) packed as in the module docs.
+pub fn pack_panels(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let panels = n.div_ceil(NR);
+    let mut out = vec![0f32; panels * k * NR];
+    for q in 0..panels {
+        for p in 0..k {
+            let dst = &mut out[(q * k + p) * NR..][..NR];
+            for (c, d) in dst.iter_mut().enumerate().take(n - q * NR) {
+                *d = at(p, q * NR + c);
             }
         }
     }
+    out
+}
+
+/// `c = A · B (+ bias)` on B packed by [`pack_panels`] (c is overwritten). Call only where
+/// [`super::gemm_x86::avx2`] is true.
+pub fn matmul_f32_panels(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>, c: &mut [f32]) {
+    let ok = a.len() >= m * k
+        && panels.len() >= n.div_ceil(NR) * k * NR
+        && c.len() >= m * n
+        && bias.is_none_or(|b| b.len() >= n);
+    if !super::gemm_x86::avx2() || !ok {
+        // Unreachable through `gemm::PackedF32B`, which checks lengths and the CPU.
+        return scalar(a, panels, m, k, n, bias, c);
+    }
+    // Bias padded to whole panels, so full-width blocks add it with vector loads.
+    let bias_padded: Option<Vec<f32>> = bias.map(|b| {
+        let mut v = b[..n].to_vec();
+        v.resize(n.div_ceil(NR) * NR, 0.0);
+        v
+    });
+    // SAFETY: AVX2 is present and the lengths are checked above; every load stays inside a
+    // row of A (k values), a panel (k * 16 values) or the padded bias, every store inside a
+    // row of C (n values).
+    unsafe { blocked_avx2(a, panels, m, k, n, bias_padded.as_deref(), c) }
+}
+
+/// One element at a time, in the same order (the fallback and the tests' reference).
+fn scalar(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>, c: &mut [f32]) {
+    for i in 0..m {
+        for j in 0..n {
+            let (q, col) = (j / NR, j % NR);
+            let mut s = 0.0f32;
+            for p in 0..k {
+                s += a[i * k + p] * panels[(q * k + p) * NR + col];
+            }
+            if let Some(b) = bias {
+                s += b[j];
+            }
+            c[i * n + j] = s;
+        }
+    }
+}
+
+/// The sums of rows `i..i + R` (A rows at `a`, stride k) over one panel, bias added.
+#[inline(always)]
+unsafe fn block<const R: usize>(a: *const f32, panel: *const f32, k: usize, bias: *const f32) -> [[__m256; 2]; R] {
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    for p in 0..k {
+        let b0 = _mm256_loadu_ps(panel.add(p * NR));
+        let b1 = _mm256_loadu_ps(panel.add(p * NR + 8));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let av = _mm256_broadcast_ss(&*a.add(r * k + p));
+            row[0] = _mm256_add_ps(row[0], _mm256_mul_ps(av, b0));
+            row[1] = _mm256_add_ps(row[1], _mm256_mul_ps(av, b1));
+        }
+    }
+    if !bias.is_null() {
+        let (c0, c1) = (_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(8)));
+        for row in acc.iter_mut() {
+            row[0] = _mm256_add_ps(row[0], c0);
+            row[1] = _mm256_add_ps(row[1], c1);
+        }
+    }
+    acc
+}
+
+/// Runs [`block`] for rows `i..i + R` on panel `q` and stores its `width` valid columns.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_store<const R: usize>(
+    a: *const f32,
+    panels: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    i: usize,
+    q: usize,
+    k: usize,
+    n: usize,
+) {
+    let b = if bias.is_null() { bias } else { bias.add(q * NR) };
+    let acc = block::<R>(a.add(i * k), panels.add(q * k * NR), k, b);
+    let width = (n - q * NR).min(NR);
     for (r, row) in acc.iter().enumerate() {
-        for (w, v) in row.iter().enumerate() {
-            _mm256_storeu_ps(c.add((i + r) * n + j + 8 * w), *v);
+        let dst = c.add((i + r) * n + q * NR);
+        if width == NR {
+            _mm256_storeu_ps(dst, row[0]);
+            _mm256_storeu_ps(dst.add(8), row[1]);
+        } else {
+            let mut tmp = [0f32; NR];
+            _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
+            _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
+            core::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, width);
         }
     }
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn blocked_avx2(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, c: &mut [f32]) {
-    let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-    let (n16, n8) = (n / NR * NR, n / 8 * 8);
-    let mut i = 0;
-    while i < m {
-        let full = i + MR <= m;
-        let mut j = 0;
-        while j < n16 {
-            if full {
-                block::<MR, 2>(ap, bp, cp, i, j, k, n);
-            } else {
-                for r in i..m {
-                    block::<1, 2>(ap, bp, cp, r, j, k, n);
-                }
+unsafe fn blocked_avx2(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>, c: &mut [f32]) {
+    let (ap, pp, cp) = (a.as_ptr(), panels.as_ptr(), c.as_mut_ptr());
+    let bp = bias.map_or(core::ptr::null(), <[f32]>::as_ptr);
+    let mc = (A_BLOCK_BYTES / (4 * k.max(1)) / MR * MR).max(MR);
+    let mut i0 = 0;
+    while i0 < m {
+        let end = (i0 + mc).min(m);
+        for q in 0..n.div_ceil(NR) {
+            let mut i = i0;
+            while i + MR <= end {
+                block_store::<MR>(ap, pp, bp, cp, i, q, k, n);
+                i += MR;
             }
-            j += NR;
-        }
-        if j < n8 {
-            if full {
-                block::<MR, 1>(ap, bp, cp, i, j, k, n);
-            } else {
-                for r in i..m {
-                    block::<1, 1>(ap, bp, cp, r, j, k, n);
-                }
-            }
-            j += 8;
-        }
-        for r in i..m.min(i + MR) {
-            for col in j..n {
-                c[r * n + col] = column(a, b, r, col, k, n);
+            match end - i {
+                5 => block_store::<5>(ap, pp, bp, cp, i, q, k, n),
+                4 => block_store::<4>(ap, pp, bp, cp, i, q, k, n),
+                3 => block_store::<3>(ap, pp, bp, cp, i, q, k, n),
+                2 => block_store::<2>(ap, pp, bp, cp, i, q, k, n),
+                1 => block_store::<1>(ap, pp, bp, cp, i, q, k, n),
+                _ => {}
             }
         }
-        i += MR;
+        i0 = end;
     }
 }
 
@@ -118,29 +167,65 @@ unsafe fn blocked_avx2(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, c: &m
 mod tests {
     use super::*;
 
-    /// Bit-identical to the element-by-element chain on every tail shape, with values whose
-    /// products and sums round (and signed zeros: a chain of +0.0 + (-0.0) stays +0.0).
+    /// Bit-identical to the element-by-element chain (from +0.0, k in order, then the bias)
+    /// on every tail shape, with values whose products and sums round, and signed zeros (a
+    /// chain of +0.0 + (-0.0) stays +0.0).
     #[test]
-    fn blocked_f32_product_has_the_bits_of_the_plain_chain() {
+    fn panel_f32_product_has_the_bits_of_the_plain_chain() {
         if !super::super::gemm_x86::avx2() {
             eprintln!("no AVX2 on this CPU (or EDGETUNE_CPU_KERNELS=portable): kernel not tested");
             return;
         }
-        for &m in &[1usize, 3, 4, 5, 9] {
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for &m in &[1usize, 3, 5, 6, 7, 13] {
             for &k in &[0usize, 1, 7, 33] {
                 for &n in &[1usize, 7, 8, 9, 16, 17, 25, 40] {
                     let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 19) as f32 - 9.0) * 0.173_1).collect();
                     let b: Vec<f32> = (0..k * n)
                         .map(|i| if i % 11 == 0 { -0.0 } else { ((i * 11 % 13) as f32 - 6.0) * 0.291_7 })
                         .collect();
-                    let mut got = vec![f32::NAN; m * n];
-                    matmul_f32_kn(&a, &b, m, k, n, &mut got);
-                    let mut want = vec![0f32; m * n];
-                    scalar(&a, &b, m, k, n, &mut want);
-                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&got), bits(&want), "m={m} k={k} n={n}");
+                    let bias: Vec<f32> = (0..n).map(|j| (j as f32 - 3.3) * 0.77).collect();
+                    let panels = pack_panels(k, n, |p, j| b[p * n + j]);
+                    for bias in [None, Some(&bias[..])] {
+                        let mut got = vec![f32::NAN; m * n];
+                        matmul_f32_panels(&a, &panels, m, k, n, bias, &mut got);
+                        let mut want = vec![0f32; m * n];
+                        for i in 0..m {
+                            for j in 0..n {
+                                let mut s = 0.0f32;
+                                for p in 0..k {
+                                    s += a[i * k + p] * b[p * n + j];
+                                }
+                                if let Some(bv) = bias {
+                                    s += bv[j];
+                                }
+                                want[i * n + j] = s;
+                            }
+                        }
+                        assert_eq!(bits(&got), bits(&want), "m={m} k={k} n={n} bias={}", bias.is_some());
+                    }
                 }
             }
         }
+    }
+
+    /// Row blocks of `MC` rows: a long K makes the block short, every row still exact.
+    #[test]
+    fn panel_f32_product_is_exact_across_row_blocks() {
+        if !super::super::gemm_x86::avx2() {
+            return;
+        }
+        let (m, k, n) = (40, 2000, 20);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 23) as f32 - 11.0) * 0.031).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 17) as f32 - 8.0) * 0.047).collect();
+        let panels = pack_panels(k, n, |p, j| b[p * n + j]);
+        let mut got = vec![0f32; m * n];
+        matmul_f32_panels(&a, &panels, m, k, n, None, &mut got);
+        let mut want = vec![0f32; m * n];
+        scalar(&a, &panels, m, k, n, None, &mut want);
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 }

@@ -14,9 +14,10 @@
 //! `(a'(i, 2q), a'(i, 2q+1))`, read as one i32 and broadcast to eight lanes, times a packed
 //! vector under `vpmaddwd` adds 2 products to each of 8 output channels.
 //!
-//! The micro-kernel holds a 4-row x 16-channel block in eight __m256i accumulators started at
-//! the bias; per pair of K: 2 weight loads, 4 broadcasts, 8 `vpmaddwd` + 8 `vpaddd` (128
-//! multiply-adds). A pair of products is at most 2 * 255^2, so `vpmaddwd` never saturates, and
+//! The micro-kernel holds a 6-row x 16-channel block in twelve __m256i accumulators started at
+//! the bias; per pair of K: 2 weight loads, 6 broadcasts, 12 `vpmaddwd` + 12 `vpaddd` (192
+//! multiply-adds). Channel panels of 16 are the outer loop and row groups the inner one, so a
+//! panel (K x 16) stays in L1 while the call's rows pass over it. A pair of products is at most 2 * 255^2, so `vpmaddwd` never saturates, and
 //! integer sums are exact in any order (wrapping like the scalar code): bit-identical to the
 //! reference (tests below and every GEMM test through [`super::gemm`]).
 
@@ -24,11 +25,12 @@ use core::arch::x86_64::*;
 use std::sync::OnceLock;
 
 use super::gemm::centred_rows;
+use super::requant_x86::{BlockSink, RequantOut, SumsOut};
 
 /// Output channels per packed block (i32 lanes of a __m256i).
 const LANES: usize = 8;
 /// Rows and channels of the micro-kernel's register block.
-const MR: usize = 4;
+const MR: usize = 6;
 const NR: usize = 16;
 
 /// True where the AVX2 kernel runs: the CPU has AVX2 and `EDGETUNE_CPU_KERNELS` is not
@@ -46,7 +48,9 @@ pub fn pack_b(b: &[i8], zb: &[i32], n: usize, k: usize) -> Vec<i16> {
     super::gemm::pack_b_pairs(b, zb, n, k, LANES, NR)
 }
 
-/// The accumulators `[M, N]` on B packed by [`pack_b`]. Call only where [`avx2`] is true.
+/// The accumulators `[M, N]` on B packed by [`pack_b`] into `out` (every element written).
+/// Call only where [`avx2`] is true.
+#[allow(clippy::too_many_arguments)]
 pub fn gemm_i8_acc_packed(
     a: &[i8],
     za: i32,
@@ -55,14 +59,22 @@ pub fn gemm_i8_acc_packed(
     m: usize,
     k: usize,
     n: usize,
-) -> Vec<i32> {
-    if !avx2() {
-        // Unreachable through `PackedB`, which packs for this kernel only where it runs.
-        return reference(a, za, packed, bias, m, k, n);
+    out: &mut [i32],
+) {
+    let fits = a.len() >= m * k
+        && packed.len() >= n.div_ceil(NR) * NR * k.div_ceil(2) * 2
+        && bias.is_none_or(|b| b.len() >= n)
+        && out.len() >= m * n;
+    if !avx2() || !fits {
+        // Unreachable through `PackedB`, which packs for this kernel only where it runs and
+        // checks the lengths.
+        let r = reference(a, za, packed, bias, m, k, n);
+        out.iter_mut().zip(r).for_each(|(o, v)| *o = v);
+        return;
     }
-    // SAFETY: AVX2 is present (checked above); every load and store below stays inside the
-    // slices, whose lengths `pack_b` and `centred_rows` fix.
-    unsafe { gemm_avx2(a, za, packed, bias, m, k, n) }
+    // SAFETY: AVX2 is present and the lengths are checked above; every load and store below
+    // stays inside the slices.
+    unsafe { gemm_avx2(a, za, packed, bias, m, k, n, out) }
 }
 
 /// The same sums from the packed layout, one product at a time (no SIMD).
@@ -85,32 +97,111 @@ fn reference(a: &[i8], za: i32, packed: &[i16], bias: Option<&[i32]>, m: usize, 
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn gemm_avx2(a: &[i8], za: i32, bp: &[i16], bias: Option<&[i32]>, m: usize, k: usize, n: usize) -> Vec<i32> {
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_avx2(
+    a: &[i8],
+    za: i32,
+    bp: &[i16],
+    bias: Option<&[i32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+    out: &mut [i32],
+) {
     let kp = k.div_ceil(2) * 2;
+    super::scratch::with_i16(m * kp, |ac| {
+        centre_rows_into(a, m, k, kp, za, ac);
+        gemm_avx2_centred(ac, bp, bias, m, kp, n, SumsOut(out.as_mut_ptr()))
+    })
+}
+
+/// A's rows minus `za` as i16 rows of `kp` (the padding value, if any, zero).
+fn centre_rows_into(a: &[i8], m: usize, k: usize, kp: usize, za: i32, dst: &mut [i16]) {
+    for (d, row) in dst.chunks_exact_mut(kp.max(1)).zip(a.chunks_exact(k.max(1))).take(m) {
+        for (o, &v) in d.iter_mut().zip(row) {
+            *o = (v as i32 - za) as i16;
+        }
+        d[k..].fill(0);
+    }
+}
+
+/// The int8 output `[M, N]` of the GEMM with the engine's float requantization fused into the
+/// micro-kernel (`mults` per channel, at least `ceil(N / 16) * 16` of them, zeros past N): the
+/// bits of [`gemm_i8_acc_packed`] then `requant_x86::requantize_rows`. Call only where [`avx2`]
+/// is true.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_i8_requant_packed(
+    a: &[i8],
+    za: i32,
+    packed: &[i16],
+    bias: Option<&[i32]>,
+    (m, k, n): (usize, usize, usize),
+    mults: &[f32],
+    (zp, lo, hi): (i32, i32, i32),
+    out: &mut [i8],
+) {
+    let fits = a.len() >= m * k
+        && packed.len() >= n.div_ceil(NR) * NR * k.div_ceil(2) * 2
+        && bias.is_none_or(|b| b.len() >= n)
+        && mults.len() >= n.div_ceil(NR) * NR
+        && out.len() >= m * n;
+    if !avx2() || !fits {
+        // Unreachable through `gemm::gemm_i8_requant_packed`, which checks the lengths and
+        // calls this only where AVX2 runs.
+        let acc = reference(a, za, packed, bias, m, k, n);
+        for (idx, (o, &v)) in out.iter_mut().zip(&acc).enumerate() {
+            *o = crate::quant::requantize(v, mults[idx % n.max(1)], zp, lo, hi) as i8;
+        }
+        return;
+    }
+    let kp = k.div_ceil(2) * 2;
+    // SAFETY: AVX2 is present and the lengths are checked above; every load and store below
+    // stays inside the slices.
+    unsafe {
+        let sink = RequantOut::new(out.as_mut_ptr(), mults.as_ptr(), zp, lo, hi);
+        super::scratch::with_i16(m * kp, |ac| {
+            centre_rows_into(a, m, k, kp, za, ac);
+            gemm_avx2_centred(ac, packed, bias, m, kp, n, sink)
+        })
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn gemm_avx2_centred<S: BlockSink>(
+    ac: &[i16],
+    bp: &[i16],
+    bias: Option<&[i32]>,
+    m: usize,
+    kp: usize,
+    n: usize,
+    mut sink: S,
+) {
     let np = n.div_ceil(NR) * NR;
     let pairs = kp / 2;
     let block_len = kp * LANES;
-    let ac = centred_rows(a, m, k, kp, za);
     // The bias padded to whole blocks once, so each block starts from two plain loads.
     let mut bias_p = vec![0i32; np];
     if let Some(b) = bias {
         bias_p[..n].copy_from_slice(&b[..n]);
     }
-    let mut out = vec![0i32; m * n];
-    let mut i = 0;
-    while i < m {
-        let rows = (m - i).min(MR);
-        // Rows past the last one reuse it; their sums are not stored.
-        let row_ptr: [*const i16; MR] = core::array::from_fn(|r| ac[(i + r.min(rows - 1)) * kp..].as_ptr());
-        let mut j = 0;
-        while j < np {
-            let init = [
-                _mm256_loadu_si256(bias_p.as_ptr().add(j) as *const __m256i),
-                _mm256_loadu_si256(bias_p.as_ptr().add(j + LANES) as *const __m256i),
-            ];
+    // Channel panels outside, rows inside: a panel of B (K x 16) stays in L1 while every
+    // row group of the call passes over it (the callers hand over blocks of rows whose
+    // centred A fits in L2).
+    let mut j = 0;
+    while j < np {
+        let init = [
+            _mm256_loadu_si256(bias_p.as_ptr().add(j) as *const __m256i),
+            _mm256_loadu_si256(bias_p.as_ptr().add(j + LANES) as *const __m256i),
+        ];
+        let b0 = bp[(j / LANES) * block_len..][..block_len].as_ptr();
+        let b1 = bp[(j / LANES + 1) * block_len..][..block_len].as_ptr();
+        let width = (n - j).min(NR);
+        let mut i = 0;
+        while i < m {
+            let rows = (m - i).min(MR);
+            // Rows past the last one reuse it; their sums are not stored.
+            let row_ptr: [*const i16; MR] = core::array::from_fn(|r| ac[(i + r.min(rows - 1)) * kp..].as_ptr());
             let mut acc = [init; MR];
-            let b0 = bp[(j / LANES) * block_len..][..block_len].as_ptr();
-            let b1 = bp[(j / LANES + 1) * block_len..][..block_len].as_ptr();
             for q in 0..pairs {
                 let w0 = _mm256_loadu_si256(b0.add(q * 2 * LANES) as *const __m256i);
                 let w1 = _mm256_loadu_si256(b1.add(q * 2 * LANES) as *const __m256i);
@@ -121,24 +212,13 @@ unsafe fn gemm_avx2(a: &[i8], za: i32, bp: &[i16], bias: Option<&[i32]>, m: usiz
                     acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, w1));
                 }
             }
-            let width = (n - j).min(NR);
             for (r, sums) in acc.iter().enumerate().take(rows) {
-                let dst = out.as_mut_ptr().add((i + r) * n + j);
-                if width == NR {
-                    _mm256_storeu_si256(dst as *mut __m256i, sums[0]);
-                    _mm256_storeu_si256(dst.add(LANES) as *mut __m256i, sums[1]);
-                } else {
-                    let mut lanes = [0i32; NR];
-                    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sums[0]);
-                    _mm256_storeu_si256(lanes.as_mut_ptr().add(LANES) as *mut __m256i, sums[1]);
-                    core::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, width);
-                }
+                sink.store((i + r) * n + j, j, width, *sums);
             }
-            j += NR;
+            i += MR;
         }
-        i += MR;
+        j += NR;
     }
-    out
 }
 
 #[cfg(test)]
@@ -162,7 +242,7 @@ mod tests {
             seed ^= seed << 5;
             seed
         };
-        for &m in &[1usize, 3, 4, 5, 9] {
+        for &m in &[1usize, 3, 4, 5, 6, 7, 9, 13] {
             for &k in &[1usize, 2, 7, 16, 27, 40] {
                 for &n in &[1usize, 7, 8, 9, 16, 17, 33] {
                     for extreme in [false, true] {
@@ -173,7 +253,8 @@ mod tests {
                             (0..n).map(|_| if extreme { 127 } else { (next() % 256) as i32 - 128 }).collect();
                         let bias: Vec<i32> = (0..n).map(|_| (next() % 20_001) as i32 - 10_000).collect();
                         let packed = pack_b(&b, &zb, n, k);
-                        let got = gemm_i8_acc_packed(&a, za, &packed, Some(&bias), m, k, n);
+                        let mut got = vec![i32::MIN; m * n];
+                        gemm_i8_acc_packed(&a, za, &packed, Some(&bias), m, k, n, &mut got);
                         assert_eq!(got, reference(&a, za, &packed, Some(&bias), m, k, n), "m={m} k={k} n={n}");
                         for i in 0..m {
                             for j in 0..n {
@@ -183,7 +264,20 @@ mod tests {
                                 assert_eq!(got[i * n + j], want, "m={m} k={k} n={n} at ({i}, {j})");
                             }
                         }
-                        let unbiased = gemm_i8_acc_packed(&a, za, &packed, None, m, k, n);
+                        // The fused output stage: the same sums, requantized value by value.
+                        let mut mults: Vec<f32> = (0..n).map(|j| 1e-4 * (1 + j % 5) as f32 + 3e-5).collect();
+                        mults.resize(n.div_ceil(NR) * NR, 0.0);
+                        let (zp, lo, hi) = (5, -128, 127);
+                        let mut q = vec![0i8; m * n];
+                        gemm_i8_requant_packed(&a, za, &packed, Some(&bias), (m, k, n), &mults, (zp, lo, hi), &mut q);
+                        let want_q: Vec<i8> = got
+                            .iter()
+                            .enumerate()
+                            .map(|(i, &v)| crate::quant::requantize(v, mults[i % n], zp, lo, hi) as i8)
+                            .collect();
+                        assert_eq!(q, want_q, "requantized: m={m} k={k} n={n}");
+                        let mut unbiased = vec![i32::MIN; m * n];
+                        gemm_i8_acc_packed(&a, za, &packed, None, m, k, n, &mut unbiased);
                         assert_eq!(unbiased, reference(&a, za, &packed, None, m, k, n), "m={m} k={k} n={n}, no bias");
                     }
                 }

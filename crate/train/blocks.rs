@@ -113,7 +113,14 @@ pub struct SuffixModel {
 impl SuffixModel {
     pub fn new(plan: &PreparedF32, split: BlockSplit, head: LinearHead) -> Result<Self> {
         let nodes: Vec<(Vec<usize>, PreparedOp)> = (split.first..=split.last)
-            .map(|i| (plan.graph.nodes[i].inputs.iter().map(|&v| v - split.cut).collect(), plan.ops[i].clone()))
+            .map(|i| {
+                let mut op = plan.ops[i].clone();
+                // Training changes the weights in place: a packed copy would go stale.
+                if let PreparedOp::Conv { packed, .. } = &mut op {
+                    *packed = None;
+                }
+                (plan.graph.nodes[i].inputs.iter().map(|&v| v - split.cut).collect(), op)
+            })
             .collect();
         if nodes.iter().any(|(_, op)| matches!(op, PreparedOp::Dense { .. })) {
             return Err(Error::invalid("last blocks", "a dense layer before the embedding cannot be fine-tuned here"));
@@ -236,7 +243,7 @@ impl SuffixModel {
         for (j, (inputs, op)) in self.nodes.iter().enumerate() {
             let x = &values[inputs[0]];
             let mut y = match op {
-                PreparedOp::Conv { weight, bias, params, activation } => {
+                PreparedOp::Conv { weight, bias, params, activation, .. } => {
                     let fq = match self.qat {
                         Some(_) => Some(Tensor::new(
                             weight.shape().to_vec(),
@@ -307,7 +314,7 @@ impl SuffixModel {
             }
             let x = &self.values[inputs[0]];
             match op {
-                PreparedOp::Conv { weight, bias, params, activation } => {
+                PreparedOp::Conv { weight, bias, params, activation, .. } => {
                     let weight = self.used_weights.get(conv_index).and_then(|w| w.as_ref()).unwrap_or(weight);
                     let dpre = act_backward(*activation, y, dy)?;
                     let (mut dw, mut db) = (vec![0f32; weight.len()], vec![0f32; bias.len()]);
