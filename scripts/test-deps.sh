@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What the tests need from Debian: Chromium, Firefox ESR and WebKitGTK (browser tests; Xvfb
-# for WebKit's MiniBrowser), Mesa's lavapipe Vulkan driver
+# for WebKit's MiniBrowser), an aarch64 cross linker and qemu-user (the NEON kernels' unit
+# tests), Mesa's lavapipe Vulkan driver
 # (native GPU tests on the CPU), vulkan-tools (vulkaninfo, for diagnosis), the ONNX
 # backend node tests, and PyTorch (python3-torch, python3-torchvision) for the importer
 # tests; numpy from PyPI; and the interop environment: a venv over Debian's Python with
@@ -23,6 +24,16 @@ command -v vulkaninfo >/dev/null 2>&1 || missing+=(vulkan-tools)
 /usr/bin/python3 -c "import torch" >/dev/null 2>&1 || missing+=(python3-torch)
 /usr/bin/python3 -c "import torchvision" >/dev/null 2>&1 || missing+=(python3-torchvision)
 /usr/bin/python3 -c "import venv, ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
+
+# The native aarch64 (NEON) kernels: unit tests cross-compiled and run under qemu-user.
+command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu)
+[ -f /usr/aarch64-linux-gnu/lib/libc.so.6 ] || missing+=(libc6-dev-arm64-cross)
+if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+  say "adding Rust target aarch64-unknown-linux-gnu (unit tests of the NEON kernels under qemu)"
+  rustup target add aarch64-unknown-linux-gnu \
+    || die "the aarch64 unit tests need the target: rustup target add aarch64-unknown-linux-gnu"
+fi
 
 # The crate's unit tests also run as wasm under Node's WASI (the shipped SIMD kernels).
 if ! rustup target list --installed | grep -qx wasm32-wasip1; then

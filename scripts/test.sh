@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # npm test: every test. Native Rust tests (unit, integration, ONNX conformance, property
 # tests, benches in test mode, GPU probe on lavapipe), the unit tests again as wasm32-wasip1
-# under Node (the wasm SIMD kernels) and with relaxed SIMD in Chromium, the release wasm builds, then the
+# under Node (the wasm SIMD kernels) and with relaxed SIMD in Chromium, as aarch64 under qemu-user
+# (the NEON kernels), the release wasm builds, then the
 # browser end-to-end tests (headless Chromium; Firefox ESR and WebKitGTK for the app's journey
 # in the other two engines), then every fuzz target for a bounded time.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,6 +39,10 @@ say "unit tests as wasm with relaxed SIMD, in headless Chromium (Node 20's relax
 RUSTFLAGS="-C target-feature=+simd128,+relaxed-simd" CARGO_TARGET_DIR="$(cargo_target_dir)/relaxed" \
   CARGO_TARGET_WASM32_WASIP1_RUNNER="node scripts/wasi-run-chromium.mjs" \
   cargo test --lib --target wasm32-wasip1 -- --nocapture
+
+say "unit tests as aarch64 under qemu-user (the NEON kernels, bit-exact; correctness only)"
+# No GPU under emulation: the GPU tests are the native run's.
+EDGETUNE_REQUIRE_GPU= cargo test --lib --target aarch64-unknown-linux-gnu
 
 say "wasm build"
 bash scripts/build-wasm.sh

@@ -83,16 +83,21 @@ pub struct Engine {
     report: BackendReport,
 }
 
-/// What runs on the CPU: the hand-written SIMD kernels in the shipped wasm; natively, where
-/// the CPU has AVX2, the AVX2 int8 GEMM and requantization (`crate::ops::gemm_x86`,
-/// `requant_x86`) and the depthwise and f32 GEMM loops compiled for AVX2, and the portable
-/// reference kernels (bit-identical to all of them) for the rest.
+/// What runs on the CPU: the hand-written SIMD kernels in the shipped wasm; natively, the
+/// AVX2 kernels where an x86-64 CPU has AVX2 (`crate::ops::gemm_x86`, `depthwise_x86`,
+/// `gemm_f32_x86`, `requant_x86`), the NEON kernels on aarch64 (`gemm_neon`,
+/// `depthwise_neon`, `gemm_f32_neon`), and the portable reference kernels (bit-identical to
+/// all of them) for the rest.
 pub fn cpu_kernels() -> &'static str {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return "wasm SIMD kernels";
     #[cfg(target_arch = "x86_64")]
     if crate::ops::gemm::native_simd() {
-        return "AVX2 kernels (int8 GEMM, requantization; depthwise and f32 GEMM loops built for AVX2), portable reference for the rest";
+        return "AVX2 kernels (int8 GEMM and depthwise with fused requantization, f32 GEMM), portable reference for the rest";
+    }
+    #[cfg(target_arch = "aarch64")]
+    if crate::ops::gemm::native_simd() {
+        return "NEON kernels (int8 GEMM and depthwise, f32 GEMM), portable reference for the rest";
     }
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     "portable reference kernels"

@@ -296,6 +296,10 @@ fn depthwise_i8_native_rows(
     if let Some(pw) = pw {
         return super::depthwise_x86::depthwise_i8_rows(x, wt, pw, bias, g, first_row, part);
     }
+    #[cfg(target_arch = "aarch64")]
+    if super::gemm_neon::neon() {
+        return super::depthwise_neon::depthwise_i8_rows(x, wt, bias, g, first_row, part);
+    }
     let _ = pw;
     depthwise_native_rows(x, wt, bias, g, first_row, part)
 }

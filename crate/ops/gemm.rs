@@ -97,18 +97,41 @@ pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: 
 pub struct PackedF32B {
     k: usize,
     n: usize,
-    /// True: `gemm_f32_x86` panels; false: `[K, N]`.
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// True: [`pack_f32_panels`]'s panels; false: `[K, N]`.
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
     panels: bool,
     data: Vec<f32>,
 }
 
+/// Columns per panel of [`pack_f32_panels`].
+pub(super) const F32_PANEL: usize = 16;
+
+/// B given by `at(p, j)` (`p < k`, `j < n`) as `ceil(N / 16)` panels of 16 columns, each
+/// `[K][16]` contiguous, columns past N zero: `panels[(q * K + p) * 16 + c] = B[p, 16 q + c]`
+/// (the native SIMD f32 kernels' layout: `gemm_f32_x86`, `gemm_f32_neon`).
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+pub(super) fn pack_f32_panels(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let panels = n.div_ceil(F32_PANEL);
+    let mut out = vec![0f32; panels * k * F32_PANEL];
+    for q in 0..panels {
+        for p in 0..k {
+            let dst = &mut out[(q * k + p) * F32_PANEL..][..F32_PANEL];
+            for (c, d) in dst.iter_mut().enumerate().take(n - q * F32_PANEL) {
+                *d = at(p, q * F32_PANEL + c);
+            }
+        }
+    }
+    out
+}
+
 impl PackedF32B {
-    /// True where the AVX2 panel kernel runs.
+    /// True where a native panel kernel runs (x86-64 AVX2, aarch64 NEON).
     fn panels() -> bool {
         #[cfg(target_arch = "x86_64")]
         return super::gemm_x86::avx2();
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        return super::gemm_neon::neon();
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         false
     }
 
@@ -117,9 +140,8 @@ impl PackedF32B {
         const OP: &str = "matmul_f32 weights";
         check_len(OP, "B", b.len(), if layout == BLayout::KN { [k, n] } else { [n, k] })?;
         let at = |p: usize, j: usize| if layout == BLayout::KN { b[p * n + j] } else { b[j * k + p] };
-        #[cfg(target_arch = "x86_64")]
         if Self::panels() {
-            return Ok(PackedF32B { k, n, panels: true, data: super::gemm_f32_x86::pack_panels(k, n, at) });
+            return Ok(PackedF32B { k, n, panels: true, data: pack_f32_panels(k, n, at) });
         }
         let data = match layout {
             BLayout::KN => b.to_vec(),
@@ -147,13 +169,17 @@ pub fn matmul_f32_packed(a: &[f32], m: usize, b: &PackedF32B, bias: Option<&[f32
     }
     crate::base::tensor::numel(OP, &[m, n])?;
     let mut c = vec![0.0f32; m * n];
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if b.panels {
         // Row blocks over the pool's threads; each element's chain is the same.
         let rows = crate::base::pool::chunk_len(m, 6).div_ceil(6) * 6;
         crate::base::pool::parallel_chunks_mut(&mut c, rows * n.max(1), &|t, part| {
             let r = part.len() / n.max(1);
-            super::gemm_f32_x86::matmul_f32_panels(&a[t * rows * k..][..r * k], &b.data, r, k, n, bias, part)
+            let a_rows = &a[t * rows * k..][..r * k];
+            #[cfg(target_arch = "x86_64")]
+            super::gemm_f32_x86::matmul_f32_panels(a_rows, &b.data, r, k, n, bias, part);
+            #[cfg(target_arch = "aarch64")]
+            super::gemm_f32_neon::matmul_f32_panels(a_rows, &b.data, r, k, n, bias, part);
         });
         return Ok(c);
     }
@@ -336,6 +362,9 @@ enum NativePacked {
     /// [`super::gemm_x86::pack_b`]'s blocks.
     #[cfg(target_arch = "x86_64")]
     Avx2(Vec<i16>),
+    /// [`super::gemm_neon::pack_b`]'s blocks.
+    #[cfg(target_arch = "aarch64")]
+    Neon(Vec<i16>),
 }
 
 impl PackedB {
@@ -352,6 +381,10 @@ impl PackedB {
         #[cfg(target_arch = "x86_64")]
         if super::gemm_x86::avx2() {
             return Ok(PackedB { n, k, data: NativePacked::Avx2(super::gemm_x86::pack_b(b, zb, n, k)) });
+        }
+        #[cfg(target_arch = "aarch64")]
+        if super::gemm_neon::neon() {
+            return Ok(PackedB { n, k, data: NativePacked::Neon(super::gemm_neon::pack_b(b, zb, n, k)) });
         }
         #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
         let data = NativePacked::Rows({
@@ -375,7 +408,14 @@ impl PackedB {
 
 /// `rows` rows of `k` int8 values minus `zero`, as i16 rows of `kp` (zero padded): the A side
 /// of the SIMD kernels (`gemm_wasm`, `gemm_x86`).
-#[cfg_attr(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )),
+    allow(dead_code)
+)]
 pub(super) fn centred_rows(src: &[i8], rows: usize, k: usize, kp: usize, zero: i32) -> Vec<i16> {
     let mut out = vec![0i16; rows * kp];
     for (dst, row) in out.chunks_exact_mut(kp.max(1)).zip(src.chunks_exact(k.max(1))).take(rows) {
@@ -408,10 +448,14 @@ pub(super) fn pack_b_pairs(b: &[i8], zb: &[i32], n: usize, k: usize, lanes: usiz
     out
 }
 
-/// True where the native int8 GEMM runs a SIMD kernel (x86-64 with AVX2, see `gemm_x86`).
-#[cfg(target_arch = "x86_64")]
+/// True where the native int8 GEMM runs a SIMD kernel (x86-64 with AVX2, see `gemm_x86`;
+/// aarch64 NEON, see `gemm_neon`).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub fn native_simd() -> bool {
-    super::gemm_x86::avx2()
+    #[cfg(target_arch = "x86_64")]
+    return super::gemm_x86::avx2();
+    #[cfg(target_arch = "aarch64")]
+    super::gemm_neon::neon()
 }
 
 /// Multiply-adds per second the int8 GEMM's instruction mix can reach at most on this
@@ -556,6 +600,8 @@ fn gemm_i8_acc_native(
         NativePacked::Rows(bt) => out.copy_from_slice(&gemm_i8_acc_rows(a, za, bt, bias, m, k, n)),
         #[cfg(target_arch = "x86_64")]
         NativePacked::Avx2(p) => super::gemm_x86::gemm_i8_acc_packed(a, za, p, bias, m, k, n, out),
+        #[cfg(target_arch = "aarch64")]
+        NativePacked::Neon(p) => super::gemm_neon::gemm_i8_acc_packed(a, za, p, bias, m, k, n, out),
     }
 }
 
@@ -704,8 +750,9 @@ pub fn dot_i8_f32_rows(w: &[i8], zw: &[i32], x: &[f32], out: &mut [f32]) -> Resu
         unsafe { dot_i8_f32_rows_avx2(w, zw, x, out) };
         return Ok(());
     }
-    for ((o, row), &z) in out.iter_mut().zip(w.chunks_exact(k.max(1))).zip(zw) {
-        *o = dot_i8_f32(row, z, x);
+    for (r, (o, &z)) in out.iter_mut().zip(zw).enumerate() {
+        // In bounds: `w` holds n rows of k (checked above), also when k = 0.
+        *o = dot_i8_f32(&w[r * k..(r + 1) * k], z, x);
     }
     Ok(())
 }

@@ -21,29 +21,14 @@
 
 use core::arch::x86_64::*;
 
-/// Columns per packed panel (two __m256).
-pub const NR: usize = 16;
+/// Columns per packed panel (two __m256): [`super::gemm::pack_f32_panels`]'s layout.
+const NR: usize = super::gemm::F32_PANEL;
 /// Rows of the register block.
 const MR: usize = 6;
 /// Bytes of A kept hot while the panels sweep over it.
 const A_BLOCK_BYTES: usize = 96 * 1024;
 
-/// B given by `at(p, j)` (`p < k`, `j < n`) packed as in the module docs.
-pub fn pack_panels(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> Vec<f32> {
-    let panels = n.div_ceil(NR);
-    let mut out = vec![0f32; panels * k * NR];
-    for q in 0..panels {
-        for p in 0..k {
-            let dst = &mut out[(q * k + p) * NR..][..NR];
-            for (c, d) in dst.iter_mut().enumerate().take(n - q * NR) {
-                *d = at(p, q * NR + c);
-            }
-        }
-    }
-    out
-}
-
-/// `c = A · B (+ bias)` on B packed by [`pack_panels`] (c is overwritten). Call only where
+/// `c = A · B (+ bias)` on B packed by [`super::gemm::pack_f32_panels`] (c is overwritten). Call only where
 /// [`super::gemm_x86::avx2`] is true.
 pub fn matmul_f32_panels(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>, c: &mut [f32]) {
     let ok = a.len() >= m * k
@@ -165,6 +150,7 @@ unsafe fn blocked_avx2(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, 
 
 #[cfg(test)]
 mod tests {
+    use super::super::gemm::pack_f32_panels as pack_panels;
     use super::*;
 
     /// Bit-identical to the element-by-element chain (from +0.0, k in order, then the bias)

@@ -13,13 +13,19 @@ pub mod combine;
 pub mod conv;
 pub mod conv_shape;
 pub mod depthwise;
+#[cfg(target_arch = "aarch64")]
+mod depthwise_neon;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod depthwise_wasm;
 #[cfg(target_arch = "x86_64")]
 mod depthwise_x86;
 pub mod gemm;
+#[cfg(target_arch = "aarch64")]
+mod gemm_f32_neon;
 #[cfg(target_arch = "x86_64")]
 mod gemm_f32_x86;
+#[cfg(target_arch = "aarch64")]
+mod gemm_neon;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod gemm_wasm;
 #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]

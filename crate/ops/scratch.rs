@@ -17,6 +17,7 @@ pub(crate) fn with_i32<R>(len: usize, f: impl FnOnce(&mut [i32]) -> R) -> R {
 }
 
 /// Runs `f` on a scratch slice of `len` i16 values (stale contents).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn with_i16<R>(len: usize, f: impl FnOnce(&mut [i16]) -> R) -> R {
     with(&I16, len, f)
 }
