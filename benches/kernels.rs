@@ -124,7 +124,9 @@ fn prepare() -> Vec<Prepared> {
             dtype: "f32",
             macs: c.macs(),
             run: Box::new(move || {
-                black_box(conv2d_f32_prepared(&xf, &wf, packed.as_ref(), Some(&bf), &p).expect("conv"));
+                black_box(
+                    conv2d_f32_prepared(&xf, &wf, packed.as_ref(), Some(&bf), &p, Activation::None).expect("conv"),
+                );
             }),
         });
     }
@@ -148,7 +150,7 @@ fn prepare() -> Vec<Prepared> {
         dtype: "f32",
         macs: (m * k * n) as u64,
         run: Box::new(move || {
-            black_box(matmul_f32_packed(&xf, m, &wf, None).expect("dense"));
+            black_box(matmul_f32_packed(&xf, m, &wf, None, Activation::None).expect("dense"));
         }),
     });
     v

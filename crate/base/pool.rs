@@ -77,6 +77,14 @@ pub fn map_items_chunked<T: Send>(
     Ok(out)
 }
 
+/// Runs `f` (a whole pass: many kernels) as one of the pool's own threads, so each kernel's
+/// [`parallel_for`] starts from inside the pool: the calling thread takes tasks itself and
+/// hands none across threads to wait on (natively, from outside the pool, every kernel call
+/// went to the pool and back: two thread wake-ups per kernel). A plain call elsewhere.
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    imp::install(f)
+}
+
 /// Most threads a job is split for.
 pub const MAX_THREADS: usize = 16;
 
@@ -152,6 +160,10 @@ mod imp {
 
     pub fn threads() -> usize {
         THREADS.load(Relaxed)
+    }
+
+    pub fn install<R>(f: impl FnOnce() -> R) -> R {
+        f()
     }
 
     pub fn set_threads(n: usize) {
@@ -241,6 +253,9 @@ mod imp {
     pub fn threads() -> usize {
         1
     }
+    pub fn install<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
     pub fn set_threads(_: usize) {}
     pub fn parallel_for(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
         (0..tasks).for_each(f)
@@ -299,6 +314,13 @@ mod imp {
         match current().1 {
             Some(pool) => pool.install(|| (0..tasks).into_par_iter().for_each(f)),
             None => (0..tasks).for_each(f),
+        }
+    }
+
+    pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+        match current().1 {
+            Some(pool) => pool.install(f),
+            None => f(),
         }
     }
 

@@ -170,7 +170,7 @@ pub fn retrain(
         let x = preprocess(&img.pixels, img.width, img.height, 3, &p)?;
         let cut = match &int8 {
             Some(net) => net.dequantized_value(&x, split.cut)?,
-            None => plan.forward_prefix(x, split.cut)?.pop().ok_or_else(|| Error::invalid(OP, "empty prefix"))?,
+            None => plan.value(x, split.cut)?,
         };
         features.extend_from_slice(cut.data());
         features_done(i + 1, samples.images.len());

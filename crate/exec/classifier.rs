@@ -55,19 +55,20 @@ impl Classifier {
     /// per-layer profile; the int8 network's input quantization is its first line).
     pub fn profile(&self, input: &Tensor) -> Result<Vec<LayerProfile>> {
         check_finite(input)?;
-        match &self.runner {
+        crate::base::pool::install(|| match &self.runner {
             Runner::F32(p) => p.profile(input.clone()),
             Runner::I8(p) => p.profile(input),
-        }
+        })
     }
 
     /// Logits `[N, classes]` of a preprocessed NHWC batch.
     pub fn logits(&self, input: Tensor) -> Result<Tensor> {
         check_finite(&input)?;
-        match &self.runner {
+        // A whole pass inside the pool: its kernels' threads start from there.
+        crate::base::pool::install(|| match &self.runner {
             Runner::F32(p) => p.logits(input),
             Runner::I8(p) => p.logits(&input),
-        }
+        })
     }
 }
 
@@ -76,16 +77,10 @@ impl Classifier {
     /// head reads, and what head-only training caches.
     pub fn embeddings(&self, input: Tensor) -> Result<Tensor> {
         check_finite(&input)?;
-        match &self.runner {
-            Runner::F32(p) => {
-                let e = p.graph.embedding;
-                p.forward_prefix(input, e)?
-                    .into_iter()
-                    .nth(e)
-                    .ok_or_else(|| crate::Error::invalid("forward", "no embedding value"))
-            }
+        crate::base::pool::install(|| match &self.runner {
+            Runner::F32(p) => p.value(input, p.graph.embedding),
             Runner::I8(p) => p.embeddings(&input),
-        }
+        })
     }
 
     /// Logits from embeddings `[N, D]`: the nodes after the global pool, on the CPU. Every

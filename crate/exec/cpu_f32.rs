@@ -69,6 +69,9 @@ impl PreparedOp {
 pub struct PreparedF32 {
     pub graph: Graph,
     pub ops: Vec<PreparedOp>,
+    /// Per value (0 = the input, `i + 1` = node `i`'s output): the last node that reads it,
+    /// after which [`Self::logits`] recycles its buffer (`None`: no node reads it).
+    last_reader: Vec<Option<usize>>,
 }
 
 fn get(tensors: &HashMap<String, Tensor>, name: &str) -> Result<Tensor> {
@@ -136,7 +139,15 @@ impl PreparedF32 {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(PreparedF32 { graph: graph.clone(), ops })
+        let mut last_reader = vec![None; graph.nodes.len() + 1];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            for &v in &node.inputs {
+                if let Some(slot) = last_reader.get_mut(v) {
+                    *slot = Some(i);
+                }
+            }
+        }
+        Ok(PreparedF32 { graph: graph.clone(), ops, last_reader })
     }
 
     /// Runs the network on an NHWC batch; returns every value (index 0 = the input).
@@ -150,6 +161,16 @@ impl PreparedF32 {
     }
 
     fn run(&self, input: Tensor, nodes: usize) -> Result<Vec<Tensor>> {
+        self.check_input(&input)?;
+        let mut values = vec![Some(input)];
+        for i in 0..nodes.min(self.ops.len()) {
+            let y = self.step(i, &values)?;
+            values.push(Some(y));
+        }
+        Ok(values.into_iter().flatten().collect())
+    }
+
+    fn check_input(&self, input: &Tensor) -> Result<()> {
         let [h, w, c] = self.graph.input;
         if input.shape().len() != 4 || input.shape()[1..] != [h, w, c] {
             return Err(Error::shape(
@@ -157,16 +178,11 @@ impl PreparedF32 {
                 format!("input {:?} does not match the model's [N, {h}, {w}, {c}]", input.shape()),
             ));
         }
-        let mut values = vec![input];
-        for i in 0..nodes.min(self.ops.len()) {
-            let y = self.step(i, &values)?;
-            values.push(y);
-        }
-        Ok(values)
+        Ok(())
     }
 
-    /// Node `i` on the values computed so far.
-    fn step(&self, i: usize, values: &[Tensor]) -> Result<Tensor> {
+    /// Node `i` on the values computed so far (`None`: not computed, or already released).
+    fn step(&self, i: usize, values: &[Option<Tensor>]) -> Result<Tensor> {
         let (Some(node), Some(op)) = (self.graph.nodes.get(i), self.ops.get(i)) else {
             return Err(Error::invalid("forward", format!("no node {i}")));
         };
@@ -174,14 +190,13 @@ impl PreparedF32 {
             node.inputs
                 .get(k)
                 .and_then(|&v| values.get(v))
+                .and_then(Option::as_ref)
                 .ok_or_else(|| Error::invalid("forward", format!("node '{}' input {k} is not computed", node.name)))
         };
         let x = value(0)?;
         Ok(match op {
             PreparedOp::Conv { weight, packed, bias, params, activation } => {
-                let mut y = conv2d_f32_prepared(x, weight, packed.as_ref(), Some(bias), params)?;
-                apply_activation(y.data_mut(), *activation);
-                y
+                conv2d_f32_prepared(x, weight, packed.as_ref(), Some(bias), params, *activation)?
             }
             PreparedOp::Add { activation } => {
                 let mut y = add_f32(x, value(1)?)?;
@@ -198,9 +213,7 @@ impl PreparedF32 {
                     return Err(Error::shape("dense", format!("input {:?} is not [N, features]", x.shape())));
                 };
                 let n = packed.dims().1;
-                let mut y = matmul_f32_packed(x.data(), *m, packed, bias.as_deref())?;
-                apply_activation(&mut y, *activation);
-                Tensor::new(vec![*m, n], y)?
+                Tensor::new(vec![*m, n], matmul_f32_packed(x.data(), *m, packed, bias.as_deref(), *activation)?)?
             }
             PreparedOp::MaxPool(p) => max_pool2d_f32(x, p)?,
             PreparedOp::AvgPool(p) => avg_pool2d_f32(x, p)?,
@@ -222,14 +235,9 @@ impl PreparedF32 {
     /// Wall-clock milliseconds, kind and multiply-adds of each node on one input, in graph
     /// order (see [`crate::exec::cpu_int8::PreparedI8::profile`]).
     pub fn profile(&self, input: Tensor) -> Result<Vec<LayerProfile>> {
-        let now = crate::base::clock::now_ms;
-        let mut values = vec![input];
         let mut out = vec![];
-        for (i, (node, op)) in self.graph.nodes.iter().zip(&self.ops).enumerate() {
-            let t = now();
-            let y = self.step(i, &values)?;
-            let ms = now() - t;
-            let (kind, macs) = match op {
+        self.pass(input, self.graph.logits, self.ops.len(), |i, y, ms| {
+            let (kind, macs) = match &self.ops[i] {
                 PreparedOp::Conv { weight, params, .. } => {
                     LayerProfile::conv(weight.shape(), params.groups, y.len() as u64)
                 }
@@ -238,9 +246,8 @@ impl PreparedF32 {
                 }
                 other => (other.kind(), 0),
             };
-            values.push(y);
-            out.push(LayerProfile { name: node.name.clone(), kind, ms, macs });
-        }
+            out.push(LayerProfile { name: self.graph.nodes[i].name.clone(), kind, ms, macs });
+        })?;
         Ok(out)
     }
 
@@ -248,21 +255,91 @@ impl PreparedF32 {
     /// the embedding of [`Self::forward_prefix`] this is the same arithmetic as a whole pass.
     pub fn head_logits(&self, embedding: Tensor) -> Result<Tensor> {
         let e = self.graph.embedding;
-        // Head nodes read the pool and later values; empty stand-ins fill the earlier slots
-        // (a node reading one would fail on its shape, never compute from it).
-        let empty = Tensor::zeros(vec![0])?;
-        let mut values: Vec<Tensor> = (0..e).map(|_| empty.clone()).collect();
-        values.push(embedding);
+        // Head nodes read the pool and later values; the earlier ones are absent (a node
+        // reading one fails as "not computed", never computes from it).
+        let mut values: Vec<Option<Tensor>> = (0..e).map(|_| None).collect();
+        values.push(Some(embedding));
         for i in e..self.ops.len() {
             let y = self.step(i, &values)?;
-            values.push(y);
+            values.push(Some(y));
         }
-        values.into_iter().nth(self.graph.logits).ok_or_else(|| Error::invalid("forward", "no logits value"))
+        values.into_iter().nth(self.graph.logits).flatten().ok_or_else(|| Error::invalid("forward", "no logits value"))
     }
 
     /// Logits `[N, classes]` of an NHWC batch.
     pub fn logits(&self, input: Tensor) -> Result<Tensor> {
-        let logits = self.graph.logits;
-        self.forward_all(input)?.into_iter().nth(logits).ok_or_else(|| Error::invalid("forward", "no logits value"))
+        self.pass(input, self.graph.logits, self.ops.len(), |_, _, _| {})
+    }
+
+    /// Value `v` alone (e.g. the embedding, `graph.embedding`): the nodes before it, each
+    /// value released as soon as it is dead. The bits of [`Self::forward_prefix`]`[v]`.
+    pub fn value(&self, input: Tensor, v: usize) -> Result<Tensor> {
+        self.pass(input, v, v.min(self.ops.len()), |_, _, _| {})
+    }
+
+    /// Nodes `0..nodes` and value `target`, `each(node, output, ms)` after every node. Each
+    /// value is dropped after the last node that reads it and its buffer recycled for later
+    /// outputs ([`crate::ops::scratch`]), so a pass holds only its live values and, from the
+    /// second pass on, zeroes no fresh memory.
+    fn pass(
+        &self,
+        input: Tensor,
+        target: usize,
+        nodes: usize,
+        mut each: impl FnMut(usize, &Tensor, f64),
+    ) -> Result<Tensor> {
+        self.check_input(&input)?;
+        let mut values = vec![Some(input)];
+        let release = |values: &mut Vec<Option<Tensor>>, v: usize, reader: Option<usize>| {
+            if v != target && self.last_reader.get(v).copied().flatten() == reader {
+                if let Some(t) = values.get_mut(v).and_then(Option::take) {
+                    crate::ops::scratch::recycle_f32(t.into_data());
+                }
+            }
+        };
+        for (i, node) in self.graph.nodes.iter().enumerate().take(nodes) {
+            let t = crate::base::clock::now_ms();
+            let y = self.step(i, &values)?;
+            each(i, &y, crate::base::clock::now_ms() - t);
+            values.push(Some(y));
+            for &v in &node.inputs {
+                release(&mut values, v, Some(i));
+            }
+            release(&mut values, i + 1, None);
+        }
+        values
+            .get_mut(target)
+            .and_then(Option::take)
+            .ok_or_else(|| Error::invalid("forward", format!("value {target} is not computed")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The recycling pass ([`PreparedF32::logits`], [`PreparedF32::value`]) gives the bits of
+    /// the pass that keeps every value, also when the recycled buffers hold garbage (NaN) and
+    /// when it runs again on its own recycled buffers; the embedding likewise.
+    #[test]
+    fn recycling_pass_has_the_bits_of_the_full_pass() {
+        let (mut g, t) = crate::zoo::mobilenet_v2::mobilenet_v2(0.35, 10, 3).unwrap();
+        g.input = [64, 64, 3];
+        let plan = PreparedF32::new(&g, &t).unwrap();
+        let x =
+            Tensor::new(vec![1, 64, 64, 3], (0..64 * 64 * 3).map(|i| ((i * 7 % 251) as f32 - 125.0) / 97.0).collect())
+                .unwrap();
+        let all = plan.forward_all(x.clone()).unwrap();
+        let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for size in [1usize, 100, 64 * 64 * 64, 1 << 20] {
+            crate::ops::scratch::recycle_f32(vec![f32::NAN; size]);
+        }
+        for _ in 0..2 {
+            assert_eq!(bits(&plan.logits(x.clone()).unwrap()), bits(&all[g.logits]));
+            assert_eq!(bits(&plan.value(x.clone(), g.embedding).unwrap()), bits(&all[g.embedding]));
+        }
+        let profile = plan.profile(x.clone()).unwrap();
+        assert_eq!(profile.len(), g.nodes.len());
+        assert!(plan.logits(Tensor::zeros(vec![1, 32, 32, 3]).unwrap()).is_err());
     }
 }

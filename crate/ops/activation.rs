@@ -77,9 +77,42 @@ pub fn apply_activation(v: &mut [f32], act: Activation) {
     }
 }
 
+/// `act` as the clamp `[lo, hi]` a kernel applies as it stores (`v < lo -> lo`, then
+/// `v > hi -> hi`; NaN and -0.0 stay): the bits of [`apply_activation`]. `None` is
+/// `[-inf, +inf]`, which changes nothing.
+pub fn activation_bounds(act: Activation) -> [f32; 2] {
+    match act {
+        Activation::None => [f32::NEG_INFINITY, f32::INFINITY],
+        Activation::Relu => [0.0, f32::INFINITY],
+        Activation::Relu6 => [0.0, 6.0],
+    }
+}
+
+/// One value through [`activation_bounds`].
+#[inline(always)]
+pub fn clamp_to_bounds(v: f32, [lo, hi]: [f32; 2]) -> f32 {
+    let v = if v < lo { lo } else { v };
+    if v > hi {
+        hi
+    } else {
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_give_the_bits_of_each_activation() {
+        let x = [-1.5, -0.0, 0.0, 3.0, 6.0, 7.5, f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+        for act in [Activation::None, Activation::Relu, Activation::Relu6] {
+            let mut want = x;
+            apply_activation(&mut want, act);
+            let got = x.map(|v| clamp_to_bounds(v, activation_bounds(act)));
+            assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{act:?}");
+        }
+    }
 
     #[test]
     fn relu_and_relu6_gradients_match_finite_differences() {

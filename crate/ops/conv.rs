@@ -15,6 +15,7 @@
 //! The f32 sum starts at 0, runs over taps in (ky, kx, ci) order and adds the bias last, in
 //! every path, so fast paths give the same bits as the general loop.
 
+use super::activation::apply_activation;
 use super::conv_shape::{check_bias, weight_zero_points, Mac};
 pub use super::conv_shape::{Conv2dParams, ConvGeometry};
 use super::depthwise::{depthwise_f32, depthwise_i8_acc, depthwise_i8_requant, DepthwiseI8Weights};
@@ -24,7 +25,7 @@ use super::gemm::{
 };
 use crate::base::error::{Error, Result};
 use crate::base::tensor::{QTensor, Tensor};
-use crate::quant::{OutputQuant, Requant};
+use crate::quant::{Activation, OutputQuant, Requant};
 
 /// General direct convolution (any groups, stride, dilation, padding).
 fn conv_general<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeometry) -> Vec<T::Acc> {
@@ -62,7 +63,7 @@ fn conv_general<T: Mac>(x: &[T], w: &[T], bias: Option<&[T::Acc]>, g: &ConvGeome
 
 /// f32 convolution (NHWC input, OHWI weights).
 pub fn conv2d_f32(x: &Tensor, w: &Tensor, bias: Option<&[f32]>, p: &Conv2dParams) -> Result<Tensor> {
-    conv2d_f32_prepared(x, w, None, bias, p)
+    conv2d_f32_prepared(x, w, None, bias, p, Activation::None)
 }
 
 /// The weights of a one-group f32 convolution as the GEMM's packed `[KH*KW*Cin, Cout]`
@@ -77,14 +78,16 @@ pub fn prepare_conv_weights_f32(w: &Tensor, p: &Conv2dParams) -> Result<Option<P
     PackedF32B::new(w.data(), kh * kw * in_c, *out_c, BLayout::NK).map(Some)
 }
 
-/// [`conv2d_f32`] with the weights also packed once by [`prepare_conv_weights_f32`] (`packed`
-/// must come from `w`); the same bits either way.
+/// [`conv2d_f32`] then `act`, with the weights also packed once by
+/// [`prepare_conv_weights_f32`] (`packed` must come from `w`); the same bits either way. The
+/// GEMM and depthwise kernels apply `act` as they store (one pass over the output, not two).
 pub fn conv2d_f32_prepared(
     x: &Tensor,
     w: &Tensor,
     packed: Option<&PackedF32B>,
     bias: Option<&[f32]>,
     p: &Conv2dParams,
+    act: Activation,
 ) -> Result<Tensor> {
     const OP: &str = "conv2d_f32";
     let g = ConvGeometry::new(OP, x.shape(), w.shape(), p)?;
@@ -98,17 +101,21 @@ pub fn conv2d_f32_prepared(
     // rows. Each sum runs over the taps in (ky, kx, ci) order from 0 like the direct loop
     // (padding taps add exact zeros), then the bias.
     let gemm = |a: &[f32], rows: usize| match packed {
-        Some(b) => matmul_f32_packed(a, rows, b, bias),
-        None => matmul_f32_packed(a, rows, &PackedF32B::new(w.data(), g.reduction_len(), g.out_c, BLayout::NK)?, bias),
+        Some(b) => matmul_f32_packed(a, rows, b, bias, act),
+        None => {
+            matmul_f32_packed(a, rows, &PackedF32B::new(w.data(), g.reduction_len(), g.out_c, BLayout::NK)?, bias, act)
+        }
     };
     let y = if g.is_pointwise() {
         gemm(x.data(), g.batch * g.in_h * g.in_w)?
     } else if g.groups == 1 {
         gemm(&im2col(x.data(), 0.0f32, &g)?, g.batch * g.out_h * g.out_w)?
     } else if g.is_depthwise() {
-        depthwise_f32(x.data(), w.data(), bias, &g)
+        depthwise_f32(x.data(), w.data(), bias, act, &g)
     } else {
-        conv_general(x.data(), w.data(), bias, &g)
+        let mut y = conv_general(x.data(), w.data(), bias, &g);
+        apply_activation(&mut y, act);
+        y
     };
     Tensor::new(g.out_shape().to_vec(), y)
 }
@@ -628,5 +635,39 @@ mod tests {
         let y = conv2d_i8(&x, &w, Some(&[4, 0]), &Conv2dParams::default(), &out).unwrap();
         // y1 = round(-30 * 0.5*0.2/0.05) - 1 = -60 - 1 = -61
         assert_eq!(y.i8_data("t").unwrap(), &[-1, -61]);
+    }
+
+    /// The f32 depthwise kernel (interior taps from fixed offsets, blocks of 32, 16 and 8
+    /// channels and a scalar tail, the activation per row) against the direct loop then the
+    /// activation, bit for bit: 3x3 and 5x5 kernels, strides 1 and 2, dilation, padding on
+    /// either side, channel counts on and off every block size, with and without bias.
+    #[test]
+    fn depthwise_f32_has_the_bits_of_the_direct_loop() {
+        let value = |i: usize, salt: usize| ((i * 2654435761 + salt) % 1997) as f32 / 311.0 - 3.1;
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let same = Padding::SameUpper;
+        let cases = [
+            ([1, 9, 11], [3, 3], Conv2dParams { padding: same, ..Default::default() }),
+            ([2, 8, 7], [3, 3], Conv2dParams { stride: [2, 2], padding: same, ..Default::default() }),
+            ([1, 12, 10], [5, 5], Conv2dParams { padding: same, ..Default::default() }),
+            ([1, 13, 13], [5, 5], Conv2dParams { stride: [2, 2], padding: Padding::SameLower, ..Default::default() }),
+            ([1, 10, 9], [3, 3], Conv2dParams { dilation: [2, 2], padding: same, ..Default::default() }),
+            ([1, 6, 6], [3, 2], Conv2dParams::default()),
+        ];
+        for ([n, h, w], [kh, kw], p) in cases {
+            for c in [1usize, 7, 8, 17, 24, 33, 40, 72] {
+                let x = Tensor::new(vec![n, h, w, c], (0..n * h * w * c).map(|i| value(i, 1)).collect()).unwrap();
+                let wt = Tensor::new(vec![c, kh, kw, 1], (0..c * kh * kw).map(|i| value(i, 2)).collect()).unwrap();
+                let bias: Vec<f32> = (0..c).map(|i| value(i, 3)).collect();
+                let p = Conv2dParams { groups: c, ..p };
+                let g = ConvGeometry::new("test", x.shape(), wt.shape(), &p).unwrap();
+                for (b, act) in [(None, Activation::None), (Some(&bias[..]), Activation::Relu6)] {
+                    let mut want = conv_general(x.data(), wt.data(), b, &g);
+                    apply_activation(&mut want, act);
+                    let got = conv2d_f32_prepared(&x, &wt, None, b, &p, act).unwrap();
+                    assert_eq!(bits(got.data()), bits(&want), "x {:?} w {:?} {p:?} {act:?}", x.shape(), wt.shape());
+                }
+            }
+        }
     }
 }

@@ -29,7 +29,7 @@ use super::conv_shape::{check_bias, Conv2dParams, ConvGeometry, Mac};
 use super::gemm::{check_int8_reduction, check_int8_zero_points};
 use crate::base::error::{Error, Result};
 use crate::base::tensor::QTensor;
-use crate::quant::Requant;
+use crate::quant::{Activation, Requant};
 
 /// Channels per register block of the portable kernels.
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
@@ -233,37 +233,31 @@ pub fn depthwise_i8_requant(
     }
 }
 
-/// The f32 depthwise convolution (weights `[C, KH, KW, 1]`): the wasm SIMD kernel or the
-/// blocked portable loop, both in the reference's summation order.
-pub fn depthwise_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry) -> Vec<f32> {
+/// The f32 depthwise convolution (weights `[C, KH, KW, 1]`) then `act`: the wasm SIMD kernel
+/// or the blocked portable loop, both in the reference's summation order. Natively each output
+/// row gets its activation while it is still in cache, and the output buffer is a recycled
+/// one (every element is stored).
+pub fn depthwise_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Activation, g: &ConvGeometry) -> Vec<f32> {
     let wt = taps_major(w, g);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return super::depthwise_wasm::depthwise_f32(x, &wt, bias, g);
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     {
-        let mut y = vec![0f32; g.batch * g.out_h * g.out_w * g.out_c];
-        depthwise_native(x, &wt, bias, g, &mut y);
+        let mut y = super::depthwise_wasm::depthwise_f32(x, &wt, bias, g);
+        super::activation::apply_activation(&mut y, act);
         y
     }
-}
-
-/// The portable kernel natively over the whole output `y`, its rows split over the pool's
-/// threads.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn depthwise_native<T: Mac + Sync + Send>(
-    x: &[T],
-    wt: &[T],
-    bias: Option<&[T::Acc]>,
-    g: &ConvGeometry,
-    y: &mut [T::Acc],
-) where
-    T::Acc: Send + Sync,
-{
-    let row = g.out_w * g.out_c;
-    let rows = crate::base::pool::chunk_len(g.batch * g.out_h, 2);
-    crate::base::pool::parallel_chunks_mut(y, rows * row.max(1), &|t, part| {
-        depthwise_native_rows(x, wt, bias, g, t * rows, part)
-    });
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let mut y = super::scratch::output_f32(g.batch * g.out_h * g.out_w * g.out_c);
+        let row = (g.out_w * g.out_c).max(1);
+        let rows = crate::base::pool::chunk_len(g.batch * g.out_h, 2);
+        crate::base::pool::parallel_chunks_mut(&mut y, rows * row, &|t, part| {
+            for (r, out_row) in part.chunks_mut(row).enumerate() {
+                depthwise_native_rows(x, &wt, bias, g, t * rows + r, out_row);
+                super::activation::apply_activation(out_row, act);
+            }
+        });
+        y
+    }
 }
 
 /// The AVX2 kernel's interleaved weights, once per call (`None`: the portable loop runs).
@@ -351,9 +345,14 @@ fn taps_major<T: Copy + Default>(w: &[T], g: &ConvGeometry) -> Vec<T> {
 }
 
 /// The portable kernel on centred values: channels innermost and contiguous in input,
-/// taps-major weights and output; blocks of [`BLOCK`] channels keep their sums in a local
-/// array (registers) over all taps. Per channel the taps are summed in (ky, kx) order, so f32
-/// results equal the reference loop's and integer ones are exact.
+/// taps-major weights and output; each pixel's valid taps listed once (interior pixels from
+/// fixed offsets), then its channels summed over them in blocks ([`pixel_channels`]). Per
+/// channel the taps are summed in (ky, kx) order from 0, then the bias, so f32 results
+/// equal the reference loop's and integer ones are exact.
+///
+/// Tried and slower or no faster natively (f32, Lite0): holding a block's weights in
+/// registers while walking along the row (the input is then read at a stride of C, block
+/// after block), and two neighbouring pixels per block sharing weight loads.
 #[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
 #[inline(always)]
 fn depthwise_taps_major<T: Mac>(
@@ -368,37 +367,83 @@ fn depthwise_taps_major<T: Mac>(
     let c = g.in_c;
     let row_len = (g.out_w * c).max(1);
     let mut taps: Vec<(usize, usize)> = Vec::with_capacity(kh * kw); // (input offset, weight offset)
+                                                                     // An interior pixel's taps, from its top-left tap: input offsets.
+    let rel: Vec<usize> =
+        (0..kh * kw).map(|t| ((t / kw) * g.dilation[0] * g.in_w + (t % kw) * g.dilation[1]) * c).collect();
+    let inside = |o: usize, s: usize, pad: usize, k: usize, d: usize, len: usize| {
+        (o * s).checked_sub(pad).filter(|&i0| i0 + (k - 1) * d < len)
+    };
     for (r, out_row) in part.chunks_exact_mut(row_len).enumerate() {
         let (n, oy) = ((first_row + r) / g.out_h.max(1), (first_row + r) % g.out_h.max(1));
+        let iy0 = inside(oy, g.stride[0], g.pad_top, kh, g.dilation[0], g.in_h);
         for (ox, out) in out_row.chunks_exact_mut(c.max(1)).enumerate() {
             taps.clear();
-            g.for_each_tap(n, oy, ox, |t, xo| taps.push((xo, t * c)));
-            let mut c0 = 0;
-            while c0 + BLOCK <= c {
-                let mut acc = [T::Acc::default(); BLOCK];
-                for &(xo, wo) in &taps {
-                    let (xs, ws) = (&x[xo + c0..][..BLOCK], &wt[wo + c0..][..BLOCK]);
-                    for i in 0..BLOCK {
-                        acc[i] = T::mac(acc[i], xs[i], ws[i]);
-                    }
+            match (iy0, inside(ox, g.stride[1], g.pad_left, kw, g.dilation[1], g.in_w)) {
+                // Every tap inside: the same offsets from the top-left one, in tap order.
+                (Some(iy0), Some(ix0)) => {
+                    let base = ((n * g.in_h + iy0) * g.in_w + ix0) * c;
+                    taps.extend(rel.iter().enumerate().map(|(t, &xo)| (base + xo, t * c)));
                 }
-                out[c0..c0 + BLOCK].copy_from_slice(&acc);
-                c0 += BLOCK;
+                _ => g.for_each_tap(n, oy, ox, |t, xo| taps.push((xo, t * c))),
             }
-            for ch in c0..c {
-                let mut acc = T::Acc::default();
-                for &(xo, wo) in &taps {
-                    acc = T::mac(acc, x[xo + ch], wt[wo + ch]);
-                }
-                out[ch] = acc;
-            }
-            if let Some(b) = bias {
-                for (o, &bv) in out.iter_mut().zip(b) {
-                    *o = T::add(*o, bv);
-                }
-            }
+            pixel_channels(x, wt, bias, &taps, c, out);
         }
     }
+}
+
+/// The `c` channels of one output pixel over its valid `taps` (input offset, weight offset):
+/// wide blocks first (each lane's sum is a chain of dependent adds, so a block of
+/// `2 * BLOCK` channels keeps twice the chains in flight), then the bias.
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+#[inline(always)]
+fn pixel_channels<T: Mac>(
+    x: &[T],
+    wt: &[T],
+    bias: Option<&[T::Acc]>,
+    taps: &[(usize, usize)],
+    c: usize,
+    out: &mut [T::Acc],
+) {
+    let mut c0 = 0;
+    while c0 + 2 * BLOCK <= c {
+        channel_block::<T, { 2 * BLOCK }>(x, wt, taps, c0, out);
+        c0 += 2 * BLOCK;
+    }
+    while c0 + BLOCK <= c {
+        channel_block::<T, BLOCK>(x, wt, taps, c0, out);
+        c0 += BLOCK;
+    }
+    while c0 + BLOCK / 2 <= c {
+        channel_block::<T, { BLOCK / 2 }>(x, wt, taps, c0, out);
+        c0 += BLOCK / 2;
+    }
+    for ch in c0..c {
+        let mut acc = T::Acc::default();
+        for &(xo, wo) in taps {
+            acc = T::mac(acc, x[xo + ch], wt[wo + ch]);
+        }
+        out[ch] = acc;
+    }
+    if let Some(b) = bias {
+        for (o, &bv) in out.iter_mut().zip(b) {
+            *o = T::add(*o, bv);
+        }
+    }
+}
+
+/// Channels `c0..c0 + N` of one output pixel: sums over `taps` (input offset, weight offset)
+/// in order, kept in a local array (registers).
+#[cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+#[inline(always)]
+fn channel_block<T: Mac, const N: usize>(x: &[T], wt: &[T], taps: &[(usize, usize)], c0: usize, out: &mut [T::Acc]) {
+    let mut acc = [T::Acc::default(); N];
+    for &(xo, wo) in taps {
+        let (xs, ws) = (&x[xo + c0..][..N], &wt[wo + c0..][..N]);
+        for i in 0..N {
+            acc[i] = T::mac(acc[i], xs[i], ws[i]);
+        }
+    }
+    out[c0..c0 + N].copy_from_slice(&acc);
 }
 
 #[cfg(test)]

@@ -11,8 +11,9 @@
 //! arithmetic: the wrapped result equals the exact one whenever the exact one fits in i32,
 //! which [`check_int8_reduction`] guarantees by bounding K.
 
+use super::activation::apply_activation;
 use crate::base::error::{Error, Result};
-use crate::quant::Requant;
+use crate::quant::{Activation, Requant};
 
 /// Longest reduction whose int8 accumulator cannot overflow i32: `K * 255 * 255 < 2^31`
 /// (|x - zx| and |w - zw| are at most 255), leaving room for a bias.
@@ -64,7 +65,7 @@ pub fn matmul_f32(a: &[f32], b: &[f32], m: usize, k: usize, n: usize, b_layout: 
     if m >= 4 && (b_layout == BLayout::NK || PackedF32B::panels()) {
         // Laying B out once (one pass over it) lets every row use the fast loop; the sum
         // over k runs in the same order, so the bits are the same.
-        return matmul_f32_packed(a, m, &PackedF32B::new(b, k, n, b_layout)?, None);
+        return matmul_f32_packed(a, m, &PackedF32B::new(b, k, n, b_layout)?, None, Activation::None);
     }
     let mut c = vec![0.0f32; m * n];
     match b_layout {
@@ -156,9 +157,16 @@ impl PackedF32B {
     }
 }
 
-/// `A[m, k] · B (+ bias[n])` -> `[m, n]` on a packed B: each element sums over k in
-/// increasing order from +0.0, then adds the bias (the bits of [`matmul_f32`] then a bias add).
-pub fn matmul_f32_packed(a: &[f32], m: usize, b: &PackedF32B, bias: Option<&[f32]>) -> Result<Vec<f32>> {
+/// `act(A[m, k] · B (+ bias[n]))` -> `[m, n]` on a packed B: each element sums over k in
+/// increasing order from +0.0, then adds the bias (the bits of [`matmul_f32`] then a bias
+/// add), then the activation (natively fused into the kernel's store).
+pub fn matmul_f32_packed(
+    a: &[f32],
+    m: usize,
+    b: &PackedF32B,
+    bias: Option<&[f32]>,
+    act: Activation,
+) -> Result<Vec<f32>> {
     const OP: &str = "matmul_f32";
     let (k, n) = (b.k, b.n);
     check_len(OP, "A", a.len(), [m, k])?;
@@ -168,27 +176,31 @@ pub fn matmul_f32_packed(a: &[f32], m: usize, b: &PackedF32B, bias: Option<&[f32
         }
     }
     crate::base::tensor::numel(OP, &[m, n])?;
-    let mut c = vec![0.0f32; m * n];
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if b.panels {
+        // The kernels store every element: a recycled buffer needs no zeroing.
+        let mut c = super::scratch::output_f32(m * n);
+        let clamp = super::activation::activation_bounds(act);
         // Row blocks over the pool's threads; each element's chain is the same.
         let rows = crate::base::pool::chunk_len(m, 6).div_ceil(6) * 6;
         crate::base::pool::parallel_chunks_mut(&mut c, rows * n.max(1), &|t, part| {
             let r = part.len() / n.max(1);
             let a_rows = &a[t * rows * k..][..r * k];
             #[cfg(target_arch = "x86_64")]
-            super::gemm_f32_x86::matmul_f32_panels(a_rows, &b.data, r, k, n, bias, part);
+            super::gemm_f32_x86::matmul_f32_panels(a_rows, &b.data, r, k, n, bias, clamp, part);
             #[cfg(target_arch = "aarch64")]
-            super::gemm_f32_neon::matmul_f32_panels(a_rows, &b.data, r, k, n, bias, part);
+            super::gemm_f32_neon::matmul_f32_panels(a_rows, &b.data, r, k, n, bias, clamp, part);
         });
         return Ok(c);
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        c = super::gemm_wasm::matmul_f32_kn(a, &b.data, m, k, n);
-    }
+    let mut c = super::gemm_wasm::matmul_f32_kn(a, &b.data, m, k, n);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    matmul_f32_kn_rows(a, &b.data, k, n, &mut c);
+    let mut c = {
+        let mut c = vec![0.0f32; m * n];
+        matmul_f32_kn_rows(a, &b.data, k, n, &mut c);
+        c
+    };
     if let Some(bias) = bias {
         for row in c.chunks_exact_mut(n.max(1)) {
             for (v, &bv) in row.iter_mut().zip(bias) {
@@ -196,7 +208,37 @@ pub fn matmul_f32_packed(a: &[f32], m: usize, b: &PackedF32B, bias: Option<&[f32
             }
         }
     }
+    apply_activation(&mut c, act);
     Ok(c)
+}
+
+/// [`pack_f32_panels`]' product one element at a time: the chain from +0.0 over k in order,
+/// the bias, the clamp (the fallback of the panel kernels and their tests' reference).
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_f32_panels_scalar(
+    a: &[f32],
+    panels: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: Option<&[f32]>,
+    clamp: [f32; 2],
+    c: &mut [f32],
+) {
+    for i in 0..m {
+        for j in 0..n {
+            let (q, col) = (j / F32_PANEL, j % F32_PANEL);
+            let mut s = 0.0f32;
+            for p in 0..k {
+                s += a[i * k + p] * panels[(q * k + p) * F32_PANEL + col];
+            }
+            if let Some(b) = bias {
+                s += b[j];
+            }
+            c[i * n + j] = super::activation::clamp_to_bounds(s, clamp);
+        }
+    }
 }
 
 /// `c += A · B` with B `[K, N]`, in i-k-j order: the inner loop is a contiguous axpy that

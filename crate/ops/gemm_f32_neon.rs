@@ -10,20 +10,35 @@
 
 use core::arch::aarch64::*;
 
+use super::activation::clamp_to_bounds;
+use super::gemm::matmul_f32_panels_scalar as scalar;
+
 /// Columns per packed panel (four float32x4).
 const NR: usize = super::gemm::F32_PANEL;
 /// Rows of the register block.
 const MR: usize = 4;
 
-/// `c = A · B (+ bias)` on B packed by [`super::gemm::pack_f32_panels`] (c is overwritten).
-pub fn matmul_f32_panels(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>, c: &mut [f32]) {
+/// `c = clamp(A · B (+ bias))` on B packed by [`super::gemm::pack_f32_panels`] (c is
+/// overwritten; `clamp` from [`super::activation::activation_bounds`], applied after the block
+/// stores: NEON's `fmax` would turn -0.0 into +0.0).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_f32_panels(
+    a: &[f32],
+    panels: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: Option<&[f32]>,
+    clamp: [f32; 2],
+    c: &mut [f32],
+) {
     let ok = a.len() >= m * k
         && panels.len() >= n.div_ceil(NR) * k * NR
         && c.len() >= m * n
         && bias.is_none_or(|b| b.len() >= n);
     if !super::gemm_neon::neon() || !ok {
         // Unreachable through `gemm::PackedF32B`, which checks lengths and the CPU.
-        return scalar(a, panels, m, k, n, bias, c);
+        return scalar(a, panels, m, k, n, bias, clamp, c);
     }
     let mut bias_p = vec![0f32; n.div_ceil(NR) * NR];
     if let Some(b) = bias {
@@ -31,23 +46,9 @@ pub fn matmul_f32_panels(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize
     }
     // SAFETY: NEON is present and the lengths are checked above; loads stay inside a row of
     // A, a panel or the padded bias, stores inside a row of C.
-    unsafe { panels_neon(a, panels, m, k, n, bias.map(|_| bias_p.as_slice()), c) }
-}
-
-/// One element at a time, in the same order (the fallback and the tests' reference).
-fn scalar(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>, c: &mut [f32]) {
-    for i in 0..m {
-        for j in 0..n {
-            let (q, col) = (j / NR, j % NR);
-            let mut s = 0.0f32;
-            for p in 0..k {
-                s += a[i * k + p] * panels[(q * k + p) * NR + col];
-            }
-            if let Some(b) = bias {
-                s += b[j];
-            }
-            c[i * n + j] = s;
-        }
+    unsafe { panels_neon(a, panels, m, k, n, bias.map(|_| bias_p.as_slice()), c) };
+    if clamp != [f32::NEG_INFINITY, f32::INFINITY] {
+        c[..m * n].iter_mut().for_each(|v| *v = clamp_to_bounds(*v, clamp));
     }
 }
 
@@ -105,12 +106,13 @@ mod tests {
                         .collect();
                     let bias: Vec<f32> = (0..n).map(|j| (j as f32 - 3.3) * 0.77).collect();
                     let panels = pack_f32_panels(k, n, |p, j| b[p * n + j]);
-                    for bias in [None, Some(&bias[..])] {
+                    let none = [f32::NEG_INFINITY, f32::INFINITY];
+                    for (bias, clamp) in [(None, none), (Some(&bias[..]), none), (Some(&bias[..]), [0.0, 6.0])] {
                         let mut got = vec![f32::NAN; m * n];
-                        matmul_f32_panels(&a, &panels, m, k, n, bias, &mut got);
+                        matmul_f32_panels(&a, &panels, m, k, n, bias, clamp, &mut got);
                         let mut want = vec![0f32; m * n];
-                        scalar(&a, &panels, m, k, n, bias, &mut want);
-                        assert_eq!(bits(&got), bits(&want), "m={m} k={k} n={n} bias={}", bias.is_some());
+                        scalar(&a, &panels, m, k, n, bias, clamp, &mut want);
+                        assert_eq!(bits(&got), bits(&want), "m={m} k={k} n={n} bias={} {clamp:?}", bias.is_some());
                     }
                 }
             }

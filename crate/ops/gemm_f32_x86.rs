@@ -21,6 +21,8 @@
 
 use core::arch::x86_64::*;
 
+use super::gemm::matmul_f32_panels_scalar as scalar;
+
 /// Columns per packed panel (two __m256): [`super::gemm::pack_f32_panels`]'s layout.
 const NR: usize = super::gemm::F32_PANEL;
 /// Rows of the register block.
@@ -28,16 +30,27 @@ const MR: usize = 6;
 /// Bytes of A kept hot while the panels sweep over it.
 const A_BLOCK_BYTES: usize = 96 * 1024;
 
-/// `c = A · B (+ bias)` on B packed by [`super::gemm::pack_f32_panels`] (c is overwritten). Call only where
+/// `c = clamp(A · B (+ bias))` on B packed by [`super::gemm::pack_f32_panels`] (c is
+/// overwritten; `clamp` from [`super::activation::activation_bounds`], applied in the store). Call only where
 /// [`super::gemm_x86::avx2`] is true.
-pub fn matmul_f32_panels(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>, c: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_f32_panels(
+    a: &[f32],
+    panels: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: Option<&[f32]>,
+    clamp: [f32; 2],
+    c: &mut [f32],
+) {
     let ok = a.len() >= m * k
         && panels.len() >= n.div_ceil(NR) * k * NR
         && c.len() >= m * n
         && bias.is_none_or(|b| b.len() >= n);
     if !super::gemm_x86::avx2() || !ok {
         // Unreachable through `gemm::PackedF32B`, which checks lengths and the CPU.
-        return scalar(a, panels, m, k, n, bias, c);
+        return scalar(a, panels, m, k, n, bias, clamp, c);
     }
     // Bias padded to whole panels, so full-width blocks add it with vector loads.
     let bias_padded: Option<Vec<f32>> = bias.map(|b| {
@@ -48,24 +61,7 @@ pub fn matmul_f32_panels(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize
     // SAFETY: AVX2 is present and the lengths are checked above; every load stays inside a
     // row of A (k values), a panel (k * 16 values) or the padded bias, every store inside a
     // row of C (n values).
-    unsafe { blocked_avx2(a, panels, m, k, n, bias_padded.as_deref(), c) }
-}
-
-/// One element at a time, in the same order (the fallback and the tests' reference).
-fn scalar(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>, c: &mut [f32]) {
-    for i in 0..m {
-        for j in 0..n {
-            let (q, col) = (j / NR, j % NR);
-            let mut s = 0.0f32;
-            for p in 0..k {
-                s += a[i * k + p] * panels[(q * k + p) * NR + col];
-            }
-            if let Some(b) = bias {
-                s += b[j];
-            }
-            c[i * n + j] = s;
-        }
-    }
+    unsafe { blocked_avx2(a, panels, m, k, n, bias_padded.as_deref(), clamp, c) }
 }
 
 /// The sums of rows `i..i + R` (A rows at `a`, stride k) over one panel, bias added.
@@ -98,6 +94,7 @@ unsafe fn block_store<const R: usize>(
     a: *const f32,
     panels: *const f32,
     bias: *const f32,
+    [lo, hi]: [__m256; 2],
     c: *mut f32,
     i: usize,
     q: usize,
@@ -105,7 +102,12 @@ unsafe fn block_store<const R: usize>(
     n: usize,
 ) {
     let b = if bias.is_null() { bias } else { bias.add(q * NR) };
-    let acc = block::<R>(a.add(i * k), panels.add(q * k * NR), k, b);
+    let mut acc = block::<R>(a.add(i * k), panels.add(q * k * NR), k, b);
+    // max(lo, v) is `lo > v ? lo : v` and min(hi, v) is `hi < v ? hi : v`: NaN and -0.0 in
+    // v stay, as in `clamp_to_bounds`.
+    for v in acc.iter_mut().flatten() {
+        *v = _mm256_min_ps(hi, _mm256_max_ps(lo, *v));
+    }
     let width = (n - q * NR).min(NR);
     for (r, row) in acc.iter().enumerate() {
         let dst = c.add((i + r) * n + q * NR);
@@ -122,8 +124,19 @@ unsafe fn block_store<const R: usize>(
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn blocked_avx2(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, bias: Option<&[f32]>, c: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn blocked_avx2(
+    a: &[f32],
+    panels: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: Option<&[f32]>,
+    clamp: [f32; 2],
+    c: &mut [f32],
+) {
     let (ap, pp, cp) = (a.as_ptr(), panels.as_ptr(), c.as_mut_ptr());
+    let cl = [_mm256_set1_ps(clamp[0]), _mm256_set1_ps(clamp[1])];
     let bp = bias.map_or(core::ptr::null(), <[f32]>::as_ptr);
     let mc = (A_BLOCK_BYTES / (4 * k.max(1)) / MR * MR).max(MR);
     let mut i0 = 0;
@@ -132,15 +145,15 @@ unsafe fn blocked_avx2(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, 
         for q in 0..n.div_ceil(NR) {
             let mut i = i0;
             while i + MR <= end {
-                block_store::<MR>(ap, pp, bp, cp, i, q, k, n);
+                block_store::<MR>(ap, pp, bp, cl, cp, i, q, k, n);
                 i += MR;
             }
             match end - i {
-                5 => block_store::<5>(ap, pp, bp, cp, i, q, k, n),
-                4 => block_store::<4>(ap, pp, bp, cp, i, q, k, n),
-                3 => block_store::<3>(ap, pp, bp, cp, i, q, k, n),
-                2 => block_store::<2>(ap, pp, bp, cp, i, q, k, n),
-                1 => block_store::<1>(ap, pp, bp, cp, i, q, k, n),
+                5 => block_store::<5>(ap, pp, bp, cl, cp, i, q, k, n),
+                4 => block_store::<4>(ap, pp, bp, cl, cp, i, q, k, n),
+                3 => block_store::<3>(ap, pp, bp, cl, cp, i, q, k, n),
+                2 => block_store::<2>(ap, pp, bp, cl, cp, i, q, k, n),
+                1 => block_store::<1>(ap, pp, bp, cl, cp, i, q, k, n),
                 _ => {}
             }
         }
@@ -150,8 +163,11 @@ unsafe fn blocked_avx2(a: &[f32], panels: &[f32], m: usize, k: usize, n: usize, 
 
 #[cfg(test)]
 mod tests {
+    use super::super::activation::clamp_to_bounds;
     use super::super::gemm::pack_f32_panels as pack_panels;
     use super::*;
+
+    const NONE: [f32; 2] = [f32::NEG_INFINITY, f32::INFINITY];
 
     /// Bit-identical to the element-by-element chain (from +0.0, k in order, then the bias)
     /// on every tail shape, with values whose products and sums round, and signed zeros (a
@@ -172,9 +188,16 @@ mod tests {
                         .collect();
                     let bias: Vec<f32> = (0..n).map(|j| (j as f32 - 3.3) * 0.77).collect();
                     let panels = pack_panels(k, n, |p, j| b[p * n + j]);
-                    for bias in [None, Some(&bias[..])] {
+                    // Relu6's clamp keeps -0.0 (a chain that ends at -0.0 needs k = 0 and a
+                    // -0.0 bias: none here, so only +0.0 and clamped values are checked).
+                    let clamps = [f32::NEG_INFINITY, f32::INFINITY, 0.0, 6.0, -1.0, 0.5];
+                    for (bias, clamp) in [None, Some(&bias[..])]
+                        .into_iter()
+                        .zip([[clamps[0], clamps[1]]; 2])
+                        .chain([(Some(&bias[..]), [clamps[2], clamps[3]]), (None, [clamps[4], clamps[5]])])
+                    {
                         let mut got = vec![f32::NAN; m * n];
-                        matmul_f32_panels(&a, &panels, m, k, n, bias, &mut got);
+                        matmul_f32_panels(&a, &panels, m, k, n, bias, clamp, &mut got);
                         let mut want = vec![0f32; m * n];
                         for i in 0..m {
                             for j in 0..n {
@@ -185,10 +208,15 @@ mod tests {
                                 if let Some(bv) = bias {
                                     s += bv[j];
                                 }
-                                want[i * n + j] = s;
+                                want[i * n + j] = clamp_to_bounds(s, clamp);
                             }
                         }
-                        assert_eq!(bits(&got), bits(&want), "m={m} k={k} n={n} bias={}", bias.is_some());
+                        assert_eq!(
+                            bits(&got),
+                            bits(&want),
+                            "m={m} k={k} n={n} bias={} clamp={clamp:?}",
+                            bias.is_some()
+                        );
                     }
                 }
             }
@@ -206,9 +234,9 @@ mod tests {
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 17) as f32 - 8.0) * 0.047).collect();
         let panels = pack_panels(k, n, |p, j| b[p * n + j]);
         let mut got = vec![0f32; m * n];
-        matmul_f32_panels(&a, &panels, m, k, n, None, &mut got);
+        matmul_f32_panels(&a, &panels, m, k, n, None, NONE, &mut got);
         let mut want = vec![0f32; m * n];
-        scalar(&a, &panels, m, k, n, None, &mut want);
+        scalar(&a, &panels, m, k, n, None, NONE, &mut want);
         assert_eq!(
             got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()

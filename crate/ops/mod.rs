@@ -40,8 +40,7 @@ pub mod quantize;
 mod requant_wasm;
 #[cfg(target_arch = "x86_64")]
 mod requant_x86;
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-mod scratch;
+pub(crate) mod scratch;
 pub mod softmax;
 mod window;
 

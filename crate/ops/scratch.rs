@@ -3,12 +3,60 @@
 //! pays neither `malloc` nor the zeroing of a fresh buffer (which was ~6% of a native
 //! EfficientNet-Lite0 pass). The contents are stale: callers overwrite every element they
 //! read. A nested use on the same thread (none does) gets a fresh buffer, never a shared one.
+//!
+//! The same idea for whole f32 outputs: an executor hands the buffers of values no later node
+//! reads back with [`recycle_f32`], and kernels that store every element of their output take
+//! it from [`output_f32`] (best fit among the recycled ones, stale contents) instead of a
+//! zeroed allocation. In a float EfficientNet-Lite0 pass the zeroing of fresh outputs was ~11%
+//! of the time (the allocator hands back freed heap memory, which `calloc` must clear).
 
-use std::cell::Cell;
+// wasm SIMD builds use only the recycling entry point (a no-op there: their kernels allocate).
+#![cfg_attr(all(target_arch = "wasm32", target_feature = "simd128"), allow(dead_code))]
+
+use std::cell::{Cell, RefCell};
 
 thread_local! {
     static I32: Cell<Vec<i32>> = const { Cell::new(Vec::new()) };
     static I16: Cell<Vec<i16>> = const { Cell::new(Vec::new()) };
+    static F32_OUTPUTS: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Recycled output buffers kept per thread at most (a network's live values at once, about).
+const F32_OUTPUTS_KEPT: usize = 16;
+
+/// A buffer of `len` f32 values for an output the caller overwrites completely: a recycled
+/// one (stale contents; the smallest that holds `len`) or, when none does, a zeroed one.
+pub(crate) fn output_f32(len: usize) -> Vec<f32> {
+    let reused = F32_OUTPUTS.with(|pool| {
+        let mut pool = pool.try_borrow_mut().ok()?;
+        let best = (0..pool.len()).filter(|&i| pool[i].len() >= len).min_by_key(|&i| pool[i].len())?;
+        Some(pool.swap_remove(best))
+    });
+    match reused {
+        Some(mut v) => {
+            v.truncate(len);
+            v
+        }
+        None => vec![0.0; len],
+    }
+}
+
+/// Gives a dead value's buffer back for [`output_f32`] on this thread; past
+/// [`F32_OUTPUTS_KEPT`] buffers the smallest is freed.
+pub fn recycle_f32(v: Vec<f32>) {
+    // wasm SIMD kernels take no recycled outputs: keeping buffers would only hold memory.
+    if v.is_empty() || cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+        return;
+    }
+    F32_OUTPUTS.with(|pool| {
+        let Ok(mut pool) = pool.try_borrow_mut() else { return };
+        pool.push(v);
+        if pool.len() > F32_OUTPUTS_KEPT {
+            if let Some(smallest) = (0..pool.len()).min_by_key(|&i| pool[i].len()) {
+                pool.swap_remove(smallest);
+            }
+        }
+    });
 }
 
 /// Runs `f` on a scratch slice of `len` i32 values (stale contents).
@@ -50,5 +98,18 @@ mod tests {
         });
         // The buffer is reused with its stale contents; the length is what was asked.
         with_i32(2, |b| assert_eq!(b.len(), 2));
+    }
+
+    #[test]
+    fn recycled_outputs_are_the_smallest_that_fit() {
+        recycle_f32(vec![1.0; 100]);
+        recycle_f32(vec![2.0; 10]);
+        recycle_f32(vec![3.0; 50]);
+        let v = output_f32(40);
+        assert_eq!((v.len(), v[0]), (40, 3.0));
+        // Nothing recycled holds 1000 values: a fresh zeroed buffer.
+        assert_eq!(output_f32(1000), vec![0.0; 1000]);
+        let v = output_f32(100);
+        assert_eq!((v.len(), v[99]), (100, 1.0));
     }
 }
