@@ -121,6 +121,45 @@ fn corrupt_and_truncated_tflite_files_are_clear_errors() {
     }
 }
 
+/// Every shared TFLite file carries TFLite Support metadata with its label file in the zip
+/// appended to the model: imported without labels, the class names are that file's lines, as
+/// Python's own `zipfile` reads them; given labels win; a label file the metadata names but
+/// the archive lacks is a clear error.
+#[test]
+fn class_names_come_from_the_models_metadata() {
+    let (Some(models), Some(python)) = (common::shared("models"), common::interop_python()) else { return };
+    for name in
+        ["mobilenet_v1_0.25_128_quant.tflite", "mobilenet_v1_0.5_160_quant.tflite", "mobilenet_v2_1.0_224_quant.tflite"]
+    {
+        let path = models.join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        let out = Command::new(&python)
+            .args(["-c", "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); sys.stdout.write(z.read(z.namelist()[0]).decode())"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "python zipfile on {name}");
+        let want: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(want.len(), 1001, "{name}: the ImageNet label file");
+        let file = import_tflite(&bytes, name, None).unwrap();
+        assert_eq!(file.header.labels, want, "{name}");
+        assert!(file.header.provenance.steps.iter().any(|s| s.contains("class names from its metadata")), "{name}");
+        let given: Vec<String> = (0..1001).map(|i| format!("mine {i}")).collect();
+        assert_eq!(import_tflite(&bytes, name, Some(given.clone())).unwrap().header.labels, given);
+        // The archive's entry renamed: the metadata names a file that is not there.
+        let mut renamed = bytes.clone();
+        let at = renamed.windows(19).rposition(|w| w == b"imagenet_labels.txt").unwrap();
+        renamed[at] = b'X';
+        let e = import_tflite(&renamed, name, None).unwrap_err().to_string();
+        assert!(e.contains("label file 'imagenet_labels.txt'") && e.contains("not in the model's archive"), "{e}");
+    }
+}
+
 #[test]
 fn wrong_label_count_is_an_error() {
     let Some(models) = common::shared("models") else { return };

@@ -564,9 +564,16 @@ impl<'a> Importer<'a> {
 }
 
 /// Imports a TFLite flatbuffer. `file` names it in errors and provenance; `labels` are the
-/// class names (else `class 0`, `class 1`, ...).
+/// class names (else those of the model's metadata, else `class 0`, `class 1`, ...).
 pub fn import_tflite(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> Result<ModelFile> {
     let model = schema::model(bytes).map_err(|e| err(file, format!("not a valid TFLite model: {e}")))?;
+    let meta = super::metadata::read(bytes, &model, file)?.unwrap_or_default();
+    let labels_from = match (&labels, &meta.labels) {
+        (Some(_), _) => "given",
+        (None, Some(_)) => "from its metadata",
+        (None, None) => "none",
+    };
+    let labels = labels.or(meta.labels);
     let subgraphs = model.subgraphs().ok_or_else(|| err(file, "the model has no subgraph"))?;
     if subgraphs.len() != 1 {
         return Err(Error::unsupported(format!("{file}: {} subgraphs (only single-graph models)", subgraphs.len())));
@@ -639,17 +646,29 @@ pub fn import_tflite(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> R
     }
     let arithmetic =
         if input_t.tensor_type() == Some(TYPE_UINT8) { Arithmetic::TfliteUint8 } else { Arithmetic::TfliteInt8 };
+    let mut preprocess = Preprocess {
+        size: h,
+        crop_fraction: 0.875,
+        mean: im.input_zero_u8 as f32,
+        scale: 1.0 / im.input_scale,
+        ..Preprocess::default()
+    };
+    // A float input is the normalized image: the metadata says how (a quantized input takes
+    // the pixel itself, as its quantization says).
+    if input_t.tensor_type().unwrap_or(TYPE_FLOAT32) == TYPE_FLOAT32 {
+        if let Some((mean, std)) = &meta.normalization {
+            let three = |v: &[f32]| if v.len() == 3 { [v[0], v[1], v[2]] } else { [v[0]; 3] };
+            (preprocess.mean, preprocess.scale) = (mean[0], std[0]);
+            if mean.len() == 3 || std.len() == 3 {
+                (preprocess.channel_mean, preprocess.channel_scale) = (Some(three(mean)), Some(three(std)));
+            }
+        }
+    }
     Imported {
         kind: "tflite",
         file: file.to_string(),
         graph: Graph { input: [h, w, 3], nodes: im.nodes, embedding, logits },
-        preprocess: Preprocess {
-            size: h,
-            crop_fraction: 0.875,
-            mean: im.input_zero_u8 as f32,
-            scale: 1.0 / im.input_scale,
-            ..Preprocess::default()
-        },
+        preprocess,
         quantization: Some(Quantization {
             method: "tflite".into(),
             samples: 0,
@@ -658,7 +677,10 @@ pub fn import_tflite(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> R
             arithmetic,
         }),
         tensors: im.store,
-        step: format!("imported from TFLite ({} operators); its quantization kept", ops.len()),
+        step: format!(
+            "imported from TFLite ({} operators); its quantization kept; class names {labels_from}",
+            ops.len()
+        ),
     }
     .into_model(labels)
 }

@@ -56,7 +56,9 @@ fb_table!(Model {
     subgraphs: VecOf<'a, SubGraph<'a>> = 8,
     description: Str<'a> = 10,
     buffers: VecOf<'a, Buffer<'a>> = 12,
+    metadata: VecOf<'a, Metadata<'a>> = 16,
 });
+fb_table!(Metadata { name: Str<'a> = 4, buffer: u32 = 6 });
 fb_table!(OperatorCode { deprecated_builtin_code: i8 = 4, custom_code: Str<'a> = 6, version: i32 = 8, builtin_code: i32 = 10 });
 fb_table!(SubGraph {
     tensors: VecOf<'a, TensorDef<'a>> = 4,
@@ -172,6 +174,63 @@ impl OperatorCode<'_> {
     pub fn builtin(&self) -> i32 {
         (self.deprecated_builtin_code().unwrap_or(0) as i32).max(self.builtin_code().unwrap_or(0))
     }
+}
+
+// TFLite Support's metadata (`tensorflow_lite_support/metadata/metadata_schema.fbs`, file
+// identifier "M001"): the flatbuffer in the buffer of the model's "TFLITE_METADATA" entry.
+fb_table!(ModelMetadata {
+    name: Str<'a> = 4,
+    description: Str<'a> = 6,
+    version: Str<'a> = 8,
+    subgraph_metadata: VecOf<'a, SubGraphMetadata<'a>> = 10,
+    author: Str<'a> = 12,
+    license: Str<'a> = 14,
+    associated_files: VecOf<'a, AssociatedFile<'a>> = 16,
+});
+fb_table!(SubGraphMetadata {
+    name: Str<'a> = 4,
+    input_tensor_metadata: VecOf<'a, TensorMetadata<'a>> = 8,
+    output_tensor_metadata: VecOf<'a, TensorMetadata<'a>> = 10,
+    associated_files: VecOf<'a, AssociatedFile<'a>> = 12,
+});
+fb_table!(TensorMetadata {
+    name: Str<'a> = 4,
+    process_units: VecOf<'a, ProcessUnit<'a>> = 12,
+    associated_files: VecOf<'a, AssociatedFile<'a>> = 16,
+});
+fb_table!(ProcessUnit { options_type: u8 = 4 } verify_also verify_process_options);
+fb_table!(NormalizationOptions { mean: ForwardsUOffset<Vector<'a, f32>> = 4, std: ForwardsUOffset<Vector<'a, f32>> = 6 });
+fb_table!(AssociatedFile { name: Str<'a> = 4, description: Str<'a> = 6, file_type: i8 = 8, locale: Str<'a> = 10 });
+
+/// `ProcessUnitOptions` member NormalizationOptions (the only one read).
+const NORMALIZATION_OPTIONS: u8 = 1;
+
+fn verify_process_options<'v, 'o, 'b>(
+    t: flatbuffers::TableVerifier<'v, 'o, 'b>,
+) -> Result<flatbuffers::TableVerifier<'v, 'o, 'b>, InvalidFlatbuffer> {
+    t.visit_union::<u8, _>("options_type", 4, "options", 6, false, |key, v, pos| match key {
+        NORMALIZATION_OPTIONS => {
+            v.verify_union_variant::<ForwardsUOffset<NormalizationOptions>>("NormalizationOptions", pos)
+        }
+        _ => Ok(()),
+    })
+}
+
+impl<'a> ProcessUnit<'a> {
+    /// The normalization, if this unit is one.
+    pub fn normalization(&self) -> Option<NormalizationOptions<'a>> {
+        if self.options_type() != Some(NORMALIZATION_OPTIONS) {
+            return None;
+        }
+        // SAFETY: the union value was verified as NormalizationOptions (its type byte).
+        unsafe { self.tab.get::<ForwardsUOffset<NormalizationOptions>>(6, None) }
+    }
+}
+
+/// Verifies `bytes` as TFLite Support metadata and returns its root table.
+pub fn model_metadata(bytes: &[u8]) -> Result<ModelMetadata<'_>, InvalidFlatbuffer> {
+    let opts = VerifierOptions { max_apparent_size: 1 << 30, ..VerifierOptions::default() };
+    flatbuffers::root_with_opts::<ModelMetadata>(&opts, bytes)
 }
 
 /// Verifies `bytes` as a TFLite model and returns its root table.
