@@ -61,7 +61,7 @@ pub fn read(bytes: &[u8], model: &Model, file: &str) -> Result<Option<TfliteMeta
             let mean: Vec<f32> = n.mean().map(|v| v.iter().collect()).unwrap_or_default();
             let std: Vec<f32> = n.std().map(|v| v.iter().collect()).unwrap_or_default();
             let ok = |v: &[f32]| matches!(v.len(), 1 | 3) && v.iter().all(|x| x.is_finite());
-            if !ok(&mean) || !ok(&std) || std.iter().any(|&s| s == 0.0) {
+            if !ok(&mean) || !ok(&std) || std.contains(&0.0) {
                 return Err(err(
                     file,
                     format!("normalization mean {mean:?}, std {std:?} (want 1 or 3 finite values, std not 0)"),
