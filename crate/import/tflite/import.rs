@@ -16,7 +16,9 @@
 //! DEQUANTIZE         of the output           -> nothing
 //! ```
 //! uint8 data maps exactly onto int8 by subtracting 128 from values and zero points alike
-//! (every kernel sees only `q - zero_point`). Per-tensor parameters are repeated per channel.
+//! (every kernel sees only `q - zero_point`). Per-tensor parameters are repeated per channel;
+//! per-channel ones (TF2's int8 files) run along the output channels: axis 0 of convolution
+//! and fully connected weights, axis 3 of depthwise `[1, KH, KW, C]` weights.
 //! Weight zero points (uint8 files) are stored as `<weight>.zero_point`; the pool and
 //! classifier outputs keep their quantization, which the int8 path rounds onto (see
 //! `model::int8`). Biases: int32 with scale `s_in * s_w[c]`, as the engine's; the classifier's
@@ -203,8 +205,10 @@ impl<'a> Importer<'a> {
         Ok(self.data(t)?.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
     }
 
-    /// Weights as int8 (uint8 shifted), per-output-channel scales and zero points (int8 domain).
-    fn weights(&self, t: &TensorDef, channels: usize) -> Result<(Vec<i8>, Vec<f32>, Vec<i32>)> {
+    /// Weights as int8 (uint8 shifted), per-output-channel scales and zero points (int8
+    /// domain). Per-channel parameters must run along `axis`, the output channels' dimension
+    /// (0 for convolutions and fully connected layers, 3 for depthwise `[1, KH, KW, C]`).
+    fn weights(&self, t: &TensorDef, channels: usize, axis: i32) -> Result<(Vec<i8>, Vec<f32>, Vec<i32>)> {
         let name = t.name().unwrap_or("?");
         let offset = match Some(t.tensor_type().unwrap_or(TYPE_FLOAT32)) {
             Some(TYPE_UINT8) => 128,
@@ -222,14 +226,17 @@ impl<'a> Importer<'a> {
         let q = t.quantization().ok_or_else(|| err(self.file, format!("weights '{name}' are not quantized")))?;
         let scales: Vec<f32> = q.scale().map(|s| s.iter().collect()).unwrap_or_default();
         let zps: Vec<i32> = q.zero_point().map(|z| z.iter().map(|v| v as i32 - offset).collect()).unwrap_or_default();
-        let per_channel = |v: usize| v == channels && (channels == 1 || q.quantized_dimension().unwrap_or(0) == 0);
+        let per_channel = |v: usize| v == channels && (channels == 1 || q.quantized_dimension().unwrap_or(0) == axis);
         let (scales, zps) = match (scales.len(), zps.len()) {
             (1, 1) => (vec![scales[0]; channels], vec![zps[0]; channels]),
             (s, z) if per_channel(s) && per_channel(z) => (scales, zps),
             (s, z) => {
                 return Err(err(
                     self.file,
-                    format!("weights '{name}': {s} scales and {z} zero points for {channels} output channels"),
+                    format!(
+                        "weights '{name}': {s} scales and {z} zero points along axis {} for {channels} output channels along axis {axis}",
+                        q.quantized_dimension().unwrap_or(0)
+                    ),
                 ))
             }
         };
@@ -304,7 +311,7 @@ impl<'a> Importer<'a> {
             return Err(err(self.file, format!("{name}: weights of shape {ws:?} (expected 4-D)")));
         };
         let channels = if depthwise { i } else { o };
-        let weights = self.weights(&w_t, channels)?;
+        let weights = self.weights(&w_t, channels, if depthwise { 3 } else { 0 })?;
         let out_q = value_quant(self.file, &out_t)?;
         let key = format!("{name}.weight");
         // A classifier: a 1x1 convolution of the pooled [N, C] tensor.
@@ -460,7 +467,7 @@ impl<'a> Importer<'a> {
                     op.options::<schema::FullyConnectedOptions>().and_then(|o| o.fused_activation_function()),
                     &name,
                 )?;
-                let weights = self.weights(&w_t, o)?;
+                let weights = self.weights(&w_t, o, 0)?;
                 let out_q = value_quant(self.file, &self.tensor(out)?)?;
                 self.dense(&name, x, (o, k), weights, ins.get(2).copied(), act, out, out_q)
             }
