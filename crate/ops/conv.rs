@@ -643,7 +643,7 @@ mod tests {
     /// either side, channel counts on and off every block size, with and without bias.
     #[test]
     fn depthwise_f32_has_the_bits_of_the_direct_loop() {
-        let value = |i: usize, salt: usize| ((i * 2654435761 + salt) % 1997) as f32 / 311.0 - 3.1;
+        let value = |i: usize, salt: u64| ((i as u64 * 2_654_435_761 + salt) % 1997) as f32 / 311.0 - 3.1;
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         let same = Padding::SameUpper;
         let cases = [
