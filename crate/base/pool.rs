@@ -264,6 +264,7 @@ mod imp {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod imp {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     use std::sync::{Arc, Mutex, PoisonError};
 
     use rayon::prelude::*;
@@ -294,13 +295,22 @@ mod imp {
         }
     }
 
+    /// The pool's size once it exists (0 before): what [`threads`] reads on every kernel
+    /// call without taking the lock.
+    static SIZE: AtomicUsize = AtomicUsize::new(0);
+
     fn current() -> (usize, Option<Arc<rayon::ThreadPool>>) {
         let mut g = POOL.lock().unwrap_or_else(PoisonError::into_inner);
-        g.get_or_insert_with(|| build(default_threads())).clone()
+        let p = g.get_or_insert_with(|| build(default_threads())).clone();
+        SIZE.store(p.0, Relaxed);
+        p
     }
 
     pub fn threads() -> usize {
-        current().0
+        match SIZE.load(Relaxed) {
+            0 => current().0,
+            n => n,
+        }
     }
 
     pub fn set_threads(n: usize) {
@@ -308,6 +318,7 @@ mod imp {
         if g.as_ref().map(|p| p.0) != Some(n.clamp(1, super::MAX_THREADS)) {
             *g = Some(build(n));
         }
+        SIZE.store(g.as_ref().map_or(0, |p| p.0), Relaxed);
     }
 
     pub fn parallel_for(tasks: usize, f: &(dyn Fn(usize) + Sync)) {

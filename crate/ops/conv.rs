@@ -188,14 +188,29 @@ fn im2col<T: Copy>(xd: &[T], fill: T, g: &ConvGeometry) -> Result<Vec<T>> {
     let rows = g.batch * g.out_h * g.out_w;
     crate::base::tensor::numel("im2col", &[rows, k])?;
     let mut cols = vec![fill; rows * k];
+    let [kh, kw] = g.kernel;
+    // With dilation 1 a kernel row's taps are one contiguous run of `KW * C` input values:
+    // an interior pixel copies KH runs instead of KH * KW single taps.
+    let run = kw * g.in_c;
+    let inside =
+        |o: usize, s: usize, pad: usize, k: usize, len: usize| (o * s).checked_sub(pad).filter(|&i0| i0 + k <= len);
     let mut r = 0;
     for n in 0..g.batch {
         for oy in 0..g.out_h {
+            let iy0 = inside(oy, g.stride[0], g.pad_top, kh, g.in_h).filter(|_| g.dilation[0] == 1);
             for ox in 0..g.out_w {
                 let row = &mut cols[r * k..(r + 1) * k];
-                g.for_each_tap(n, oy, ox, |t, xo| {
-                    row[t * g.in_c..(t + 1) * g.in_c].copy_from_slice(&xd[xo..xo + g.in_c]);
-                });
+                match (iy0, inside(ox, g.stride[1], g.pad_left, kw, g.in_w).filter(|_| g.dilation[1] == 1)) {
+                    (Some(iy0), Some(ix0)) => {
+                        for (ky, dst) in row.chunks_exact_mut(run.max(1)).enumerate() {
+                            let at = ((n * g.in_h + iy0 + ky) * g.in_w + ix0) * g.in_c;
+                            dst.copy_from_slice(&xd[at..at + run]);
+                        }
+                    }
+                    _ => g.for_each_tap(n, oy, ox, |t, xo| {
+                        row[t * g.in_c..(t + 1) * g.in_c].copy_from_slice(&xd[xo..xo + g.in_c]);
+                    }),
+                }
                 r += 1;
             }
         }
@@ -640,7 +655,8 @@ mod tests {
     /// The f32 depthwise kernel (interior taps from fixed offsets, blocks of 32, 16 and 8
     /// channels and a scalar tail, the activation per row) against the direct loop then the
     /// activation, bit for bit: 3x3 and 5x5 kernels, strides 1 and 2, dilation, padding on
-    /// either side, channel counts on and off every block size, with and without bias.
+    /// either side, channel counts on and off every block size, with and without bias; and
+    /// one-group convolutions of the same geometries (im2col then the GEMM).
     #[test]
     fn depthwise_f32_has_the_bits_of_the_direct_loop() {
         let value = |i: usize, salt: u64| ((i as u64 * 2_654_435_761 + salt) % 1997) as f32 / 311.0 - 3.1;
@@ -666,6 +682,20 @@ mod tests {
                     apply_activation(&mut want, act);
                     let got = conv2d_f32_prepared(&x, &wt, None, b, &p, act).unwrap();
                     assert_eq!(bits(got.data()), bits(&want), "x {:?} w {:?} {p:?} {act:?}", x.shape(), wt.shape());
+                }
+                // The same geometries as one-group convolutions (im2col: interior pixels copy
+                // whole kernel rows, border and dilated ones tap by tap, then the GEMM).
+                if c <= 17 {
+                    let oc = 5;
+                    let w1 =
+                        Tensor::new(vec![oc, kh, kw, c], (0..oc * kh * kw * c).map(|i| value(i, 4)).collect()).unwrap();
+                    let p1 = Conv2dParams { groups: 1, ..p };
+                    let g1 = ConvGeometry::new("test", x.shape(), w1.shape(), &p1).unwrap();
+                    let b1: Vec<f32> = (0..oc).map(|i| value(i, 5)).collect();
+                    let mut want = conv_general(x.data(), w1.data(), Some(&b1), &g1);
+                    apply_activation(&mut want, Activation::Relu);
+                    let got = conv2d_f32_prepared(&x, &w1, None, Some(&b1), &p1, Activation::Relu).unwrap();
+                    assert_eq!(bits(got.data()), bits(&want), "one group: x {:?} w {:?} {p1:?}", x.shape(), w1.shape());
                 }
             }
         }
