@@ -5,7 +5,8 @@
 # (native GPU tests on the CPU), vulkan-tools (vulkaninfo, for diagnosis), the ONNX
 # backend node tests, and PyTorch (python3-torch, python3-torchvision) for the importer
 # tests; numpy from PyPI; and the interop environment: a venv over Debian's Python with
-# onnxruntime, onnx and tflite-runtime from PyPI (the peers the importers are checked against). Installed when missing and possible, otherwise the
+# onnxruntime, onnx and tflite-runtime from PyPI (the peers the importers are checked against);
+# and the converter environment (TensorFlow's TFLite converter) with the models it makes. Installed when missing and possible, otherwise the
 # exact command is printed and the tests stop.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -62,6 +63,40 @@ if ! "$INTEROP/bin/python" -c "import onnxruntime, onnx, tflite_runtime, torch, 
   /usr/bin/python3 -m venv --system-site-packages "$INTEROP" \
     && "$INTEROP/bin/python" -m pip install --quiet "${INTEROP_PINS[@]}" \
     || die "could not create the interop environment: /usr/bin/python3 -m venv --system-site-packages $INTEROP && $INTEROP/bin/python -m pip install ${INTEROP_PINS[*]}"
+fi
+
+# The converter environment: TensorFlow's own TFLite converter (tensorflow-cpu and every
+# package it pulls, pinned by scripts/tf-converter-requirements.txt) in its own venv, since it
+# needs numpy 2 and tflite-runtime 2.14 needs numpy 1; and TFLite Support's metadata writer
+# (tflite-support, without its dependencies: it pins protobuf below 4, which TensorFlow's
+# protobuf replaces; the metadata writer does not use protobuf). It makes the TF2 full-integer
+# int8 models the importer is checked against (tests/reference/tflite_convert.py, calibrated on
+# the shared CIFAR-10 training images), once per version of the script and the pins.
+CACHE_DIR="${EDGETUNE_CACHE:-$HOME/.cache/edgetune}"
+CONVERTER="$CACHE_DIR/tf-converter-venv"
+CONVERTER_LOCK="$ROOT/scripts/tf-converter-requirements.txt"
+METADATA_PIN="tflite-support==0.4.4"
+converter_pins=$(cat "$CONVERTER_LOCK"; echo "$METADATA_PIN")
+if [ ! -f "$CONVERTER/.edgetune-lock-stamp" ] || [ "$(cat "$CONVERTER/.edgetune-lock-stamp")" != "$converter_pins" ]; then
+  say "creating the TFLite converter environment in $CONVERTER (tensorflow-cpu, about 1.6 GB; once)"
+  rm -rf "$CONVERTER"
+  /usr/bin/python3 -m venv "$CONVERTER" \
+    && "$CONVERTER/bin/python" -m pip install --quiet -r "$CONVERTER_LOCK" \
+    && "$CONVERTER/bin/python" -m pip install --quiet --no-deps "$METADATA_PIN" \
+    || die "could not create the converter environment: /usr/bin/python3 -m venv $CONVERTER && $CONVERTER/bin/python -m pip install -r $CONVERTER_LOCK && $CONVERTER/bin/python -m pip install --no-deps $METADATA_PIN"
+  printf '%s' "$converter_pins" > "$CONVERTER/.edgetune-lock-stamp"
+fi
+TF2_MODELS="$CACHE_DIR/tf2-int8"
+CIFAR_TRAIN="$ROOT/../shared/data/cifar10/train.bin"
+if [ -f "$CIFAR_TRAIN" ]; then
+  want=$( (cat "$ROOT/tests/reference/tflite_convert.py"; echo "$converter_pins") | sha256sum | cut -d' ' -f1)
+  if [ ! -f "$TF2_MODELS/.stamp" ] || [ "$(cat "$TF2_MODELS/.stamp")" != "$want" ]; then
+    say "making the TF2 int8 test models with TensorFlow's converter (about a minute; once)"
+    rm -rf "$TF2_MODELS"
+    TF_CPP_MIN_LOG_LEVEL=3 "$CONVERTER/bin/python" "$ROOT/tests/reference/tflite_convert.py" "$CIFAR_TRAIN" "$TF2_MODELS" 2>"$CACHE_DIR/tf-convert.log" \
+      || die "the TFLite converter failed (its log: $CACHE_DIR/tf-convert.log): $CONVERTER/bin/python tests/reference/tflite_convert.py $CIFAR_TRAIN $TF2_MODELS"
+    echo "$want" > "$TF2_MODELS/.stamp"
+  fi
 fi
 
 # The example app that installs the npm package (tests/e2e/package.test.mjs): its own Vite and

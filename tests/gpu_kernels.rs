@@ -78,7 +78,14 @@ fn cpu(c: &Case) -> Vec<i8> {
 fn check(c: &Case) {
     let Some(g) = gpu() else { return };
     let want = cpu(c);
-    let rq = Requant { multipliers: c.mult.clone(), zero_point: c.zp, lo: c.lo, hi: c.hi, fixed: None };
+    let rq = Requant {
+        multipliers: c.mult.clone(),
+        zero_point: c.zp,
+        lo: c.lo,
+        hi: c.hi,
+        fixed: None,
+        shift_half_up: false,
+    };
     let layer = GemmLayer { weights: &c.b, bias: c.bias.as_deref(), requant: &rq };
     for conv in &g.convs {
         let got = conv.gemm.run(&g.ctx, (&c.a, c.za), &layer, (c.m, c.k, c.n)).expect("gpu gemm");

@@ -1,10 +1,15 @@
-//! TFLite import against tflite-runtime (PyPI), the reference runtime: both shared quantized
-//! MobileNet v1 files, every shared photo, the same uint8 input tensor fed to both. The
-//! engine must give the same top-1, logits within 1 uint8 step and softmax outputs within
-//! 1 step. Also: corrupt and truncated files are clear errors.
+//! TFLite import against TFLite's own interpreter, on every shared photo with the same
+//! quantized input fed to both:
+//! - both shared uint8 MobileNet v1 files against tflite-runtime (PyPI): same top-1, logits and
+//!   softmax outputs identical (0 steps);
+//! - TF2 full-integer int8 files made by TensorFlow's converter (`tests/reference/
+//!   tflite_convert.py`) against the interpreter of that TensorFlow: the same.
+//!
+//! Also: class names from the model's metadata; corrupt and truncated files are clear errors.
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 
 use edgetune::data::images::{list_images, load_preprocessed};
@@ -13,8 +18,80 @@ use edgetune::import::tflite::import_tflite;
 use edgetune::ops::softmax::softmax_row;
 
 const MODELS: [&str; 2] = ["mobilenet_v1_0.25_128_quant.tflite", "mobilenet_v1_0.5_160_quant.tflite"];
+/// Made by `tests/reference/tflite_convert.py` (see there).
+const TF2_MODELS: [&str; 2] = ["mobilenet_v2_int8.tflite", "op_zoo_int8.tflite"];
 
 fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
+}
+
+/// The largest differences, in steps of the file's own grids, between the engine and TFLite's
+/// interpreter (`python` runs `tests/reference/tflite_reference.py`) on every shared photo:
+/// `(logits, softmax outputs)`. Top-1 must agree on each photo.
+fn steps_from_tflite(path: &Path, labels: Option<Vec<String>>, python: &Path) -> (i32, i32) {
+    let photos = common::shared_dir().join("data/photos");
+    let images = list_images(&photos).unwrap();
+    assert!(images.len() >= 10, "expected the 10 shared photos, found {}", images.len());
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let dir = tempdir("tflite");
+    let bytes = std::fs::read(path).unwrap();
+    let file = import_tflite(&bytes, &name, labels).unwrap();
+    let names = file.header.labels.clone();
+    let model = Classifier::new(file.clone()).unwrap();
+    let net = model.int8().expect("a TFLite import is an int8 model");
+    // The same input for both: the engine's preprocessing, quantized; shifted to uint8.
+    let mut raw = vec![];
+    let mut inputs = vec![];
+    for img in &images {
+        let x = load_preprocessed(img, &file.header.preprocess).unwrap();
+        let q = net.quantize_input(&x).unwrap();
+        raw.extend(q.i8_data("test").unwrap().iter().map(|&v| (v as i32 + 128) as u8));
+        inputs.push(x);
+    }
+    let input_file = dir.join(format!("{name}.u8"));
+    let out_file = dir.join(format!("{name}.json"));
+    std::fs::write(&input_file, &raw).unwrap();
+    let st = Command::new(python)
+        .arg(common::repo_dir().join("tests/reference/tflite_reference.py"))
+        .args([path, &input_file])
+        .arg(images.len().to_string())
+        .arg(&out_file)
+        .status()
+        .unwrap();
+    assert!(st.success(), "the TFLite reference failed on {name}");
+    let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    let (ls, lz) = net.value_quant(file.header.graph.logits).unwrap();
+    let (mut worst_logit, mut worst_prob) = (0, 0);
+    for ((img, x), r) in images.iter().zip(inputs).zip(reference["results"].as_array().unwrap()) {
+        let ints =
+            |k: &str| -> Vec<i32> { r[k].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect() };
+        let (theirs_logits, theirs_out) = (ints("logits"), ints("output"));
+        let logits = model.logits(x).unwrap().into_data();
+        // Back onto the file's grid in the uint8 domain (the engine rounds the logits onto it).
+        let ours_logits: Vec<i32> = logits.iter().map(|&l| (l / ls).round() as i32 + lz + 128).collect();
+        let probs = softmax_row(&logits);
+        let ours_out: Vec<i32> = probs.iter().map(|&p| ((p * 256.0).round() as i32).min(255)).collect();
+        let dl = ours_logits.iter().zip(&theirs_logits).map(|(a, b)| (a - b).abs()).max().unwrap();
+        let dp = ours_out.iter().zip(&theirs_out).map(|(a, b)| (a - b).abs()).max().unwrap();
+        worst_logit = worst_logit.max(dl);
+        worst_prob = worst_prob.max(dp);
+        let theirs_top = argmax_i(&theirs_out);
+        let theirs_top_logit = argmax_i(&theirs_logits);
+        let ours_top = argmax(&logits);
+        println!(
+            "{name} {}: ours '{}' theirs '{}' (logit step diff {dl}, output step diff {dp})",
+            img.file_name().unwrap().to_string_lossy(),
+            names[ours_top],
+            names[theirs_top_logit]
+        );
+        assert_eq!(ours_top, theirs_top_logit, "{name} {}: top-1 differs", img.display());
+        assert!(theirs_out[theirs_top] == theirs_out[ours_top], "{name} {}: top-1 output differs", img.display());
+    }
+    println!("{name}: largest difference {worst_logit} step(s) in logits, {worst_prob} in outputs");
+    (worst_logit, worst_prob)
+}
+
+fn argmax_i(v: &[i32]) -> usize {
     v.iter().enumerate().fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
 }
 
@@ -26,72 +103,33 @@ fn tflite_models_match_tflite_runtime_on_every_photo() {
         return;
     };
     let labels = edgetune::model::labels::read_labels(&photos.join("imagenet_labels.txt"), None).unwrap();
-    let images = list_images(&photos).unwrap();
-    assert!(images.len() >= 10, "expected the 10 shared photos, found {}", images.len());
-    let dir = tempdir("tflite");
     for name in MODELS {
-        let path = models.join(name);
-        let bytes = std::fs::read(&path).unwrap();
-        let file = import_tflite(&bytes, name, Some(labels.clone())).unwrap();
-        let model = Classifier::new(file.clone()).unwrap();
-        let net = model.int8().expect("a TFLite import is an int8 model");
-        // The same input for both: the engine's preprocessing, quantized; shifted to uint8.
-        let mut raw = vec![];
-        let mut inputs = vec![];
-        for img in &images {
-            let x = load_preprocessed(img, &file.header.preprocess).unwrap();
-            let q = net.quantize_input(&x).unwrap();
-            raw.extend(q.i8_data("test").unwrap().iter().map(|&v| (v as i32 + 128) as u8));
-            inputs.push(x);
-        }
-        let input_file = dir.join(format!("{name}.u8"));
-        let out_file = dir.join(format!("{name}.json"));
-        std::fs::write(&input_file, &raw).unwrap();
-        let st = Command::new(&python)
-            .arg(common::repo_dir().join("tests/reference/tflite_reference.py"))
-            .args([&path, &input_file])
-            .arg(images.len().to_string())
-            .arg(&out_file)
-            .status()
-            .unwrap();
-        assert!(st.success(), "tflite-runtime reference failed");
-        let reference: serde_json::Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
-        let (ls, lz) = net.value_quant(file.header.graph.logits).unwrap();
-        let (mut worst_logit, mut worst_prob) = (0, 0);
-        for ((img, x), r) in images.iter().zip(inputs).zip(reference["results"].as_array().unwrap()) {
-            let theirs_logits: Vec<i32> =
-                r["logits"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
-            let theirs_out: Vec<i32> =
-                r["output"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
-            let logits = model.logits(x).unwrap().into_data();
-            // Back onto the uint8 grid the file uses (the engine rounds the logits onto it).
-            let ours_logits: Vec<i32> = logits.iter().map(|&l| (l / ls).round() as i32 + lz + 128).collect();
-            let probs = softmax_row(&logits);
-            let ours_out: Vec<i32> = probs.iter().map(|&p| ((p * 256.0).round() as i32).min(255)).collect();
-            let dl = ours_logits.iter().zip(&theirs_logits).map(|(a, b)| (a - b).abs()).max().unwrap();
-            let dp = ours_out.iter().zip(&theirs_out).map(|(a, b)| (a - b).abs()).max().unwrap();
-            worst_logit = worst_logit.max(dl);
-            worst_prob = worst_prob.max(dp);
-            let theirs_top = theirs_out.iter().enumerate().fold(0, |b, (i, &v)| if v > theirs_out[b] { i } else { b });
-            let theirs_top_logit =
-                theirs_logits.iter().enumerate().fold(0, |b, (i, &v)| if v > theirs_logits[b] { i } else { b });
-            let ours_top = argmax(&logits);
-            println!(
-                "{name} {}: ours '{}' theirs '{}' (logit step diff {dl}, output step diff {dp})",
-                img.file_name().unwrap().to_string_lossy(),
-                labels[ours_top],
-                labels[theirs_top_logit]
-            );
-            assert_eq!(ours_top, theirs_top_logit, "{name} {}: top-1 differs", img.display());
-            assert!(theirs_out[theirs_top] == theirs_out[ours_top], "{name} {}: top-1 output differs", img.display());
-        }
-        println!("{name}: largest difference {worst_logit} step(s) in logits, {worst_prob} in outputs");
-        assert_eq!(
-            worst_logit, 0,
-            "{name}: logits differ by {worst_logit} uint8 steps (TFLite arithmetic is kept bit for bit)"
-        );
+        let (logits, outputs) = steps_from_tflite(&models.join(name), Some(labels.clone()), &python);
+        assert_eq!(logits, 0, "{name}: logits differ by {logits} uint8 steps (TFLite arithmetic is kept bit for bit)");
         // docs/import.md: "the logits and the softmax outputs are identical (0 steps)".
-        assert_eq!(worst_prob, 0, "{name}: softmax outputs differ by {worst_prob} uint8 steps");
+        assert_eq!(outputs, 0, "{name}: softmax outputs differ by {outputs} uint8 steps");
+    }
+}
+
+/// TF2's full-integer int8 files, made by TensorFlow's own converter (float and int8 I/O,
+/// per-channel weights, MEAN, requantizing QUANTIZE, the op zoo), against TFLite's
+/// interpreter from the same TensorFlow.
+#[test]
+fn tf2_int8_models_match_tflite_on_every_photo() {
+    let (Some(models), Some(_), Some(python)) =
+        (common::tf2_int8_models(), common::shared("data/photos"), common::converter_python())
+    else {
+        return;
+    };
+    let cifar10 = edgetune::model::labels::read_labels(&models.join("labels.txt"), None).unwrap();
+    for name in TF2_MODELS {
+        // The class names are the model's own (its metadata), with no labels given.
+        let file = import_tflite(&std::fs::read(models.join(name)).unwrap(), name, None).unwrap();
+        assert_eq!(file.header.labels, cifar10, "{name}: class names from its metadata");
+        let (logits, outputs) = steps_from_tflite(&models.join(name), None, &python);
+        assert_eq!(logits, 0, "{name}: logits differ by {logits} int8 steps (TFLite arithmetic is kept bit for bit)");
+        // docs/import.md: "the logits and the softmax outputs are identical (0 steps)".
+        assert_eq!(outputs, 0, "{name}: softmax outputs differ by {outputs} int8 steps");
     }
 }
 

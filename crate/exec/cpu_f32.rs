@@ -109,7 +109,7 @@ impl PreparedF32 {
                         PreparedOp::Conv { weight: w, packed, bias: b, params, activation: *activation }
                     }
                     Op::Add { activation } => PreparedOp::Add { activation: *activation },
-                    Op::GlobalAvgPool => PreparedOp::GlobalAvgPool,
+                    Op::GlobalAvgPool { .. } => PreparedOp::GlobalAvgPool,
                     Op::Dense { weight, bias, activation } => {
                         let weight = get(tensors, weight)?;
                         let [n, k] = weight.shape() else {

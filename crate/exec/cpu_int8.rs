@@ -25,13 +25,14 @@ use crate::exec::profile::LayerProfile;
 use crate::model::etm::{Arithmetic, ModelFile, Stored, ValueQuant};
 use crate::model::graph::{Graph, Op, Unary};
 use crate::ops::activation::apply_activation;
-use crate::ops::add::{add_i8_ort_requant, add_i8_requant};
-use crate::ops::combine::{concat_channels, mul_f32, mul_i8_f32};
+use crate::ops::add::{add_i8_ort_requant, add_i8_requant, add_i8_tflite};
+use crate::ops::combine::{concat_channels, mul_f32, mul_i8_f32, mul_i8_tflite};
 use crate::ops::conv::{conv2d_i8_requant, prepare_conv_weights, Conv2dParams, ConvWeightsI8};
 use crate::ops::gemm::{dense_i8_on_grid, dot_i8_f32_rows};
-use crate::ops::pool::{avg_pool2d_i8, max_pool2d_i8, requantize_values, Pool2dParams};
+use crate::ops::pool::{avg_pool2d_i8, avg_pool2d_i8_tflite, max_pool2d_i8, requantize_values, Pool2dParams};
 use crate::ops::quantize::quantize_i8;
 use crate::quant::calibrate::MAX_BIAS_Q;
+use crate::quant::tflite::{TfliteAdd, TfliteMul};
 use crate::quant::{Activation, AddRequant, OrtAddRequant, OutputQuant, QParams, Requant};
 
 #[derive(Clone, Debug)]
@@ -50,7 +51,11 @@ enum Int8Op {
         out: OutputQuant,
         requant: AddArithmetic,
     },
-    GlobalAvgPool,
+    /// `tflite_mean`: TFLite's MEAN (requantizing) rather than its AVERAGE_POOL_2D, when the
+    /// model runs in TFLite's arithmetic.
+    GlobalAvgPool {
+        tflite_mean: bool,
+    },
     /// Head on the f32 embedding with int8 weights.
     Dense {
         weight: Vec<i8>,
@@ -77,6 +82,8 @@ enum Int8Op {
     },
     Mul {
         out: Option<OutputQuant>,
+        /// TFLite's integer product, when both inputs and the output are int8 in its arithmetic.
+        tflite: Option<TfliteMul>,
     },
     /// `lut[q + 128]`: the function of each int8 input value on the output grid, when both
     /// are quantized.
@@ -92,6 +99,7 @@ enum Int8Op {
 enum AddArithmetic {
     Engine(AddRequant),
     Onnxruntime(OrtAddRequant),
+    Tflite(TfliteAdd),
 }
 
 /// An integer classifier's per-model constants: input and output grids, the requantization
@@ -109,7 +117,7 @@ impl Int8Op {
         match self {
             Int8Op::Conv { .. } => "conv",
             Int8Op::Add { .. } => "add",
-            Int8Op::GlobalAvgPool => "pool",
+            Int8Op::GlobalAvgPool { .. } => "pool",
             Int8Op::Dense { .. } => "dense",
             Int8Op::MaxPool { .. } => "max_pool",
             Int8Op::AvgPool { .. } => "avg_pool",
@@ -130,6 +138,18 @@ fn unary_lut(f: Unary, x: ValueQuant, y: ValueQuant) -> Box<[i8; 256]> {
     lut
 }
 
+/// The table of unary `f` from grid `x` onto grid `y` in TFLite's arithmetic: its own
+/// formula for the operators TFLite files hold, the engine's rounding for the rest.
+fn tflite_unary_lut(f: Unary, x: ValueQuant, y: ValueQuant) -> Result<Box<[i8; 256]>> {
+    use crate::quant::tflite;
+    Ok(match f {
+        Unary::Identity => tflite::requantize_lut(x, y)?,
+        Unary::Sigmoid => tflite::logistic_lut(x, y),
+        Unary::HardSwish => tflite::hard_swish_lut(x, y)?,
+        other => unary_lut(other, x, y),
+    })
+}
+
 /// One node of a quantized network as another backend sees it (the GPU plan walks these):
 /// the constants and the prepared requantization, identical to what the CPU path uses.
 pub enum Int8Layer<'a> {
@@ -143,8 +163,10 @@ pub enum Int8Layer<'a> {
     Add {
         requant: AddRequant,
     },
-    /// An add in onnxruntime's arithmetic (two fused multiply-adds: CPU only).
-    OnnxruntimeAdd,
+    /// An add in an imported file's own arithmetic that only the CPU runs, and why.
+    CpuOnlyAdd {
+        why: &'static str,
+    },
     GlobalAvgPool,
     /// The head: runs on the CPU for every backend ([`PreparedI8::head_logits`]).
     Dense,
@@ -261,9 +283,13 @@ fn scales(m: &ModelFile, weight: &str) -> Result<Vec<f32>> {
 }
 
 /// The requantization of a conv or classifier output in the model's arithmetic.
+/// TFLite rounds the last shift of its int8 files' convolutions and fully connected layers
+/// half up ([`Arithmetic::TfliteInt8`]; `Requant::shift_half_up`), of uint8 files' away
+/// from zero.
 fn requant_in(arithmetic: Arithmetic, input_scale: f32, weight_scales: &[f32], out: &OutputQuant) -> Result<Requant> {
     if arithmetic.is_tflite() {
-        Requant::tflite("conv2d_i8", input_scale, weight_scales, out)
+        let half_up = arithmetic == Arithmetic::TfliteInt8;
+        Requant::tflite("conv2d_i8", input_scale, weight_scales, out, half_up)
     } else {
         Requant::new("conv2d_i8", input_scale, weight_scales, out)
     }
@@ -323,6 +349,12 @@ impl PreparedI8 {
                     let out = out_quant(out_value, *activation)?;
                     let pair = |k: usize| -> Result<(f32, i32)> { vq(input(n, k)?).map(|v| (v.scale, v.zero_point)) };
                     let requant = match q.arithmetic.ort_add_offset() {
+                        _ if q.arithmetic.is_tflite() => AddArithmetic::Tflite(TfliteAdd::new(
+                            vq(input(n, 0)?)?,
+                            vq(input(n, 1)?)?,
+                            vq(out_value)?,
+                            out.bounds(),
+                        )?),
                         Some(offset) => {
                             AddArithmetic::Onnxruntime(OrtAddRequant::new(pair(0)?, pair(1)?, &out, offset)?)
                         }
@@ -330,7 +362,7 @@ impl PreparedI8 {
                     };
                     Int8Op::Add { out, requant }
                 }
-                Op::GlobalAvgPool => Int8Op::GlobalAvgPool,
+                Op::GlobalAvgPool { tflite_mean } => Int8Op::GlobalAvgPool { tflite_mean: *tflite_mean },
                 Op::Dense { weight, bias, activation } => {
                     let scales = scales(m, weight)?;
                     let bias = bias.as_deref().map(|b| float(m, b)).transpose()?;
@@ -373,15 +405,25 @@ impl PreparedI8 {
                     }
                 }
                 Op::Concat => Int8Op::Concat { out: optional_out(out_value)? },
-                Op::Mul => Int8Op::Mul { out: optional_out(out_value)? },
+                Op::Mul => {
+                    let grids = |k: usize| n.inputs.get(k).and_then(|&v| q.values.get(v).copied().flatten());
+                    let tflite = match (grids(0), grids(1), q.values.get(out_value).copied().flatten()) {
+                        (Some(a), Some(b), Some(y)) if q.arithmetic.is_tflite() => {
+                            Some(TfliteMul::new(a, b, y, (-128, 127))?)
+                        }
+                        _ => None,
+                    };
+                    Int8Op::Mul { out: optional_out(out_value)?, tflite }
+                }
                 Op::Unary { function } => {
                     let input = n.inputs.first().and_then(|&v| q.values.get(v).copied().flatten());
                     let output = q.values.get(out_value).copied().flatten();
-                    Int8Op::Unary {
-                        function: *function,
-                        lut: input.zip(output).map(|(x, y)| unary_lut(*function, x, y)),
-                        out: optional_out(out_value)?,
-                    }
+                    let lut = match input.zip(output) {
+                        Some((x, y)) if q.arithmetic.is_tflite() => Some(tflite_unary_lut(*function, x, y)?),
+                        Some((x, y)) => Some(unary_lut(*function, x, y)),
+                        None => None,
+                    };
+                    Int8Op::Unary { function: *function, lut, out: optional_out(out_value)? }
                 }
             });
         }
@@ -393,23 +435,35 @@ impl PreparedI8 {
         self.arithmetic
     }
 
-    /// TFLite's integer average pool onto the output grid `out` (input and output share
-    /// scale and zero point there): the f32 embedding of the result.
-    fn tflite_pool(&self, x: &QTensor, out: ValueQuant) -> Result<Tensor> {
-        let (_, zx) = x.params().per_tensor_pair("global_avg_pool")?;
+    /// 128 for a uint8 TFLite file (its integers are the int8 values plus 128), else 0.
+    fn tflite_offset(&self) -> i32 {
+        if self.arithmetic == Arithmetic::TfliteUint8 {
+            128
+        } else {
+            0
+        }
+    }
+
+    /// TFLite's integer global pool onto the output grid `out`, as the f32 embedding: MEAN
+    /// (requantizing, `quant::tflite::mean_multiplier`) or AVERAGE_POOL_2D over the whole
+    /// image (input and output share scale and zero point there).
+    fn tflite_pool(&self, x: &QTensor, out: ValueQuant, mean: bool) -> Result<Tensor> {
+        let (sx, zx) = x.params().per_tensor_pair("global_avg_pool")?;
         let (sums, hw) = global_sums_i8(x)?;
-        let hw = hw.max(1) as i64;
+        let mean = if mean {
+            Some(crate::quant::tflite::mean_multiplier(ValueQuant { scale: sx, zero_point: zx }, out, hw)?)
+        } else {
+            None
+        };
+        let offset = self.tflite_offset();
         let e = sums
             .iter()
             .map(|&s| {
-                let acc = s as i64 + hw * zx as i64;
-                let q = match self.arithmetic {
-                    // uint8 files sum non-negative uint8 values: (acc_u8 + hw/2) / hw.
-                    Arithmetic::TfliteUint8 => (acc + 128 * hw + hw / 2).div_euclid(hw) - 128,
-                    _ if acc > 0 => (acc + hw / 2) / hw,
-                    _ => (acc - hw / 2) / hw,
+                let q = match mean {
+                    Some(m) => m.apply(s).saturating_add(out.zero_point),
+                    None => crate::quant::tflite::avg_round(s.saturating_add(hw as i32 * zx), hw, offset),
                 };
-                crate::quant::requant::dequantize(q.clamp(-128, 127) as i32, out.scale, out.zero_point)
+                crate::quant::requant::dequantize(q.clamp(-128, 127), out.scale, out.zero_point)
             })
             .collect();
         let c = *x.shape().last().unwrap_or(&1);
@@ -440,8 +494,13 @@ impl PreparedI8 {
                 Int8Layer::Conv { weight, bias: bias.as_deref(), params, requant }
             }
             Int8Op::Add { requant: AddArithmetic::Engine(requant), .. } => Int8Layer::Add { requant: *requant },
-            Int8Op::Add { requant: AddArithmetic::Onnxruntime(_), .. } => Int8Layer::OnnxruntimeAdd,
-            Int8Op::GlobalAvgPool => Int8Layer::GlobalAvgPool,
+            Int8Op::Add { requant: AddArithmetic::Onnxruntime(_), .. } => Int8Layer::CpuOnlyAdd {
+                why: "onnxruntime's add arithmetic on the GPU (its fused multiply-adds are CPU only)",
+            },
+            Int8Op::Add { requant: AddArithmetic::Tflite(_), .. } => Int8Layer::CpuOnlyAdd {
+                why: "TFLite's add arithmetic on the GPU (its fixed-point multiplies are CPU only for now)",
+            },
+            Int8Op::GlobalAvgPool { .. } => Int8Layer::GlobalAvgPool,
             Int8Op::Dense { .. } => Int8Layer::Dense,
             other => Int8Layer::Other(other.kind()),
         })
@@ -600,15 +659,20 @@ impl PreparedI8 {
                 Val::Q(b) => match requant {
                     AddArithmetic::Onnxruntime(rq) => Val::Q(add_i8_ort_requant(x, b, rq, out)?),
                     AddArithmetic::Engine(rq) => Val::Q(add_i8_requant(x, b, rq, out)?),
+                    AddArithmetic::Tflite(rq) => Val::Q(add_i8_tflite(x, b, rq, out)?),
                 },
                 Val::F(_) => {
                     return Err(Error::invalid("forward_i8", format!("node '{}' adds a float value", node.name)))
                 }
             },
-            (Int8Op::GlobalAvgPool, Val::Q(x)) => match (self.arithmetic, self.value_quant_opt(i + 1)) {
-                (Arithmetic::TfliteUint8 | Arithmetic::TfliteInt8, Some(out)) => Val::F(self.tflite_pool(x, out)?),
-                (_, out) => Val::F(global_avg_pool_i8_to_f32(x, out)?),
-            },
+            (Int8Op::GlobalAvgPool { tflite_mean }, Val::Q(x)) => {
+                match (self.arithmetic, self.value_quant_opt(i + 1)) {
+                    (Arithmetic::TfliteUint8 | Arithmetic::TfliteInt8, Some(out)) => {
+                        Val::F(self.tflite_pool(x, out, *tflite_mean)?)
+                    }
+                    (_, out) => Val::F(global_avg_pool_i8_to_f32(x, out)?),
+                }
+            }
             // An integer classifier where the file quantizes both its input and output (TFLite's
             // in its arithmetic, onnxruntime's QGemm / QDQ Gemm in the engine's): the f32 input
             // is on its grid, so `round(e / s_e)` recovers its integers exactly. A head trained
@@ -634,6 +698,9 @@ impl PreparedI8 {
                 Val::F(Tensor::new(vec![m, n], y)?)
             }
             (Int8Op::MaxPool { params, out }, Val::Q(x)) => Val::Q(max_pool2d_i8(x, params, out)?),
+            (Int8Op::AvgPool { params, out }, Val::Q(x)) if self.arithmetic.is_tflite() => {
+                Val::Q(avg_pool2d_i8_tflite(x, params, out, self.tflite_offset())?)
+            }
             (Int8Op::AvgPool { params, out }, Val::Q(x)) => Val::Q(avg_pool2d_i8(x, params, out)?),
             (Int8Op::Unary { lut: Some(lut), out: Some(out), .. }, Val::Q(x)) => {
                 let y: Vec<i8> = x.i8_data("unary_i8")?.iter().map(|&q| lut[(q as i32 + 128) as usize]).collect();
@@ -645,7 +712,13 @@ impl PreparedI8 {
                 round_onto(y.data_mut(), self.value_quant_opt(i + 1));
                 Val::F(y)
             }
-            (Int8Op::Mul { out }, Val::Q(x)) => {
+            (Int8Op::Mul { out: Some(out), tflite: Some(m) }, Val::Q(x)) => match input(1)? {
+                Val::Q(b) => Val::Q(mul_i8_tflite(x, b, m, out)?),
+                Val::F(_) => {
+                    return Err(Error::invalid("forward_i8", format!("node '{}' multiplies a float value", node.name)))
+                }
+            },
+            (Int8Op::Mul { out, .. }, Val::Q(x)) => {
                 let out =
                     out.ok_or_else(|| Error::invalid("forward_i8", format!("'{}' has no output grid", node.name)))?;
                 let b = match input(1)? {

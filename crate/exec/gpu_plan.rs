@@ -133,11 +133,8 @@ impl GpuNetwork {
                     let out = Value { buffer: d.output().clone(), shape, scale, zero_point };
                     (d, LayerInfo { name: node.name.clone(), kind, macs }, Some(out))
                 }
-                Int8Layer::OnnxruntimeAdd => {
-                    return Err(Error::unsupported(format!(
-                        "node '{}': onnxruntime's add arithmetic on the GPU (its fused multiply-adds are CPU only)",
-                        node.name
-                    )))
+                Int8Layer::CpuOnlyAdd { why } => {
+                    return Err(Error::unsupported(format!("node '{}': {why}", node.name)))
                 }
                 Int8Layer::Add { requant } => {
                     let (a, b) = (value(0)?, value(1)?);

@@ -45,7 +45,10 @@ pub enum Arithmetic {
     /// TFLite's fixed-point requantization and integer pooling, as in a uint8 TFLite file
     /// (pool rounds half up); CPU only.
     TfliteUint8,
-    /// The same for an int8 TFLite file (pool rounds half away from zero).
+    /// The same for an int8 TFLite file (TF2's full-integer files), as TF 2.20 computes them:
+    /// the pool rounds half away from zero, the last shift of convolutions and fully connected
+    /// layers rounds ties up (`Requant::shift_half_up`), and the other operators follow
+    /// `quant::tflite`.
     TfliteInt8,
     /// onnxruntime's, as in a uint8-activation ONNX file that onnxruntime quantized: the
     /// engine's requantization (which is onnxruntime's) except the add, which follows
@@ -191,7 +194,7 @@ impl ModelFile {
         match &node.op {
             crate::model::graph::Op::Dense { weight, .. } => self.tensors.get(weight)?.shape().get(1).copied(),
             // Logits straight from the pool (SqueezeNet): a head goes after it.
-            crate::model::graph::Op::GlobalAvgPool if g.logits == g.embedding => self.channels(g.embedding),
+            crate::model::graph::Op::GlobalAvgPool { .. } if g.logits == g.embedding => self.channels(g.embedding),
             _ => None,
         }
     }
@@ -439,7 +442,7 @@ impl Imported {
         let classes = match classifier.map(|n| &n.op) {
             Some(Op::Dense { weight, .. }) => self.tensors.get(weight).map_or(0, |t| t.shape()[0]),
             // A network whose classifier is a convolution before the pool.
-            Some(Op::GlobalAvgPool) => {
+            Some(Op::GlobalAvgPool { .. }) => {
                 let view = self
                     .tensors
                     .iter()

@@ -72,10 +72,18 @@ impl PadSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unary {
+    /// `y = x`: in int8, a move onto another grid (TFLite's QUANTIZE inside a network).
+    Identity,
     Relu,
-    Clip { min: f32, max: f32 },
+    Clip {
+        min: f32,
+        max: f32,
+    },
     Sigmoid,
-    HardSigmoid { alpha: f32, beta: f32 },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     HardSwish,
 }
 
@@ -83,6 +91,7 @@ impl Unary {
     /// The function on one value.
     pub fn apply(self, x: f32) -> f32 {
         match self {
+            Unary::Identity => x,
             Unary::Relu => x.max(0.0),
             Unary::Clip { min, max } => x.max(min).min(max),
             Unary::Sigmoid => 1.0 / (1.0 + (-x).exp()),
@@ -94,6 +103,7 @@ impl Unary {
     /// Its name in profiles and errors.
     pub fn name(self) -> &'static str {
         match self {
+            Unary::Identity => "identity",
             Unary::Relu => "relu",
             Unary::Clip { .. } => "clip",
             Unary::Sigmoid => "sigmoid",
@@ -121,7 +131,14 @@ pub enum Op {
     Add {
         activation: Activation,
     },
-    GlobalAvgPool,
+    /// Mean over height and width: `[N, H, W, C] -> [N, C]`, the embedding.
+    GlobalAvgPool {
+        /// The pool is TFLite's MEAN, which requantizes onto its own output grid with one
+        /// fixed-point multiplier; otherwise TFLite's AVERAGE_POOL_2D rounding (same grid).
+        /// Only TFLite arithmetic reads it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        tflite_mean: bool,
+    },
     Dense {
         weight: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,7 +274,7 @@ impl Graph {
                     }
                     x.clone()
                 }
-                Op::GlobalAvgPool => match x[..] {
+                Op::GlobalAvgPool { .. } => match x[..] {
                     [b, _, _, c] => vec![b, c],
                     _ => return Err(Error::shape("graph", format!("node '{}' pools a {x:?} value", n.name))),
                 },

@@ -4,6 +4,7 @@
 
 use crate::base::error::{Error, Result};
 use crate::base::tensor::{numel, QTensor, Tensor};
+use crate::quant::tflite::TfliteAdd;
 use crate::quant::{AddRequant, OrtAddRequant, OutputQuant, QParams};
 
 /// NumPy broadcast of two shapes, or an error naming `op`.
@@ -129,6 +130,12 @@ pub fn add_i8_ort(a: &QTensor, b: &QTensor, out: &OutputQuant, offset: i32) -> R
 
 /// [`add_i8_ort`] with its requantization prepared.
 pub fn add_i8_ort_requant(a: &QTensor, b: &QTensor, rq: &OrtAddRequant, out: &OutputQuant) -> Result<QTensor> {
+    add_i8_lanes(a, b, out, |x, y| rq.apply(x, y))
+}
+
+/// int8 add in TFLite's fixed-point arithmetic (`quant::tflite::TfliteAdd`), for imported
+/// TFLite files.
+pub fn add_i8_tflite(a: &QTensor, b: &QTensor, rq: &TfliteAdd, out: &OutputQuant) -> Result<QTensor> {
     add_i8_lanes(a, b, out, |x, y| rq.apply(x, y))
 }
 

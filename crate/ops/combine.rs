@@ -10,6 +10,7 @@
 
 use crate::base::error::{Error, Result};
 use crate::base::tensor::{QTensor, Tensor};
+use crate::quant::tflite::TfliteMul;
 use crate::quant::{requantize, OutputQuant, QParams};
 
 /// Rows (everything but the last axis) and channels of a shape.
@@ -88,6 +89,21 @@ pub fn mul_i8_f32(a: &QTensor, b: &Tensor, out: &OutputQuant) -> Result<QTensor>
             requantize(q as i32 - za, (k * f as f64) as f32, out.zero_point, lo, hi) as i8
         })
         .collect();
+    QTensor::from_i8(a.shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)
+}
+
+/// int8 times int8 of the same shape in TFLite's fixed-point arithmetic
+/// (`quant::tflite::TfliteMul`), for imported TFLite files.
+pub fn mul_i8_tflite(a: &QTensor, b: &QTensor, m: &TfliteMul, out: &OutputQuant) -> Result<QTensor> {
+    const OP: &str = "mul_i8_tflite";
+    if a.shape() != b.shape() {
+        return Err(Error::unsupported(format!(
+            "{OP}: TFLite MUL of shapes {:?} and {:?} (only equal shapes)",
+            a.shape(),
+            b.shape()
+        )));
+    }
+    let y: Vec<i8> = a.i8_data(OP)?.iter().zip(b.i8_data(OP)?).map(|(&x, &v)| m.apply(x, v)).collect();
     QTensor::from_i8(a.shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)
 }
 

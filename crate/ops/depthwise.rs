@@ -516,7 +516,7 @@ mod tests {
             let out = OutputQuant::new(0.37, 3, Activation::Relu6).unwrap();
             for rq in [
                 Requant::new("t", 0.1, w.params().scales(), &out).unwrap(),
-                Requant::tflite("t", 0.1, w.params().scales(), &out).unwrap(),
+                Requant::tflite("t", 0.1, w.params().scales(), &out, false).unwrap(),
             ] {
                 let q = depthwise_i8_requant(xd, -9, &prepared, Some(&bias), &g, &rq).unwrap();
                 let scalar: Vec<i8> = want.iter().enumerate().map(|(i, &a)| rq.apply(a, i % c)).collect();

@@ -1028,7 +1028,7 @@ mod tests {
                     let scales: Vec<f32> = (0..n).map(|j| 0.002 * (1.0 + j as f32 * 0.37)).collect();
                     for rq in [
                         Requant::new("t", 0.1, &scales, &out).unwrap(),
-                        Requant::tflite("t", 0.1, &scales, &out).unwrap(),
+                        Requant::tflite("t", 0.1, &scales, &out, false).unwrap(),
                     ] {
                         let fused = gemm_i8_requant_packed(&a, za, &packed, Some(&bias), &rq, m).unwrap();
                         let want: Vec<i8> = got.iter().enumerate().map(|(x, &acc)| rq.apply(acc, x % n)).collect();

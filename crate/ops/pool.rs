@@ -299,6 +299,37 @@ pub fn avg_pool2d_i8(x: &QTensor, p: &Pool2dParams, out: &OutputQuant) -> Result
     QTensor::from_i8(vec![g.batch, g.out_h, g.out_w, g.c], y, QParams::per_tensor(out.scale, out.zero_point)?)
 }
 
+/// int8 average pooling in TFLite's arithmetic (imported TFLite files): input and output on
+/// one grid, `y = round_half_away(sum x / count)` on the file's own integers (`offset`: 128
+/// for a uint8 file; see `quant::tflite::avg_round`), clamped to the fused activation.
+pub fn avg_pool2d_i8_tflite(x: &QTensor, p: &Pool2dParams, out: &OutputQuant, offset: i32) -> Result<QTensor> {
+    const OP: &str = "avg_pool2d_i8_tflite";
+    let g = geometry(OP, x.shape(), p)?;
+    let (sx, zx) = x.params().per_tensor_pair(OP)?;
+    if sx != out.scale || zx != out.zero_point || p.count_include_pad {
+        return Err(Error::unsupported(format!(
+            "{OP}: TFLite's average pool keeps its input's grid ({sx}, {zx}), not ({}, {})",
+            out.scale, out.zero_point
+        )));
+    }
+    let (lo, hi) = out.bounds();
+    let xd = x.i8_data(OP)?;
+    let mut y = vec![0i8; g.batch * g.out_h * g.out_w * g.c];
+    let mut acc = vec![0i32; g.c];
+    for_each_window(&g, p, |o, inputs, count| {
+        acc.iter_mut().for_each(|a| *a = 0);
+        for &i in inputs {
+            for (a, &xv) in acc.iter_mut().zip(&xd[i..i + g.c]) {
+                *a += xv as i32;
+            }
+        }
+        for (yv, &a) in y[o..o + g.c].iter_mut().zip(&acc) {
+            *yv = crate::quant::tflite::avg_round(a, count, offset).clamp(lo, hi) as i8;
+        }
+    });
+    QTensor::from_i8(vec![g.batch, g.out_h, g.out_w, g.c], y, QParams::per_tensor(out.scale, out.zero_point)?)
+}
+
 /// int8 global average pooling: `[N, H, W, C]` -> `[N, 1, 1, C]`.
 pub fn global_avg_pool_i8(x: &QTensor, out: &OutputQuant) -> Result<QTensor> {
     const OP: &str = "global_avg_pool_i8";

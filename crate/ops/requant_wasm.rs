@@ -19,6 +19,7 @@
 //! s = (acc * q31 + 2^30) >> 31                        in i64: SaturatingRoundingDoublingHighMul
 //! t = (s * 2^(30 - r) + H - [s < 0] * N) >> 30       in i64: RoundingDivideByPOT(s, r)
 //!     H = 2^29, N = 2^(30 - r) when r >= 1;  H = N = 0 when r = 0
+//!     N = 0 also with `Requant::shift_half_up` (TF2 int8 files: every tie rounds up)
 //! q = clamp(t, lo - zp, hi - zp) + zp
 //! ```
 //! Why these equal gemmlowp's: for `ab = acc * q31`, the nudge `ab >= 0 ? 2^30 : 1 - 2^30`
@@ -92,7 +93,9 @@ impl<'a> ChannelRequant<'a> {
             f.scale[c] = 1 << (30 - r);
             if r >= 1 {
                 f.half[c] = 1 << 29;
-                f.negative[c] = 1 << (30 - r);
+                // Ties of negative values go away from zero (gemmlowp), or up like the rest
+                // (`Requant::shift_half_up`, TF2's int8 files).
+                f.negative[c] = if rq.shift_half_up { 0 } else { 1 << (30 - r) };
             }
         }
         Ok(Some(ChannelRequant::Fixed(f)))
@@ -273,9 +276,10 @@ mod tests {
                 let scales: Vec<f32> = (0..c).map(|k| 0.9 * 0.55f32.powi(k as i32 % 36)).collect();
                 let acc = accumulators(seed);
                 check(&Requant::new("t", 0.021, &scales, &out).unwrap(), c, &acc);
-                check(&Requant::tflite("t", 0.021, &scales, &out).unwrap(), c, &acc);
+                check(&Requant::tflite("t", 0.021, &scales, &out, false).unwrap(), c, &acc);
+                check(&Requant::tflite("t", 0.021, &scales, &out, true).unwrap(), c, &acc);
                 // One per-tensor multiplier (uint8 TFLite files).
-                check(&Requant::tflite("t", 0.021, &[0.0123], &out).unwrap(), c, &acc);
+                check(&Requant::tflite("t", 0.021, &[0.0123], &out, false).unwrap(), c, &acc);
             }
         }
     }
@@ -284,6 +288,6 @@ mod tests {
     fn multipliers_the_simd_path_does_not_cover_are_refused() {
         let out = OutputQuant::new(0.01, 0, Activation::None).unwrap();
         // Multiplier 3 needs a left shift.
-        assert!(ChannelRequant::new(&Requant::tflite("t", 0.03, &[1.0], &out).unwrap(), 4).unwrap().is_none());
+        assert!(ChannelRequant::new(&Requant::tflite("t", 0.03, &[1.0], &out, false).unwrap(), 4).unwrap().is_none());
     }
 }

@@ -12,6 +12,7 @@
 pub mod calibrate;
 pub mod fake_quant;
 pub mod requant;
+pub mod tflite;
 
 pub use crate::base::qparams::QParams;
 pub use requant::{

@@ -35,7 +35,13 @@
 //! r = rounding_div_pow2(sat_rounding_doubling_high_mul(acc << max(e, 0), q31), max(-e, 0))
 //! ```
 //! ([`FixedMultiplier`]; gemmlowp's `SaturatingRoundingDoublingHighMul` and
-//! `RoundingDivideByPOT`). Such models run on the CPU only: WGSL lacks the 64-bit product.
+//! `RoundingDivideByPOT`, which rounds ties away from zero). TF2's int8 files, as TF 2.20's
+//! kernels run their convolutions and fully connected layers, round the ties of that last
+//! shift up instead (`floor((s + 2^(r-1)) / 2^r)`, NEON's rounding shift;
+//! [`FixedMultiplier::apply_shift_half_up`]); the two differ on negative ties only, which a
+//! layer without an activation meets a few times in ten thousand. The other operators of
+//! TFLite files are in [`crate::quant::tflite`]. Such models run on the CPU only: WGSL lacks
+//! the 64-bit product.
 //!
 //! # Int8 add
 //! `y = round_half_even(f32(a - za) * ma + f32(b - zb) * mb) + zy` with `ma = s_a / s_y`,
@@ -194,6 +200,22 @@ impl FixedMultiplier {
         FixedMultiplier { q31: q as i32, exponent: e }
     }
 
+    /// The same high multiply followed by a rounding shift whose ties go up (toward +inf),
+    /// as NEON's `vrshl` rounds: how TF 2.20 rounds its int8 convolutions and fully connected
+    /// layers (checked against its interpreter; [`apply`](Self::apply) rounds ties away from
+    /// zero, which differs on negative ties only).
+    #[inline]
+    pub fn apply_shift_half_up(self, acc: i32) -> i32 {
+        let left = self.exponent.max(0) as u32;
+        let right = (-self.exponent).clamp(0, 31) as u32;
+        let x = acc.saturating_mul(1i32.checked_shl(left).unwrap_or(i32::MAX));
+        let h = sat_rounding_doubling_high_mul(x, self.q31) as i64;
+        if right == 0 {
+            return h as i32;
+        }
+        ((h + (1i64 << (right - 1))) >> right) as i32
+    }
+
     /// TFLite's `MultiplyByQuantizedMultiplier`.
     #[inline]
     pub fn apply(self, acc: i32) -> i32 {
@@ -218,7 +240,7 @@ fn sat_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
 
 /// gemmlowp `RoundingDivideByPOT`: `x / 2^e` rounded half away from zero.
 #[inline]
-fn rounding_div_pow2(x: i32, e: u32) -> i32 {
+pub(crate) fn rounding_div_pow2(x: i32, e: u32) -> i32 {
     if e == 0 {
         return x;
     }
@@ -239,6 +261,9 @@ pub struct Requant {
     /// TFLite's fixed-point multipliers, for models imported from TFLite (used instead of
     /// `multipliers` when present; the GPU plan refuses them).
     pub fixed: Option<Vec<FixedMultiplier>>,
+    /// With `fixed`: the final shift rounds ties up ([`FixedMultiplier::apply_shift_half_up`],
+    /// TF2 int8 convolutions of one group and fully connected layers), not away from zero.
+    pub shift_half_up: bool,
 }
 
 impl Requant {
@@ -269,14 +294,22 @@ impl Requant {
             })
             .collect::<Result<Vec<f32>>>()?;
         let (lo, hi) = out.bounds();
-        Ok(Requant { multipliers, zero_point: out.zero_point, lo, hi, fixed: None })
+        Ok(Requant { multipliers, zero_point: out.zero_point, lo, hi, fixed: None, shift_half_up: false })
     }
 
-    /// The same, in TFLite's fixed-point arithmetic (see module docs).
-    pub fn tflite(op: &'static str, input_scale: f32, weight_scales: &[f32], out: &OutputQuant) -> Result<Self> {
+    /// The same, in TFLite's fixed-point arithmetic (see module docs); `shift_half_up` for the
+    /// layers whose last shift rounds ties up.
+    pub fn tflite(
+        op: &'static str,
+        input_scale: f32,
+        weight_scales: &[f32],
+        out: &OutputQuant,
+        shift_half_up: bool,
+    ) -> Result<Self> {
         let mut r = Self::new(op, input_scale, weight_scales, out)?;
         let m = |ws: f32| FixedMultiplier::new(input_scale as f64 * ws as f64 / out.scale as f64);
         r.fixed = Some(weight_scales.iter().map(|&ws| m(ws)).collect());
+        r.shift_half_up = shift_half_up;
         Ok(r)
     }
 
@@ -285,7 +318,8 @@ impl Requant {
     pub fn apply(&self, acc: i32, c: usize) -> i8 {
         if let Some(fixed) = &self.fixed {
             let f = if fixed.len() == 1 { fixed[0] } else { fixed[c] };
-            return (f.apply(acc).saturating_add(self.zero_point)).clamp(self.lo, self.hi) as i8;
+            let r = if self.shift_half_up { f.apply_shift_half_up(acc) } else { f.apply(acc) };
+            return (r.saturating_add(self.zero_point)).clamp(self.lo, self.hi) as i8;
         }
         let m = if self.multipliers.len() == 1 { self.multipliers[0] } else { self.multipliers[c] };
         requantize(acc, m, self.zero_point, self.lo, self.hi) as i8
@@ -414,6 +448,23 @@ mod tests {
             for acc in [-100_000, -12_345, -7, 0, 1, 999, 54_321, 1 << 20] {
                 let exact = acc as f64 * f.q31 as f64 * 2f64.powi(f.exponent - 31);
                 assert!((f.apply(acc) as f64 - exact).abs() <= bound, "m {m} acc {acc}");
+            }
+        }
+    }
+
+    #[test]
+    fn shift_half_up_differs_from_gemmlowp_on_negative_ties_only() {
+        let quarter = FixedMultiplier::new(0.25); // q31 = 2^30, right shift 1
+        assert_eq!([quarter.apply(2), quarter.apply(-2), quarter.apply(-6)], [1, -1, -2]);
+        assert_eq!(
+            [quarter.apply_shift_half_up(2), quarter.apply_shift_half_up(-2), quarter.apply_shift_half_up(-6)],
+            [1, 0, -1]
+        );
+        for i in 1..100 {
+            let f = FixedMultiplier::new(i as f64 * 0.00731);
+            for acc in -3000..3000 {
+                let (a, b) = (f.apply(acc), f.apply_shift_half_up(acc));
+                assert!(a == b || (b == a + 1 && acc < 0), "m {} acc {acc}: {a} vs {b}", i as f64 * 0.00731);
             }
         }
     }

@@ -119,7 +119,7 @@ pub fn efficientnet_lite0_graph() -> Graph {
     }
     b.conv_bn("_conv_head", "_bn1", 1, 1, PadSpec::Same, Activation::Relu6);
     let input = b.cur;
-    let embedding = b.push("_avg_pool".into(), Op::GlobalAvgPool, vec![input]);
+    let embedding = b.push("_avg_pool".into(), Op::GlobalAvgPool { tflite_mean: false }, vec![input]);
     let logits = b.push(
         "_fc".into(),
         Op::Dense { weight: "_fc.weight".into(), bias: Some("_fc.bias".into()), activation: Activation::None },

@@ -132,7 +132,7 @@ pub fn mobilenet_v2(width: f32, classes: usize, seed: u64) -> Result<(Graph, Has
     init.conv_bn(&conv, &bn, [last, 1, 1, cin])?;
     conv_bn_node(&mut b, &conv, &bn, 1, 1, 1, Activation::Relu6);
     let input = b.cur;
-    let embedding = b.push("pool".into(), Op::GlobalAvgPool, vec![input]);
+    let embedding = b.push("pool".into(), Op::GlobalAvgPool { tflite_mean: false }, vec![input]);
     let fc: Vec<f32> = (0..classes * last).map(|_| init.rng.sample(0.01)).collect();
     tensors.insert("classifier.1.weight".into(), Tensor::new(vec![classes, last], fc)?);
     tensors.insert("classifier.1.bias".into(), Tensor::new(vec![classes], vec![0.0; classes])?);

@@ -37,7 +37,7 @@ pub fn tiny_network() -> (Graph, HashMap<String, Tensor>) {
     b.push("blocks.0.add".into(), Op::Add { activation: Activation::None }, vec![proj, block_in]);
     conv(&mut b, &mut t, "head", [6, 1, 1, 4], 1, Activation::Relu6);
     let input = b.cur;
-    let embedding = b.push("pool".into(), Op::GlobalAvgPool, vec![input]);
+    let embedding = b.push("pool".into(), Op::GlobalAvgPool { tflite_mean: false }, vec![input]);
     t.insert("fc.weight".into(), Tensor::new(vec![3, 6], values(18, 99)).unwrap());
     let logits = b.push(
         "fc".into(),

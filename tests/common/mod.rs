@@ -71,6 +71,27 @@ pub fn interop_python() -> Option<PathBuf> {
     )
 }
 
+/// The Python of the converter environment (tensorflow-cpu: its TFLite converter and
+/// interpreter) that `scripts/test-deps.sh` creates.
+pub fn converter_python() -> Option<PathBuf> {
+    require(
+        cache_dir().join("tf-converter-venv/bin/python"),
+        "the TFLite converter environment",
+        "create it with: bash scripts/test-deps.sh (npm test does this)",
+    )
+}
+
+/// The TF2 full-integer int8 models TensorFlow's converter made (`scripts/test-deps.sh`,
+/// `tests/reference/tflite_convert.py`).
+pub fn tf2_int8_models() -> Option<PathBuf> {
+    require(
+        cache_dir().join("tf2-int8/.stamp"),
+        "the TF2 int8 test models",
+        "make them with: bash scripts/test-deps.sh (npm test does this)",
+    )
+    .map(|_| cache_dir().join("tf2-int8"))
+}
+
 /// The EfficientNet-Lite0 checkpoint extracted by `scripts/models.sh` into the cache.
 pub fn lite0_checkpoint() -> Option<PathBuf> {
     require(

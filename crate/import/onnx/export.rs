@@ -260,7 +260,7 @@ pub fn export_onnx(m: &ModelFile) -> Result<Vec<u8>> {
                 let y = wr.node("Add", &name, &[&x, &b], vec![]);
                 wr.activation(y, &name, *activation)
             }
-            Op::GlobalAvgPool => {
+            Op::GlobalAvgPool { .. } => {
                 let y = wr.node("GlobalAveragePool", &name, &[&x], vec![]);
                 wr.node("Flatten", &name, &[&y], vec![int_attr("axis", 1)])
             }
@@ -327,6 +327,7 @@ pub fn export_onnx(m: &ModelFile) -> Result<Vec<u8>> {
                 wr.node("Mul", &name, &[&x, &b], vec![])
             }
             Op::Unary { function } => match *function {
+                Unary::Identity => wr.node("Identity", &name, &[&x], vec![]),
                 Unary::Relu => wr.node("Relu", &name, &[&x], vec![]),
                 Unary::Clip { min, max } => {
                     let lo = wr.init(tensor(&format!("{name}.min"), &[], data_type::FLOAT, f32s(&[min])));

@@ -789,7 +789,7 @@ impl<'a> Importer<'a> {
                     return Err(Error::unsupported(format!("{name}: pooling a padded tensor")));
                 };
                 // The last global pool is the embedding; earlier ones feed squeeze-excitation.
-                let v = self.push(n, Op::GlobalAvgPool, vec![x]);
+                let v = self.push(n, Op::GlobalAvgPool { tflite_mean: false }, vec![x]);
                 self.embedding = Some(v);
                 self.set(n, Bound::Flat(v));
                 Ok(())

@@ -1,5 +1,6 @@
-//! TFLite -> `.etm`: quantized image classifiers (MobileNet-style) keep the file's own
-//! quantization and run in int8 on the engine's kernels.
+//! TFLite -> `.etm`: quantized image classifiers (MobileNet-style, uint8 files of TF1 and the
+//! full-integer int8 files of TF2's converter) keep the file's own quantization and run in
+//! int8 with TFLite's arithmetic (`quant::requant::FixedMultiplier`, `quant::tflite`).
 //!
 //! Mapping (TFLite tensors are NHWC like the engine's, so no layout change):
 //! ```text
@@ -7,12 +8,17 @@
 //! DEPTHWISE_CONV_2D  [1, KH, KW, C*m]        -> conv2d, weights [C*m, KH, KW, 1], groups C
 //! PAD (constant)     before a conv           -> the conv's explicit padding
 //! AVERAGE_POOL_2D    window = whole image    -> global_avg_pool (output quantization kept)
-//! MEAN               over axes 1, 2          -> global_avg_pool
+//! AVERAGE_POOL_2D    other windows           -> avg_pool (TFLite's rounding)
+//! MAX_POOL_2D                                -> max_pool
+//! MEAN               over axes 1, 2          -> global_avg_pool { tflite_mean } (requantizes)
 //! CONV_2D 1x1 / FULLY_CONNECTED after pool   -> dense (the classifier)
-//! ADD                                        -> add, fused activation
+//! ADD, MUL                                   -> add (fused activation), mul
+//! CONCATENATION      along channels          -> concat (inputs on the output's grid)
+//! HARD_SWISH, LOGISTIC                       -> unary hard_swish, sigmoid (tables)
+//! QUANTIZE           of a float input        -> the input's quantization
+//! QUANTIZE           inside the network      -> unary identity (in int8: a requantization)
 //! RESHAPE/SQUEEZE    of the pooled [N, C]    -> nothing (the engine's pool is already [N, C])
 //! SOFTMAX            at the end              -> nothing (the engine applies softmax itself)
-//! QUANTIZE           of a float input        -> the input's quantization
 //! DEQUANTIZE         of the output           -> nothing
 //! ```
 //! uint8 data maps exactly onto int8 by subtracting 128 from values and zero points alike
@@ -30,11 +36,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::schema::{self, AddOptions, Conv2DOptions, DepthwiseConv2DOptions, Operator, Pool2DOptions, TensorDef};
+use super::schema::{
+    self, AddOptions, ConcatenationOptions, Conv2DOptions, DepthwiseConv2DOptions, MulOptions, Operator, Pool2DOptions,
+    ReducerOptions, TensorDef,
+};
 use crate::base::error::{Error, Result};
 use crate::base::tensor::Tensor;
 use crate::model::etm::{Arithmetic, Imported, ModelFile, Quantization, Stored, ValueQuant};
-use crate::model::graph::{Graph, Node, Op, PadSpec};
+use crate::model::graph::{Graph, Node, Op, PadSpec, Unary};
 use crate::model::preprocess::Preprocess;
 use crate::quant::Activation;
 
@@ -42,11 +51,16 @@ use crate::quant::Activation;
 pub const OPS: &[&str] = &[
     "ADD",
     "AVERAGE_POOL_2D",
+    "CONCATENATION",
     "CONV_2D",
     "DEPTHWISE_CONV_2D",
     "DEQUANTIZE",
     "FULLY_CONNECTED",
+    "HARD_SWISH",
+    "LOGISTIC",
+    "MAX_POOL_2D",
     "MEAN",
+    "MUL",
     "PAD",
     "QUANTIZE",
     "RESHAPE",
@@ -115,6 +129,8 @@ struct Importer<'a> {
     logits: Option<usize>,
     /// uint8 zero point of the input (for the preprocessing) and its scale.
     input_zero_u8: i32,
+    /// The quantized input is uint8 (a TF1-era file, whose arithmetic differs in rounding).
+    input_uint8: bool,
     input_scale: f32,
 }
 
@@ -150,6 +166,14 @@ fn activation(file: &str, code: Option<i8>, op: &str) -> Result<Activation> {
         1 => Ok(Activation::Relu),
         3 => Ok(Activation::Relu6),
         c => Err(err(file, format!("{op}: fused activation {c} is not supported (only NONE, RELU, RELU6)"))),
+    }
+}
+
+/// Operators whose fused activation the importer does not map.
+fn activation_none(file: &str, code: Option<i8>, op: &str) -> Result<()> {
+    match activation(file, code, op)? {
+        Activation::None => Ok(()),
+        a => Err(Error::unsupported(format!("{op}: a fused {a:?} on this operator"))),
     }
 }
 
@@ -338,7 +362,7 @@ impl<'a> Importer<'a> {
                 let (tap, c) = (k / i, k % i);
                 t[c * kh * kw + tap] = *v;
             }
-            let in_c = self.value_channels(x)?;
+            let in_c = self.shape(&self.tensor(xi)?).last().copied().unwrap_or(0);
             if o != 1 || i % in_c.max(1) != 0 {
                 return Err(err(self.file, format!("{name}: depthwise weights {ws:?} for {in_c} input channels")));
             }
@@ -372,18 +396,6 @@ impl<'a> Importer<'a> {
         let v = self.push(&name, op, vec![x], Some(out_q));
         self.bound.insert(out as usize, Bound::Image(v));
         Ok(())
-    }
-
-    /// Channels of an image value, from the nodes that made it.
-    fn value_channels(&self, v: usize) -> Result<usize> {
-        if v == 0 {
-            return Ok(3);
-        }
-        match self.nodes.get(v - 1).map(|n| (&n.op, n.inputs.first().copied())) {
-            Some((Op::Conv2d { weight, .. }, _)) => Ok(self.store.get(weight).map_or(0, |w| w.shape()[0])),
-            Some((Op::Add { .. }, Some(a))) => self.value_channels(a),
-            _ => Err(err(self.file, format!("value {v} is not an image"))),
-        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -429,18 +441,59 @@ impl<'a> Importer<'a> {
         }
     }
 
-    fn pool(&mut self, x: usize, out: i32, name: &str) -> Result<()> {
+    /// The global pool (the embedding): TFLite's MEAN, which requantizes, or its
+    /// AVERAGE_POOL_2D over the whole image, which keeps its input's grid.
+    fn pool(&mut self, x: usize, out: i32, name: &str, tflite_mean: bool) -> Result<()> {
         if self.embedding.is_some() {
             return Err(Error::unsupported(format!("{name}: a second global pool")));
         }
         let q = value_quant(self.file, &self.tensor(out)?)?;
-        if Some(q) != self.values[x] {
-            // TFLite's integer pool assumes it; so does the engine's rounding of it.
+        if !tflite_mean && Some(q) != self.values[x] {
+            // TFLite's integer average pool assumes it.
             return Err(Error::unsupported(format!("{name}: pool output quantized unlike its input")));
         }
-        let v = self.push(name, Op::GlobalAvgPool, vec![x], Some(q));
+        let v = self.push(name, Op::GlobalAvgPool { tflite_mean }, vec![x], Some(q));
         self.embedding = Some(v);
         self.bound.insert(out as usize, Bound::Flat(v));
+        Ok(())
+    }
+
+    /// An elementwise operator of an image (a table in int8); a QUANTIZE onto the grid its
+    /// input already has is nothing.
+    fn unary(&mut self, input: i32, out: i32, name: &str, function: Unary) -> Result<()> {
+        let Bound::Image(x) = self.image(input, name)? else {
+            return Err(Error::unsupported(format!("{name}: {} of a padded tensor", function.name())));
+        };
+        let q = value_quant(self.file, &self.tensor(out)?)?;
+        let v = if function == Unary::Identity && self.values[x] == Some(q) {
+            x
+        } else {
+            self.push(name, Op::Unary { function }, vec![x], Some(q))
+        };
+        self.bound.insert(out as usize, Bound::Image(v));
+        Ok(())
+    }
+
+    /// MAX_POOL_2D or AVERAGE_POOL_2D over a window; both keep their input's grid in TFLite.
+    fn window_pool(&mut self, o: &Pool2DOptions, x: usize, out: i32, name: &str, max: bool) -> Result<()> {
+        let q = value_quant(self.file, &self.tensor(out)?)?;
+        if self.values[x] != Some(q) {
+            return Err(Error::unsupported(format!("{name}: pool output quantized unlike its input")));
+        }
+        let dim = |v: Option<i32>| usize::try_from(v.unwrap_or(0)).ok().filter(|&d| d > 0);
+        let (Some(kh), Some(kw), Some(sh), Some(sw)) =
+            (dim(o.filter_height()), dim(o.filter_width()), dim(o.stride_h()), dim(o.stride_w()))
+        else {
+            return Err(err(self.file, format!("{name}: pool window or stride not positive")));
+        };
+        let (kernel, stride, padding) = ([kh, kw], [sh, sw], padding(o.padding()));
+        let op = if max {
+            Op::MaxPool { kernel, stride, padding, ceil_mode: false }
+        } else {
+            Op::AvgPool { kernel, stride, padding, count_include_pad: false, ceil_mode: false }
+        };
+        let v = self.push(name, op, vec![x], Some(q));
+        self.bound.insert(out as usize, Bound::Image(v));
         Ok(())
     }
 
@@ -495,15 +548,79 @@ impl<'a> Importer<'a> {
                 let o = op.options::<Pool2DOptions>().ok_or_else(|| err(self.file, format!("{name}: no options")))?;
                 let in_shape = self.shape(&self.tensor(first)?);
                 let window = [o.filter_height().unwrap_or(0) as usize, o.filter_width().unwrap_or(0) as usize];
-                if in_shape.len() != 4
-                    || window != [in_shape[1], in_shape[2]]
-                    || o.fused_activation_function().unwrap_or(0) != 0
-                {
+                if o.fused_activation_function().unwrap_or(0) != 0 {
+                    return Err(Error::unsupported(format!("{name}: AVERAGE_POOL_2D with a fused activation")));
+                }
+                if in_shape.len() == 4 && window == [in_shape[1], in_shape[2]] {
+                    return self.pool(x, out, &name, false);
+                }
+                self.window_pool(&o, x, out, &name, false)
+            }
+            17 => {
+                let Bound::Image(x) = self.image(first, &name)? else {
+                    return Err(Error::unsupported(format!("{name}: pooling a padded tensor")));
+                };
+                let o = op.options::<Pool2DOptions>().ok_or_else(|| err(self.file, format!("{name}: no options")))?;
+                if o.fused_activation_function().unwrap_or(0) != 0 {
+                    return Err(Error::unsupported(format!("{name}: MAX_POOL_2D with a fused activation")));
+                }
+                self.window_pool(&o, x, out, &name, true)
+            }
+            2 => {
+                let o = op
+                    .options::<ConcatenationOptions>()
+                    .ok_or_else(|| err(self.file, format!("{name}: no options")))?;
+                let rank = self.shape(&self.tensor(out)?).len() as i32;
+                if o.axis().unwrap_or(0).rem_euclid(rank.max(1)) != 3 || rank != 4 {
                     return Err(Error::unsupported(format!(
-                        "{name}: AVERAGE_POOL_2D with window {window:?} on {in_shape:?} (only a pool over the whole image)"
+                        "{name}: CONCATENATION along axis {} of a rank-{rank} tensor (only channels)",
+                        o.axis().unwrap_or(0)
                     )));
                 }
-                self.pool(x, out, &name)
+                activation_none(self.file, o.fused_activation_function(), &name)?;
+                let q = value_quant(self.file, &self.tensor(out)?)?;
+                let mut parts = vec![];
+                for &t in &ins {
+                    let Bound::Image(v) = self.image(t, &name)? else {
+                        return Err(Error::unsupported(format!("{name}: CONCATENATION of a padded tensor")));
+                    };
+                    if self.values[v] != Some(q) {
+                        // TFLite's int8 concatenation requires one grid (its converter inserts
+                        // a QUANTIZE otherwise); a uint8 file's rescales in f32.
+                        return Err(Error::unsupported(format!(
+                            "{name}: CONCATENATION of inputs quantized unlike its output"
+                        )));
+                    }
+                    parts.push(v);
+                }
+                let v = self.push(&name, Op::Concat, parts, Some(q));
+                self.bound.insert(out as usize, Bound::Image(v));
+                Ok(())
+            }
+            117 | 14 => {
+                let function = if code == 117 { Unary::HardSwish } else { Unary::Sigmoid };
+                self.unary(first, out, &name, function)
+            }
+            18 => {
+                let (Bound::Image(a), Some(&bi)) = (self.image(first, &name)?, ins.get(1)) else {
+                    return Err(Error::unsupported(format!("{name}: MUL of a padded tensor")));
+                };
+                let Bound::Image(b) = self.image(bi, &name)? else {
+                    return Err(Error::unsupported(format!("{name}: MUL of a padded tensor")));
+                };
+                let (sa, sb) = (self.shape(&self.tensor(first)?), self.shape(&self.tensor(bi)?));
+                if sa != sb {
+                    return Err(Error::unsupported(format!("{name}: MUL of shapes {sa:?} and {sb:?} (no broadcast)")));
+                }
+                activation_none(
+                    self.file,
+                    op.options::<MulOptions>().and_then(|o| o.fused_activation_function()),
+                    &name,
+                )?;
+                let q = value_quant(self.file, &self.tensor(out)?)?;
+                let v = self.push(&name, Op::Mul, vec![a, b], Some(q));
+                self.bound.insert(out as usize, Bound::Image(v));
+                Ok(())
             }
             40 => {
                 let Bound::Image(x) = self.image(first, &name)? else {
@@ -515,7 +632,12 @@ impl<'a> Importer<'a> {
                 if sorted != [1, 2] {
                     return Err(Error::unsupported(format!("{name}: MEAN over axes {axes:?} (only 1, 2)")));
                 }
-                self.pool(x, out, &name)
+                if op.options::<ReducerOptions>().and_then(|o| o.keep_dims()).unwrap_or(false) {
+                    // TFLite runs a 4-D MEAN that keeps its dimensions with another kernel,
+                    // whose rounding is not reproduced here.
+                    return Err(Error::unsupported(format!("{name}: MEAN keeping its dimensions (keep_dims)")));
+                }
+                self.pool(x, out, &name, true)
             }
             22 | 43 | 6 => {
                 // RESHAPE / SQUEEZE / DEQUANTIZE of the pooled or final [N, C] tensor: nothing to do.
@@ -549,12 +671,13 @@ impl<'a> Importer<'a> {
             }
             114 => {
                 // QUANTIZE of the float model input: the input's quantization.
-                if self.bound.contains_key(&(first.max(0) as usize)) || !self.nodes.is_empty() {
-                    return Err(Error::unsupported(format!("{name}: QUANTIZE inside the network (requantization)")));
+                if !self.bound.contains_key(&(first.max(0) as usize)) && self.nodes.is_empty() {
+                    self.set_input(&self.tensor(out)?)?;
+                    self.bound.insert(out as usize, Bound::Image(0));
+                    return Ok(());
                 }
-                self.set_input(&self.tensor(out)?)?;
-                self.bound.insert(out as usize, Bound::Image(0));
-                Ok(())
+                // Inside the network: a move onto another grid.
+                self.unary(first, out, &name, Unary::Identity)
             }
             _ => Err(Error::unsupported(format!("{name}: operator {kind}"))),
         }
@@ -564,6 +687,7 @@ impl<'a> Importer<'a> {
         let q = value_quant(self.file, t)?;
         // In the uint8 domain whichever the file's type (see `value_quant`).
         self.input_zero_u8 = q.zero_point + 128;
+        self.input_uint8 = t.tensor_type() == Some(TYPE_UINT8);
         self.input_scale = q.scale;
         self.values[0] = Some(q);
         Ok(())
@@ -629,6 +753,7 @@ pub fn import_tflite(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> R
         embedding: None,
         logits: None,
         input_zero_u8: 128,
+        input_uint8: false,
         input_scale: 1.0 / 128.0,
     };
     let input_t = im.tensor(input)?;
@@ -651,8 +776,7 @@ pub fn import_tflite(bytes: &[u8], file: &str, labels: Option<Vec<String>>) -> R
     if im.values[0].is_none() {
         return Err(Error::unsupported(format!("{file}: a float input without a QUANTIZE")));
     }
-    let arithmetic =
-        if input_t.tensor_type() == Some(TYPE_UINT8) { Arithmetic::TfliteUint8 } else { Arithmetic::TfliteInt8 };
+    let arithmetic = if im.input_uint8 { Arithmetic::TfliteUint8 } else { Arithmetic::TfliteInt8 };
     let mut preprocess = Preprocess {
         size: h,
         crop_fraction: 0.875,

@@ -113,6 +113,8 @@ fb_table!(Pool2DOptions {
 });
 fb_table!(FullyConnectedOptions { fused_activation_function: i8 = 4, weights_format: i8 = 6, keep_num_dims: bool = 8 });
 fb_table!(AddOptions { fused_activation_function: i8 = 4 });
+fb_table!(MulOptions { fused_activation_function: i8 = 4 });
+fb_table!(ConcatenationOptions { axis: i32 = 4, fused_activation_function: i8 = 6 });
 fb_table!(ReducerOptions { keep_dims: bool = 4 });
 fb_table!(SoftmaxOptions { beta: f32 = 4 });
 
@@ -146,7 +148,9 @@ option_tables!(
     Pool2DOptions = 5,
     FullyConnectedOptions = 8,
     SoftmaxOptions = 9,
+    ConcatenationOptions = 10,
     AddOptions = 11,
+    MulOptions = 21,
     ReducerOptions = 27,
 );
 
