@@ -11,10 +11,10 @@
 // as on the CPU.
 // Layouts (4 x i8 per u32, channels padded to a multiple of 4 with zero weights):
 // x [N, H, W, Cin4] u32; w [Cout4 * 4, KH, KW, Cin4] u32 (OHWI, padded rows zero);
-// bias_eff [Cout4] vec4<i32>; mult [Cout4] vec4<f32>; out [N, OH, OW, Cout4] u32.
+// bias_eff [Cout4] vec4<i32>; mult [Cout4] ChannelMult (requant*.wgsl); out [N, OH, OW, Cout4] u32.
 // Dispatch: (ceil(Cout4 / 8), ceil(OW / 8), N * OH), 8 x 8 invocations per workgroup, one
 // output word (4 channels of one pixel) per invocation.
-// Needs `dot4`, `requantize` and `requantize4`.
+// Needs `dot4` and `requantize4` (requant.wgsl or requant_fixed.wgsl).
 struct Params {
     n: u32,
     h: u32,
@@ -42,7 +42,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<u32>;
 @group(0) @binding(2) var<storage, read> wt: array<u32>;
 @group(0) @binding(3) var<storage, read> bias_eff: array<vec4<i32>>;
-@group(0) @binding(4) var<storage, read> mult: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> mult: array<ChannelMult>;
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
 
 @compute @workgroup_size(8, 8, 1)

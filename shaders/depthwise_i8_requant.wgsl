@@ -6,10 +6,10 @@
 // Lane-wise: each invocation owns one word (4 channels) of 4 adjacent output pixels; taps in
 // the padding are skipped, as on the CPU.
 // Layouts: x [N, H, W, C4] u32; w [KH, KW, C4] u32 (the filter of channel c in lane c % 4 of
-// word c / 4, padded channels zero); bias [C4] vec4<i32>; mult [C4] vec4<f32>;
+// word c / 4, padded channels zero); bias [C4] vec4<i32>; mult [C4] ChannelMult (requant*.wgsl);
 // out [N, OH, OW, C4] u32.
 // Dispatch: (ceil(C4 / 8), ceil(OW / 32), N * OH), 8 x 8 invocations per workgroup.
-// Needs `lanes`, `requantize` and `requantize4`.
+// Needs `lanes` and `requantize4` (requant.wgsl or requant_fixed.wgsl).
 struct Params {
     n: u32,
     h: u32,
@@ -33,7 +33,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<u32>;
 @group(0) @binding(2) var<storage, read> wt: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<vec4<i32>>;
-@group(0) @binding(4) var<storage, read> mult: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> mult: array<ChannelMult>;
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
 
 // Each invocation computes 4 horizontally adjacent output pixels of one channel word, so an

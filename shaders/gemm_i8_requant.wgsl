@@ -6,11 +6,12 @@
 // and padded rows are zero, so they add nothing); bias_eff [N4 * 4] i32 with
 // bias_eff[n] = bias[n] - za * sum_k B[n, k] (folds the input zero point, computed at prepare
 // time in wrapping i32 like the CPU's expansion; exact whenever the CPU's accumulator is);
-// mult [N4 * 4] f32. Output: [M, N4] u32, packed like A, ready for the next layer.
+// mult [N4] ChannelMult (requant*.wgsl: four channels' multipliers). Output: [M, N4] u32,
+// packed like A, ready for the next layer.
 // Register tile: each invocation computes 4 rows x 4 columns (one output word per row), so
 // each A word is used 4 times and each B word 4 times from registers.
 // Dispatch: (ceil(N4 / 8), ceil(M / 32), 1) with 8 x 8 invocations per workgroup.
-// Needs `dot4` (dot4_i8_*.wgsl), `requantize` (requant.wgsl), `requantize4` (int8_lanes.wgsl).
+// Needs `dot4` (dot4_i8_*.wgsl) and `requantize4` (requant.wgsl or requant_fixed.wgsl).
 struct Params {
     m: u32,
     n4: u32,
@@ -26,7 +27,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> a: array<u32>;
 @group(0) @binding(2) var<storage, read> b: array<u32>;
 @group(0) @binding(3) var<storage, read> bias_eff: array<vec4<i32>>;
-@group(0) @binding(4) var<storage, read> mult: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> mult: array<ChannelMult>;
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
 
 @compute @workgroup_size(8, 8, 1)

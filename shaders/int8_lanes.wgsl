@@ -14,13 +14,3 @@ fn pack_lanes(q: vec4<i32>) -> u32 {
     let b = vec4<u32>(bitcast<vec4<u32>>(q) & vec4<u32>(0xffu));
     return b.x | (b.y << 8u) | (b.z << 16u) | (b.w << 24u);
 }
-
-// requantize (requant.wgsl) on four accumulators with their channels' multipliers, packed.
-fn requantize4(acc: vec4<i32>, m: vec4<f32>, zp: i32, lo: i32, hi: i32) -> u32 {
-    return pack_lanes(vec4<i32>(
-        requantize(acc.x, m.x, zp, lo, hi),
-        requantize(acc.y, m.y, zp, lo, hi),
-        requantize(acc.z, m.z, zp, lo, hi),
-        requantize(acc.w, m.w, zp, lo, hi),
-    ));
-}

@@ -1,9 +1,12 @@
 //! The WGSL kernels against the CPU reference, bit-exact: the int8 GEMM (both dot-product
 //! variants) against `requantize(gemm_i8_acc(...))`, the convolutions (pointwise through the
-//! GEMM, one-group direct, depthwise; other grouped ones are refused) against `conv2d_i8`, the global-pool sums against `global_sums_i8`,
-//! the residual add against `add_i8`, over property-tested shapes and quantization parameters. Runs on whatever
-//! adapter wgpu finds (lavapipe in CI); with `EDGETUNE_REQUIRE_GPU=1` (set by `npm test`)
-//! a missing adapter fails instead of skipping.
+//! GEMM, one-group direct, depthwise; other grouped ones are refused) against `conv2d_i8`,
+//! each also compiled with TFLite's fixed-point requantization (both tie roundings) against
+//! `Requant::apply`, the global-pool sums against `global_sums_i8`, the residual add against
+//! `add_i8` and the table add against TFLite's and onnxruntime's adds, over property-tested
+//! shapes and quantization parameters. Runs on whatever adapter wgpu finds (lavapipe in CI);
+//! with `EDGETUNE_REQUIRE_GPU=1` (set by `npm test`) a missing adapter fails instead of
+//! skipping.
 
 use std::sync::OnceLock;
 
@@ -13,10 +16,11 @@ use edgetune::gpu::context::GpuContext;
 use edgetune::gpu::conv::{ConvI8, ConvLayer};
 use edgetune::gpu::gemm::{DotVariant, GemmLayer};
 use edgetune::gpu::gemm_f32::GemmF32;
-use edgetune::gpu::kernel::{block_on, pack_rows, unpack_rows};
+use edgetune::gpu::kernel::{block_on, pack_rows, unpack_rows, RequantKind};
 use edgetune::gpu::pool::GlobalSumI8;
+use edgetune::gpu::table::BinaryTableI8;
 use edgetune::ops::add::add_i8;
-use edgetune::ops::conv::{conv2d_i8, Conv2dParams};
+use edgetune::ops::conv::{conv2d_i8, conv2d_i8_requant, Conv2dParams};
 use edgetune::ops::gemm::{dense_f32, gemm_i8_acc};
 use edgetune::ops::Padding;
 use edgetune::quant::{requantize, Activation, AddRequant, OutputQuant, QParams, Requant};
@@ -27,7 +31,10 @@ struct Gpu {
     ctx: GpuContext,
     /// One per dot-product variant the device compiles (each holds its GEMM).
     convs: Vec<ConvI8>,
+    /// TFLite's fixed-point requantization, ties away from zero then up (unpacked dot).
+    fixed: Vec<ConvI8>,
     add: AddI8,
+    table: BinaryTableI8,
     sum: GlobalSumI8,
 }
 
@@ -35,14 +42,19 @@ fn gpu() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| match block_on(GpuContext::new()) {
         Ok(ctx) => {
-            let mut convs = vec![block_on(ConvI8::new(&ctx, DotVariant::Unpacked)).expect("unpacked kernels compile")];
+            let conv = |v: DotVariant, kind: RequantKind| {
+                block_on(ConvI8::new(&ctx, v, kind)).unwrap_or_else(|e| panic!("{} kernels compile: {e}", kind.name()))
+            };
+            let mut convs = vec![conv(DotVariant::Unpacked, RequantKind::Float)];
             if ctx.report.packed_int8_dot {
-                convs.push(block_on(ConvI8::new(&ctx, DotVariant::Packed)).expect("dot4I8Packed kernels compile"));
+                convs.push(conv(DotVariant::Packed, RequantKind::Float));
             }
+            let fixed = [false, true].map(|half_up| conv(DotVariant::Unpacked, RequantKind::Fixed { half_up })).into();
             eprintln!("GPU: {} ({} dot-product variants)", ctx.report.describe(), convs.len());
             let add = block_on(AddI8::new(&ctx)).expect("add kernel compiles");
+            let table = block_on(BinaryTableI8::new(&ctx)).expect("table kernel compiles");
             let sum = block_on(GlobalSumI8::new(&ctx)).expect("global sum kernel compiles");
-            Some(Gpu { ctx, convs, add, sum })
+            Some(Gpu { ctx, convs, fixed, add, table, sum })
         }
         Err(e) if std::env::var("EDGETUNE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
             panic!("{e} (install Mesa's Vulkan drivers: apt-get install mesa-vulkan-drivers)")
@@ -222,6 +234,19 @@ fn check_conv(c: &ConvCase) {
         assert_eq!(shape.to_vec(), want.shape().to_vec());
         assert_eq!(got, want.i8_data("test").unwrap(), "{} variant, {c:?}", conv.gemm.variant.name());
     }
+    if c.groups != 1 && c.groups != ch {
+        return;
+    }
+    // TFLite's fixed point: the same layer requantized by `Requant::apply`.
+    for conv in &g.fixed {
+        let RequantKind::Fixed { half_up } = conv.kind else { unreachable!() };
+        let rq = Requant::tflite("test", c.sx, &c.sw, &out, half_up).unwrap();
+        let (_, want) = conv2d_i8_requant(&xq, &wq, None, c.bias.as_deref(), &p, &rq).expect("cpu conv");
+        let layer =
+            ConvLayer { weights: &c.w, weight_shape: &w_shape, bias: c.bias.as_deref(), params: &p, requant: &rq };
+        let (got, _) = conv.run(&g.ctx, (&c.x, &c.shape, c.zx), &layer).expect("gpu conv, fixed point");
+        assert_eq!(got, want, "{}, {c:?}", conv.kind.name());
+    }
 }
 
 proptest! {
@@ -282,6 +307,65 @@ proptest! {
         let want = dense_f32(&a, &b, Some(&bias), m, k, n).unwrap();
         for (i, (x, y)) in got.iter().zip(&want).enumerate() {
             prop_assert!((x - y).abs() <= 1e-5 * (k as f32 + 1.0), "{i}: {x} vs {y}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    /// TFLite's fixed point on the GEMM, both tie roundings, against `Requant::apply`: right
+    /// shifts that bring the accumulators into the int8 range (half the channels exact powers
+    /// of two, whose results often land on ties) and beyond, and left shifts (multipliers up
+    /// to 2^6, saturating).
+    #[test]
+    fn gpu_fixed_point_gemm_equals_cpu_requant(c in case(), e in -20i32..7, half_up in any::<bool>()) {
+        let Some(g) = gpu() else { return Ok(()) };
+        let scales: Vec<f32> =
+            (0..c.n).map(|j| if j % 2 == 0 { 2f32.powi(e) } else { 2f32.powi(e) * (0.5 + 0.049 * j as f32) }).collect();
+        let out = OutputQuant::new(1.0, c.zp, Activation::None).unwrap();
+        let mut rq = Requant::tflite("test", 1.0, &scales, &out, half_up).unwrap();
+        (rq.lo, rq.hi) = (c.lo, c.hi);
+        let acc = gemm_i8_acc(&c.a, c.za, &c.b, &[0], c.bias.as_deref(), c.m, c.k, c.n).expect("cpu gemm");
+        let want: Vec<i8> = acc.iter().enumerate().map(|(i, &v)| rq.apply(v, i % c.n)).collect();
+        let layer = GemmLayer { weights: &c.b, bias: c.bias.as_deref(), requant: &rq };
+        let conv = &g.fixed[half_up as usize];
+        let got = conv.gemm.run(&g.ctx, (&c.a, c.za), &layer, (c.m, c.k, c.n)).expect("gpu gemm");
+        prop_assert_eq!(got, want, "exponent around {}, {}", e, conv.kind.name());
+    }
+}
+
+/// A fixed-point layer for kernels compiled with the float requantization (or the other
+/// way round) is an error, not wrong numbers.
+#[test]
+fn a_layer_of_the_other_requantization_is_refused() {
+    let Some(g) = gpu() else { return };
+    let out = OutputQuant::new(0.1, 0, Activation::None).unwrap();
+    let rq = Requant::tflite("test", 0.05, &[0.01], &out, false).unwrap();
+    let layer = GemmLayer { weights: &[1, 2, 3, 4], bias: None, requant: &rq };
+    let err = g.convs[0].gemm.run(&g.ctx, (&[1, 2, 3, 4], 0), &layer, (1, 4, 1)).expect_err("float kernels refuse");
+    assert!(err.to_string().contains("compiled with float"), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    /// Adds in TFLite's and onnxruntime's arithmetic as tables, against their CPU formulas.
+    #[test]
+    fn gpu_table_add_equals_tflite_and_onnxruntime_adds(
+        len in 1usize..600, sa in 0.01f32..0.2, sb in 0.01f32..0.2, so in 0.01f32..0.3,
+        za in -128i32..=127, zb in -128i32..=127, zo in -128i32..=127, relu in any::<bool>(), seed in any::<u32>()
+    ) {
+        let Some(g) = gpu() else { return Ok(()) };
+        let a: Vec<i8> = (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed).to_le_bytes()[3] as i8).collect();
+        let b: Vec<i8> = (0..len).map(|i| (i as u32).wrapping_mul(40_503).wrapping_add(seed >> 3).to_le_bytes()[2] as i8).collect();
+        let q = |scale, zero_point| edgetune::model::etm::ValueQuant { scale, zero_point };
+        let out = OutputQuant::new(so, zo, if relu { Activation::Relu } else { Activation::None }).unwrap();
+        let tflite = edgetune::quant::tflite::TfliteAdd::new(q(sa, za), q(sb, zb), q(so, zo), out.bounds()).unwrap();
+        let ort = edgetune::quant::OrtAddRequant::new((sa, za), (sb, zb), &out, 128).unwrap();
+        for (name, f) in [("tflite", &(|x, y| tflite.apply(x, y)) as &dyn Fn(i8, i8) -> i8), ("onnxruntime", &|x, y| ort.apply(x, y))] {
+            let table: Vec<i8> = (0..65_536).map(|k| f((k / 256 - 128) as i8, (k % 256 - 128) as i8)).collect();
+            let want: Vec<i8> = a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect();
+            let got = g.table.run(&g.ctx, &a, &b, &table).expect("gpu table add");
+            prop_assert_eq!(got, want, "{} add", name);
         }
     }
 }

@@ -210,7 +210,7 @@ fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<Agreeme
     assert!(file.is_int8(), "a {format} graph imports as an int8 model");
     // The logits' grid when the file quantizes them (both of onnxruntime's forms do), for the step count.
     let logits_q = file.header.quantization.as_ref().and_then(|q| q.values[file.header.graph.logits]);
-    let model = Classifier::new(file).unwrap();
+    let model = Classifier::new(file.clone()).unwrap();
     let test = edgetune::data::images::ImageSource::open(&format!("cifar10:{}", test.display())).unwrap();
     let mut inputs: Vec<_> = list_images(&photos).unwrap().iter().map(|i| load_preprocessed(i, &p).unwrap()).collect();
     let photos_n = inputs.len();
@@ -257,7 +257,7 @@ fn quantized_agreement(name: &str, format: &str, tests: usize) -> Option<Agreeme
         photos_n + tests,
         photos_n + tests
     );
-    Some(Agreement { agree, total: photos_n + tests, identical, steps })
+    Some(Agreement { agree, total: photos_n + tests, identical, steps, file })
 }
 
 /// What [`quantized_agreement`] measured: top-1 equal on `agree` of `total` inputs, logits
@@ -269,6 +269,8 @@ struct Agreement {
     total: usize,
     identical: usize,
     steps: Vec<f32>,
+    /// The imported model.
+    file: edgetune::model::etm::ModelFile,
 }
 
 // docs/import.md: Lite0 110/110 top-1 and bit-identical logits in both forms; ResNet-18 50/50
@@ -282,6 +284,8 @@ fn onnxruntime_qdq_model_runs_in_int8_with_its_top1() {
         "QDQ Lite0: top-1 equal / logits bit-identical, of {}",
         a.total
     );
+    // On the GPU plan too, onnxruntime's add as a table: the same logits as the CPU's.
+    common::assert_gpu_logits_equal_cpu(a.file, "onnxruntime QDQ Lite0");
 }
 
 /// MaxPool in both of onnxruntime's quantized forms.

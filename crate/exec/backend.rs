@@ -68,7 +68,7 @@ impl GpuBackend {
             let mut shape = x.shape().to_vec();
             shape[0] = 1;
             let one = QTensor::from_i8(shape, data[i * per..(i + 1) * per].to_vec(), x.params().clone())?;
-            let e = self.plan.embeddings(&self.ctx, &one).await?;
+            let e = self.plan.embeddings(&self.ctx, model, &one).await?;
             dim = e.shape()[1];
             out.extend_from_slice(e.data());
         }

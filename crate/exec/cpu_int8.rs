@@ -138,6 +138,13 @@ fn unary_lut(f: Unary, x: ValueQuant, y: ValueQuant) -> Box<[i8; 256]> {
     lut
 }
 
+/// `f` on every pair of int8 values: `table[(a + 128) * 256 + (b + 128)]`.
+fn add_table(f: impl Fn(i8, i8) -> i8) -> Vec<i8> {
+    (0..crate::gpu::table::TABLE_LEN)
+        .map(|k| f(((k / 256) as i32 - 128) as i8, ((k % 256) as i32 - 128) as i8))
+        .collect()
+}
+
 /// The table of unary `f` from grid `x` onto grid `y` in TFLite's arithmetic: its own
 /// formula for the operators TFLite files hold, the engine's rounding for the rest.
 fn tflite_unary_lut(f: Unary, x: ValueQuant, y: ValueQuant) -> Result<Box<[i8; 256]>> {
@@ -163,9 +170,10 @@ pub enum Int8Layer<'a> {
     Add {
         requant: AddRequant,
     },
-    /// An add in an imported file's own arithmetic that only the CPU runs, and why.
-    CpuOnlyAdd {
-        why: &'static str,
+    /// An add in an imported file's own arithmetic (TFLite's or onnxruntime's), as the table
+    /// of its 65,536 results, `table[(a + 128) * 256 + (b + 128)]` (`gpu::table`).
+    TableAdd {
+        table: Vec<i8>,
     },
     GlobalAvgPool,
     /// The head: runs on the CPU for every backend ([`PreparedI8::head_logits`]).
@@ -444,30 +452,33 @@ impl PreparedI8 {
         }
     }
 
-    /// TFLite's integer global pool onto the output grid `out`, as the f32 embedding: MEAN
-    /// (requantizing, `quant::tflite::mean_multiplier`) or AVERAGE_POOL_2D over the whole
-    /// image (input and output share scale and zero point there).
-    fn tflite_pool(&self, x: &QTensor, out: ValueQuant, mean: bool) -> Result<Tensor> {
-        let (sx, zx) = x.params().per_tensor_pair("global_avg_pool")?;
-        let (sums, hw) = global_sums_i8(x)?;
-        let mean = if mean {
-            Some(crate::quant::tflite::mean_multiplier(ValueQuant { scale: sx, zero_point: zx }, out, hw)?)
-        } else {
-            None
+    /// The f32 embedding from the global pool's integer sums `sum (x - z_x)` over `hw`
+    /// pixels (computed by the CPU or the GPU), in the model's own arithmetic and onto its
+    /// embedding grid when it has one: every backend finishes the pool here, so equal sums
+    /// give bit-identical embeddings. TFLite: its MEAN (`quant::tflite::mean_multiplier`) or
+    /// its AVERAGE_POOL_2D rounding (`quant::tflite::avg_round`, one grid in and out);
+    /// otherwise [`embedding_from_sums`].
+    pub fn embedding_from_pool_sums(&self, sums: &[i32], x: ValueQuant, hw: usize) -> Result<Vec<f32>> {
+        let out = self.value_quant_opt(self.graph.embedding);
+        let tflite_mean = matches!(
+            self.graph.embedding.checked_sub(1).and_then(|i| self.ops.get(i)),
+            Some(Int8Op::GlobalAvgPool { tflite_mean: true })
+        );
+        let (Some(out), true) = (out, self.arithmetic.is_tflite()) else {
+            return Ok(embedding_from_sums(sums, x.scale, hw, out));
         };
+        let mean = if tflite_mean { Some(crate::quant::tflite::mean_multiplier(x, out, hw)?) } else { None };
         let offset = self.tflite_offset();
-        let e = sums
+        Ok(sums
             .iter()
             .map(|&s| {
                 let q = match mean {
                     Some(m) => m.apply(s).saturating_add(out.zero_point),
-                    None => crate::quant::tflite::avg_round(s.saturating_add(hw as i32 * zx), hw, offset),
+                    None => crate::quant::tflite::avg_round(s.saturating_add(hw as i32 * x.zero_point), hw, offset),
                 };
                 crate::quant::requant::dequantize(q.clamp(-128, 127), out.scale, out.zero_point)
             })
-            .collect();
-        let c = *x.shape().last().unwrap_or(&1);
-        Tensor::new(vec![sums.len() / c.max(1), c], e)
+            .collect())
     }
 
     /// The quantization of value `v` if it has one (the embedding and logits usually do not).
@@ -494,12 +505,12 @@ impl PreparedI8 {
                 Int8Layer::Conv { weight, bias: bias.as_deref(), params, requant }
             }
             Int8Op::Add { requant: AddArithmetic::Engine(requant), .. } => Int8Layer::Add { requant: *requant },
-            Int8Op::Add { requant: AddArithmetic::Onnxruntime(_), .. } => Int8Layer::CpuOnlyAdd {
-                why: "onnxruntime's add arithmetic on the GPU (its fused multiply-adds are CPU only)",
-            },
-            Int8Op::Add { requant: AddArithmetic::Tflite(_), .. } => Int8Layer::CpuOnlyAdd {
-                why: "TFLite's add arithmetic on the GPU (its fixed-point multiplies are CPU only for now)",
-            },
+            Int8Op::Add { requant: AddArithmetic::Onnxruntime(rq), .. } => {
+                Int8Layer::TableAdd { table: add_table(|a, b| rq.apply(a, b)) }
+            }
+            Int8Op::Add { requant: AddArithmetic::Tflite(rq), .. } => {
+                Int8Layer::TableAdd { table: add_table(|a, b| rq.apply(a, b)) }
+            }
             Int8Op::GlobalAvgPool { .. } => Int8Layer::GlobalAvgPool,
             Int8Op::Dense { .. } => Int8Layer::Dense,
             other => Int8Layer::Other(other.kind()),
@@ -665,13 +676,15 @@ impl PreparedI8 {
                     return Err(Error::invalid("forward_i8", format!("node '{}' adds a float value", node.name)))
                 }
             },
-            (Int8Op::GlobalAvgPool { tflite_mean }, Val::Q(x)) => {
-                match (self.arithmetic, self.value_quant_opt(i + 1)) {
-                    (Arithmetic::TfliteUint8 | Arithmetic::TfliteInt8, Some(out)) => {
-                        Val::F(self.tflite_pool(x, out, *tflite_mean)?)
-                    }
-                    (_, out) => Val::F(global_avg_pool_i8_to_f32(x, out)?),
-                }
+            (Int8Op::GlobalAvgPool { .. }, Val::Q(x)) if i + 1 == self.graph.embedding => {
+                let (scale, zero_point) = x.params().per_tensor_pair("global_avg_pool")?;
+                let (sums, hw) = global_sums_i8(x)?;
+                let c = *x.shape().last().unwrap_or(&1);
+                let e = self.embedding_from_pool_sums(&sums, ValueQuant { scale, zero_point }, hw)?;
+                Val::F(Tensor::new(vec![sums.len() / c.max(1), c], e)?)
+            }
+            (Int8Op::GlobalAvgPool { .. }, Val::Q(x)) => {
+                Val::F(global_avg_pool_i8_to_f32(x, self.value_quant_opt(i + 1))?)
             }
             // An integer classifier where the file quantizes both its input and output (TFLite's
             // in its arithmetic, onnxruntime's QGemm / QDQ Gemm in the engine's): the f32 input

@@ -184,7 +184,7 @@ impl Engine {
             let mut exact = true;
             for run in 0..3 {
                 let start = now_ms();
-                let got = net.embeddings(&ctx, &x).await?;
+                let got = net.embeddings(&ctx, model, &x).await?;
                 if run > 0 {
                     ms = ms.min(now_ms() - start);
                 }

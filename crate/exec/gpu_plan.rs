@@ -4,24 +4,32 @@
 //! activation buffer and bind group is created here, so a frame is one input upload, one
 //! command buffer with one dispatch per layer (no CPU round trip between layers) and one
 //! small readback: the global pool's `[N, C]` i32 sums. The CPU finishes the embedding
-//! (`e = s_x * sum / (H * W)`, [`embedding_from_sums`]) and the head
+//! ([`PreparedI8::embedding_from_pool_sums`], e.g. `e = s_x * sum / (H * W)`) and the head
 //! ([`PreparedI8::head_logits`]), exactly as the CPU backend does, so the GPU's logits are
 //! bit-identical to the CPU's whenever its sums are (the kernels are tested bit-exact).
 //!
+//! Imported models keep their own arithmetic here too: the kernels are compiled with the
+//! model's requantization ([`RequantKind`]: TFLite's fixed point for TFLite files), and adds
+//! in TFLite's or onnxruntime's arithmetic run as tables of their 65,536 results
+//! ([`crate::gpu::table`]).
+//!
 //! Activations live as packed NHWC words (`[N, H, W, ceil(C/4)]`, 4 x i8 per u32), one
 //! buffer per value. Layers before the pool must be convolutions (pointwise, one-group or
-//! depthwise) and int8 adds; anything else is [`Error::Unsupported`] and the caller runs the
-//! model on the CPU.
+//! depthwise) and int8 adds; anything else (pooling windows, concatenation, products,
+//! element-wise functions) is [`Error::Unsupported`] and the caller runs the model on the
+//! CPU.
 
 use crate::base::error::{Error, Result};
 use crate::base::tensor::{QTensor, Tensor};
-use crate::exec::cpu_int8::{embedding_from_sums, Int8Layer, PreparedI8};
+use crate::exec::cpu_int8::{Int8Layer, PreparedI8};
 use crate::gpu::add::AddI8;
 use crate::gpu::context::GpuContext;
 use crate::gpu::conv::{ConvI8, ConvLayer};
 use crate::gpu::gemm::DotVariant;
-use crate::gpu::kernel::{bytes, pack_rows, read_words, readback_buffer, storage, Dispatch};
+use crate::gpu::kernel::{bytes, pack_rows, read_words, readback_buffer, storage, Dispatch, RequantKind};
 use crate::gpu::pool::GlobalSumI8;
+use crate::gpu::table::BinaryTableI8;
+use crate::model::etm::{Arithmetic, ValueQuant};
 
 /// One dispatched layer, for reports and per-layer timing.
 #[derive(Clone, Debug)]
@@ -49,24 +57,29 @@ pub struct GpuNetwork {
     dispatches: Vec<Dispatch>,
     input: wgpu::Buffer,
     input_shape: [usize; 4],
-    /// `[N, C]` i32 pool sums, their readback copy, pixels per sum and the pooled scale.
+    /// `[N, C]` i32 pool sums, their readback copy, pixels per sum and the pooled value's
+    /// quantization.
     sums: wgpu::Buffer,
     readback: wgpu::Buffer,
     channels: usize,
     pooled_pixels: usize,
-    pooled_scale: f32,
-    /// The embedding's own quantization, when the model rounds it (imported models).
-    pooled_out: Option<crate::model::etm::ValueQuant>,
+    pooled: ValueQuant,
 }
 
 impl GpuNetwork {
     /// Compiles the kernels in `variant` and builds the plan of `model` for `batch` images.
     pub async fn new(ctx: &GpuContext, model: &PreparedI8, variant: DotVariant, batch: usize) -> Result<Self> {
-        let conv = ConvI8::new(ctx, variant).await?;
+        let kind = match model.arithmetic() {
+            Arithmetic::TfliteUint8 => RequantKind::Fixed { half_up: false },
+            Arithmetic::TfliteInt8 => RequantKind::Fixed { half_up: true },
+            _ => RequantKind::Float,
+        };
+        let conv = ConvI8::new(ctx, variant, kind).await?;
         let add = AddI8::new(ctx).await?;
+        let table = BinaryTableI8::new(ctx).await?;
         let pool = GlobalSumI8::new(ctx).await?;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let plan = Self::plan(ctx, model, (&conv, &add, &pool), variant, batch);
+        let plan = Self::plan(ctx, model, (&conv, &add, &table, &pool), variant, batch);
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("building the GPU plan: {e}")));
         }
@@ -76,16 +89,13 @@ impl GpuNetwork {
     fn plan(
         ctx: &GpuContext,
         model: &PreparedI8,
-        (conv, add, pool): (&ConvI8, &AddI8, &GlobalSumI8),
+        (conv, add, table, pool): (&ConvI8, &AddI8, &BinaryTableI8, &GlobalSumI8),
         variant: DotVariant,
         batch: usize,
     ) -> Result<Self> {
         let [h, w, c] = model.graph.input;
         if batch == 0 {
             return Err(Error::invalid("gpu plan", "batch size 0"));
-        }
-        if model.arithmetic().is_tflite() {
-            return Err(Error::unsupported(format!("{:?} arithmetic on the GPU (CPU only)", model.arithmetic())));
         }
         let input_shape = [batch, h, w, c];
         let input = storage(ctx, "input", batch * h * w * c.div_ceil(4));
@@ -133,10 +143,7 @@ impl GpuNetwork {
                     let out = Value { buffer: d.output().clone(), shape, scale, zero_point };
                     (d, LayerInfo { name: node.name.clone(), kind, macs }, Some(out))
                 }
-                Int8Layer::CpuOnlyAdd { why } => {
-                    return Err(Error::unsupported(format!("node '{}': {why}", node.name)))
-                }
-                Int8Layer::Add { requant } => {
+                layer @ (Int8Layer::Add { .. } | Int8Layer::TableAdd { .. }) => {
                     let (a, b) = (value(0)?, value(1)?);
                     if a.shape != b.shape {
                         return Err(Error::shape(
@@ -145,8 +152,12 @@ impl GpuNetwork {
                         ));
                     }
                     let [n, h, w, c] = a.shape;
-                    let d =
-                        add.dispatch(ctx, &node.name, (&a.buffer, &b.buffer), n * h * w * c.div_ceil(4), &requant)?;
+                    let (inputs, words) = ((&a.buffer, &b.buffer), n * h * w * c.div_ceil(4));
+                    let d = match &layer {
+                        Int8Layer::TableAdd { table: t } => table.dispatch(ctx, &node.name, inputs, words, t)?,
+                        Int8Layer::Add { requant } => add.dispatch(ctx, &node.name, inputs, words, requant)?,
+                        _ => unreachable!("matched above"),
+                    };
                     let (scale, zero_point) = out_quant()?;
                     let out = Value { buffer: d.output().clone(), shape: a.shape, scale, zero_point };
                     (d, LayerInfo { name: node.name.clone(), kind: "add", macs: (n * h * w * c) as u64 }, Some(out))
@@ -155,7 +166,7 @@ impl GpuNetwork {
                     let x = value(0)?;
                     let d = pool.dispatch(ctx, &node.name, &x.buffer, x.shape, x.zero_point)?;
                     let [_, h, w, c] = x.shape;
-                    pooled = Some((c, h * w, x.scale));
+                    pooled = Some((c, h * w, ValueQuant { scale: x.scale, zero_point: x.zero_point }));
                     let macs = x.shape.iter().product::<usize>() as u64;
                     (d, LayerInfo { name: node.name.clone(), kind: "global_sum", macs }, None)
                 }
@@ -176,7 +187,7 @@ impl GpuNetwork {
             layers.push(info);
             values.push(out);
         }
-        let (Some((channels, pooled_pixels, pooled_scale)), Some(last)) = (pooled, dispatches.last()) else {
+        let (Some((channels, pooled_pixels, pooled)), Some(last)) = (pooled, dispatches.last()) else {
             return Err(Error::unsupported("a network whose embedding is not a global average pool, on the GPU"));
         };
         let sums = last.output().clone();
@@ -192,8 +203,7 @@ impl GpuNetwork {
             readback,
             channels,
             pooled_pixels,
-            pooled_scale,
-            pooled_out: model.value_quant_opt(embedding),
+            pooled,
         })
     }
 
@@ -242,13 +252,14 @@ impl GpuNetwork {
         Ok(read_words(ctx, &self.readback, words).await?.into_iter().map(|v| v as i32).collect())
     }
 
-    /// The f32 embedding `[N, D]` of a quantized input batch, bit-identical to the CPU's.
-    pub async fn embeddings(&self, ctx: &GpuContext, x: &QTensor) -> Result<Tensor> {
+    /// The f32 embedding `[N, D]` of a quantized input batch of `model` (the model this
+    /// plan was built from), bit-identical to the CPU's.
+    pub async fn embeddings(&self, ctx: &GpuContext, model: &PreparedI8, x: &QTensor) -> Result<Tensor> {
         self.upload(ctx, x)?;
         let sums = self.run_sums(ctx).await?;
         Tensor::new(
             vec![self.batch, self.channels],
-            embedding_from_sums(&sums, self.pooled_scale, self.pooled_pixels, self.pooled_out),
+            model.embedding_from_pool_sums(&sums, self.pooled, self.pooled_pixels)?,
         )
     }
 

@@ -3,7 +3,7 @@
 //! output scale with one rounding, four lanes of a packed word per invocation.
 
 use super::context::GpuContext;
-use super::kernel::{bytes, compile, storage, Dispatch, INT8_WGSL};
+use super::kernel::{bytes, compile, storage, Dispatch, LANES_WGSL};
 use crate::base::error::{Error, Result};
 use crate::quant::AddRequant;
 
@@ -16,7 +16,7 @@ pub struct AddI8 {
 
 impl AddI8 {
     pub async fn new(ctx: &GpuContext) -> Result<Self> {
-        Ok(AddI8 { pipeline: compile(ctx, "add_i8_requant", &format!("{INT8_WGSL}\n{ADD}")).await? })
+        Ok(AddI8 { pipeline: compile(ctx, "add_i8_requant", &format!("{LANES_WGSL}\n{ADD}")).await? })
     }
 
     /// `a + b` over `words` packed words of each buffer, requantized by `rq`, into a new

@@ -17,7 +17,7 @@ use super::gemm::{DotVariant, GemmI8, GemmLayer};
 pub use super::kernel::ConvLayer;
 #[cfg(not(target_arch = "wasm32"))]
 use super::kernel::{bytes, storage_init};
-use super::kernel::{compile, pack_rows, padded, window_dispatch, Dispatch, INT8_WGSL};
+use super::kernel::{compile, pack_rows, padded, window_dispatch, Dispatch, RequantKind};
 use crate::base::error::{Error, Result};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
@@ -29,19 +29,21 @@ pub struct ConvI8 {
     pub gemm: GemmI8,
     regular: wgpu::ComputePipeline,
     depthwise: DepthwiseI8,
+    pub kind: RequantKind,
 }
 
 impl ConvI8 {
-    pub async fn new(ctx: &GpuContext, variant: DotVariant) -> Result<Self> {
-        let gemm = GemmI8::new(ctx, variant).await?;
+    /// The pipelines in `variant`, requantizing as `kind` (the model's arithmetic).
+    pub async fn new(ctx: &GpuContext, variant: DotVariant, kind: RequantKind) -> Result<Self> {
+        let gemm = GemmI8::new(ctx, variant, kind).await?;
         let regular = compile(
             ctx,
-            &format!("conv_i8_requant ({})", variant.name()),
-            &format!("{}\n{INT8_WGSL}\n{CONV}", variant.wgsl()),
+            &format!("conv_i8_requant ({}, {})", variant.name(), kind.name()),
+            &format!("{}\n{}\n{CONV}", variant.wgsl(), kind.wgsl()),
         )
         .await?;
-        let depthwise = DepthwiseI8::new(ctx).await?;
-        Ok(ConvI8 { gemm, regular, depthwise })
+        let depthwise = DepthwiseI8::new(ctx, kind).await?;
+        Ok(ConvI8 { gemm, regular, depthwise, kind })
     }
 
     /// Validates the layer against the input shape; returns its geometry.
@@ -57,11 +59,6 @@ impl ConvI8 {
                 "grouped convolution ({} groups of {} channels) on the GPU",
                 g.groups, g.in_c_group
             )));
-        }
-        if layer.requant.fixed.is_some() {
-            return Err(Error::unsupported(
-                "TFLite fixed-point requantization on the GPU (no 64-bit products in WGSL)",
-            ));
         }
         if layer.weights.len() != layer.weight_shape.iter().product::<usize>() {
             return Err(Error::shape(OP, "weight data does not match its shape"));
@@ -113,7 +110,15 @@ impl ConvI8 {
         let head = [g.batch, g.in_h, g.in_w, cin4, c4].map(|d| d as u32);
         let words = pack_rows(&w, c4 * 4 * taps, g.in_c);
         let grid = [c4.div_ceil(8) as u32, g.out_w.div_ceil(8) as u32, (g.batch * g.out_h) as u32];
-        let d = window_dispatch(ctx, label, &self.regular, (x, &g, zx_word), (&head, &words, &bias_eff), rq, grid)?;
+        let d = window_dispatch(
+            ctx,
+            label,
+            &self.regular,
+            (x, &g, zx_word),
+            (&head, &words, &bias_eff),
+            (rq, self.kind),
+            grid,
+        )?;
         Ok((d, g.out_shape()))
     }
 

@@ -8,7 +8,7 @@
 //! invocation owns one word (4 channels) of 4 adjacent output pixels.
 
 use super::context::GpuContext;
-use super::kernel::{compile, pack_rows, window_dispatch, ConvLayer, Dispatch, INT8_WGSL};
+use super::kernel::{compile, pack_rows, window_dispatch, ConvLayer, Dispatch, RequantKind};
 use crate::base::error::Result;
 use crate::ops::conv::ConvGeometry;
 
@@ -17,12 +17,14 @@ const DEPTHWISE_I8_REQUANT: &str = include_str!("../../shaders/depthwise_i8_requ
 /// The compiled depthwise pipeline.
 pub struct DepthwiseI8 {
     pipeline: wgpu::ComputePipeline,
+    kind: RequantKind,
 }
 
 impl DepthwiseI8 {
-    pub async fn new(ctx: &GpuContext) -> Result<Self> {
-        let pipeline = compile(ctx, "depthwise_i8_requant", &format!("{INT8_WGSL}\n{DEPTHWISE_I8_REQUANT}")).await?;
-        Ok(DepthwiseI8 { pipeline })
+    pub async fn new(ctx: &GpuContext, kind: RequantKind) -> Result<Self> {
+        let label = format!("depthwise_i8_requant ({})", kind.name());
+        let pipeline = compile(ctx, &label, &format!("{}\n{DEPTHWISE_I8_REQUANT}", kind.wgsl())).await?;
+        Ok(DepthwiseI8 { pipeline, kind })
     }
 
     /// The dispatch of `layer` (geometry `g`, checked by [`super::conv::ConvI8::geometry`]) on
@@ -45,6 +47,14 @@ impl DepthwiseI8 {
         let words = pack_rows(&hwc, taps, g.out_c);
         // 4 adjacent output pixels per invocation, 8 x 8 invocations per workgroup.
         let grid = [c4.div_ceil(8) as u32, g.out_w.div_ceil(32) as u32, (g.batch * g.out_h) as u32];
-        window_dispatch(ctx, label, &self.pipeline, (x, g, zx as u32), (&head, &words, bias), layer.requant, grid)
+        window_dispatch(
+            ctx,
+            label,
+            &self.pipeline,
+            (x, g, zx as u32),
+            (&head, &words, bias),
+            (layer.requant, self.kind),
+            grid,
+        )
     }
 }

@@ -12,7 +12,7 @@
 //! 4 x 4 register tile (4 rows, one output word).
 
 use super::context::GpuContext;
-use super::kernel::{bytes, compile, pack_rows, padded, storage, storage_init, Dispatch, INT8_WGSL};
+use super::kernel::{bytes, compile, pack_rows, padded, storage, storage_init, Dispatch, RequantKind};
 use crate::base::error::{Error, Result};
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
 use crate::quant::Requant;
@@ -53,14 +53,15 @@ impl DotVariant {
 
 const GEMM: &str = include_str!("../../shaders/gemm_i8_requant.wgsl");
 
-/// The full WGSL source of the GEMM in one variant.
-pub fn shader_source(variant: DotVariant) -> String {
-    format!("{}\n{INT8_WGSL}\n{GEMM}", variant.wgsl())
+/// The full WGSL source of the GEMM in one variant and requantization.
+pub fn shader_source(variant: DotVariant, kind: RequantKind) -> String {
+    format!("{}\n{}\n{GEMM}", variant.wgsl(), kind.wgsl())
 }
 
 /// A compiled GEMM pipeline.
 pub struct GemmI8 {
     pub variant: DotVariant,
+    pub kind: RequantKind,
     pipeline: wgpu::ComputePipeline,
 }
 
@@ -73,10 +74,11 @@ pub struct GemmLayer<'a> {
 
 impl GemmI8 {
     /// Compiles the kernel; a variant the device cannot compile is an error, not a panic.
-    pub async fn new(ctx: &GpuContext, variant: DotVariant) -> Result<Self> {
+    pub async fn new(ctx: &GpuContext, variant: DotVariant, kind: RequantKind) -> Result<Self> {
         variant.check(ctx)?;
-        let pipeline = compile(ctx, &format!("gemm_i8_requant ({})", variant.name()), &shader_source(variant)).await?;
-        Ok(GemmI8 { variant, pipeline })
+        let label = format!("gemm_i8_requant ({}, {})", variant.name(), kind.name());
+        let pipeline = compile(ctx, &label, &shader_source(variant, kind)).await?;
+        Ok(GemmI8 { variant, kind, pipeline })
     }
 
     /// Prepares `requantize(A · Bᵀ + bias)` over the packed activation buffer `a` (`[m, k]`,
@@ -110,7 +112,7 @@ impl GemmI8 {
         let params = [m as u32, n4 as u32, k4 as u32, rq.zero_point as u32, rq.lo as u32, rq.hi as u32, 0, 0];
         let weights = storage_init(ctx, label, &bytes(&pack_rows(&padded(b, n4 * 4 * k, 0), n4 * 4, k)));
         let bias = storage_init(ctx, label, &bytes(&padded(&bias_eff, n4 * 4, 0)));
-        let mult = storage_init(ctx, label, &bytes(&padded(&rq.multipliers, n4 * 4, 0.0)));
+        let mult = storage_init(ctx, label, &self.kind.channel_mults(rq, n4)?);
         let out = storage(ctx, label, m * n4);
         Dispatch::new(
             ctx,

@@ -14,10 +14,83 @@ use crate::base::error::{Error, Result};
 use crate::ops::conv::{Conv2dParams, ConvGeometry};
 use crate::quant::Requant;
 
-/// What every int8 kernel includes: THE requantization (`requantize`, mirroring the CPU's)
-/// and the lane helpers for packed words (`lanes`, `pack_lanes`, `requantize4`).
-pub const INT8_WGSL: &str =
-    concat!(include_str!("../../shaders/requant.wgsl"), "\n", include_str!("../../shaders/int8_lanes.wgsl"));
+/// The lane helpers for packed words (`lanes`, `pack_lanes`) every int8 kernel includes.
+pub const LANES_WGSL: &str = include_str!("../../shaders/int8_lanes.wgsl");
+
+/// The requantization an int8 kernel is compiled with, one per model (its arithmetic): the
+/// engine's f32 multiplier (`shaders/requant.wgsl`, mirroring `quant::requantize`) or
+/// TFLite's fixed point (`shaders/requant_fixed.wgsl`, mirroring `Requant::apply` with
+/// `fixed` multipliers), whose last shift rounds ties away from zero or up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequantKind {
+    Float,
+    Fixed { half_up: bool },
+}
+
+impl RequantKind {
+    /// The kind that reproduces `rq`.
+    pub fn of(rq: &Requant) -> Self {
+        match rq.fixed {
+            None => RequantKind::Float,
+            Some(_) => RequantKind::Fixed { half_up: rq.shift_half_up },
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RequantKind::Float => "float",
+            RequantKind::Fixed { half_up: false } => "fixed",
+            RequantKind::Fixed { half_up: true } => "fixed, ties up",
+        }
+    }
+
+    /// The WGSL an int8 kernel includes: this requantization (`ChannelMult`, `requantize4`)
+    /// and the lane helpers.
+    pub fn wgsl(self) -> String {
+        match self {
+            RequantKind::Float => format!("{}\n{LANES_WGSL}", include_str!("../../shaders/requant.wgsl")),
+            RequantKind::Fixed { half_up } => format!(
+                "const SHIFT_HALF_UP: bool = {half_up};\n{}\n{LANES_WGSL}",
+                include_str!("../../shaders/requant_fixed.wgsl")
+            ),
+        }
+    }
+
+    /// The `mult` binding of `rq` for `c4` words of channels (padded channels zero): f32
+    /// multipliers, or per word the four q31 then the four exponents. `rq` must be of this
+    /// kind, and fixed exponents within what the shader handles (`[-31, 30]`).
+    pub fn channel_mults(self, rq: &Requant, c4: usize) -> Result<Vec<u8>> {
+        if RequantKind::of(rq) != self {
+            return Err(Error::invalid(
+                "gpu requantization",
+                format!("a {} layer for kernels compiled with {}", RequantKind::of(rq).name(), self.name()),
+            ));
+        }
+        let Some(fixed) = &rq.fixed else {
+            return Ok(bytes(&padded(&rq.multipliers, c4 * 4, 0.0)));
+        };
+        let n = rq.multipliers.len();
+        let at = |c: usize| if fixed.len() == 1 { Some(fixed[0]) } else { fixed.get(c).copied() };
+        let mut words: Vec<i32> = Vec::with_capacity(c4 * 8);
+        for w in 0..c4 {
+            let four: Vec<crate::quant::requant::FixedMultiplier> = (4 * w..4 * w + 4)
+                .map(|c| {
+                    if c < n { at(c) } else { None }
+                        .unwrap_or(crate::quant::requant::FixedMultiplier { q31: 0, exponent: 0 })
+                })
+                .collect();
+            if let Some(f) = four.iter().find(|f| !(-31..=30).contains(&f.exponent)) {
+                return Err(Error::unsupported(format!(
+                    "a TFLite multiplier of exponent {} on the GPU (only -31 to 30)",
+                    f.exponent
+                )));
+            }
+            words.extend(four.iter().map(|f| f.q31));
+            words.extend(four.iter().map(|f| f.exponent));
+        }
+        Ok(bytes(&words))
+    }
+}
 
 /// Compiles `source` (entry point `main`) into a compute pipeline.
 pub async fn compile(ctx: &GpuContext, label: &str, source: &str) -> Result<wgpu::ComputePipeline> {
@@ -253,7 +326,7 @@ pub(super) fn window_dispatch(
     pipeline: &wgpu::ComputePipeline,
     (x, g, zx): (&wgpu::Buffer, &ConvGeometry, u32),
     (head, weights, bias): (&[u32], &[u32], &[i32]),
-    rq: &Requant,
+    (rq, kind): (&Requant, RequantKind),
     grid: [u32; 3],
 ) -> Result<Dispatch> {
     let c4 = g.out_c.div_ceil(4);
@@ -264,7 +337,7 @@ pub(super) fn window_dispatch(
     params.resize(params.len().next_multiple_of(4), 0);
     let weights = storage_init(ctx, label, &bytes(weights));
     let bias = storage_init(ctx, label, &bytes(&padded(bias, c4 * 4, 0)));
-    let mult = storage_init(ctx, label, &bytes(&padded(&rq.multipliers, c4 * 4, 0.0)));
+    let mult = storage_init(ctx, label, &kind.channel_mults(rq, c4)?);
     let out = storage(ctx, label, g.batch * g.out_h * g.out_w * c4);
     Dispatch::new(ctx, label, pipeline, &bytes(&params), &[x, &weights, &bias, &mult, &out], grid)
 }

@@ -15,6 +15,7 @@ pub mod gemm;
 pub mod gemm_f32;
 pub mod kernel;
 pub mod pool;
+pub mod table;
 
 use crate::base::error::{Error, Result};
 

@@ -4,7 +4,7 @@
 //! [`crate::exec::cpu_int8::embedding_from_sums`].
 
 use super::context::GpuContext;
-use super::kernel::{bytes, compile, storage, Dispatch, INT8_WGSL};
+use super::kernel::{bytes, compile, storage, Dispatch, LANES_WGSL};
 use crate::base::error::{Error, Result};
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
 
@@ -17,7 +17,7 @@ pub struct GlobalSumI8 {
 
 impl GlobalSumI8 {
     pub async fn new(ctx: &GpuContext) -> Result<Self> {
-        Ok(GlobalSumI8 { pipeline: compile(ctx, "global_sum_i8", &format!("{INT8_WGSL}\n{GLOBAL_SUM}")).await? })
+        Ok(GlobalSumI8 { pipeline: compile(ctx, "global_sum_i8", &format!("{LANES_WGSL}\n{GLOBAL_SUM}")).await? })
     }
 
     /// Sums of `x - zx` over H and W of the packed NHWC buffer `x` (shape `shape`) into a

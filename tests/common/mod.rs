@@ -129,3 +129,30 @@ pub fn onnxruntime_int8_exact() -> bool {
             .is_none_or(|l| l.split_whitespace().any(|f| f == "avx512_vnni" || f == "avx_vnni"))
     })
 }
+
+/// Runs the imported model `file` on a GPU-forced engine and on the CPU over every shared
+/// photo and asserts bit-identical logits (the GPU plan in the model's own arithmetic).
+/// Skips without a GPU adapter unless `EDGETUNE_REQUIRE_GPU=1` (set by `npm test`).
+pub fn assert_gpu_logits_equal_cpu(file: edgetune::model::etm::ModelFile, what: &str) {
+    use edgetune::exec::engine::{BackendChoice, Engine};
+    use edgetune::gpu::kernel::block_on;
+    let Some(photos) = shared("data/photos") else { return };
+    let cpu = edgetune::exec::Classifier::new(file.clone()).expect("model prepares");
+    let mut engine = match block_on(Engine::new(edgetune::exec::Classifier::new(file).unwrap(), BackendChoice::Gpu)) {
+        Ok(e) => e,
+        Err(e) if std::env::var("EDGETUNE_REQUIRE_GPU").map_or(true, |v| v != "1") => {
+            eprintln!("SKIPPED: {what} on the GPU: {e}");
+            return;
+        }
+        Err(e) => panic!("{what} on the GPU: {e}"),
+    };
+    assert_eq!(engine.report().backend, "gpu", "{what}: {}", engine.report().describe());
+    let images = edgetune::data::images::list_images(&photos).unwrap();
+    for img in &images {
+        let x = edgetune::data::images::load_preprocessed(img, &cpu.file.header.preprocess).unwrap();
+        let want = cpu.logits(x.clone()).unwrap();
+        let got = block_on(engine.logits(x)).unwrap();
+        assert!(got.data() == want.data(), "{what} {}: GPU logits differ from the CPU's", img.display());
+    }
+    eprintln!("{what}: GPU logits identical to the CPU's on {} photos ({})", images.len(), engine.report().describe());
+}
