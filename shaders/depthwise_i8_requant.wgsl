@@ -1,12 +1,13 @@
 // depthwise_i8_requant.wgsl: int8 depthwise convolution (groups = C = Cout, one filter per
 // channel; any KH x KW, stride, padding, no dilation) with fused bias + per-channel
 // requantization + clamp, the spec of crate/ops/depthwise.rs (depthwise_i8_ref, requantized):
-//   acc[n, oy, ox, c] = bias[c] + sum_{ky, kx inside the input} (x[n, iy, ix, c] - zx) * w[c, ky, kx]
+//   acc[n, oy, ox, c] = bias[c] + sum_{ky, kx inside the input} (x[n, iy, ix, c] - zx) * (w[c, ky, kx] - zw[c])
 //   out = requantize(acc, mult[c], zp, lo, hi)
 // Lane-wise: each invocation owns one word (4 channels) of 4 adjacent output pixels; taps in
 // the padding are skipped, as on the CPU.
 // Layouts: x [N, H, W, C4] u32; w [KH, KW, C4] u32 (the filter of channel c in lane c % 4 of
-// word c / 4, padded channels zero); bias [C4] vec4<i32>; mult [C4] ChannelMult (requant*.wgsl);
+// word c / 4, padded channels zero); bias [2 * C4] vec4<i32> (the biases, then the weights'
+// zero points zw, zero for symmetric weights); mult [C4] ChannelMult (requant*.wgsl);
 // out [N, OH, OW, C4] u32.
 // Dispatch: (ceil(C4 / 8), ceil(OW / 32), N * OH), 8 x 8 invocations per workgroup.
 // Needs `lanes` and `requantize4` (requant.wgsl or requant_fixed.wgsl).
@@ -27,6 +28,10 @@ struct Params {
     zp: i32,
     lo: i32,
     hi: i32,
+    wzp: u32,
+    cin: u32,
+    pad0: u32,
+    pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -50,6 +55,8 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let zx = vec4<i32>(p.zx);
     let bias0 = bias[cw];
+    // The weights' zero points (asymmetric weights; zero otherwise), after the biases.
+    let zw = bias[p.c4 + cw];
     var acc = array<vec4<i32>, 4>(bias0, bias0, bias0, bias0);
     let span = 3u * p.stride_w + p.kw;
     for (var ky = 0u; ky < p.kh; ky++) {
@@ -69,7 +76,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
             for (var j = 0u; j < 4u; j++) {
                 let start = j * p.stride_w;
                 if (c >= start && c - start < p.kw) {
-                    acc[j] += xv * lanes(wt[(wrow + c - start) * p.c4 + cw]);
+                    acc[j] += xv * (lanes(wt[(wrow + c - start) * p.c4 + cw]) - zw);
                 }
             }
         }

@@ -2,10 +2,13 @@
 // (pointwise convolutions and dense layers on packed activations):
 //   out[m, n] = requantize(bias_eff[n] + sum_t dot4(A[m, t], B[n, t]), mult[n], zp, lo, hi)
 // A: [M, K4] u32, 4 x i8 per word along K (an NHWC activation with C = K, channels padded
-// to a multiple of 4); B: [N4 * 4, K4] u32 weights (symmetric, zero point 0; padded lanes
-// and padded rows are zero, so they add nothing); bias_eff [N4 * 4] i32 with
-// bias_eff[n] = bias[n] - za * sum_k B[n, k] (folds the input zero point, computed at prepare
-// time in wrapping i32 like the CPU's expansion; exact whenever the CPU's accumulator is);
+// to a multiple of 4); B: [N4 * 4, K4] u32 weights (padded lanes and padded rows are zero,
+// so they add nothing); bias_eff [2 * N4] vec4<i32>: first
+// bias_eff[n] = bias[n] - za * sum_k B[n, k] + zw[n] * K * za (folds the input zero point,
+// computed at prepare time in wrapping i32 like the CPU's expansion; exact whenever the CPU's
+// accumulator is), then the weights' zero points zw[n] (asymmetric weights, as uint8 TFLite
+// files have; zero otherwise). With `wzp` set the kernel also sums each row of A and takes
+// zw[n] * rowsum(A[m]) off: sum_k (A - za) (B - zw) expanded;
 // mult [N4] ChannelMult (requant*.wgsl: four channels' multipliers). Output: [M, N4] u32,
 // packed like A, ready for the next layer.
 // Register tile: each invocation computes 4 rows x 4 columns (one output word per row), so
@@ -19,7 +22,7 @@ struct Params {
     zp: i32,
     lo: i32,
     hi: i32,
-    pad0: u32,
+    wzp: u32,
     pad1: u32,
 }
 
@@ -46,6 +49,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     var acc1 = bias;
     var acc2 = bias;
     var acc3 = bias;
+    var rowsum = vec4<i32>(0);
     for (var t = 0u; t < p.k4; t++) {
         let b0 = b[cols.x + t];
         let b1 = b[cols.y + t];
@@ -59,6 +63,17 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         acc1 += vec4<i32>(dot4(a1, b0), dot4(a1, b1), dot4(a1, b2), dot4(a1, b3));
         acc2 += vec4<i32>(dot4(a2, b0), dot4(a2, b1), dot4(a2, b2), dot4(a2, b3));
         acc3 += vec4<i32>(dot4(a3, b0), dot4(a3, b1), dot4(a3, b2), dot4(a3, b3));
+        if (p.wzp != 0u) {
+            let ones = 0x01010101u;
+            rowsum += vec4<i32>(dot4(a0, ones), dot4(a1, ones), dot4(a2, ones), dot4(a3, ones));
+        }
+    }
+    if (p.wzp != 0u) {
+        let zw = bias_eff[p.n4 + cw];
+        acc0 -= zw * rowsum.x;
+        acc1 -= zw * rowsum.y;
+        acc2 -= zw * rowsum.z;
+        acc3 -= zw * rowsum.w;
     }
     let m = mult[cw];
     out[r0 * p.n4 + cw] = requantize4(acc0, m, p.zp, p.lo, p.hi);

@@ -75,6 +75,8 @@ struct Case {
     a: Vec<i8>,
     za: i32,
     b: Vec<i8>,
+    /// The weights' zero points per output channel (asymmetric weights), or none.
+    zb: Option<Vec<i32>>,
     bias: Option<Vec<i32>>,
     mult: Vec<f32>,
     zp: i32,
@@ -82,8 +84,13 @@ struct Case {
     hi: i32,
 }
 
+fn cpu_acc(c: &Case) -> Vec<i32> {
+    let zb = c.zb.clone().unwrap_or(vec![0]);
+    gemm_i8_acc(&c.a, c.za, &c.b, &zb, c.bias.as_deref(), c.m, c.k, c.n).expect("cpu gemm")
+}
+
 fn cpu(c: &Case) -> Vec<i8> {
-    let acc = gemm_i8_acc(&c.a, c.za, &c.b, &[0], c.bias.as_deref(), c.m, c.k, c.n).expect("cpu gemm");
+    let acc = cpu_acc(c);
     acc.iter().enumerate().map(|(i, &v)| requantize(v, c.mult[i % c.n], c.zp, c.lo, c.hi) as i8).collect()
 }
 
@@ -98,7 +105,7 @@ fn check(c: &Case) {
         fixed: None,
         shift_half_up: false,
     };
-    let layer = GemmLayer { weights: &c.b, bias: c.bias.as_deref(), requant: &rq };
+    let layer = GemmLayer { weights: &c.b, weight_zero_points: c.zb.as_deref(), bias: c.bias.as_deref(), requant: &rq };
     for conv in &g.convs {
         let got = conv.gemm.run(&g.ctx, (&c.a, c.za), &layer, (c.m, c.k, c.n)).expect("gpu gemm");
         assert_eq!(got, want, "{} variant, m {} k {} n {}", conv.gemm.variant.name(), c.m, c.k, c.n);
@@ -123,7 +130,9 @@ fn case() -> impl Strategy<Value = Case> {
             let mult =
                 (0..n).map(|_| [1e-4f32, 3.7e-4, 0.0019, 0.0125, 0.5, 1.0 / 1024.0][next() as usize % 6]).collect();
             let (lo, hi) = if relu6 { (zp, (zp + 40).min(127)) } else { (-128, 127) };
-            Case { m, k, n, a, za, b, bias, mult, zp, lo, hi }
+            // A third with asymmetric weights (uint8 TFLite files').
+            let zb = (next() % 3 == 0).then(|| (0..n).map(|_| (next() % 255) as i32 - 127).collect());
+            Case { m, k, n, a, za, b, zb, bias, mult, zp, lo, hi }
         },
     )
 }
@@ -145,7 +154,7 @@ fn large_accumulators_convert_exactly() {
     let b: Vec<i8> = (0..n * k).map(|i| if i % 5 == 0 { 1 } else { -127 }).collect();
     let bias = Some((0..n as i32).map(|c| c * 12_345 + 1).collect());
     let mult = vec![3.0e-6, 1.0 / 262_144.0, 4.1e-6, 2.9e-6, 1.0e-6];
-    check(&Case { m, k, n, a, za: 127, b, bias, mult, zp: -3, lo: -128, hi: 127 });
+    check(&Case { m, k, n, a, za: 127, b, zb: None, bias, mult, zp: -3, lo: -128, hi: 127 });
 }
 
 #[test]
@@ -169,6 +178,8 @@ struct ConvCase {
     zx: i32,
     w: Vec<i8>,
     sw: Vec<f32>,
+    /// Weight zero points per output channel (asymmetric weights), or all zero.
+    zw: Vec<i32>,
     bias: Option<Vec<i32>>,
     out: (f32, i32, Activation),
 }
@@ -200,7 +211,24 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
             let act = [Activation::None, Activation::Relu, Activation::Relu6][next() as usize % 3];
             let out = (0.02 + (next() % 100) as f32 * 0.003, (next() % 256) as i32 - 128, act);
             let zx = (next() % 256) as i32 - 128;
-            ConvCase { shape: [n, h, w, c], cout, groups, kernel, stride, same, x, sx: 0.05, zx, w: wts, sw, bias, out }
+            let asymmetric = next() % 3 == 0;
+            let zw = (0..cout).map(|_| if asymmetric { (next() % 255) as i32 - 127 } else { 0 }).collect();
+            ConvCase {
+                shape: [n, h, w, c],
+                cout,
+                groups,
+                kernel,
+                stride,
+                same,
+                x,
+                sx: 0.05,
+                zx,
+                w: wts,
+                sw,
+                zw,
+                bias,
+                out,
+            }
         },
     )
 }
@@ -216,13 +244,20 @@ fn check_conv(c: &ConvCase) {
     };
     let w_shape = [c.cout, c.kernel, c.kernel, ch / c.groups];
     let xq = QTensor::from_i8(c.shape.to_vec(), c.x.clone(), QParams::per_tensor(c.sx, c.zx).unwrap()).unwrap();
-    let wq =
-        QTensor::from_i8(w_shape.to_vec(), c.w.clone(), QParams::per_axis(0, c.sw.clone(), vec![0; c.cout]).unwrap())
-            .unwrap();
+    let wq = QTensor::from_i8(w_shape.to_vec(), c.w.clone(), QParams::per_axis(0, c.sw.clone(), c.zw.clone()).unwrap())
+        .unwrap();
+    let zw = c.zw.iter().any(|&z| z != 0).then_some(&c.zw[..]);
     let out = OutputQuant::new(c.out.0, c.out.1, c.out.2).unwrap();
     let want = conv2d_i8(&xq, &wq, c.bias.as_deref(), &p, &out).expect("cpu conv");
     let rq = Requant::new("test", c.sx, &c.sw, &out).unwrap();
-    let layer = ConvLayer { weights: &c.w, weight_shape: &w_shape, bias: c.bias.as_deref(), params: &p, requant: &rq };
+    let layer = ConvLayer {
+        weights: &c.w,
+        weight_shape: &w_shape,
+        weight_zero_points: zw,
+        bias: c.bias.as_deref(),
+        params: &p,
+        requant: &rq,
+    };
     for conv in &g.convs {
         let result = conv.run(&g.ctx, (&c.x, &c.shape, c.zx), &layer);
         if c.groups != 1 && c.groups != ch {
@@ -242,8 +277,14 @@ fn check_conv(c: &ConvCase) {
         let RequantKind::Fixed { half_up } = conv.kind else { unreachable!() };
         let rq = Requant::tflite("test", c.sx, &c.sw, &out, half_up).unwrap();
         let (_, want) = conv2d_i8_requant(&xq, &wq, None, c.bias.as_deref(), &p, &rq).expect("cpu conv");
-        let layer =
-            ConvLayer { weights: &c.w, weight_shape: &w_shape, bias: c.bias.as_deref(), params: &p, requant: &rq };
+        let layer = ConvLayer {
+            weights: &c.w,
+            weight_shape: &w_shape,
+            weight_zero_points: zw,
+            bias: c.bias.as_deref(),
+            params: &p,
+            requant: &rq,
+        };
         let (got, _) = conv.run(&g.ctx, (&c.x, &c.shape, c.zx), &layer).expect("gpu conv, fixed point");
         assert_eq!(got, want, "{}, {c:?}", conv.kind.name());
     }
@@ -325,9 +366,8 @@ proptest! {
         let out = OutputQuant::new(1.0, c.zp, Activation::None).unwrap();
         let mut rq = Requant::tflite("test", 1.0, &scales, &out, half_up).unwrap();
         (rq.lo, rq.hi) = (c.lo, c.hi);
-        let acc = gemm_i8_acc(&c.a, c.za, &c.b, &[0], c.bias.as_deref(), c.m, c.k, c.n).expect("cpu gemm");
-        let want: Vec<i8> = acc.iter().enumerate().map(|(i, &v)| rq.apply(v, i % c.n)).collect();
-        let layer = GemmLayer { weights: &c.b, bias: c.bias.as_deref(), requant: &rq };
+        let want: Vec<i8> = cpu_acc(&c).iter().enumerate().map(|(i, &v)| rq.apply(v, i % c.n)).collect();
+        let layer = GemmLayer { weights: &c.b, weight_zero_points: c.zb.as_deref(), bias: c.bias.as_deref(), requant: &rq };
         let conv = &g.fixed[half_up as usize];
         let got = conv.gemm.run(&g.ctx, (&c.a, c.za), &layer, (c.m, c.k, c.n)).expect("gpu gemm");
         prop_assert_eq!(got, want, "exponent around {}, {}", e, conv.kind.name());
@@ -341,7 +381,7 @@ fn a_layer_of_the_other_requantization_is_refused() {
     let Some(g) = gpu() else { return };
     let out = OutputQuant::new(0.1, 0, Activation::None).unwrap();
     let rq = Requant::tflite("test", 0.05, &[0.01], &out, false).unwrap();
-    let layer = GemmLayer { weights: &[1, 2, 3, 4], bias: None, requant: &rq };
+    let layer = GemmLayer { weights: &[1, 2, 3, 4], weight_zero_points: None, bias: None, requant: &rq };
     let err = g.convs[0].gemm.run(&g.ctx, (&[1, 2, 3, 4], 0), &layer, (1, 4, 1)).expect_err("float kernels refuse");
     assert!(err.to_string().contains("compiled with float"), "{err}");
 }

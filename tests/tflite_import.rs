@@ -108,6 +108,9 @@ fn tflite_models_match_tflite_runtime_on_every_photo() {
         assert_eq!(logits, 0, "{name}: logits differ by {logits} uint8 steps (TFLite arithmetic is kept bit for bit)");
         // docs/import.md: "the logits and the softmax outputs are identical (0 steps)".
         assert_eq!(outputs, 0, "{name}: softmax outputs differ by {outputs} uint8 steps");
+        // On the GPU plan too: TFLite's fixed point in WGSL, asymmetric uint8 weights.
+        let file = import_tflite(&std::fs::read(models.join(name)).unwrap(), name, Some(labels.clone())).unwrap();
+        common::assert_gpu_logits_equal_cpu(file, name);
     }
 }
 

@@ -101,7 +101,7 @@ fn gemm_figures(ctx: &GpuContext, runs: usize) -> Result<Vec<Value>> {
         let b: Vec<i8> = (0..n * k).map(|i| ((i.wrapping_mul(40_503) >> 5) as i8).max(-127)).collect();
         let rq =
             Requant { multipliers: vec![1e-4; n], zero_point: 0, lo: -128, hi: 127, fixed: None, shift_half_up: false };
-        let layer = GemmLayer { weights: &b, bias: None, requant: &rq };
+        let layer = GemmLayer { weights: &b, weight_zero_points: None, bias: None, requant: &rq };
         let input = storage_init(ctx, "bench a", &bytes(&pack_rows(&a, m, k)));
         let ops = 2.0 * (m * k * n) as f64;
         let mut add = |kernel: String, ms: f64| {

@@ -115,16 +115,11 @@ impl GpuNetwork {
             let (d, info, out) = match model.layer(i)? {
                 Int8Layer::Conv { weight, bias, params, requant } => {
                     let x = value(0)?;
-                    if weight.params().zero_points().iter().any(|&z| z != 0) {
-                        // The kernels fold only the input zero point into the bias.
-                        return Err(Error::unsupported(format!(
-                            "node '{}' has asymmetric (zero point != 0) weights",
-                            node.name
-                        )));
-                    }
+                    let zw = weight.params().zero_points();
                     let layer = ConvLayer {
                         weights: weight.i8_data("gpu plan")?,
                         weight_shape: weight.shape(),
+                        weight_zero_points: zw.iter().any(|&z| z != 0).then_some(zw),
                         bias,
                         params,
                         requant,

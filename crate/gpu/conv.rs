@@ -63,7 +63,10 @@ impl ConvI8 {
         if layer.weights.len() != layer.weight_shape.iter().product::<usize>() {
             return Err(Error::shape(OP, "weight data does not match its shape"));
         }
-        if layer.bias.is_some_and(|b| b.len() != g.out_c) || layer.requant.multipliers.len() != g.out_c {
+        if layer.bias.is_some_and(|b| b.len() != g.out_c)
+            || layer.weight_zero_points.is_some_and(|z| z.len() != g.out_c)
+            || layer.requant.multipliers.len() != g.out_c
+        {
             return Err(Error::shape(OP, format!("bias and multipliers must have {} values", g.out_c)));
         }
         check_int8_reduction(OP, g.reduction_len())?;
@@ -84,7 +87,12 @@ impl ConvI8 {
         let g = Self::geometry(x_shape, zx, layer)?;
         let rq = layer.requant;
         if g.is_pointwise() {
-            let gemm = GemmLayer { weights: layer.weights, bias: layer.bias, requant: rq };
+            let gemm = GemmLayer {
+                weights: layer.weights,
+                weight_zero_points: layer.weight_zero_points,
+                bias: layer.bias,
+                requant: rq,
+            };
             let m = g.batch * g.in_h * g.in_w;
             return Ok((self.gemm.dispatch(ctx, label, (x, zx), &gemm, (m, g.in_c, g.out_c))?, g.out_shape()));
         }
@@ -99,11 +107,15 @@ impl ConvI8 {
         let w = padded(layer.weights, c4 * 4 * taps * g.in_c, 0);
         let zeros = vec![0i32; g.out_c];
         let bias = layer.bias.unwrap_or(&zeros);
+        // sum (x - zx)(w - zw) = sum x w - zx sum w - zw sum x + zw * taps * Cin * zx; the
+        // kernel computes sum x w (and sum x when zw is given), the rest is folded here.
+        let zw = |oc: usize| layer.weight_zero_points.map_or(0, |z| z[oc]);
         let bias_eff: Vec<i32> = (0..g.out_c)
             .map(|oc| {
                 let row = &layer.weights[oc * taps * g.in_c..(oc + 1) * taps * g.in_c];
                 let sum: i32 = row.iter().map(|&v| v as i32).sum();
-                bias[oc].wrapping_sub(zx.wrapping_mul(sum))
+                let window = (taps * g.in_c) as i32;
+                bias[oc].wrapping_sub(zx.wrapping_mul(sum)).wrapping_add(zw(oc).wrapping_mul(window).wrapping_mul(zx))
             })
             .collect();
         let zx_word = u32::from_le_bytes([zx as i8 as u8; 4]);
@@ -115,7 +127,7 @@ impl ConvI8 {
             label,
             &self.regular,
             (x, &g, zx_word),
-            (&head, &words, &bias_eff),
+            (&head, &words, &bias_eff, layer.weight_zero_points),
             (rq, self.kind),
             grid,
         )?;

@@ -52,7 +52,7 @@ impl DepthwiseI8 {
             label,
             &self.pipeline,
             (x, g, zx as u32),
-            (&head, &words, bias),
+            (&head, &words, bias, layer.weight_zero_points),
             (layer.requant, self.kind),
             grid,
         )

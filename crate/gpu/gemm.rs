@@ -12,7 +12,9 @@
 //! 4 x 4 register tile (4 rows, one output word).
 
 use super::context::GpuContext;
-use super::kernel::{bytes, compile, pack_rows, padded, storage, storage_init, Dispatch, RequantKind};
+use super::kernel::{
+    bias_and_zero_points, bytes, compile, pack_rows, padded, storage, storage_init, Dispatch, RequantKind,
+};
 use crate::base::error::{Error, Result};
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
 use crate::quant::Requant;
@@ -65,9 +67,11 @@ pub struct GemmI8 {
     pipeline: wgpu::ComputePipeline,
 }
 
-/// The constants of one GEMM layer: weights `[N, K]`, optional bias, requantization.
+/// The constants of one GEMM layer: weights `[N, K]`, their zero points when asymmetric,
+/// optional bias, requantization.
 pub struct GemmLayer<'a> {
     pub weights: &'a [i8],
+    pub weight_zero_points: Option<&'a [i32]>,
     pub bias: Option<&'a [i32]>,
     pub requant: &'a Requant,
 }
@@ -93,25 +97,29 @@ impl GemmI8 {
         (m, k, n): (usize, usize, usize),
     ) -> Result<Dispatch> {
         const OP: &str = "gemm_i8 (gpu)";
-        let GemmLayer { weights: b, bias, requant: rq } = *layer;
+        let GemmLayer { weights: b, weight_zero_points: zw, bias, requant: rq } = *layer;
         if m == 0 || n == 0 || k == 0 || b.len() != n * k {
             return Err(Error::shape(OP, format!("B has {} values for m {m}, k {k}, n {n}", b.len())));
         }
-        if bias.is_some_and(|v| v.len() != n) || rq.multipliers.len() != n {
+        if bias.is_some_and(|v| v.len() != n) || zw.is_some_and(|v| v.len() != n) || rq.multipliers.len() != n {
             return Err(Error::shape(OP, format!("bias and multipliers must have {n} values")));
         }
         check_int8_reduction(OP, k)?;
         check_int8_zero_points(OP, &[za, rq.zero_point])?;
         let (k4, n4) = (k.div_ceil(4), n.div_ceil(4));
+        // sum (a - za)(b - zw) = sum a b - za sum b - zw sum a + zw * K * za; the kernel
+        // computes sum a b (and sum a when zw is given), the rest is folded here.
         let bias_eff: Vec<i32> = (0..n)
             .map(|c| {
                 let rowsum: i32 = b[c * k..(c + 1) * k].iter().map(|&v| v as i32).sum();
-                bias.map_or(0, |v| v[c]).wrapping_sub(za.wrapping_mul(rowsum))
+                let zwk = zw.map_or(0, |z| z[c]).wrapping_mul(k as i32).wrapping_mul(za);
+                bias.map_or(0, |v| v[c]).wrapping_sub(za.wrapping_mul(rowsum)).wrapping_add(zwk)
             })
             .collect();
-        let params = [m as u32, n4 as u32, k4 as u32, rq.zero_point as u32, rq.lo as u32, rq.hi as u32, 0, 0];
+        let wzp = zw.is_some() as u32;
+        let params = [m as u32, n4 as u32, k4 as u32, rq.zero_point as u32, rq.lo as u32, rq.hi as u32, wzp, 0];
         let weights = storage_init(ctx, label, &bytes(&pack_rows(&padded(b, n4 * 4 * k, 0), n4 * 4, k)));
-        let bias = storage_init(ctx, label, &bytes(&padded(&bias_eff, n4 * 4, 0)));
+        let bias = storage_init(ctx, label, &bytes(&bias_and_zero_points(&bias_eff, zw, n4)));
         let mult = storage_init(ctx, label, &self.kind.channel_mults(rq, n4)?);
         let out = storage(ctx, label, m * n4);
         Dispatch::new(

@@ -306,26 +306,38 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     pollster::block_on(f)
 }
 
-/// The constants of one convolution: OHWI symmetric int8 weights, optional bias,
-/// parameters and output requantization.
+/// The constants of one convolution: OHWI int8 weights, their zero points per output
+/// channel when asymmetric (uint8 TFLite files), optional bias, parameters and output
+/// requantization.
 pub struct ConvLayer<'a> {
     pub weights: &'a [i8],
     pub weight_shape: &'a [usize],
+    pub weight_zero_points: Option<&'a [i32]>,
     pub bias: Option<&'a [i32]>,
     pub params: &'a Conv2dParams,
     pub requant: &'a Requant,
 }
 
+/// `[bias (padded to c4 words), weight zero points (padded)]`: the bias binding of the int8
+/// kernels, whose second half they read when `wzp` is set (the depthwise always; zeros
+/// there change nothing).
+pub(super) fn bias_and_zero_points(bias: &[i32], zero_points: Option<&[i32]>, c4: usize) -> Vec<i32> {
+    let mut v = padded(bias, c4 * 4, 0);
+    v.extend(padded(zero_points.unwrap_or(&[]), c4 * 4, 0));
+    v
+}
+
 /// The dispatch of a windowed convolution kernel (one-group direct or depthwise): uploads
-/// the packed weights, bias and multipliers (padded to whole output words), lays out the
-/// params `[head.., OH, OW, KH, KW, SH, SW, PT, PL, zx, zp, lo, hi]` and allocates the packed
-/// output.
+/// the packed weights, bias and weight zero points ([`bias_and_zero_points`]) and
+/// multipliers (padded to whole output words), lays out the params
+/// `[head.., OH, OW, KH, KW, SH, SW, PT, PL, zx, zp, lo, hi, wzp, Cin]` and allocates the
+/// packed output.
 pub(super) fn window_dispatch(
     ctx: &GpuContext,
     label: &str,
     pipeline: &wgpu::ComputePipeline,
     (x, g, zx): (&wgpu::Buffer, &ConvGeometry, u32),
-    (head, weights, bias): (&[u32], &[u32], &[i32]),
+    (head, weights, bias, zero_points): (&[u32], &[u32], &[i32], Option<&[i32]>),
     (rq, kind): (&Requant, RequantKind),
     grid: [u32; 3],
 ) -> Result<Dispatch> {
@@ -334,9 +346,10 @@ pub(super) fn window_dispatch(
     let mut params: Vec<u32> = head.to_vec();
     params.extend(window.map(|d| d as u32));
     params.extend([zx, rq.zero_point as u32, rq.lo as u32, rq.hi as u32]);
+    params.extend([zero_points.is_some() as u32, g.in_c as u32]);
     params.resize(params.len().next_multiple_of(4), 0);
     let weights = storage_init(ctx, label, &bytes(weights));
-    let bias = storage_init(ctx, label, &bytes(&padded(bias, c4 * 4, 0)));
+    let bias = storage_init(ctx, label, &bytes(&bias_and_zero_points(bias, zero_points, c4)));
     let mult = storage_init(ctx, label, &kind.channel_mults(rq, c4)?);
     let out = storage(ctx, label, g.batch * g.out_h * g.out_w * c4);
     Dispatch::new(ctx, label, pipeline, &bytes(&params), &[x, &weights, &bias, &mult, &out], grid)
