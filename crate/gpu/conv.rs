@@ -15,9 +15,9 @@ use super::context::GpuContext;
 use super::depthwise::DepthwiseI8;
 use super::gemm::{DotVariant, GemmI8, GemmLayer};
 pub use super::kernel::ConvLayer;
+use super::kernel::{bias_and_zero_points, compile, pack_rows, padded, window_dispatch, Dispatch, RequantKind};
 #[cfg(not(target_arch = "wasm32"))]
 use super::kernel::{bytes, storage_init};
-use super::kernel::{compile, pack_rows, padded, window_dispatch, Dispatch, RequantKind};
 use crate::base::error::{Error, Result};
 use crate::ops::conv::ConvGeometry;
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
@@ -127,7 +127,12 @@ impl ConvI8 {
             label,
             &self.regular,
             (x, &g, zx_word),
-            (&head, &words, &bias_eff, layer.weight_zero_points),
+            (
+                &head,
+                &words,
+                &bias_and_zero_points(&bias_eff, layer.weight_zero_points, c4),
+                layer.weight_zero_points.is_some(),
+            ),
             (rq, self.kind),
             grid,
         )?;

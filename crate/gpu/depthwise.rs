@@ -8,7 +8,7 @@
 //! invocation owns one word (4 channels) of 4 adjacent output pixels.
 
 use super::context::GpuContext;
-use super::kernel::{compile, pack_rows, window_dispatch, ConvLayer, Dispatch, RequantKind};
+use super::kernel::{bias_and_zero_points, compile, pack_rows, window_dispatch, ConvLayer, Dispatch, RequantKind};
 use crate::base::error::Result;
 use crate::ops::conv::ConvGeometry;
 
@@ -52,7 +52,12 @@ impl DepthwiseI8 {
             label,
             &self.pipeline,
             (x, g, zx as u32),
-            (&head, &words, bias, layer.weight_zero_points),
+            (
+                &head,
+                &words,
+                &bias_and_zero_points(bias, layer.weight_zero_points, c4),
+                layer.weight_zero_points.is_some(),
+            ),
             (layer.requant, self.kind),
             grid,
         )

@@ -328,8 +328,9 @@ pub(super) fn bias_and_zero_points(bias: &[i32], zero_points: Option<&[i32]>, c4
 }
 
 /// The dispatch of a windowed convolution kernel (one-group direct or depthwise): uploads
-/// the packed weights, bias and weight zero points ([`bias_and_zero_points`]) and
-/// multipliers (padded to whole output words), lays out the params
+/// the packed weights, bias and weight zero points (`bias_and_zw`, from
+/// [`bias_and_zero_points`]; `wzp`: the weights are asymmetric) and multipliers (padded to
+/// whole output words), lays out the params
 /// `[head.., OH, OW, KH, KW, SH, SW, PT, PL, zx, zp, lo, hi, wzp, Cin]` and allocates the
 /// packed output.
 pub(super) fn window_dispatch(
@@ -337,7 +338,7 @@ pub(super) fn window_dispatch(
     label: &str,
     pipeline: &wgpu::ComputePipeline,
     (x, g, zx): (&wgpu::Buffer, &ConvGeometry, u32),
-    (head, weights, bias, zero_points): (&[u32], &[u32], &[i32], Option<&[i32]>),
+    (head, weights, bias_and_zw, wzp): (&[u32], &[u32], &[i32], bool),
     (rq, kind): (&Requant, RequantKind),
     grid: [u32; 3],
 ) -> Result<Dispatch> {
@@ -346,10 +347,10 @@ pub(super) fn window_dispatch(
     let mut params: Vec<u32> = head.to_vec();
     params.extend(window.map(|d| d as u32));
     params.extend([zx, rq.zero_point as u32, rq.lo as u32, rq.hi as u32]);
-    params.extend([zero_points.is_some() as u32, g.in_c as u32]);
+    params.extend([wzp as u32, g.in_c as u32]);
     params.resize(params.len().next_multiple_of(4), 0);
     let weights = storage_init(ctx, label, &bytes(weights));
-    let bias = storage_init(ctx, label, &bytes(&bias_and_zero_points(bias, zero_points, c4)));
+    let bias = storage_init(ctx, label, &bytes(bias_and_zw));
     let mult = storage_init(ctx, label, &kind.channel_mults(rq, c4)?);
     let out = storage(ctx, label, g.batch * g.out_h * g.out_w * c4);
     Dispatch::new(ctx, label, pipeline, &bytes(&params), &[x, &weights, &bias, &mult, &out], grid)
