@@ -1,16 +1,23 @@
 // The WebGPU backend compiled to wasm, in headless Chromium (SwiftShader WebGPU): the int8
 // EfficientNet-Lite0 gives logits bit-identical to the CPU path on every shared photo,
 // `auto` keeps whichever of GPU and CPU was faster on its self-test and says why, a destroyed device is rebuilt without changing a
-// result, and a call made while another runs is refused rather than queued. Times are
+// result, and a call made while another runs is refused rather than queued. A TF2 int8 file
+// made by TensorFlow's converter, imported in the page with no label file, classifies with the
+// class names of its own metadata, with WebGPU logits bit-identical to the CPU's. Times are
 // printed and written to tests/e2e/out/gpu-browser.json, never asserted.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import os from 'node:os';
 import { launch, openPage, startServer, OUT_DIR } from './browser.mjs';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const PHOTOS = path.resolve(ROOT, '../shared/data/photos');
+// Made by scripts/test-deps.sh (tests/reference/tflite_convert.py) into the cache.
+const CACHE = process.env.EDGETUNE_CACHE || path.join(os.homedir(), '.cache/edgetune');
+const TF2_MODEL = path.join(CACHE, 'tf2-int8/mobilenet_v2_int8.tflite');
+const CIFAR10 = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 let server;
 let browser;
 let cleanup;
@@ -136,4 +143,41 @@ test('auto keeps the faster of GPU and CPU on its self-test and says why; a lost
   assert.match(r.badSize ?? '', /preprocess|pixels|bytes|expected/i);
   assert.deepEqual(foreign, [], 'no request left the page origin');
   assert.deepEqual(errors.filter((e) => !/GPU device lost|destroyed/i.test(e)), []);
+});
+
+test('a TF2 int8 TFLite file opened alone classifies with its own labels, WebGPU logits identical to the CPU\'s', { timeout: 600_000 }, async () => {
+  assert.ok(fs.existsSync(TF2_MODEL), `the converter-made model is missing at ${TF2_MODEL} (bash scripts/test-deps.sh makes it)`);
+  const list = photos();
+  const r = await page.evaluate(async ({ model, list }) => {
+    const { m } = globalThis;
+    // What the page's Open model does with a .tflite: the wasm importer, no label file.
+    const importer = await import('/pkg/importer/edgetune.js');
+    await importer.default();
+    const etm = importer.importModel(Uint8Array.from(atob(model), (c) => c.charCodeAt(0)), 'mobilenet_v2_int8.tflite');
+    const info = importer.modelInfo(etm);
+    const gpu = await m.Engine.create(etm, 'gpu');
+    const cpu = await m.Engine.create(etm, 'cpu');
+    const rows = [];
+    for (const p of list) {
+      const img = await globalThis.rgba(p.b64);
+      const a = await gpu.classify(img.data, img.width, img.height, 3, ['logits']);
+      const b = await cpu.classify(img.data, img.width, img.height, 3, ['logits']);
+      const same = a.logits.length === b.logits.length && a.logits.every((v, i) => Object.is(v, b.logits[i]));
+      rows.push({ photo: p.name, same, top: a.top.map((t) => t.label), cpuTop: b.top.map((t) => t.label), backend: a.backend });
+    }
+    return { info, backend: gpu.backend(), rows };
+  }, { model: fs.readFileSync(TF2_MODEL).toString('base64'), list });
+  console.log(`TF2 int8 MobileNetV2 (converter-made): ${r.info.precision}, ${r.info.classes} classes; ${r.backend.backend} (${r.backend.variant}): ${r.backend.reason}`);
+  assert.equal(r.info.precision, 'int8');
+  assert.equal(r.info.classes, 10);
+  assert.equal(r.backend.backend, 'gpu');
+  for (const row of r.rows) {
+    console.log(`  ${row.photo.padEnd(18)} ${row.same ? 'identical' : 'DIFFERENT'}  ${row.top.join(', ')}`);
+    assert.equal(row.backend, 'gpu', `${row.photo} ran on ${row.backend}`);
+    assert.ok(row.same, `${row.photo}: GPU logits differ from the CPU's`);
+    assert.deepEqual(row.top, row.cpuTop);
+    for (const label of row.top) assert.ok(CIFAR10.includes(label), `${row.photo}: '${label}' is not one of the model's own class names`);
+  }
+  assert.deepEqual(errors, []);
+  assert.deepEqual(foreign, []);
 });

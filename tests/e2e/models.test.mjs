@@ -4,11 +4,13 @@
 // is hidden but kept, a head trained on the new backbone names the camera's class, its
 // download runs in the native CLI, switching back brings the first head back as it was, a
 // dropped file switches again, a reload keeps the choice, and a project exported on one
-// model imports on the other (re-embedded).
+// model imports on the other (re-embedded). A TF2 int8 file from TensorFlow's converter,
+// opened alone on WebGPU, names the camera's frames with its own metadata's classes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { launchPersistent, openSmallModel, addClassWithFiles, SMALL_MODEL, SMALL_MODEL_LABELS, appFixture } from './browser.mjs';
 import { cliPath } from '../../scripts/cargo-paths.mjs';
@@ -17,6 +19,9 @@ const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../.
 const PHOTOS = path.resolve(ROOT, '../shared/data/photos');
 const CLI = cliPath();
 const photo = (f) => path.join(PHOTOS, f);
+// Made by TensorFlow's converter in scripts/test-deps.sh (tests/reference/tflite_convert.py).
+const TF2_MODEL = path.join(process.env.EDGETUNE_CACHE || path.join(os.homedir(), '.cache/edgetune'), 'tf2-int8/mobilenet_v2_int8.tflite');
+const CIFAR10 = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 
 let fx;
 let url;
@@ -174,6 +179,30 @@ test('a float model opened in the page is quantized there on the user\'s own ima
     await page.waitForFunction(() => /macaw/.test(document.getElementById('predictions').dataset.top || ''), null, { timeout: 60_000 });
     await train(page, 1);
     await page.waitForFunction(() => document.getElementById('predictions').dataset.top === 'bird', null, { timeout: 60_000 });
+    assert.deepEqual(errors, []);
+  } finally {
+    await s.close();
+  }
+});
+
+test('a TF2 int8 TFLite file opened alone names the camera with its own classes, on WebGPU', { timeout: 600_000 }, async () => {
+  assert.ok(fs.existsSync(TF2_MODEL), `the converter-made model is missing at ${TF2_MODEL} (bash scripts/test-deps.sh makes it)`);
+  const profile = fs.mkdtempSync(path.join(tmp, 'profile-'));
+  const s = await launchPersistent(profile, { webgpu: true, camera: clip });
+  const errors = [];
+  try {
+    const page = s.context.pages()[0] || (await s.context.newPage());
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`${url}?backend=gpu`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 180_000 });
+    // The file alone: no label file; the names come from its TFLite Support metadata.
+    await page.setInputFiles('#open-model', TF2_MODEL);
+    await page.waitForFunction(() => (document.body.dataset.backbone || '').startsWith('etm-') && !document.body.dataset.switching, null, { timeout: 180_000 });
+    const key = await page.getAttribute('body', 'data-backbone');
+    assert.match(await page.textContent(`#models li[data-key="${key}"]`), /mobilenet_v2_int8 · int8 · 96×96 · 1280 features · 10 classes/);
+    await page.waitForFunction((names) => names.includes(document.getElementById('predictions').dataset.top), CIFAR10, { timeout: 60_000 });
+    await page.waitForFunction(() => document.getElementById('backend').dataset.backend === 'gpu', null, { timeout: 60_000 });
+    console.log(`TF2 MobileNetV2 in the page: '${await top(page)}' on ${await page.textContent('#backend')}`);
     assert.deepEqual(errors, []);
   } finally {
     await s.close();

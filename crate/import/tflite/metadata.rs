@@ -144,7 +144,8 @@ pub fn zip_entry(bytes: &[u8], name: &str) -> std::result::Result<Option<Vec<u8>
         if entry_name != name.as_bytes() {
             continue;
         }
-        let local = local + shift;
+        // Checked sums: offsets read from the file may be anything (and usize is 32 bits in wasm).
+        let local = local.checked_add(shift).ok_or_else(|| bad("local header"))?;
         if u32_at(bytes, local) != Some(LOCAL) {
             return Err(bad("local header"));
         }
@@ -152,8 +153,9 @@ pub fn zip_entry(bytes: &[u8], name: &str) -> std::result::Result<Option<Vec<u8>
             u16_at(bytes, local + 26).ok_or_else(|| bad("local header"))?,
             u16_at(bytes, local + 28).ok_or_else(|| bad("local header"))?,
         );
-        let start = local + 30 + ln + lextra;
-        let data = bytes.get(start..start + packed).ok_or_else(|| bad("entry data"))?;
+        let start = local.checked_add(30 + ln + lextra).ok_or_else(|| bad("local header"))?;
+        let end = start.checked_add(packed).ok_or_else(|| bad("entry data"))?;
+        let data = bytes.get(start..end).ok_or_else(|| bad("entry data"))?;
         if size > MAX_LABEL_FILE {
             return Err(format!("{size} bytes (more than {MAX_LABEL_FILE})"));
         }
