@@ -249,17 +249,25 @@ fn check_conv(c: &ConvCase) {
     let zw = c.zw.iter().any(|&z| z != 0).then_some(&c.zw[..]);
     let out = OutputQuant::new(c.out.0, c.out.1, c.out.2).unwrap();
     let want = conv2d_i8(&xq, &wq, c.bias.as_deref(), &p, &out).expect("cpu conv");
+    fn layer<'a>(
+        c: &'a ConvCase,
+        shape: &'a [usize],
+        zw: Option<&'a [i32]>,
+        p: &'a Conv2dParams,
+        rq: &'a Requant,
+    ) -> ConvLayer<'a> {
+        ConvLayer {
+            weights: &c.w,
+            weight_shape: shape,
+            weight_zero_points: zw,
+            bias: c.bias.as_deref(),
+            params: p,
+            requant: rq,
+        }
+    }
     let rq = Requant::new("test", c.sx, &c.sw, &out).unwrap();
-    let layer = ConvLayer {
-        weights: &c.w,
-        weight_shape: &w_shape,
-        weight_zero_points: zw,
-        bias: c.bias.as_deref(),
-        params: &p,
-        requant: &rq,
-    };
     for conv in &g.convs {
-        let result = conv.run(&g.ctx, (&c.x, &c.shape, c.zx), &layer);
+        let result = conv.run(&g.ctx, (&c.x, &c.shape, c.zx), &layer(c, &w_shape, zw, &p, &rq));
         if c.groups != 1 && c.groups != ch {
             let err = result.expect_err("grouped convolutions are refused").to_string();
             assert!(err.contains("grouped convolution"), "{err}");
@@ -277,15 +285,8 @@ fn check_conv(c: &ConvCase) {
         let RequantKind::Fixed { half_up } = conv.kind else { unreachable!() };
         let rq = Requant::tflite("test", c.sx, &c.sw, &out, half_up).unwrap();
         let (_, want) = conv2d_i8_requant(&xq, &wq, None, c.bias.as_deref(), &p, &rq).expect("cpu conv");
-        let layer = ConvLayer {
-            weights: &c.w,
-            weight_shape: &w_shape,
-            weight_zero_points: zw,
-            bias: c.bias.as_deref(),
-            params: &p,
-            requant: &rq,
-        };
-        let (got, _) = conv.run(&g.ctx, (&c.x, &c.shape, c.zx), &layer).expect("gpu conv, fixed point");
+        let (got, _) =
+            conv.run(&g.ctx, (&c.x, &c.shape, c.zx), &layer(c, &w_shape, zw, &p, &rq)).expect("gpu conv, fixed point");
         assert_eq!(got, want, "{}, {c:?}", conv.kind.name());
     }
 }

@@ -43,14 +43,6 @@ impl AddI8 {
     /// `a + b` element-wise on host data, requantized by `rq`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, ctx: &GpuContext, a: &[i8], b: &[i8], rq: &AddRequant) -> Result<Vec<i8>> {
-        use super::kernel::{block_on, pack_rows, run_and_read, storage_init, unpack_rows};
-        if a.len() != b.len() || a.is_empty() {
-            return Err(Error::shape("add_i8 (gpu)", format!("inputs of {} and {} values", a.len(), b.len())));
-        }
-        let upload = |v: &[i8]| storage_init(ctx, "add input", &bytes(&pack_rows(v, 1, v.len())));
-        let (ba, bb) = (upload(a), upload(b));
-        let words = a.len().div_ceil(4);
-        let d = self.dispatch(ctx, "add_i8", (&ba, &bb), words, rq)?;
-        Ok(unpack_rows(&block_on(run_and_read(ctx, &[&d], d.output(), words))?, 1, a.len()))
+        super::kernel::run_pair(ctx, "add_i8", (a, b), |inputs, words| self.dispatch(ctx, "add_i8", inputs, words, rq))
     }
 }

@@ -300,6 +300,26 @@ pub async fn run_and_read(
     read_words(ctx, &readback, words).await
 }
 
+/// Runs an element-wise kernel of two int8 inputs once on host data (tests and one-off runs):
+/// uploads `a` and `b` packed, makes the dispatch with `dispatch(inputs, words)` and reads
+/// its output back, unpacked.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn run_pair(
+    ctx: &GpuContext,
+    op: &str,
+    (a, b): (&[i8], &[i8]),
+    dispatch: impl FnOnce((&wgpu::Buffer, &wgpu::Buffer), usize) -> Result<Dispatch>,
+) -> Result<Vec<i8>> {
+    if a.len() != b.len() || a.is_empty() {
+        return Err(Error::shape("gpu", format!("{op}: inputs of {} and {} values", a.len(), b.len())));
+    }
+    let upload = |v: &[i8]| storage_init(ctx, op, &bytes(&pack_rows(v, 1, v.len())));
+    let (ba, bb) = (upload(a), upload(b));
+    let words = a.len().div_ceil(4);
+    let d = dispatch((&ba, &bb), words)?;
+    Ok(unpack_rows(&block_on(run_and_read(ctx, &[&d], d.output(), words))?, 1, a.len()))
+}
+
 /// Blocks on a GPU future (native builds: the CLI, tests and benchmarks).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

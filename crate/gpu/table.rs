@@ -52,14 +52,8 @@ impl BinaryTableI8 {
     /// `table[a, b]` element-wise on host data.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, ctx: &GpuContext, a: &[i8], b: &[i8], table: &[i8]) -> Result<Vec<i8>> {
-        use super::kernel::{block_on, run_and_read, unpack_rows};
-        if a.len() != b.len() || a.is_empty() {
-            return Err(Error::shape("binary_i8_table (gpu)", format!("inputs of {} and {} values", a.len(), b.len())));
-        }
-        let upload = |v: &[i8]| storage_init(ctx, "table input", &bytes(&pack_rows(v, 1, v.len())));
-        let (ba, bb) = (upload(a), upload(b));
-        let words = a.len().div_ceil(4);
-        let d = self.dispatch(ctx, "binary_i8_table", (&ba, &bb), words, table)?;
-        Ok(unpack_rows(&block_on(run_and_read(ctx, &[&d], d.output(), words))?, 1, a.len()))
+        super::kernel::run_pair(ctx, "binary_i8_table", (a, b), |inputs, words| {
+            self.dispatch(ctx, "binary_i8_table", inputs, words, table)
+        })
     }
 }

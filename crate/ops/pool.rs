@@ -278,25 +278,10 @@ fn count_multipliers(op: &'static str, sx: f32, out: &OutputQuant, max_count: us
 /// int8 average pooling (x per-tensor).
 pub fn avg_pool2d_i8(x: &QTensor, p: &Pool2dParams, out: &OutputQuant) -> Result<QTensor> {
     const OP: &str = "avg_pool2d_i8";
-    let g = geometry(OP, x.shape(), p)?;
     let (sx, zx) = x.params().per_tensor_pair(OP)?;
     let mult = count_multipliers(OP, sx, out, p.kernel[0] * p.kernel[1])?;
     let (lo, hi) = out.bounds();
-    let xd = x.i8_data(OP)?;
-    let mut y = vec![0i8; g.batch * g.out_h * g.out_w * g.c];
-    let mut acc = vec![0i32; g.c];
-    for_each_window(&g, p, |o, inputs, count| {
-        acc.iter_mut().for_each(|a| *a = 0);
-        for &i in inputs {
-            for (a, &xv) in acc.iter_mut().zip(&xd[i..i + g.c]) {
-                *a += xv as i32 - zx;
-            }
-        }
-        for (yv, &a) in y[o..o + g.c].iter_mut().zip(&acc) {
-            *yv = requantize(a, mult[count], out.zero_point, lo, hi) as i8;
-        }
-    });
-    QTensor::from_i8(vec![g.batch, g.out_h, g.out_w, g.c], y, QParams::per_tensor(out.scale, out.zero_point)?)
+    window_sums_i8(OP, x, p, out, zx, |a, count| requantize(a, mult[count], out.zero_point, lo, hi) as i8)
 }
 
 /// int8 average pooling in TFLite's arithmetic (imported TFLite files): input and output on
@@ -304,7 +289,6 @@ pub fn avg_pool2d_i8(x: &QTensor, p: &Pool2dParams, out: &OutputQuant) -> Result
 /// for a uint8 file; see `quant::tflite::avg_round`), clamped to the fused activation.
 pub fn avg_pool2d_i8_tflite(x: &QTensor, p: &Pool2dParams, out: &OutputQuant, offset: i32) -> Result<QTensor> {
     const OP: &str = "avg_pool2d_i8_tflite";
-    let g = geometry(OP, x.shape(), p)?;
     let (sx, zx) = x.params().per_tensor_pair(OP)?;
     if sx != out.scale || zx != out.zero_point || p.count_include_pad {
         return Err(Error::unsupported(format!(
@@ -313,18 +297,32 @@ pub fn avg_pool2d_i8_tflite(x: &QTensor, p: &Pool2dParams, out: &OutputQuant, of
         )));
     }
     let (lo, hi) = out.bounds();
-    let xd = x.i8_data(OP)?;
+    window_sums_i8(OP, x, p, out, 0, |a, count| crate::quant::tflite::avg_round(a, count, offset).clamp(lo, hi) as i8)
+}
+
+/// Per window and channel, `sum (x - shift)` over the taps inside the input, turned into the
+/// output value by `finish(sum, count)`; the output on `out`'s grid.
+fn window_sums_i8(
+    op: &'static str,
+    x: &QTensor,
+    p: &Pool2dParams,
+    out: &OutputQuant,
+    shift: i32,
+    finish: impl Fn(i32, usize) -> i8,
+) -> Result<QTensor> {
+    let g = geometry(op, x.shape(), p)?;
+    let xd = x.i8_data(op)?;
     let mut y = vec![0i8; g.batch * g.out_h * g.out_w * g.c];
     let mut acc = vec![0i32; g.c];
     for_each_window(&g, p, |o, inputs, count| {
         acc.iter_mut().for_each(|a| *a = 0);
         for &i in inputs {
             for (a, &xv) in acc.iter_mut().zip(&xd[i..i + g.c]) {
-                *a += xv as i32;
+                *a += xv as i32 - shift;
             }
         }
         for (yv, &a) in y[o..o + g.c].iter_mut().zip(&acc) {
-            *yv = crate::quant::tflite::avg_round(a, count, offset).clamp(lo, hi) as i8;
+            *yv = finish(a, count);
         }
     });
     QTensor::from_i8(vec![g.batch, g.out_h, g.out_w, g.c], y, QParams::per_tensor(out.scale, out.zero_point)?)
