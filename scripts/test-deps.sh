@@ -65,9 +65,10 @@ if ! "$INTEROP/bin/python" -c "import onnxruntime, onnx, tflite_runtime, torch, 
     || die "could not create the interop environment: /usr/bin/python3 -m venv --system-site-packages $INTEROP && $INTEROP/bin/python -m pip install ${INTEROP_PINS[*]}"
 fi
 
-# The converter environment: TensorFlow's own TFLite converter (tensorflow-cpu and every
-# package it pulls, pinned by scripts/tf-converter-requirements.txt) in its own venv, since it
-# needs numpy 2 and tflite-runtime 2.14 needs numpy 1; and TFLite Support's metadata writer
+# The converter environment: TensorFlow's own TFLite converter and LiteRT's interpreter
+# (tensorflow-cpu, ai-edge-litert and every package they pull, pinned by
+# scripts/tf-converter-requirements.txt) in their own venv, since they need numpy 2 and
+# tflite-runtime 2.14 needs numpy 1; and TFLite Support's metadata writer
 # (tflite-support, without its dependencies: it pins protobuf below 4, which TensorFlow's
 # protobuf replaces; the metadata writer does not use protobuf). It makes the TF2 full-integer
 # int8 models the importer is checked against (tests/reference/tflite_convert.py, calibrated on

@@ -8,7 +8,8 @@
 // bias_eff[oc] = bias[oc] - zx * sum_{ky, kx, ci} w[oc, ky, kx, ci] (prepare time, wrapping i32):
 // a tap in the padding reads the word `zx_word` (zx in all four lanes), whose dot product
 // cancels exactly the zx * sum w of that tap that bias_eff took away, i.e. it adds nothing,
-// as on the CPU. Asymmetric weights (zero points zw[oc], `wzp` set): the kernel also sums
+// as on the CPU. Asymmetric weights (zero points zw[oc], compiled with WEIGHT_ZERO_POINTS):
+// the kernel also sums
 // x over the window's real channels (padding taps read zx) into s and takes zw[oc] * s off;
 // bias_eff then also holds + zw[oc] * KH * KW * Cin * zx, so the padding again adds nothing.
 // Layouts (4 x i8 per u32, channels padded to a multiple of 4 with zero weights):
@@ -16,7 +17,7 @@
 // bias_eff [2 * Cout4] vec4<i32> (bias_eff, then zw); mult [Cout4] ChannelMult (requant*.wgsl); out [N, OH, OW, Cout4] u32.
 // Dispatch: (ceil(Cout4 / 8), ceil(OW / 8), N * OH), 8 x 8 invocations per workgroup, one
 // output word (4 channels of one pixel) per invocation.
-// Needs `dot4` and `requantize4` (requant.wgsl or requant_fixed.wgsl).
+// Needs `dot4`, `requantize4` (requant.wgsl or requant_fixed.wgsl) and WEIGHT_ZERO_POINTS.
 struct Params {
     n: u32,
     h: u32,
@@ -35,7 +36,7 @@ struct Params {
     zp: i32,
     lo: i32,
     hi: i32,
-    wzp: u32,
+    pad0: u32,
     cin: u32,
     pad2: u32,
 }
@@ -79,7 +80,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
                     dot4(xv, wt[wo + 2u * taps + c]),
                     dot4(xv, wt[wo + 3u * taps + c]),
                 );
-                if (p.wzp != 0u) {
+                if (WEIGHT_ZERO_POINTS) {
                     // Ones in the lanes of real channels only (zx_word fills all four).
                     let real = min(p.cin - 4u * c, 4u);
                     s += dot4(xv, select(0x01010101u & ((1u << (8u * real)) - 1u), 0x01010101u, real >= 4u));
@@ -87,7 +88,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
             }
         }
     }
-    if (p.wzp != 0u) {
+    if (WEIGHT_ZERO_POINTS) {
         acc -= bias_eff[p.cout4 + cw] * s;
     }
     out[((b * p.oh + oy) * p.ow + ox) * p.cout4 + cw] = requantize4(acc, mult[cw], p.zp, p.lo, p.hi);

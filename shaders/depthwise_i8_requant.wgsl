@@ -7,10 +7,10 @@
 // the padding are skipped, as on the CPU.
 // Layouts: x [N, H, W, C4] u32; w [KH, KW, C4] u32 (the filter of channel c in lane c % 4 of
 // word c / 4, padded channels zero); bias [2 * C4] vec4<i32> (the biases, then the weights'
-// zero points zw, zero for symmetric weights); mult [C4] ChannelMult (requant*.wgsl);
+// zero points zw, read when compiled with WEIGHT_ZERO_POINTS); mult [C4] ChannelMult (requant*.wgsl);
 // out [N, OH, OW, C4] u32.
 // Dispatch: (ceil(C4 / 8), ceil(OW / 32), N * OH), 8 x 8 invocations per workgroup.
-// Needs `lanes` and `requantize4` (requant.wgsl or requant_fixed.wgsl).
+// Needs `lanes`, `requantize4` (requant.wgsl or requant_fixed.wgsl) and WEIGHT_ZERO_POINTS.
 struct Params {
     n: u32,
     h: u32,
@@ -28,10 +28,10 @@ struct Params {
     zp: i32,
     lo: i32,
     hi: i32,
-    wzp: u32,
-    cin: u32,
     pad0: u32,
-    pad1: u32,
+    cin: u32,
+    pad2: u32,
+    pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -55,8 +55,11 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
     }
     let zx = vec4<i32>(p.zx);
     let bias0 = bias[cw];
-    // The weights' zero points (asymmetric weights; zero otherwise), after the biases.
-    let zw = bias[p.c4 + cw];
+    // The weights' zero points (asymmetric weights), after the biases.
+    var zw = vec4<i32>(0);
+    if (WEIGHT_ZERO_POINTS) {
+        zw = bias[p.c4 + cw];
+    }
     var acc = array<vec4<i32>, 4>(bias0, bias0, bias0, bias0);
     let span = 3u * p.stride_w + p.kw;
     for (var ky = 0u; ky < p.kh; ky++) {

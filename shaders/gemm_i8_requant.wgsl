@@ -7,14 +7,15 @@
 // bias_eff[n] = bias[n] - za * sum_k B[n, k] + zw[n] * K * za (folds the input zero point,
 // computed at prepare time in wrapping i32 like the CPU's expansion; exact whenever the CPU's
 // accumulator is), then the weights' zero points zw[n] (asymmetric weights, as uint8 TFLite
-// files have; zero otherwise). With `wzp` set the kernel also sums each row of A and takes
+// files have). Compiled with WEIGHT_ZERO_POINTS the kernel also sums each row of A and takes
 // zw[n] * rowsum(A[m]) off: sum_k (A - za) (B - zw) expanded;
 // mult [N4] ChannelMult (requant*.wgsl: four channels' multipliers). Output: [M, N4] u32,
 // packed like A, ready for the next layer.
 // Register tile: each invocation computes 4 rows x 4 columns (one output word per row), so
 // each A word is used 4 times and each B word 4 times from registers.
 // Dispatch: (ceil(N4 / 8), ceil(M / 32), 1) with 8 x 8 invocations per workgroup.
-// Needs `dot4` (dot4_i8_*.wgsl) and `requantize4` (requant.wgsl or requant_fixed.wgsl).
+// Needs `dot4` (dot4_i8_*.wgsl), `requantize4` (requant.wgsl or requant_fixed.wgsl) and the
+// constant WEIGHT_ZERO_POINTS (gpu::kernel::zero_points_wgsl).
 struct Params {
     m: u32,
     n4: u32,
@@ -22,7 +23,7 @@ struct Params {
     zp: i32,
     lo: i32,
     hi: i32,
-    wzp: u32,
+    pad0: u32,
     pad1: u32,
 }
 
@@ -63,12 +64,12 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
         acc1 += vec4<i32>(dot4(a1, b0), dot4(a1, b1), dot4(a1, b2), dot4(a1, b3));
         acc2 += vec4<i32>(dot4(a2, b0), dot4(a2, b1), dot4(a2, b2), dot4(a2, b3));
         acc3 += vec4<i32>(dot4(a3, b0), dot4(a3, b1), dot4(a3, b2), dot4(a3, b3));
-        if (p.wzp != 0u) {
+        if (WEIGHT_ZERO_POINTS) {
             let ones = 0x01010101u;
             rowsum += vec4<i32>(dot4(a0, ones), dot4(a1, ones), dot4(a2, ones), dot4(a3, ones));
         }
     }
-    if (p.wzp != 0u) {
+    if (WEIGHT_ZERO_POINTS) {
         let zw = bias_eff[p.n4 + cw];
         acc0 -= zw * rowsum.x;
         acc1 -= zw * rowsum.y;

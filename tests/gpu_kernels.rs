@@ -31,7 +31,10 @@ struct Gpu {
     ctx: GpuContext,
     /// One per dot-product variant the device compiles (each holds its GEMM).
     convs: Vec<ConvI8>,
-    /// TFLite's fixed-point requantization, ties away from zero then up (unpacked dot).
+    /// Per dot-product variant, compiled to take asymmetric weights (zero points).
+    convs_zp: Vec<ConvI8>,
+    /// TFLite's fixed-point requantization, ties away from zero then up (unpacked dot,
+    /// asymmetric weights taken).
     fixed: Vec<ConvI8>,
     add: AddI8,
     table: BinaryTableI8,
@@ -42,19 +45,23 @@ fn gpu() -> Option<&'static Gpu> {
     static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| match block_on(GpuContext::new()) {
         Ok(ctx) => {
-            let conv = |v: DotVariant, kind: RequantKind| {
-                block_on(ConvI8::new(&ctx, v, kind)).unwrap_or_else(|e| panic!("{} kernels compile: {e}", kind.name()))
+            let conv = |v: DotVariant, kind: RequantKind, zp: bool| {
+                block_on(ConvI8::new(&ctx, v, kind, zp))
+                    .unwrap_or_else(|e| panic!("{} kernels compile: {e}", kind.name()))
             };
-            let mut convs = vec![conv(DotVariant::Unpacked, RequantKind::Float)];
+            let mut variants = vec![DotVariant::Unpacked];
             if ctx.report.packed_int8_dot {
-                convs.push(conv(DotVariant::Packed, RequantKind::Float));
+                variants.push(DotVariant::Packed);
             }
-            let fixed = [false, true].map(|half_up| conv(DotVariant::Unpacked, RequantKind::Fixed { half_up })).into();
-            eprintln!("GPU: {} ({} dot-product variants)", ctx.report.describe(), convs.len());
+            let convs = variants.iter().map(|&v| conv(v, RequantKind::Float, false)).collect();
+            let convs_zp = variants.iter().map(|&v| conv(v, RequantKind::Float, true)).collect();
+            let fixed =
+                [false, true].map(|half_up| conv(DotVariant::Unpacked, RequantKind::Fixed { half_up }, true)).into();
+            eprintln!("GPU: {} ({} dot-product variants)", ctx.report.describe(), variants.len());
             let add = block_on(AddI8::new(&ctx)).expect("add kernel compiles");
             let table = block_on(BinaryTableI8::new(&ctx)).expect("table kernel compiles");
             let sum = block_on(GlobalSumI8::new(&ctx)).expect("global sum kernel compiles");
-            Some(Gpu { ctx, convs, fixed, add, table, sum })
+            Some(Gpu { ctx, convs, convs_zp, fixed, add, table, sum })
         }
         Err(e) if std::env::var("EDGETUNE_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
             panic!("{e} (install Mesa's Vulkan drivers: apt-get install mesa-vulkan-drivers)")
@@ -106,7 +113,7 @@ fn check(c: &Case) {
         shift_half_up: false,
     };
     let layer = GemmLayer { weights: &c.b, weight_zero_points: c.zb.as_deref(), bias: c.bias.as_deref(), requant: &rq };
-    for conv in &g.convs {
+    for conv in if c.zb.is_some() { &g.convs_zp } else { &g.convs } {
         let got = conv.gemm.run(&g.ctx, (&c.a, c.za), &layer, (c.m, c.k, c.n)).expect("gpu gemm");
         assert_eq!(got, want, "{} variant, m {} k {} n {}", conv.gemm.variant.name(), c.m, c.k, c.n);
     }
@@ -266,7 +273,7 @@ fn check_conv(c: &ConvCase) {
         }
     }
     let rq = Requant::new("test", c.sx, &c.sw, &out).unwrap();
-    for conv in &g.convs {
+    for conv in if zw.is_some() { &g.convs_zp } else { &g.convs } {
         let result = conv.run(&g.ctx, (&c.x, &c.shape, c.zx), &layer(c, &w_shape, zw, &p, &rq));
         if c.groups != 1 && c.groups != ch {
             let err = result.expect_err("grouped convolutions are refused").to_string();
@@ -375,8 +382,8 @@ proptest! {
     }
 }
 
-/// A fixed-point layer for kernels compiled with the float requantization (or the other
-/// way round) is an error, not wrong numbers.
+/// A fixed-point layer for kernels compiled with the float requantization, or asymmetric
+/// weights for kernels compiled without zero points, is an error, not wrong numbers.
 #[test]
 fn a_layer_of_the_other_requantization_is_refused() {
     let Some(g) = gpu() else { return };
@@ -385,6 +392,11 @@ fn a_layer_of_the_other_requantization_is_refused() {
     let layer = GemmLayer { weights: &[1, 2, 3, 4], weight_zero_points: None, bias: None, requant: &rq };
     let err = g.convs[0].gemm.run(&g.ctx, (&[1, 2, 3, 4], 0), &layer, (1, 4, 1)).expect_err("float kernels refuse");
     assert!(err.to_string().contains("compiled with float"), "{err}");
+    // Asymmetric weights for kernels compiled without weight zero points.
+    let rq = Requant::new("test", 0.05, &[0.01], &out).unwrap();
+    let layer = GemmLayer { weights: &[1, 2, 3, 4], weight_zero_points: Some(&[3]), bias: None, requant: &rq };
+    let err = g.convs[0].gemm.run(&g.ctx, (&[1, 2, 3, 4], 0), &layer, (1, 4, 1)).expect_err("refused");
+    assert!(err.to_string().contains("without weight zero points"), "{err}");
 }
 
 proptest! {

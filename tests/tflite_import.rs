@@ -3,7 +3,7 @@
 //! - both shared uint8 MobileNet v1 files against tflite-runtime (PyPI): same top-1, logits and
 //!   softmax outputs identical (0 steps);
 //! - TF2 full-integer int8 files made by TensorFlow's converter (`tests/reference/
-//!   tflite_convert.py`) against the interpreter of that TensorFlow: the same.
+//!   tflite_convert.py`) against LiteRT's interpreter (ai-edge-litert, PyPI): the same.
 //!
 //! Also: class names from the model's metadata; corrupt and truncated files are clear errors.
 
@@ -115,8 +115,7 @@ fn tflite_models_match_tflite_runtime_on_every_photo() {
 }
 
 /// TF2's full-integer int8 files, made by TensorFlow's own converter (float and int8 I/O,
-/// per-channel weights, MEAN, requantizing QUANTIZE, the op zoo), against TFLite's
-/// interpreter from the same TensorFlow.
+/// per-channel weights, MEAN, the op zoo), against LiteRT's interpreter (ai-edge-litert).
 #[test]
 fn tf2_int8_models_match_tflite_on_every_photo() {
     let (Some(models), Some(_), Some(python)) =

@@ -93,8 +93,10 @@ fn gemm_figures(ctx: &GpuContext, runs: usize) -> Result<Vec<Value>> {
     if ctx.report.packed_int8_dot {
         variants.insert(0, DotVariant::Packed);
     }
-    let convs =
-        variants.iter().map(|&v| block_on(ConvI8::new(ctx, v, RequantKind::Float))).collect::<Result<Vec<_>>>()?;
+    let convs = variants
+        .iter()
+        .map(|&v| block_on(ConvI8::new(ctx, v, RequantKind::Float, false)))
+        .collect::<Result<Vec<_>>>()?;
     let f32_gemm = block_on(GemmF32::new(ctx))?;
     for (m, k, n) in [(1024usize, 1024usize, 1024usize), (3136, 256, 256)] {
         let a: Vec<i8> = (0..m * k).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as i8).collect();

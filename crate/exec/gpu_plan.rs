@@ -74,12 +74,23 @@ impl GpuNetwork {
             Arithmetic::TfliteInt8 => RequantKind::Fixed { half_up: true },
             _ => RequantKind::Float,
         };
-        let conv = ConvI8::new(ctx, variant, kind).await?;
-        let add = AddI8::new(ctx).await?;
-        let table = BinaryTableI8::new(ctx).await?;
+        // Only the pipelines this model needs (each compile costs seconds on a software adapter,
+        // inside the startup self-test's time).
+        let (mut zero_points, mut engine_adds, mut table_adds) = (false, false, false);
+        for i in 0..model.graph.embedding.min(model.graph.nodes.len()) {
+            match model.layer(i)? {
+                Int8Layer::Conv { weight, .. } => zero_points |= weight.params().zero_points().iter().any(|&z| z != 0),
+                Int8Layer::Add { .. } => engine_adds = true,
+                Int8Layer::TableAdd { .. } => table_adds = true,
+                _ => {}
+            }
+        }
+        let conv = ConvI8::new(ctx, variant, kind, zero_points).await?;
+        let add = if engine_adds { Some(AddI8::new(ctx).await?) } else { None };
+        let table = if table_adds { Some(BinaryTableI8::new(ctx).await?) } else { None };
         let pool = GlobalSumI8::new(ctx).await?;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let plan = Self::plan(ctx, model, (&conv, &add, &table, &pool), variant, batch);
+        let plan = Self::plan(ctx, model, (&conv, add.as_ref(), table.as_ref(), &pool), variant, batch);
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("building the GPU plan: {e}")));
         }
@@ -89,7 +100,7 @@ impl GpuNetwork {
     fn plan(
         ctx: &GpuContext,
         model: &PreparedI8,
-        (conv, add, table, pool): (&ConvI8, &AddI8, &BinaryTableI8, &GlobalSumI8),
+        (conv, add, table, pool): (&ConvI8, Option<&AddI8>, Option<&BinaryTableI8>, &GlobalSumI8),
         variant: DotVariant,
         batch: usize,
     ) -> Result<Self> {
@@ -148,10 +159,16 @@ impl GpuNetwork {
                     }
                     let [n, h, w, c] = a.shape;
                     let (inputs, words) = ((&a.buffer, &b.buffer), n * h * w * c.div_ceil(4));
+                    let missing =
+                        || Error::invalid("gpu plan", format!("node '{}': its add kernel was not compiled", node.name));
                     let d = match &layer {
-                        Int8Layer::TableAdd { table: t } => table.dispatch(ctx, &node.name, inputs, words, t)?,
-                        Int8Layer::Add { requant } => add.dispatch(ctx, &node.name, inputs, words, requant)?,
-                        _ => unreachable!("matched above"),
+                        Int8Layer::TableAdd { table: t } => {
+                            table.ok_or_else(missing)?.dispatch(ctx, &node.name, inputs, words, t)?
+                        }
+                        Int8Layer::Add { requant } => {
+                            add.ok_or_else(missing)?.dispatch(ctx, &node.name, inputs, words, requant)?
+                        }
+                        _ => return Err(missing()),
                     };
                     let (scale, zero_point) = out_quant()?;
                     let out = Value { buffer: d.output().clone(), shape: a.shape, scale, zero_point };

@@ -15,7 +15,10 @@ use super::context::GpuContext;
 use super::depthwise::DepthwiseI8;
 use super::gemm::{DotVariant, GemmI8, GemmLayer};
 pub use super::kernel::ConvLayer;
-use super::kernel::{bias_and_zero_points, compile, pack_rows, padded, window_dispatch, Dispatch, RequantKind};
+use super::kernel::{
+    bias_and_zero_points, check_zero_points, compile, pack_rows, padded, window_dispatch, zero_points_wgsl, Dispatch,
+    RequantKind,
+};
 #[cfg(not(target_arch = "wasm32"))]
 use super::kernel::{bytes, storage_init};
 use crate::base::error::{Error, Result};
@@ -30,20 +33,22 @@ pub struct ConvI8 {
     regular: wgpu::ComputePipeline,
     depthwise: DepthwiseI8,
     pub kind: RequantKind,
+    zero_points: bool,
 }
 
 impl ConvI8 {
-    /// The pipelines in `variant`, requantizing as `kind` (the model's arithmetic).
-    pub async fn new(ctx: &GpuContext, variant: DotVariant, kind: RequantKind) -> Result<Self> {
-        let gemm = GemmI8::new(ctx, variant, kind).await?;
+    /// The pipelines in `variant`, requantizing as `kind` (the model's arithmetic);
+    /// `zero_points`: taking asymmetric weights (only models that have them need it).
+    pub async fn new(ctx: &GpuContext, variant: DotVariant, kind: RequantKind, zero_points: bool) -> Result<Self> {
+        let gemm = GemmI8::new(ctx, variant, kind, zero_points).await?;
         let regular = compile(
             ctx,
             &format!("conv_i8_requant ({}, {})", variant.name(), kind.name()),
-            &format!("{}\n{}\n{CONV}", variant.wgsl(), kind.wgsl()),
+            &format!("{}\n{}{}\n{CONV}", variant.wgsl(), zero_points_wgsl(zero_points), kind.wgsl()),
         )
         .await?;
-        let depthwise = DepthwiseI8::new(ctx, kind).await?;
-        Ok(ConvI8 { gemm, regular, depthwise, kind })
+        let depthwise = DepthwiseI8::new(ctx, kind, zero_points).await?;
+        Ok(ConvI8 { gemm, regular, depthwise, kind, zero_points })
     }
 
     /// Validates the layer against the input shape; returns its geometry.
@@ -99,6 +104,7 @@ impl ConvI8 {
         if g.groups != 1 {
             return Ok((self.depthwise.dispatch(ctx, label, (x, zx), &g, layer)?, g.out_shape()));
         }
+        check_zero_points(layer.weight_zero_points, self.zero_points)?;
         // OHWI rows of KH * KW taps, each tap's Cin packed into words; rows padded to whole
         // output words. The input zero point is folded into the bias.
         let taps = g.kernel[0] * g.kernel[1];
@@ -127,12 +133,7 @@ impl ConvI8 {
             label,
             &self.regular,
             (x, &g, zx_word),
-            (
-                &head,
-                &words,
-                &bias_and_zero_points(&bias_eff, layer.weight_zero_points, c4),
-                layer.weight_zero_points.is_some(),
-            ),
+            (&head, &words, &bias_and_zero_points(&bias_eff, layer.weight_zero_points, c4)),
             (rq, self.kind),
             grid,
         )?;

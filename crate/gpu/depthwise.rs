@@ -8,7 +8,10 @@
 //! invocation owns one word (4 channels) of 4 adjacent output pixels.
 
 use super::context::GpuContext;
-use super::kernel::{bias_and_zero_points, compile, pack_rows, window_dispatch, ConvLayer, Dispatch, RequantKind};
+use super::kernel::{
+    bias_and_zero_points, check_zero_points, compile, pack_rows, window_dispatch, zero_points_wgsl, ConvLayer,
+    Dispatch, RequantKind,
+};
 use crate::base::error::Result;
 use crate::ops::conv::ConvGeometry;
 
@@ -18,13 +21,16 @@ const DEPTHWISE_I8_REQUANT: &str = include_str!("../../shaders/depthwise_i8_requ
 pub struct DepthwiseI8 {
     pipeline: wgpu::ComputePipeline,
     kind: RequantKind,
+    zero_points: bool,
 }
 
 impl DepthwiseI8 {
-    pub async fn new(ctx: &GpuContext, kind: RequantKind) -> Result<Self> {
+    /// Requantizing as `kind`; `zero_points`: taking asymmetric weights.
+    pub async fn new(ctx: &GpuContext, kind: RequantKind, zero_points: bool) -> Result<Self> {
         let label = format!("depthwise_i8_requant ({})", kind.name());
-        let pipeline = compile(ctx, &label, &format!("{}\n{DEPTHWISE_I8_REQUANT}", kind.wgsl())).await?;
-        Ok(DepthwiseI8 { pipeline, kind })
+        let source = format!("{}{}\n{DEPTHWISE_I8_REQUANT}", zero_points_wgsl(zero_points), kind.wgsl());
+        let pipeline = compile(ctx, &label, &source).await?;
+        Ok(DepthwiseI8 { pipeline, kind, zero_points })
     }
 
     /// The dispatch of `layer` (geometry `g`, checked by [`super::conv::ConvI8::geometry`]) on
@@ -37,6 +43,7 @@ impl DepthwiseI8 {
         g: &ConvGeometry,
         layer: &ConvLayer,
     ) -> Result<Dispatch> {
+        check_zero_points(layer.weight_zero_points, self.zero_points)?;
         let taps = g.kernel[0] * g.kernel[1];
         let c4 = g.out_c.div_ceil(4);
         // [C, KH, KW, 1] -> [KH, KW, C], then 4 channels per word.
@@ -52,12 +59,7 @@ impl DepthwiseI8 {
             label,
             &self.pipeline,
             (x, g, zx as u32),
-            (
-                &head,
-                &words,
-                &bias_and_zero_points(bias, layer.weight_zero_points, c4),
-                layer.weight_zero_points.is_some(),
-            ),
+            (&head, &words, &bias_and_zero_points(bias, layer.weight_zero_points, c4)),
             (layer.requant, self.kind),
             grid,
         )

@@ -13,7 +13,8 @@
 
 use super::context::GpuContext;
 use super::kernel::{
-    bias_and_zero_points, bytes, compile, pack_rows, padded, storage, storage_init, Dispatch, RequantKind,
+    bias_and_zero_points, bytes, check_zero_points, compile, pack_rows, padded, storage, storage_init,
+    zero_points_wgsl, Dispatch, RequantKind,
 };
 use crate::base::error::{Error, Result};
 use crate::ops::gemm::{check_int8_reduction, check_int8_zero_points};
@@ -55,15 +56,18 @@ impl DotVariant {
 
 const GEMM: &str = include_str!("../../shaders/gemm_i8_requant.wgsl");
 
-/// The full WGSL source of the GEMM in one variant and requantization.
-pub fn shader_source(variant: DotVariant, kind: RequantKind) -> String {
-    format!("{}\n{}\n{GEMM}", variant.wgsl(), kind.wgsl())
+/// The full WGSL source of the GEMM in one variant and requantization, with or without
+/// weight zero points.
+pub fn shader_source(variant: DotVariant, kind: RequantKind, zero_points: bool) -> String {
+    // The variant's source comes first: it may hold a directive, which precedes declarations.
+    format!("{}\n{}{}\n{GEMM}", variant.wgsl(), zero_points_wgsl(zero_points), kind.wgsl())
 }
 
 /// A compiled GEMM pipeline.
 pub struct GemmI8 {
     pub variant: DotVariant,
     pub kind: RequantKind,
+    zero_points: bool,
     pipeline: wgpu::ComputePipeline,
 }
 
@@ -78,11 +82,11 @@ pub struct GemmLayer<'a> {
 
 impl GemmI8 {
     /// Compiles the kernel; a variant the device cannot compile is an error, not a panic.
-    pub async fn new(ctx: &GpuContext, variant: DotVariant, kind: RequantKind) -> Result<Self> {
+    pub async fn new(ctx: &GpuContext, variant: DotVariant, kind: RequantKind, zero_points: bool) -> Result<Self> {
         variant.check(ctx)?;
         let label = format!("gemm_i8_requant ({}, {})", variant.name(), kind.name());
-        let pipeline = compile(ctx, &label, &shader_source(variant, kind)).await?;
-        Ok(GemmI8 { variant, kind, pipeline })
+        let pipeline = compile(ctx, &label, &shader_source(variant, kind, zero_points)).await?;
+        Ok(GemmI8 { variant, kind, zero_points, pipeline })
     }
 
     /// Prepares `requantize(A · Bᵀ + bias)` over the packed activation buffer `a` (`[m, k]`,
@@ -106,6 +110,7 @@ impl GemmI8 {
         }
         check_int8_reduction(OP, k)?;
         check_int8_zero_points(OP, &[za, rq.zero_point])?;
+        check_zero_points(zw, self.zero_points)?;
         let (k4, n4) = (k.div_ceil(4), n.div_ceil(4));
         // sum (a - za)(b - zw) = sum a b - za sum b - zw sum a + zw * K * za; the kernel
         // computes sum a b (and sum a when zw is given), the rest is folded here.
@@ -116,8 +121,7 @@ impl GemmI8 {
                 bias.map_or(0, |v| v[c]).wrapping_sub(za.wrapping_mul(rowsum)).wrapping_add(zwk)
             })
             .collect();
-        let wzp = zw.is_some() as u32;
-        let params = [m as u32, n4 as u32, k4 as u32, rq.zero_point as u32, rq.lo as u32, rq.hi as u32, wzp, 0];
+        let params = [m as u32, n4 as u32, k4 as u32, rq.zero_point as u32, rq.lo as u32, rq.hi as u32, 0, 0];
         let weights = storage_init(ctx, label, &bytes(&pack_rows(&padded(b, n4 * 4 * k, 0), n4 * 4, k)));
         let bias = storage_init(ctx, label, &bytes(&bias_and_zero_points(&bias_eff, zw, n4)));
         let mult = storage_init(ctx, label, &self.kind.channel_mults(rq, n4)?);

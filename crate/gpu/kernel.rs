@@ -14,6 +14,22 @@ use crate::base::error::{Error, Result};
 use crate::ops::conv::{Conv2dParams, ConvGeometry};
 use crate::quant::Requant;
 
+/// `const WEIGHT_ZERO_POINTS`: whether an int8 convolution kernel takes asymmetric weights
+/// (zero points per output channel, as uint8 TFLite files have). Compiled in only for models
+/// that have them, so the other models' kernels are exactly those without.
+pub fn zero_points_wgsl(on: bool) -> String {
+    format!("const WEIGHT_ZERO_POINTS: bool = {on};\n")
+}
+
+/// A layer with weight zero points for kernels compiled without them is an error, not wrong
+/// numbers (kernels compiled with them take symmetric layers too: their zero points are 0).
+pub fn check_zero_points(layer: Option<&[i32]>, compiled: bool) -> Result<()> {
+    if layer.is_some() && !compiled {
+        return Err(Error::invalid("gpu", "asymmetric weights for kernels compiled without weight zero points"));
+    }
+    Ok(())
+}
+
 /// The lane helpers for packed words (`lanes`, `pack_lanes`) every int8 kernel includes.
 pub const LANES_WGSL: &str = include_str!("../../shaders/int8_lanes.wgsl");
 
@@ -339,8 +355,7 @@ pub struct ConvLayer<'a> {
 }
 
 /// `[bias (padded to c4 words), weight zero points (padded)]`: the bias binding of the int8
-/// kernels, whose second half they read when `wzp` is set (the depthwise always; zeros
-/// there change nothing).
+/// convolution kernels, whose second half those compiled with weight zero points read.
 pub(super) fn bias_and_zero_points(bias: &[i32], zero_points: Option<&[i32]>, c4: usize) -> Vec<i32> {
     let mut v = padded(bias, c4 * 4, 0);
     v.extend(padded(zero_points.unwrap_or(&[]), c4 * 4, 0));
@@ -349,16 +364,15 @@ pub(super) fn bias_and_zero_points(bias: &[i32], zero_points: Option<&[i32]>, c4
 
 /// The dispatch of a windowed convolution kernel (one-group direct or depthwise): uploads
 /// the packed weights, bias and weight zero points (`bias_and_zw`, from
-/// [`bias_and_zero_points`]; `wzp`: the weights are asymmetric) and multipliers (padded to
-/// whole output words), lays out the params
-/// `[head.., OH, OW, KH, KW, SH, SW, PT, PL, zx, zp, lo, hi, wzp, Cin]` and allocates the
+/// [`bias_and_zero_points`]) and multipliers (padded to whole output words), lays out the
+/// params `[head.., OH, OW, KH, KW, SH, SW, PT, PL, zx, zp, lo, hi, 0, Cin]` and allocates the
 /// packed output.
 pub(super) fn window_dispatch(
     ctx: &GpuContext,
     label: &str,
     pipeline: &wgpu::ComputePipeline,
     (x, g, zx): (&wgpu::Buffer, &ConvGeometry, u32),
-    (head, weights, bias_and_zw, wzp): (&[u32], &[u32], &[i32], bool),
+    (head, weights, bias_and_zw): (&[u32], &[u32], &[i32]),
     (rq, kind): (&Requant, RequantKind),
     grid: [u32; 3],
 ) -> Result<Dispatch> {
@@ -367,7 +381,7 @@ pub(super) fn window_dispatch(
     let mut params: Vec<u32> = head.to_vec();
     params.extend(window.map(|d| d as u32));
     params.extend([zx, rq.zero_point as u32, rq.lo as u32, rq.hi as u32]);
-    params.extend([wzp as u32, g.in_c as u32]);
+    params.extend([0, g.in_c as u32]);
     params.resize(params.len().next_multiple_of(4), 0);
     let weights = storage_init(ctx, label, &bytes(weights));
     let bias = storage_init(ctx, label, &bytes(bias_and_zw));

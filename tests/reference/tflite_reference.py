@@ -9,13 +9,13 @@ IMAGES.u8 holds the model's quantized input values in the uint8 domain. A float-
 (TF2's, which QUANTIZE on entry) is fed those values dequantized with the grid of its
 QUANTIZE: `x = s * (q - z)` quantizes back to `q` exactly, so both engines see one input.
 
-The interpreter is tflite-runtime where installed (the interop environment), else
-TensorFlow's `tf.lite.Interpreter` (the converter environment, for the TF2 files, whose
-operator versions tflite-runtime 2.14 predates). Either runs TFLite's built-in kernels only:
-no XNNPACK delegate, which rounds int8 arithmetic its own way.
+The interpreter is tflite-runtime where installed (the interop environment: 2.14, for the
+uint8 files), else ai-edge-litert (LiteRT, the converter environment: for the TF2 int8 files,
+whose int8 kernels changed since 2.14; LiteRT 2.3.0 gives exactly what TensorFlow 2.20's own
+`tf.lite.Interpreter` gives on them). Either runs TFLite's built-in kernels only: no XNNPACK
+delegate, which rounds int8 arithmetic its own way.
 """
 import json
-import os
 import sys
 
 import numpy as np
@@ -23,13 +23,7 @@ import numpy as np
 try:
     from tflite_runtime.interpreter import Interpreter, OpResolverType
 except ImportError:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    import tensorflow as tf
-
-    Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 model, images, count, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 it = Interpreter(
