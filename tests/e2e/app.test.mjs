@@ -329,7 +329,9 @@ test('auto with a software WebGPU adapter: the first label comes from the CPU at
     // The first label came from the CPU while the GPU was still being tested (or had no adapter).
     assert.equal(atFirst.backend, 'cpu');
     assert.match(atFirst.label + settled.reason, /testing WebGPU|no usable GPU/);
-    assert.match(settled.reason, /CPU was faster in the self-test|faster than the CPU|no usable GPU/);
+    // Which one wins, and whether a software adapter finishes its self-test within the page's
+    // limit at all, depends on the machine: any of these decisions is right, each says why.
+    assert.match(settled.reason, /CPU was faster in the self-test|faster than the CPU|no usable GPU|self-test did not finish within/);
     // Frames go on after the decision, on whichever backend won, and still name the parrot.
     const frames = await page.evaluate(() => edgetuneStats.frames);
     await page.waitForFunction((n) => edgetuneStats.frames >= n + 3, frames, { timeout: 120_000 });
