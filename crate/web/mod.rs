@@ -160,6 +160,46 @@ pub fn head_predictions(weight: Vec<f32>, bias: Vec<f32>, embeddings: &[f32]) ->
     Ok(head.predictions(embeddings).map_err(err)?.into_iter().map(|c| c as u32).collect())
 }
 
+/// How a head (`weight` `[classes, dim]`, `bias` `[classes]`) does on labelled embeddings
+/// (`[n, dim]` packed, `labels` in `0..classes`): `{ loss, accuracy, count }`, the mean
+/// cross-entropy of its float logits and the share of the engine's head predictions
+/// ([`head_predictions`]) that are right. A federation's evaluate round reports this.
+#[wasm_bindgen(js_name = headEvaluate)]
+pub fn head_evaluate(weight: Vec<f32>, bias: Vec<f32>, embeddings: &[f32], labels: &[u32]) -> Result<JsValue, JsError> {
+    let classes = bias.len();
+    let dim = weight.len().checked_div(classes).unwrap_or(0);
+    let n = labels.len();
+    if dim == 0 || weight.len() != dim * classes || embeddings.len() != n * dim {
+        return Err(JsError::new(&format!(
+            "evaluate: {} weights, {classes} classes and {} values for {n} samples do not fit together",
+            weight.len(),
+            embeddings.len()
+        )));
+    }
+    if n == 0 {
+        return Err(JsError::new("evaluate: no samples"));
+    }
+    let labels: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+    if let Some(l) = labels.iter().find(|&&l| l >= classes) {
+        return Err(JsError::new(&format!("evaluate: label {l} outside 0..{classes}")));
+    }
+    let head = crate::train::head::LinearHead { dim, classes, weight: weight.clone(), bias: bias.clone() };
+    let logits = head.logits(embeddings, n).map_err(|e| JsError::new(&e.to_string()))?;
+    let (loss, _) = crate::train::loss::Loss::cross_entropy()
+        .compute(&logits, &labels, classes)
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    let predicted = head_predictions(weight, bias, embeddings)?;
+    let right = predicted.iter().zip(&labels).filter(|(p, l)| **p as usize == **l).count();
+    #[derive(Serialize)]
+    struct Evaluation {
+        loss: f32,
+        accuracy: f64,
+        count: usize,
+    }
+    serde_wasm_bindgen::to_value(&Evaluation { loss, accuracy: right as f64 / n as f64, count: n })
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
 /// A float `.etm` quantized to int8 on `count` RGBA frames of `width x height` packed in
 /// `rgba` (see [`crate::compress::frames`]); `method` is "minmax", "percentile" or "mse";
 /// `progress(pass, done, total)` is called as calibration goes; if it throws, calibration

@@ -51,6 +51,8 @@ pub struct HeadTrainer {
     labels: Vec<usize>,
     session: Option<Session<HeadModel>>,
     trained: Option<LinearHead>,
+    /// The head training starts from (a federation's global head), else a fresh one.
+    initial: Option<LinearHead>,
 }
 
 #[derive(Serialize)]
@@ -99,7 +101,16 @@ impl HeadTrainer {
             return Err(JsError::new("train: embedding dimension must be positive"));
         }
         let cfg = parse_options(&classes, options)?;
-        Ok(HeadTrainer { dim, classes, cfg, features: vec![], labels: vec![], session: None, trained: None })
+        Ok(HeadTrainer {
+            dim,
+            classes,
+            cfg,
+            features: vec![],
+            labels: vec![],
+            session: None,
+            trained: None,
+            initial: None,
+        })
     }
 
     /// Adds one sample (before `start`).
@@ -128,9 +139,33 @@ impl HeadTrainer {
         self.labels.len()
     }
 
+    /// Starts the next run from this head (`weight` `[classes, dim]`, `bias` `[classes]`)
+    /// instead of a freshly initialized one: federated rounds train the global head further.
+    #[wasm_bindgen(js_name = setInitialHead)]
+    pub fn set_initial_head(&mut self, weight: Vec<f32>, bias: Vec<f32>) -> Result<(), JsError> {
+        let k = self.classes.len();
+        if weight.len() != k * self.dim || bias.len() != k {
+            return Err(JsError::new(&format!(
+                "train: the initial head has {} weights and {} biases, expected {} x {} and {k}",
+                weight.len(),
+                bias.len(),
+                k,
+                self.dim
+            )));
+        }
+        if !weight.iter().chain(&bias).all(|v| v.is_finite()) {
+            return Err(JsError::new("train: the initial head holds NaN or infinite values"));
+        }
+        self.initial = Some(LinearHead { dim: self.dim, classes: k, weight, bias });
+        Ok(())
+    }
+
     /// Validates the samples and settings and starts a run.
     pub fn start(&mut self) -> Result<(), JsError> {
-        let head = LinearHead::new(self.dim, self.classes.len(), &mut Rng::new(self.cfg.seed)).map_err(js_err)?;
+        let head = match &self.initial {
+            Some(h) => h.clone(),
+            None => LinearHead::new(self.dim, self.classes.len(), &mut Rng::new(self.cfg.seed)).map_err(js_err)?,
+        };
         let session = Session::new(HeadModel::new(head), &self.data(), &self.cfg).map_err(js_err)?;
         self.session = Some(session);
         self.trained = None;

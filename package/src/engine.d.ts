@@ -76,6 +76,8 @@ export function modelInfo(etm: Uint8Array): ModelInfoRaw;
 export function modelWithHead(backbone: Uint8Array, weight: Float32Array, bias: Float32Array, names: string[]): Uint8Array;
 export function quantizeHead(weight: Float32Array, classes: number): { weight: number[]; scales: number[] };
 export function headPredictions(weight: Float32Array, bias: Float32Array, embeddings: Float32Array): Uint32Array;
+/** A head's mean cross-entropy and accuracy on labelled embeddings (`[n, dim]` packed). */
+export function headEvaluate(weight: Float32Array, bias: Float32Array, embeddings: Float32Array, labels: Uint32Array): { loss: number; accuracy: number; count: number };
 export function quantizeModel(
   etm: Uint8Array, rgba: Uint8Array, count: number, width: number, height: number,
   method: 'minmax' | 'percentile' | 'mse', progress?: ((pass: number, done: number, total: number) => void) | null,
@@ -137,6 +139,8 @@ export class HeadTrainer {
   free(): void;
   constructor(dim: number, classes: string[], options?: TrainerOptions);
   addSample(embedding: Float32Array, label: number): void;
+  /** Start the next run from this head (`[classes, dim]` weights, `[classes]` bias) instead of a fresh one. */
+  setInitialHead(weight: Float32Array, bias: Float32Array): void;
   sampleCount(): number;
   start(): void;
   /** One epoch; null when the run is over. */
