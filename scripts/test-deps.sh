@@ -6,7 +6,8 @@
 # backend node tests, and PyTorch (python3-torch, python3-torchvision) for the importer
 # tests; numpy from PyPI; and the interop environment: a venv over Debian's Python with
 # onnxruntime, onnx and tflite-runtime from PyPI (the peers the importers are checked against);
-# and the converter environment (TensorFlow's TFLite converter) with the models it makes. Installed when missing and possible, otherwise the
+# and the converter environment (TensorFlow's TFLite converter) with the models it makes; and
+# the Flower environment (federation). Installed when missing and possible, otherwise the
 # exact command is printed and the tests stop.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -99,6 +100,11 @@ if [ -f "$CIFAR_TRAIN" ]; then
     echo "$want" > "$TF2_MODELS/.stamp"
   fi
 fi
+
+# The Flower environment (flwr 1.42 pinned by scripts/flower-requirements.txt: the SuperLink,
+# the ServerApp's runtime, the flwr CLI) and the page's Fleet message code generated from its
+# descriptors (tests/e2e/federation.test.mjs, flower-objects.test.mjs, fleet-client.test.mjs).
+bash "$ROOT/scripts/flower.sh" >/dev/null
 
 # The example app that installs the npm package (tests/e2e/package.test.mjs): its own Vite and
 # TypeScript, pinned by examples/teach/package-lock.json, installed once per lock file.

@@ -6,6 +6,7 @@
 //   training  Train, progress, the result, the head quantized to int8
 //   versions  trained heads, download, project export / import
 //   models    the backbone: built in, opened from a file, quantized in the page
+//   federation  train together: the page as a Flower node (federation/)
 // The engine (workers/engine.js) and training (workers/trainer.js) run in workers that speak
 // one request/response protocol (lib/protocol.js).
 import init, { version as engineVersion } from '/pkg/edgetune.js';
@@ -20,6 +21,7 @@ import { initClasses } from '/views/classes.js';
 import { initTraining, trainer } from '/views/training.js';
 import { initVersions, importFile } from '/views/versions.js';
 import { initModels, openModel, startBackbone, reembedStaleSamples, MODEL_FILE } from '/views/models.js';
+import { initFederation, resumeFederation } from '/views/federation.js';
 
 // What the tests and a curious user can call from the console: memory figures, and a WebGPU
 // device loss as a driver reset would cause it (the recovery path).
@@ -67,7 +69,7 @@ async function startCamera() {
 
 async function main() {
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch((e) => console.warn('offline cache unavailable:', e));
-  for (const initView of [initLive, initClasses, initTraining, initVersions, initModels]) initView();
+  for (const initView of [initLive, initClasses, initTraining, initVersions, initModels, initFederation]) initView();
   acceptDrops();
   try {
     if (!wasmSimdSupported()) throw new Error(SIMD_MISSING);
@@ -108,6 +110,7 @@ async function main() {
   await startCamera();
   trainer();
   document.body.dataset.ready = 'true';
+  if (state.store) await resumeFederation().catch(showError);
 }
 
 main();

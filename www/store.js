@@ -195,6 +195,10 @@ class Store {
     });
   }
 
+  async getMeta(key) {
+    return this.tx(['meta'], 'readonly', 'read the setting', async (s) => (await promised(s.meta.get(key)))?.value ?? null);
+  }
+
   setMeta(key, value) {
     return this.tx(['meta'], 'readwrite', 'save the setting', (s) => promised(s.meta.put({ key, value })));
   }

@@ -5,7 +5,7 @@
 //   stale while online), the fresh response refreshes the cache, and the cache answers when
 //   the network fails. Requests to any other origin are not touched: never cached, never
 //   forwarded (the page's Content-Security-Policy blocks them anyway).
-const CACHE = 'edgetune-v5';
+const CACHE = 'edgetune-v6';
 const SHELL = [
   '/',
   '/index.html',
@@ -23,6 +23,11 @@ const SHELL = [
   '/views/training.js',
   '/views/versions.js',
   '/views/models.js',
+  '/views/federation.js',
+  '/federation/fleet.js',
+  '/federation/node.js',
+  '/federation/objects.js',
+  '/vendor/long.js',
   '/workers/engine.js',
   '/workers/trainer.js',
   '/workers/pool-helper.js',

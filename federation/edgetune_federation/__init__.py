@@ -1,0 +1,1 @@
+"""edgetune's federation: FedAvg over the classifier head, with browsers as the nodes."""
