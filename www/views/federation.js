@@ -28,6 +28,7 @@ const fed = {
   node: null,
   status: 'idle', // idle | joining | joined | left | error
   nodeId: null,
+  name: '', // this device's name, as the user typed it (shown here; not sent)
   sent: [], // every reply: { round, messageType, arrays: { name: shape }, metrics, error, bytes }
   global: null, // { round, names, weight, bias }
   versionId: null,
@@ -156,15 +157,15 @@ async function evaluate({ config, arrays }) {
   const { names, samples } = await agree(config);
   const head = headOf(arrays, names.length);
   fed.global = { round: Number(config['server-round']) || null, names, ...head };
-  await keepGlobalHead(names, head, config);
-  if (!samples.length) throw new Error('this device has no samples of the federation\'s classes to evaluate on');
-  const m = await trainer().call('evaluate', { weight: head.weight, bias: head.bias, samples });
+  const m = samples.length ? await trainer().call('evaluate', { weight: head.weight, bias: head.bias, samples }) : null;
+  await keepGlobalHead(names, head, config, m);
+  if (!m) throw new Error('this device has no samples of the federation\'s classes to evaluate on');
   return { metrics: { metrics: { 'num-examples': m.count, loss: m.loss, accuracy: m.accuracy } } };
 }
 
 // The global head as this project's "federated" version (replacing the previous round's),
 // with the federation's classes added to the project where missing, and shown live.
-async function keepGlobalHead(names, head, config) {
+async function keepGlobalHead(names, head, config, evaluation) {
   const ids = [];
   for (const name of names) {
     let c = state.classes.find((x) => x.name === name);
@@ -176,7 +177,8 @@ async function keepGlobalHead(names, head, config) {
   }
   const version = {
     backbone: state.backbone, classIds: ids, names, dim: state.dim, weight: Float32Array.from(head.weight), bias: Float32Array.from(head.bias),
-    metrics: { federated: { round: Number(config['server-round']) || null }, samples: 0 }, options: { federated: true },
+    metrics: { federated: { round: Number(config['server-round']) || null, accuracy: evaluation?.accuracy ?? null }, samples: evaluation?.count ?? 0 },
+    options: { federated: true },
   };
   const saved = await state.store.saveVersion(version);
   const old = fed.versionId;
@@ -204,7 +206,7 @@ function describeReply(e) {
 function onEvent(e) {
   if (e.type === 'joined') {
     fed.nodeId = e.nodeId;
-    setStatus('joined', `Joined as node ${e.nodeId}. Waiting for the server's rounds…`);
+    setStatus('joined', `Joined as ${fed.name ? `"${fed.name}", ` : ''}node ${e.nodeId}. Waiting for the server's rounds…`);
   } else if (e.type === 'message') {
     if (e.resumed) {
       fed.resumed++;
@@ -220,7 +222,7 @@ function onEvent(e) {
     }
     fed.sent.push({ messageType: e.messageType, arrays: shapes, metrics, error: e.error?.reason ?? null, bytes: e.bytesSent, seconds: e.seconds, at: Date.now() });
     logLine(`${e.messageType}: ${describeReply(e)} (${(e.bytesSent / 1024).toFixed(1)} kB)`, e.error ? 'refused' : '');
-    $('fed-status').textContent = `Joined as node ${fed.nodeId}. Replied to ${fed.sent.length} messages.`;
+    $('fed-status').textContent = `Joined as ${fed.name ? `"${fed.name}", ` : ''}node ${fed.nodeId}. Replied to ${fed.sent.length} messages.`;
   } else if (e.type === 'warning') {
     logLine(e.detail, 'warning');
   } else if (e.type === 'left') {
@@ -233,6 +235,7 @@ async function join(url, name) {
   if (origin !== location.origin) {
     throw new Error(`the page talks to its own server only: open ${origin}/ on this device and join from there`);
   }
+  fed.name = name || '';
   setStatus('joining', 'Joining…');
   const root = await protocol();
   // The same key pair (and node) for as long as this device stays in the federation.

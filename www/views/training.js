@@ -80,6 +80,13 @@ function renderResult(v) {
   const m = v.metrics || {};
   const parts = [];
   const acc = m.validationAccuracy;
+  if (m.federated) {
+    const a = m.federated.accuracy;
+    parts.push(el('p', { id: 'val-accuracy', textContent: `The federation's head after round ${m.federated.round ?? '?'} (Flower FedAvg)${a === null || a === undefined ? '' : `: ${(100 * a).toFixed(1)}% on this device's ${m.samples} samples`}.` }));
+    box.replaceChildren(...parts);
+    box.hidden = false;
+    return;
+  }
   if (m.trainMs) parts.push(el('p', { className: 'hint', textContent: `Trained ${m.epochs} epochs on ${m.samples} samples in ${(m.trainMs / 1000).toFixed(2)} s.` }));
   parts.push(el('p', { id: 'val-accuracy', textContent: acc === null || acc === undefined
     ? `Trained on ${m.samples} samples (too few to hold some out for validation).`

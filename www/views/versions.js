@@ -11,7 +11,8 @@ function renderVersions() {
   const own = ownVersions();
   const list = own.slice().reverse().map((v, i) => {
     const acc = v.metrics && v.metrics.validationAccuracy;
-    const label = `v${own.length - i} · ${v.names.join(', ')}${v.metrics?.int8 ? ' · int8 head' : ''}${acc === null || acc === undefined ? '' : ` · ${(100 * acc).toFixed(0)}%`} · ${new Date(v.created).toLocaleString()}`;
+    const fed = v.metrics?.federated ? ` · federated, round ${v.metrics.federated.round ?? '?'}` : '';
+    const label = `v${own.length - i} · ${v.names.join(', ')}${fed}${v.metrics?.int8 ? ' · int8 head' : ''}${acc === null || acc === undefined ? '' : ` · ${(100 * acc).toFixed(0)}%`} · ${new Date(v.created).toLocaleString()}`;
     const use = el('button', { type: 'button', textContent: v.id === state.current ? 'In use' : 'Use', disabled: v.id === state.current });
     use.addEventListener('click', async () => {
       try {
