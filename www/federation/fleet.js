@@ -12,6 +12,8 @@
 // Answers are untrusted: a body over `maxBytes` is cut off and refused, a body that does not
 // decode is an error naming the call, and an HTTP error carries the SuperLink's own message.
 
+import { concat } from './objects.js';
+
 export class FleetError extends Error {
   constructor(message, { status = 0, call = '' } = {}) {
     super(message);
@@ -158,11 +160,5 @@ async function readLimited(res, max, path) {
     }
     parts.push(value);
   }
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concat(parts);
 }

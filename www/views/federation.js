@@ -100,7 +100,7 @@ function headOf(arrays, k) {
   const b = arrays?.bias;
   if (!w || !b) throw new Error("the server's message has no head (arrays 'weight' and 'bias')");
   if (w.values.length !== k * state.dim || b.values.length !== k) throw new Error(`the server's head is ${w.shape.join('×')} + ${b.shape.join('×')}, expected ${k}×${state.dim} + ${k}`);
-  if (![...w.values, ...b.values].every(Number.isFinite)) throw new Error("the server's head holds NaN or infinite values");
+  if (!w.values.every(Number.isFinite) || !b.values.every(Number.isFinite)) throw new Error("the server's head holds NaN or infinite values");
   return { weight: w.values, bias: b.values };
 }
 
@@ -135,9 +135,10 @@ async function train({ config, arrays }) {
     dim, classes: present.map((k) => names[k]), samples: samples.map((s) => ({ embedding: s.embedding, label: present.indexOf(s.label) })), initial,
     options: { epochs, lr, optimizer: 'adam', loss: 'ce', validation: 0, seed: 1 },
   });
+  const trained = Float32Array.from(r.weight);
   let head = { weight: Float32Array.from(global.weight), bias: Float32Array.from(global.bias) };
   present.forEach((k, i) => {
-    head.weight.set(r.weight.subarray ? r.weight.subarray(i * dim, (i + 1) * dim) : r.weight.slice(i * dim, (i + 1) * dim), k * dim);
+    head.weight.set(rows(trained, i), k * dim);
     head.bias[k] = r.bias[i];
   });
   const metrics = { 'num-examples': samples.length, 'train-loss': r.history.length ? r.history[r.history.length - 1].loss : 0 };
