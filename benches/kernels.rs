@@ -156,33 +156,63 @@ fn prepare() -> Vec<Prepared> {
     v
 }
 
-/// Median seconds per run: warm-up, then up to 50 runs or about one second.
-fn median_time(f: &dyn Fn()) -> f64 {
-    for _ in 0..2 {
-        f();
-    }
-    let mut t = vec![];
-    let start = Instant::now();
-    while t.len() < 50 && (t.len() < 5 || start.elapsed() < Duration::from_secs(1)) {
-        let s = Instant::now();
-        f();
-        t.push(s.elapsed().as_secs_f64());
-    }
-    t.sort_by(|a, b| a.total_cmp(b));
-    t[t.len() / 2]
+/// The measured ceiling of one dtype's instruction mix: `run(rounds)` spins that mix for
+/// `rounds` rounds of `macs_per_round` multiply-accumulates, no memory traffic.
+struct Ceiling {
+    what: &'static str,
+    macs_per_round: f64,
+    run: Box<dyn Fn(u32)>,
 }
 
-/// Best of three timings of `run`, as operations per second for `ops` operations.
-fn best_rate(ops: f64, run: &dyn Fn()) -> f64 {
-    run();
-    let best = (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            run();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min);
-    ops / best
+impl Ceiling {
+    /// MAC/s over one short run (~5 ms on a 2-3 GHz core).
+    fn rate(&self) -> f64 {
+        let t = Instant::now();
+        (self.run)(black_box(SHORT_ROUNDS));
+        self.macs_per_round * SHORT_ROUNDS as f64 / t.elapsed().as_secs_f64()
+    }
+}
+
+/// Rounds of one short ceiling run.
+const SHORT_ROUNDS: u32 = 500_000;
+
+/// A kernel timed in pairs with its ceiling, each kernel run right after a ceiling run, so a
+/// machine whose speed drifts (a shared VM's steal time, frequency changes) slows both
+/// alike: warm-up, then up to 50 pairs or about 1.5 seconds.
+struct Timed {
+    /// Median seconds per kernel run.
+    seconds: f64,
+    /// Median over the pairs of (kernel MAC/s) / (ceiling MAC/s).
+    of_peak: Option<f64>,
+    /// Median ceiling MAC/s over the pairs.
+    ceiling: Option<f64>,
+}
+
+fn time_beside_ceiling(run: &dyn Fn(), macs: u64, ceiling: Option<&Ceiling>) -> Timed {
+    for _ in 0..2 {
+        run();
+    }
+    let (mut times, mut ratios, mut ceilings) = (vec![], vec![], vec![]);
+    let start = Instant::now();
+    while times.len() < 50 && (times.len() < 5 || start.elapsed() < Duration::from_millis(1500)) {
+        let c = ceiling.map(Ceiling::rate);
+        let s = Instant::now();
+        run();
+        let t = s.elapsed().as_secs_f64();
+        times.push(t);
+        if let Some(c) = c {
+            ratios.push(macs as f64 / t / c);
+            ceilings.push(c);
+        }
+    }
+    let of_peak = (!ratios.is_empty()).then(|| median(&mut ratios));
+    let ceiling = (!ceilings.is_empty()).then(|| median(&mut ceilings));
+    Timed { seconds: median(&mut times), of_peak, ceiling }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -190,14 +220,10 @@ fn avx2() -> bool {
     std::env::var("EDGETUNE_CPU_KERNELS").ok().as_deref() != Some("portable") && is_x86_feature_detected!("avx2")
 }
 
-/// Rounds of the ceiling loops (each ~0.1 s).
-#[cfg(target_arch = "x86_64")]
-const ROUNDS: u32 = 10_000_000;
-
 /// The int8 kernels' instruction mix at full rate: twelve independent chains of
 /// `v = madd(v, w) + w` (enough to hide `pmaddwd`'s latency), no memory traffic.
-/// MAC/s and the instructions' name, or `None` off x86-64.
-fn int8_madd_peak() -> Option<(f64, &'static str)> {
+/// `None` off x86-64.
+fn int8_madd_ceiling() -> Option<Ceiling> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -225,15 +251,16 @@ fn int8_madd_peak() -> Option<(f64, &'static str)> {
                 black_box(a);
             }
         }
-        if avx2() {
+        Some(if avx2() {
             // SAFETY: AVX2 is present.
-            Some((
-                best_rate(12.0 * 16.0 * ROUNDS as f64, &|| unsafe { wide(black_box(ROUNDS)) }),
-                "AVX2 vpmaddwd + vpaddd",
-            ))
+            Ceiling {
+                what: "AVX2 vpmaddwd + vpaddd",
+                macs_per_round: 12.0 * 16.0,
+                run: Box::new(|r| unsafe { wide(r) }),
+            }
         } else {
-            Some((best_rate(12.0 * 8.0 * ROUNDS as f64, &|| narrow(black_box(ROUNDS))), "SSE2 pmaddwd + paddd"))
-        }
+            Ceiling { what: "SSE2 pmaddwd + paddd", macs_per_round: 12.0 * 8.0, run: Box::new(narrow) }
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     None
@@ -242,8 +269,8 @@ fn int8_madd_peak() -> Option<(f64, &'static str)> {
 /// The f32 kernels' instruction mix at full rate: fourteen independent chains of
 /// `v = v * w + w` as a rounded multiply then a rounded add (14 chains of 2 dependent
 /// operations fill two multiply and two add pipes at 3-4 cycles' latency), no memory
-/// traffic. MAC/s and the instructions' name, or `None` off x86-64.
-fn f32_mul_add_peak() -> Option<(f64, &'static str)> {
+/// traffic. `None` off x86-64.
+fn f32_mul_add_ceiling() -> Option<Ceiling> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -271,12 +298,12 @@ fn f32_mul_add_peak() -> Option<(f64, &'static str)> {
                 black_box(a);
             }
         }
-        if avx2() {
+        Some(if avx2() {
             // SAFETY: AVX2 is present.
-            Some((best_rate(14.0 * 8.0 * ROUNDS as f64, &|| unsafe { wide(black_box(ROUNDS)) }), "AVX vmulps + vaddps"))
+            Ceiling { what: "AVX vmulps + vaddps", macs_per_round: 14.0 * 8.0, run: Box::new(|r| unsafe { wide(r) }) }
         } else {
-            Some((best_rate(14.0 * 4.0 * ROUNDS as f64, &|| narrow(black_box(ROUNDS))), "SSE mulps + addps"))
-        }
+            Ceiling { what: "SSE mulps + addps", macs_per_round: 14.0 * 4.0, run: Box::new(narrow) }
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     None
@@ -316,36 +343,52 @@ fn main() {
     if test_mode {
         return;
     }
-    let peaks = [("int8", int8_madd_peak()), ("f32", f32_mul_add_peak())];
-    for (dtype, peak) in &peaks {
-        if let Some((p, what)) = peak {
-            println!("{dtype} ceiling ({what}, no loads, one core): {:.1} GMAC/s", p / 1e9);
-        }
-    }
-    let peak_of = |dtype: &str| peaks.iter().find(|(d, _)| *d == dtype).and_then(|(_, p)| p.map(|(v, _)| v));
+    // A filter argument (as criterion takes it) also picks the table's rows.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let cases: Vec<&Prepared> = cases
+        .iter()
+        .filter(|p| filter.as_ref().is_none_or(|f| format!("{} {}", p.dtype, p.name).contains(f.as_str())))
+        .collect();
+    let ceilings = [("int8", int8_madd_ceiling()), ("f32", f32_mul_add_ceiling())];
+    let ceiling_of = |dtype: &str| ceilings.iter().find(|(d, _)| *d == dtype).and_then(|(_, c)| c.as_ref());
     println!("\n{:<32} {:>5} {:>12} {:>10} {:>9} {:>8}", "kernel", "dtype", "MACs", "median ms", "GMAC/s", "of peak");
-    let mut rows = vec![];
-    for p in &cases {
-        let s = median_time(&*p.run);
-        let gmacs = p.macs as f64 / s / 1e9;
-        let of_peak = peak_of(p.dtype).map(|pk| gmacs * 1e9 / pk);
-        let shown = of_peak.map_or("-".to_string(), |f| format!("{:.0}%", 100.0 * f));
-        println!("{:<32} {:>5} {:>12} {:>10.3} {:>9.2} {:>8}", p.name, p.dtype, p.macs, s * 1e3, gmacs, shown);
+    let (mut rows, mut seen) = (vec![], vec![]);
+    for p in cases {
+        let t = time_beside_ceiling(&*p.run, p.macs, ceiling_of(p.dtype));
+        let gmacs = p.macs as f64 / t.seconds / 1e9;
+        let shown = t.of_peak.map_or("-".to_string(), |f| format!("{:.0}%", 100.0 * f));
+        println!("{:<32} {:>5} {:>12} {:>10.3} {:>9.2} {:>8}", p.name, p.dtype, p.macs, t.seconds * 1e3, gmacs, shown);
+        if let Some(c) = t.ceiling {
+            seen.push((p.dtype, c));
+        }
         rows.push(format!(
-            "    {{\"kernel\": \"{}\", \"dtype\": \"{}\", \"macs\": {}, \"median_ms\": {:.4}, \"gmac_per_s\": {:.3}, \"of_peak\": {}}}",
+            "    {{\"kernel\": \"{}\", \"dtype\": \"{}\", \"macs\": {}, \"median_ms\": {:.4}, \"gmac_per_s\": {:.3}, \"ceiling_gmac_per_s\": {}, \"of_peak\": {}}}",
             p.name,
             p.dtype,
             p.macs,
-            s * 1e3,
+            t.seconds * 1e3,
             gmacs,
-            of_peak.map_or("null".to_string(), |f| format!("{f:.3}"))
+            t.ceiling.map_or("null".to_string(), |c| format!("{:.3}", c / 1e9)),
+            t.of_peak.map_or("null".to_string(), |f| format!("{f:.3}"))
         ));
     }
+    // The ceiling over the whole run: the median of the runs beside that dtype's kernels.
+    let overall = |dtype: &str| {
+        let mut v: Vec<f64> = seen.iter().filter(|(d, _)| *d == dtype).map(|&(_, c)| c).collect();
+        (!v.is_empty()).then(|| median(&mut v))
+    };
+    println!();
+    for (dtype, c) in &ceilings {
+        if let (Some(c), Some(rate)) = (c, overall(dtype)) {
+            println!("{dtype} ceiling ({}, no loads, one core): {:.1} GMAC/s", c.what, rate / 1e9);
+        }
+    }
+    println!("of peak: per kernel, the median over its runs of (kernel rate / ceiling rate just before)");
     let json = format!(
-        "{{\n  \"machine\": \"{}\",\n  \"threads\": 1,\n  \"command\": \"cargo bench --bench kernels\",\n  \"int8_peak_gmac_per_s\": {},\n  \"f32_peak_gmac_per_s\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
+        "{{\n  \"machine\": \"{}\",\n  \"threads\": 1,\n  \"command\": \"cargo bench --bench kernels\",\n  \"of_peak\": \"median over the kernel's runs of its rate over the ceiling's rate in a run just before\",\n  \"int8_peak_gmac_per_s\": {},\n  \"f32_peak_gmac_per_s\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
         cpu_model(),
-        peak_of("int8").map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),
-        peak_of("f32").map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),
+        overall("int8").map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),
+        overall("f32").map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),
         rows.join(",\n")
     );
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench");

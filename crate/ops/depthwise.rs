@@ -203,7 +203,7 @@ pub fn depthwise_i8_requant(
         let pw = pair_weights(w.taps_major(), g);
         crate::base::pool::parallel_chunks_mut(&mut out, rows * row.max(1), &|t, part| {
             #[cfg(target_arch = "x86_64")]
-            if let (Some(pw), super::gemm::ChannelRequantNative::Float(mults)) = (&pw, &channel) {
+            if let (Some(pw), super::gemm::ChannelRequantNative::Float { lane_mults, .. }) = (&pw, &channel) {
                 // Requantized in registers as each pixel's block is done: the same bits.
                 let bounds = (rq.zero_point, rq.lo, rq.hi);
                 let wt = w.taps_major();
@@ -214,7 +214,7 @@ pub fn depthwise_i8_requant(
                     bias,
                     g,
                     t * rows,
-                    mults,
+                    lane_mults,
                     bounds,
                     part,
                 );

@@ -13,7 +13,8 @@
 //! lo += vpmaddwd(xl, wl)              i32 lanes [c0..c3 | c8..c11]
 //! hi += vpmaddwd(unpackhi16(..), ..)  i32 lanes [c4..c7 | c12..c15]
 //! ```
-//! and `vperm2i128` puts the lanes back in channel order at the store. The weights are
+//! which is the lane order the output stage takes (`requant_x86`; the bias is laid out in it
+//! once per call), so the sums go to it as they are. The weights are
 //! interleaved once per call (`[pair][block][lo, hi]`), so a pair costs 2 input loads, 2
 //! unpacks, 2 `vpmaddwd` (weights from L1) and 2 adds. Every pixel runs all the kernel's pairs:
 //! a padding tap reads a row of zeros (a centred padded value is 0), an odd last tap has zero
@@ -52,7 +53,8 @@ pub fn depthwise_i8_rows(
 }
 
 /// [`depthwise_i8_rows`] with the engine's float requantization fused into the output stage
-/// (`mults` per channel, padded with zeros to a multiple of 16): the bits of the sums then
+/// (`lane_mults`: the per-channel multipliers in the sums' lane order,
+/// `requant_x86::lane_order`): the bits of the sums then
 /// `requant_x86::requantize_rows`, with no i32 buffer. Call only where AVX2 is present.
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_i8_requant_rows(
@@ -62,23 +64,24 @@ pub fn depthwise_i8_requant_rows(
     bias: Option<&[i32]>,
     g: &ConvGeometry,
     first_row: usize,
-    mults: &[f32],
+    lane_mults: &[f32],
     (zp, lo, hi): (i32, i32, i32),
     part: &mut [i8],
 ) {
-    let ok = fits(x, wt, pw, bias, g, first_row, part.len()) && mults.len() >= g.in_c.div_ceil(BLOCK) * BLOCK;
+    let ok = fits(x, wt, pw, bias, g, first_row, part.len()) && lane_mults.len() >= g.in_c.div_ceil(BLOCK) * BLOCK;
     if !super::gemm_x86::avx2() || !ok {
         // Unreachable through `depthwise`, which checks the geometry, the multipliers and the CPU.
         let mut acc = vec![0i32; part.len()];
         rows_scalar(x, wt, bias, g, first_row, &mut acc);
         for (i, (o, a)) in part.iter_mut().zip(acc).enumerate() {
-            *o = crate::quant::requantize(a, mults[i % g.in_c.max(1)], zp, lo, hi) as i8;
+            let m = super::requant_x86::lane_get(lane_mults, i % g.in_c.max(1));
+            *o = crate::quant::requantize(a, m, zp, lo, hi) as i8;
         }
         return;
     }
     // SAFETY: as in `depthwise_i8_rows`; the multipliers cover every block (checked above).
     unsafe {
-        let sink = RequantOut::new(part.as_mut_ptr(), mults.as_ptr(), zp, lo, hi);
+        let sink = RequantOut::new(part.as_mut_ptr(), lane_mults.as_ptr(), zp, lo, hi);
         rows_avx2(x, pw, bias, g, first_row, part.len(), sink)
     }
 }
@@ -215,14 +218,11 @@ unsafe fn pixel_block<S: BlockSink>(
         };
         madd_pair(&mut acc, x0, x1, w.add(p * w_stride));
     }
-    // acc = [c0..c3 | c8..c11], [c4..c7 | c12..c15]: back to channel order, then the bias.
+    // acc = [c0..c3 | c8..c11], [c4..c7 | c12..c15]: the sinks' lane order, as is the bias.
     let b = bias.add(c0);
     let v = [
-        _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(acc[0], acc[1]), _mm256_loadu_si256(b as *const __m256i)),
-        _mm256_add_epi32(
-            _mm256_permute2x128_si256::<0x31>(acc[0], acc[1]),
-            _mm256_loadu_si256(b.add(8) as *const __m256i),
-        ),
+        _mm256_add_epi32(acc[0], _mm256_loadu_si256(b as *const __m256i)),
+        _mm256_add_epi32(acc[1], _mm256_loadu_si256(b.add(8) as *const __m256i)),
     ];
     sink.store(at + c0, c0, width, v);
 }
@@ -238,11 +238,12 @@ unsafe fn rows_avx2<S: BlockSink>(
     mut sink: S,
 ) {
     let c = g.in_c;
-    // The bias padded to whole blocks (zeros without one), so every block adds it by vectors.
-    let mut bias_p = vec![0i32; c.div_ceil(BLOCK) * BLOCK];
-    if let Some(b) = bias {
-        bias_p[..c].copy_from_slice(&b[..c]);
-    }
+    // The bias in the sums' lane order, padded to whole blocks (zeros without one), so every
+    // block adds it by vectors.
+    let bias_p = match bias {
+        Some(b) => super::requant_x86::lane_order(&b[..c]),
+        None => vec![0i32; c.div_ceil(BLOCK) * BLOCK],
+    };
     let bp = bias_p.as_ptr();
     let [kh, kw] = g.kernel;
     let ([sh, sw], [dh, dw]) = (g.stride, g.dilation);
@@ -359,11 +360,11 @@ mod tests {
                     rows_scalar(&x, &wt, Some(&bias), &g, 0, &mut want);
                     assert_eq!(got, want, "k={k} s={s} c={c} extreme={extreme}");
                     // The fused output stage: the same sums, requantized value by value.
-                    let mut mults: Vec<f32> = (0..c).map(|j| 1e-3 * (1 + j % 7) as f32 + 2e-4).collect();
-                    mults.resize(c.div_ceil(BLOCK) * BLOCK, 0.0);
+                    let mults: Vec<f32> = (0..c).map(|j| 1e-3 * (1 + j % 7) as f32 + 2e-4).collect();
+                    let lane_mults = super::super::requant_x86::lane_order(&mults);
                     let (zp, lo, hi) = (-3, -3, 60);
                     let mut q = vec![0i8; got.len()];
-                    depthwise_i8_requant_rows(&x, &wt, &pw, Some(&bias), &g, 0, &mults, (zp, lo, hi), &mut q);
+                    depthwise_i8_requant_rows(&x, &wt, &pw, Some(&bias), &g, 0, &lane_mults, (zp, lo, hi), &mut q);
                     let want_q: Vec<i8> = want
                         .iter()
                         .enumerate()

@@ -595,10 +595,11 @@ pub fn gemm_i8_requant_packed(
             let (i0, r) = (t * rows, part.len() / n);
             let a_rows = &a[i0 * k..(i0 + r) * k];
             #[cfg(target_arch = "x86_64")]
-            if let (ChannelRequantNative::Float(mults), NativePacked::Avx2(p)) = (&channel, &b.data) {
+            if let (ChannelRequantNative::Float { lane_mults, .. }, NativePacked::Avx2(p)) = (&channel, &b.data) {
                 // Requantized in registers by the micro-kernel: the same bits, no i32 pass.
                 let bounds = (rq.zero_point, rq.lo, rq.hi);
-                return super::gemm_x86::gemm_i8_requant_packed(a_rows, za, p, bias, (r, k, n), mults, bounds, part);
+                let shape = (r, k, n);
+                return super::gemm_x86::gemm_i8_requant_packed(a_rows, za, p, bias, shape, lane_mults, bounds, part);
             }
             super::scratch::with_i32(r * n, |acc| {
                 gemm_i8_acc_native(a_rows, za, &b.data, bias, r, k, n, acc);
@@ -651,21 +652,28 @@ fn gemm_i8_acc_native(
 /// once per call (the engine's arithmetic), or TFLite's fixed point value by value.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 pub(super) enum ChannelRequantNative {
-    Float(Vec<f32>),
+    /// Per-channel multipliers, and on x86-64 the same in the AVX2 kernels' lane order
+    /// (`requant_x86::lane_order`) for their fused output stage.
+    Float {
+        mults: Vec<f32>,
+        #[cfg(target_arch = "x86_64")]
+        lane_mults: Vec<f32>,
+    },
     Fixed,
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 impl ChannelRequantNative {
-    /// The float multipliers are padded with zeros to whole blocks of 16 (the fused AVX2
-    /// GEMM reads them 16 at a time).
     pub(super) fn new(rq: &Requant, c: usize) -> Result<Self> {
         Ok(match rq.fixed {
             Some(_) => Self::Fixed,
             None => {
-                let mut m = rq.per_channel(c)?;
-                m.resize(c.div_ceil(16) * 16, 0.0);
-                Self::Float(m)
+                let mults = rq.per_channel(c)?;
+                Self::Float {
+                    #[cfg(target_arch = "x86_64")]
+                    lane_mults: super::requant_x86::lane_order(&mults),
+                    mults,
+                }
             }
         })
     }
@@ -681,10 +689,10 @@ impl ChannelRequantNative {
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Self::Float(mults) if super::gemm_x86::avx2() => {
+            Self::Float { mults, .. } if super::gemm_x86::avx2() => {
                 super::requant_x86::requantize_rows(acc, c, mults, rq.zero_point, rq.lo, rq.hi, out)
             }
-            Self::Float(mults) => {
+            Self::Float { mults, .. } => {
                 for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
                     for ((o, &a), &m) in orow.iter_mut().zip(arow).zip(mults) {
                         *o = crate::quant::requantize(a, m, rq.zero_point, rq.lo, rq.hi) as i8;

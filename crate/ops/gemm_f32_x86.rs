@@ -87,10 +87,12 @@ unsafe fn block<const R: usize>(a: *const f32, panel: *const f32, k: usize, bias
     acc
 }
 
-/// Runs [`block`] for rows `i..i + R` on panel `q` and stores its `width` valid columns.
+/// Runs [`block`] for rows `i..i + R` on panel `q` and stores its valid columns: all 16
+/// where `FULL` (no width test in the loop, and no call to spill registers around), else
+/// the first `n - 16 q` through a copy.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn block_store<const R: usize>(
+unsafe fn block_store<const R: usize, const FULL: bool>(
     a: *const f32,
     panels: *const f32,
     bias: *const f32,
@@ -108,18 +110,50 @@ unsafe fn block_store<const R: usize>(
     for v in acc.iter_mut().flatten() {
         *v = _mm256_min_ps(hi, _mm256_max_ps(lo, *v));
     }
-    let width = (n - q * NR).min(NR);
     for (r, row) in acc.iter().enumerate() {
         let dst = c.add((i + r) * n + q * NR);
-        if width == NR {
+        if FULL {
             _mm256_storeu_ps(dst, row[0]);
             _mm256_storeu_ps(dst.add(8), row[1]);
         } else {
-            let mut tmp = [0f32; NR];
-            _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
-            _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
-            core::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, width);
+            store_part(dst, *row, (n - q * NR).min(NR));
         }
+    }
+}
+
+/// The first `width` of a block row's 16 columns (a panel past N's end).
+#[cold]
+#[target_feature(enable = "avx2")]
+unsafe fn store_part(dst: *mut f32, row: [__m256; 2], width: usize) {
+    let mut tmp = [0f32; NR];
+    _mm256_storeu_ps(tmp.as_mut_ptr(), row[0]);
+    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), row[1]);
+    core::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, width);
+}
+
+/// Every row group of rows `i0..end` on panel `q`: blocks of 6, then the remainder.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn panel_rows<const FULL: bool>(
+    (ap, pp, bp, cp): (*const f32, *const f32, *const f32, *mut f32),
+    cl: [__m256; 2],
+    (i0, end): (usize, usize),
+    q: usize,
+    k: usize,
+    n: usize,
+) {
+    let mut i = i0;
+    while i + MR <= end {
+        block_store::<MR, FULL>(ap, pp, bp, cl, cp, i, q, k, n);
+        i += MR;
+    }
+    match end - i {
+        5 => block_store::<5, FULL>(ap, pp, bp, cl, cp, i, q, k, n),
+        4 => block_store::<4, FULL>(ap, pp, bp, cl, cp, i, q, k, n),
+        3 => block_store::<3, FULL>(ap, pp, bp, cl, cp, i, q, k, n),
+        2 => block_store::<2, FULL>(ap, pp, bp, cl, cp, i, q, k, n),
+        1 => block_store::<1, FULL>(ap, pp, bp, cl, cp, i, q, k, n),
+        _ => {}
     }
 }
 
@@ -142,20 +176,11 @@ unsafe fn blocked_avx2(
     let mut i0 = 0;
     while i0 < m {
         let end = (i0 + mc).min(m);
-        for q in 0..n.div_ceil(NR) {
-            let mut i = i0;
-            while i + MR <= end {
-                block_store::<MR>(ap, pp, bp, cl, cp, i, q, k, n);
-                i += MR;
-            }
-            match end - i {
-                5 => block_store::<5>(ap, pp, bp, cl, cp, i, q, k, n),
-                4 => block_store::<4>(ap, pp, bp, cl, cp, i, q, k, n),
-                3 => block_store::<3>(ap, pp, bp, cl, cp, i, q, k, n),
-                2 => block_store::<2>(ap, pp, bp, cl, cp, i, q, k, n),
-                1 => block_store::<1>(ap, pp, bp, cl, cp, i, q, k, n),
-                _ => {}
-            }
+        for q in 0..n / NR {
+            panel_rows::<true>((ap, pp, bp, cp), cl, (i0, end), q, k, n);
+        }
+        if n % NR != 0 {
+            panel_rows::<false>((ap, pp, bp, cp), cl, (i0, end), n / NR, k, n);
         }
         i0 = end;
     }

@@ -43,9 +43,26 @@ pub fn avx2() -> bool {
 }
 
 /// B `[N, K]` centred and packed as in the module docs: `ceil(N / 16) * 2` blocks of
-/// `ceil(K / 2)` vectors. Made once per weight tensor ([`super::gemm::PackedB`]).
+/// `ceil(K / 2)` vectors, the channels of each 16-channel panel in lane order. Made once per
+/// weight tensor ([`super::gemm::PackedB`]).
 pub fn pack_b(b: &[i8], zb: &[i32], n: usize, k: usize) -> Vec<i16> {
-    super::gemm::pack_b_pairs(b, zb, n, k, LANES, NR)
+    let np = n.div_ceil(NR) * NR;
+    let (mut rows, mut zps) = (vec![0i8; np * k], vec![0i32; np]);
+    // Row p of the reordered B is channel `channel_at(p)`; positions past N stay zero rows.
+    for p in 0..np {
+        let j = channel_at(p);
+        if j < n {
+            rows[p * k..(p + 1) * k].copy_from_slice(&b[j * k..(j + 1) * k]);
+            zps[p] = if zb.len() == 1 { zb[0] } else { zb[j] };
+        }
+    }
+    super::gemm::pack_b_pairs(&rows, &zps, np, k, LANES, NR)
+}
+
+/// The channel at packed position `p` (and the position of channel `p`: the lane order is its
+/// own inverse).
+fn channel_at(p: usize) -> usize {
+    p - p % NR + super::requant_x86::lane_channel(p % NR)
 }
 
 /// The accumulators `[M, N]` on B packed by [`pack_b`] into `out` (every element written).
@@ -84,10 +101,11 @@ fn reference(a: &[i8], za: i32, packed: &[i16], bias: Option<&[i32]>, m: usize, 
     let mut out = vec![0i32; m * n];
     for i in 0..m {
         for j in 0..n {
-            let block = &packed[(j / LANES) * kp * LANES..][..kp * LANES];
+            let at = channel_at(j);
+            let block = &packed[(at / LANES) * kp * LANES..][..kp * LANES];
             let mut s = bias.map_or(0, |b| b[j]);
             for p in 0..kp {
-                let w = block[(p / 2) * 2 * LANES + (j % LANES) * 2 + p % 2];
+                let w = block[(p / 2) * 2 * LANES + (at % LANES) * 2 + p % 2];
                 s = s.wrapping_add(ac[i * kp + p] as i32 * w as i32);
             }
             out[i * n + j] = s;
@@ -116,17 +134,39 @@ unsafe fn gemm_avx2(
 }
 
 /// A's rows minus `za` as i16 rows of `kp` (the padding value, if any, zero).
-fn centre_rows_into(a: &[i8], m: usize, k: usize, kp: usize, za: i32, dst: &mut [i16]) {
-    for (d, row) in dst.chunks_exact_mut(kp.max(1)).zip(a.chunks_exact(k.max(1))).take(m) {
-        for (o, &v) in d.iter_mut().zip(row) {
-            *o = (v as i32 - za) as i16;
-        }
+#[target_feature(enable = "avx2")]
+unsafe fn centre_rows_into(a: &[i8], m: usize, k: usize, kp: usize, za: i32, dst: &mut [i16]) {
+    let (a, dst) = (&a[..m * k], &mut dst[..m * kp]);
+    if kp == k {
+        // No padding: one flat run.
+        return centre_run(a, za, dst);
+    }
+    for (d, row) in dst.chunks_exact_mut(kp.max(1)).zip(a.chunks_exact(k.max(1))) {
+        centre_run(row, za, &mut d[..k]);
         d[k..].fill(0);
     }
 }
 
+/// `dst[i] = src[i] - za` for equal lengths, sixteen at a time (`vpmovsxbw`, `vpsubw`).
+#[target_feature(enable = "avx2")]
+unsafe fn centre_run(src: &[i8], za: i32, dst: &mut [i16]) {
+    let len = src.len().min(dst.len());
+    let zv = _mm256_set1_epi16(za as i16);
+    let mut i = 0;
+    while i + 16 <= len {
+        // SAFETY (caller: AVX2): 16 bytes read and 16 i16 written, inside both slices.
+        let x = _mm256_cvtepi8_epi16(_mm_loadu_si128(src.as_ptr().add(i) as *const __m128i));
+        _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, _mm256_sub_epi16(x, zv));
+        i += 16;
+    }
+    for (o, &v) in dst[i..len].iter_mut().zip(&src[i..len]) {
+        *o = (v as i32 - za) as i16;
+    }
+}
+
 /// The int8 output `[M, N]` of the GEMM with the engine's float requantization fused into the
-/// micro-kernel (`mults` per channel, at least `ceil(N / 16) * 16` of them, zeros past N): the
+/// micro-kernel (`lane_mults`: the per-channel multipliers in lane order,
+/// `requant_x86::lane_order`, `ceil(N / 16) * 16` of them): the
 /// bits of [`gemm_i8_acc_packed`] then `requant_x86::requantize_rows`. Call only where [`avx2`]
 /// is true.
 #[allow(clippy::too_many_arguments)]
@@ -136,21 +176,22 @@ pub fn gemm_i8_requant_packed(
     packed: &[i16],
     bias: Option<&[i32]>,
     (m, k, n): (usize, usize, usize),
-    mults: &[f32],
+    lane_mults: &[f32],
     (zp, lo, hi): (i32, i32, i32),
     out: &mut [i8],
 ) {
     let fits = a.len() >= m * k
         && packed.len() >= n.div_ceil(NR) * NR * k.div_ceil(2) * 2
         && bias.is_none_or(|b| b.len() >= n)
-        && mults.len() >= n.div_ceil(NR) * NR
+        && lane_mults.len() >= n.div_ceil(NR) * NR
         && out.len() >= m * n;
     if !avx2() || !fits {
         // Unreachable through `gemm::gemm_i8_requant_packed`, which checks the lengths and
         // calls this only where AVX2 runs.
         let acc = reference(a, za, packed, bias, m, k, n);
         for (idx, (o, &v)) in out.iter_mut().zip(&acc).enumerate() {
-            *o = crate::quant::requantize(v, mults[idx % n.max(1)], zp, lo, hi) as i8;
+            let m = super::requant_x86::lane_get(lane_mults, idx % n.max(1));
+            *o = crate::quant::requantize(v, m, zp, lo, hi) as i8;
         }
         return;
     }
@@ -158,7 +199,7 @@ pub fn gemm_i8_requant_packed(
     // SAFETY: AVX2 is present and the lengths are checked above; every load and store below
     // stays inside the slices.
     unsafe {
-        let sink = RequantOut::new(out.as_mut_ptr(), mults.as_ptr(), zp, lo, hi);
+        let sink = RequantOut::new(out.as_mut_ptr(), lane_mults.as_ptr(), zp, lo, hi);
         super::scratch::with_i16(m * kp, |ac| {
             centre_rows_into(a, m, k, kp, za, ac);
             gemm_avx2_centred(ac, packed, bias, m, kp, n, sink)
@@ -177,48 +218,98 @@ unsafe fn gemm_avx2_centred<S: BlockSink>(
     mut sink: S,
 ) {
     let np = n.div_ceil(NR) * NR;
-    let pairs = kp / 2;
     let block_len = kp * LANES;
-    // The bias padded to whole blocks once, so each block starts from two plain loads.
-    let mut bias_p = vec![0i32; np];
-    if let Some(b) = bias {
-        bias_p[..n].copy_from_slice(&b[..n]);
-    }
+    debug_assert!(ac.len() >= m * kp && bp.len() >= np * kp);
+    // The bias in lane order, padded to whole blocks, once: each block starts from two loads.
+    let bias_p = match bias {
+        Some(b) => super::requant_x86::lane_order(&b[..n]),
+        None => vec![0i32; np],
+    };
     // Channel panels outside, rows inside: a panel of B (K x 16) stays in L1 while every
     // row group of the call passes over it (the callers hand over blocks of rows whose
     // centred A fits in L2).
-    let mut j = 0;
-    while j < np {
+    let panel = Panel { ac: ac.as_ptr(), m, kp, n };
+    for j in (0..np).step_by(NR) {
         let init = [
             _mm256_loadu_si256(bias_p.as_ptr().add(j) as *const __m256i),
             _mm256_loadu_si256(bias_p.as_ptr().add(j + LANES) as *const __m256i),
         ];
-        let b0 = bp[(j / LANES) * block_len..][..block_len].as_ptr();
-        let b1 = bp[(j / LANES + 1) * block_len..][..block_len].as_ptr();
-        let width = (n - j).min(NR);
+        let b = [bp.as_ptr().add((j / LANES) * block_len), bp.as_ptr().add((j / LANES + 1) * block_len)];
+        // Whole panels store without a width test; only a channel tail takes the other path.
+        if n - j >= NR {
+            panel.run::<S, true>(b, init, j, &mut sink);
+        } else {
+            panel.run::<S, false>(b, init, j, &mut sink);
+        }
+    }
+}
+
+/// The centred A `[M, KP]` and the shape, for one channel panel at a time.
+struct Panel {
+    ac: *const i16,
+    m: usize,
+    kp: usize,
+    n: usize,
+}
+
+impl Panel {
+    /// Every row of A against the 16 channels from `j` (packed blocks `b`), stored through
+    /// `sink`; `FULL`: all 16 channels exist.
+    #[inline(always)]
+    unsafe fn run<S: BlockSink, const FULL: bool>(
+        &self,
+        b: [*const i16; 2],
+        init: [__m256i; 2],
+        j: usize,
+        sink: &mut S,
+    ) {
+        let width = (self.n - j).min(NR);
         let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(MR);
+        while i < self.m {
+            let rows = (self.m - i).min(MR);
             // Rows past the last one reuse it; their sums are not stored.
-            let row_ptr: [*const i16; MR] = core::array::from_fn(|r| ac[(i + r.min(rows - 1)) * kp..].as_ptr());
-            let mut acc = [init; MR];
-            for q in 0..pairs {
-                let w0 = _mm256_loadu_si256(b0.add(q * 2 * LANES) as *const __m256i);
-                let w1 = _mm256_loadu_si256(b1.add(q * 2 * LANES) as *const __m256i);
-                for r in 0..MR {
-                    let pair = (row_ptr[r].add(2 * q) as *const i32).read_unaligned();
-                    let av = _mm256_set1_epi32(pair);
-                    acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, w0));
-                    acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, w1));
+            let row_ptr: [*const i16; MR] = core::array::from_fn(|r| self.ac.add((i + r.min(rows - 1)) * self.kp));
+            let acc = block6x16(row_ptr, b, self.kp / 2, init);
+            let at = |r: usize| (i + r) * self.n + j;
+            if FULL && rows == MR {
+                // Rows in pairs: the byte steps of the requantization shared by two rows.
+                for r in (0..MR).step_by(2) {
+                    sink.store16x2([at(r), at(r + 1)], j, [acc[r], acc[r + 1]]);
                 }
-            }
-            for (r, sums) in acc.iter().enumerate().take(rows) {
-                sink.store((i + r) * n + j, j, width, *sums);
+            } else {
+                for (r, sums) in acc.iter().enumerate().take(rows) {
+                    if FULL {
+                        sink.store16(at(r), j, *sums);
+                    } else {
+                        sink.store_part(at(r), j, width, *sums);
+                    }
+                }
             }
             i += MR;
         }
-        j += NR;
     }
+}
+
+/// The micro-kernel: six rows of centred A (`rows`, `pairs` i16 pairs each) against one
+/// 16-channel panel (`b`: its two packed 8-channel blocks), from `init` (the bias).
+#[inline(always)]
+unsafe fn block6x16(
+    rows: [*const i16; MR],
+    b: [*const i16; 2],
+    pairs: usize,
+    init: [__m256i; 2],
+) -> [[__m256i; 2]; MR] {
+    let mut acc = [init; MR];
+    for q in 0..pairs {
+        let w0 = _mm256_loadu_si256(b[0].add(q * 2 * LANES) as *const __m256i);
+        let w1 = _mm256_loadu_si256(b[1].add(q * 2 * LANES) as *const __m256i);
+        for r in 0..MR {
+            let av = _mm256_set1_epi32((rows[r].add(2 * q) as *const i32).read_unaligned());
+            acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(av, w0));
+            acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(av, w1));
+        }
+    }
+    acc
 }
 
 #[cfg(test)]
@@ -265,11 +356,20 @@ mod tests {
                             }
                         }
                         // The fused output stage: the same sums, requantized value by value.
-                        let mut mults: Vec<f32> = (0..n).map(|j| 1e-4 * (1 + j % 5) as f32 + 3e-5).collect();
-                        mults.resize(n.div_ceil(NR) * NR, 0.0);
+                        let mults: Vec<f32> = (0..n).map(|j| 1e-4 * (1 + j % 5) as f32 + 3e-5).collect();
+                        let lane_mults = crate::ops::requant_x86::lane_order(&mults);
                         let (zp, lo, hi) = (5, -128, 127);
                         let mut q = vec![0i8; m * n];
-                        gemm_i8_requant_packed(&a, za, &packed, Some(&bias), (m, k, n), &mults, (zp, lo, hi), &mut q);
+                        gemm_i8_requant_packed(
+                            &a,
+                            za,
+                            &packed,
+                            Some(&bias),
+                            (m, k, n),
+                            &lane_mults,
+                            (zp, lo, hi),
+                            &mut q,
+                        );
                         let want_q: Vec<i8> = got
                             .iter()
                             .enumerate()
