@@ -3,7 +3,8 @@
 //! and the requantization computed once, outside the timed call.
 //!
 //! f32 convolutions and the dense layer run on weights packed once, as a prepared f32 model
-//! runs them. One thread (the pool is set to 1): per-core figures.
+//! runs them, and their outputs go back to the buffer pool after each run as the float
+//! executor's dead values do. One thread (the pool is set to 1): per-core figures.
 //!
 //! `cargo bench --bench kernels` runs criterion (throughput in elements = multiply-accumulates,
 //! so criterion's "Melem/s" reads as MMAC/s), then prints a GMAC/s table from its own
@@ -24,7 +25,7 @@ use edgetune::ops::conv::{
     conv2d_f32_prepared, conv2d_i8_requant, prepare_conv_weights, prepare_conv_weights_f32, Conv2dParams,
 };
 use edgetune::ops::gemm::{dense_i8, matmul_f32_packed, BLayout, PackedF32B};
-use edgetune::ops::Padding;
+use edgetune::ops::{recycle_f32, Padding};
 use edgetune::quant::{Activation, OutputQuant, QParams, Requant};
 use edgetune::{QTensor, Tensor};
 
@@ -124,9 +125,10 @@ fn prepare() -> Vec<Prepared> {
             dtype: "f32",
             macs: c.macs(),
             run: Box::new(move || {
-                black_box(
-                    conv2d_f32_prepared(&xf, &wf, packed.as_ref(), Some(&bf), &p, Activation::None).expect("conv"),
-                );
+                let y = conv2d_f32_prepared(&xf, &wf, packed.as_ref(), Some(&bf), &p, Activation::None).expect("conv");
+                // Handed back as the float executor hands back dead values, so the next run
+                // writes into it as the model's next layer would (no fresh zeroed memory).
+                recycle_f32(black_box(y).into_data());
             }),
         });
     }
@@ -150,7 +152,7 @@ fn prepare() -> Vec<Prepared> {
         dtype: "f32",
         macs: (m * k * n) as u64,
         run: Box::new(move || {
-            black_box(matmul_f32_packed(&xf, m, &wf, None, Activation::None).expect("dense"));
+            recycle_f32(black_box(matmul_f32_packed(&xf, m, &wf, None, Activation::None).expect("dense")));
         }),
     });
     v
@@ -165,20 +167,18 @@ struct Ceiling {
 }
 
 impl Ceiling {
-    /// MAC/s over one short run (~5 ms on a 2-3 GHz core).
-    fn rate(&self) -> f64 {
+    /// MAC/s over one run of `rounds` rounds.
+    fn rate(&self, rounds: u32) -> f64 {
         let t = Instant::now();
-        (self.run)(black_box(SHORT_ROUNDS));
-        self.macs_per_round * SHORT_ROUNDS as f64 / t.elapsed().as_secs_f64()
+        (self.run)(black_box(rounds));
+        self.macs_per_round * rounds as f64 / t.elapsed().as_secs_f64()
     }
 }
 
-/// Rounds of one short ceiling run.
-const SHORT_ROUNDS: u32 = 500_000;
-
-/// A kernel timed in pairs with its ceiling, each kernel run right after a ceiling run, so a
-/// machine whose speed drifts (a shared VM's steal time, frequency changes) slows both
-/// alike: warm-up, then up to 50 pairs or about 1.5 seconds.
+/// A kernel timed in pairs with its ceiling: each kernel run right after a ceiling run of
+/// about the same length, so that a machine whose speed drifts or stutters (a shared VM's
+/// steal time, frequency changes) touches both alike. Warm-up, then up to 50 pairs or about
+/// 1.5 seconds.
 struct Timed {
     /// Median seconds per kernel run.
     seconds: f64,
@@ -189,13 +189,20 @@ struct Timed {
 }
 
 fn time_beside_ceiling(run: &dyn Fn(), macs: u64, ceiling: Option<&Ceiling>) -> Timed {
+    let warm = Instant::now();
     for _ in 0..2 {
         run();
     }
+    let kernel_s = warm.elapsed().as_secs_f64() / 2.0;
+    // Ceiling rounds that last about as long as one kernel run.
+    let rounds = ceiling.map_or(0, |c| {
+        let rate = c.rate(100_000);
+        ((kernel_s * rate / c.macs_per_round) as u32).clamp(1_000, 50_000_000)
+    });
     let (mut times, mut ratios, mut ceilings) = (vec![], vec![], vec![]);
     let start = Instant::now();
     while times.len() < 50 && (times.len() < 5 || start.elapsed() < Duration::from_millis(1500)) {
-        let c = ceiling.map(Ceiling::rate);
+        let c = ceiling.map(|c| c.rate(rounds));
         let s = Instant::now();
         run();
         let t = s.elapsed().as_secs_f64();
@@ -383,9 +390,9 @@ fn main() {
             println!("{dtype} ceiling ({}, no loads, one core): {:.1} GMAC/s", c.what, rate / 1e9);
         }
     }
-    println!("of peak: per kernel, the median over its runs of (kernel rate / ceiling rate just before)");
+    println!("of peak: per kernel, the median over its runs of (kernel rate / rate of a ceiling run of the same length just before)");
     let json = format!(
-        "{{\n  \"machine\": \"{}\",\n  \"threads\": 1,\n  \"command\": \"cargo bench --bench kernels\",\n  \"of_peak\": \"median over the kernel's runs of its rate over the ceiling's rate in a run just before\",\n  \"int8_peak_gmac_per_s\": {},\n  \"f32_peak_gmac_per_s\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
+        "{{\n  \"machine\": \"{}\",\n  \"threads\": 1,\n  \"command\": \"cargo bench --bench kernels\",\n  \"of_peak\": \"median over the kernel's runs of its rate over the rate of a ceiling run of the same length just before\",\n  \"int8_peak_gmac_per_s\": {},\n  \"f32_peak_gmac_per_s\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
         cpu_model(),
         overall("int8").map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),
         overall("f32").map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),

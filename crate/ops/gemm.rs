@@ -591,6 +591,12 @@ pub fn gemm_i8_requant_packed(
         // Row blocks split over the pool's threads, each requantized while its accumulators
         // are still in cache: no image-sized i32 buffer. Blocks of at most ~64 KiB of sums.
         let rows = native_rows_per_task(m, n);
+        // The bias in the AVX2 kernel's lane order, once per call.
+        #[cfg(target_arch = "x86_64")]
+        let lane_bias = match &b.data {
+            NativePacked::Avx2(_) => super::gemm_x86::lane_bias(bias, n),
+            _ => Vec::new(),
+        };
         crate::base::pool::parallel_chunks_mut(&mut out, rows * n, &|t, part| {
             let (i0, r) = (t * rows, part.len() / n);
             let a_rows = &a[i0 * k..(i0 + r) * k];
@@ -599,7 +605,8 @@ pub fn gemm_i8_requant_packed(
                 // Requantized in registers by the micro-kernel: the same bits, no i32 pass.
                 let bounds = (rq.zero_point, rq.lo, rq.hi);
                 let shape = (r, k, n);
-                return super::gemm_x86::gemm_i8_requant_packed(a_rows, za, p, bias, shape, lane_mults, bounds, part);
+                let (bias, mults) = (&lane_bias, lane_mults);
+                return super::gemm_x86::gemm_i8_requant_packed(a_rows, za, p, bias, shape, mults, bounds, part);
             }
             super::scratch::with_i32(r * n, |acc| {
                 gemm_i8_acc_native(a_rows, za, &b.data, bias, r, k, n, acc);

@@ -16,7 +16,8 @@
 //! The micro-kernel holds a 6-row x 16-column block in twelve __m256 accumulators over all of
 //! K: per p, 2 panel loads (sequential), 6 broadcasts, 12 `vmulps` + 12 `vaddps` (96
 //! multiply-adds). On CPUs with two add and two multiply pipes (AMD Zen) multiply + add
-//! reaches the flops of FMA. Rows are walked in blocks of `MC` (A's block stays in L2 while
+//! reaches the flops of FMA. A last panel of at most 8 columns runs on its first vector only.
+//! Rows are walked in blocks of `MC` (A's block stays in L2 while
 //! every panel passes over it), panels inside, row groups of 6 innermost.
 
 use core::arch::x86_64::*;
@@ -64,24 +65,32 @@ pub fn matmul_f32_panels(
     unsafe { blocked_avx2(a, panels, m, k, n, bias_padded.as_deref(), clamp, c) }
 }
 
-/// The sums of rows `i..i + R` (A rows at `a`, stride k) over one panel, bias added.
+/// The sums of rows `i..i + R` (A rows at `a`, stride k) over the first `V` vectors (8
+/// columns each) of one panel, bias added; vectors past `V` stay zero (a tail panel of at
+/// most 8 columns computes only its first half).
 #[inline(always)]
-unsafe fn block<const R: usize>(a: *const f32, panel: *const f32, k: usize, bias: *const f32) -> [[__m256; 2]; R] {
+unsafe fn block<const R: usize, const V: usize>(
+    a: *const f32,
+    panel: *const f32,
+    k: usize,
+    bias: *const f32,
+) -> [[__m256; 2]; R] {
     let mut acc = [[_mm256_setzero_ps(); 2]; R];
     for p in 0..k {
-        let b0 = _mm256_loadu_ps(panel.add(p * NR));
-        let b1 = _mm256_loadu_ps(panel.add(p * NR + 8));
+        let b: [__m256; V] = core::array::from_fn(|h| _mm256_loadu_ps(panel.add(p * NR + 8 * h)));
         for (r, row) in acc.iter_mut().enumerate() {
             let av = _mm256_broadcast_ss(&*a.add(r * k + p));
-            row[0] = _mm256_add_ps(row[0], _mm256_mul_ps(av, b0));
-            row[1] = _mm256_add_ps(row[1], _mm256_mul_ps(av, b1));
+            for h in 0..V {
+                row[h] = _mm256_add_ps(row[h], _mm256_mul_ps(av, b[h]));
+            }
         }
     }
     if !bias.is_null() {
-        let (c0, c1) = (_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(8)));
+        let c: [__m256; V] = core::array::from_fn(|h| _mm256_loadu_ps(bias.add(8 * h)));
         for row in acc.iter_mut() {
-            row[0] = _mm256_add_ps(row[0], c0);
-            row[1] = _mm256_add_ps(row[1], c1);
+            for h in 0..V {
+                row[h] = _mm256_add_ps(row[h], c[h]);
+            }
         }
     }
     acc
@@ -104,7 +113,12 @@ unsafe fn block_store<const R: usize, const FULL: bool>(
     n: usize,
 ) {
     let b = if bias.is_null() { bias } else { bias.add(q * NR) };
-    let mut acc = block::<R>(a.add(i * k), panels.add(q * k * NR), k, b);
+    let width = (n - q * NR).min(NR);
+    let mut acc = if FULL || width > 8 {
+        block::<R, 2>(a.add(i * k), panels.add(q * k * NR), k, b)
+    } else {
+        block::<R, 1>(a.add(i * k), panels.add(q * k * NR), k, b)
+    };
     // max(lo, v) is `lo > v ? lo : v` and min(hi, v) is `hi < v ? hi : v`: NaN and -0.0 in
     // v stay, as in `clamp_to_bounds`.
     for v in acc.iter_mut().flatten() {
@@ -116,7 +130,7 @@ unsafe fn block_store<const R: usize, const FULL: bool>(
             _mm256_storeu_ps(dst, row[0]);
             _mm256_storeu_ps(dst.add(8), row[1]);
         } else {
-            store_part(dst, *row, (n - q * NR).min(NR));
+            store_part(dst, *row, width);
         }
     }
 }
@@ -179,7 +193,7 @@ unsafe fn blocked_avx2(
         for q in 0..n / NR {
             panel_rows::<true>((ap, pp, bp, cp), cl, (i0, end), q, k, n);
         }
-        if n % NR != 0 {
+        if !n.is_multiple_of(NR) {
             panel_rows::<false>((ap, pp, bp, cp), cl, (i0, end), n / NR, k, n);
         }
         i0 = end;

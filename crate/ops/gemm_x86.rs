@@ -59,6 +59,15 @@ pub fn pack_b(b: &[i8], zb: &[i32], n: usize, k: usize) -> Vec<i16> {
     super::gemm::pack_b_pairs(&rows, &zps, np, k, LANES, NR)
 }
 
+/// The bias (or zeros) in lane order, padded to whole 16-channel blocks: what
+/// [`gemm_i8_requant_packed`] takes.
+pub fn lane_bias(bias: Option<&[i32]>, n: usize) -> Vec<i32> {
+    match bias {
+        Some(b) => super::requant_x86::lane_order(&b[..n.min(b.len())]),
+        None => vec![0; n.div_ceil(NR) * NR],
+    }
+}
+
 /// The channel at packed position `p` (and the position of channel `p`: the lane order is its
 /// own inverse).
 fn channel_at(p: usize) -> usize {
@@ -127,9 +136,10 @@ unsafe fn gemm_avx2(
     out: &mut [i32],
 ) {
     let kp = k.div_ceil(2) * 2;
+    let lane_bias = lane_bias(bias, n);
     super::scratch::with_i16(m * kp, |ac| {
         centre_rows_into(a, m, k, kp, za, ac);
-        gemm_avx2_centred(ac, bp, bias, m, kp, n, SumsOut(out.as_mut_ptr()))
+        gemm_avx2_centred(ac, bp, &lane_bias, m, kp, n, SumsOut(out.as_mut_ptr()))
     })
 }
 
@@ -166,7 +176,8 @@ unsafe fn centre_run(src: &[i8], za: i32, dst: &mut [i16]) {
 
 /// The int8 output `[M, N]` of the GEMM with the engine's float requantization fused into the
 /// micro-kernel (`lane_mults`: the per-channel multipliers in lane order,
-/// `requant_x86::lane_order`, `ceil(N / 16) * 16` of them): the
+/// `requant_x86::lane_order`, `ceil(N / 16) * 16` of them; `lane_bias` the bias likewise,
+/// zeros for none; both made once per layer call, not per row block): the
 /// bits of [`gemm_i8_acc_packed`] then `requant_x86::requantize_rows`. Call only where [`avx2`]
 /// is true.
 #[allow(clippy::too_many_arguments)]
@@ -174,21 +185,23 @@ pub fn gemm_i8_requant_packed(
     a: &[i8],
     za: i32,
     packed: &[i16],
-    bias: Option<&[i32]>,
+    lane_bias: &[i32],
     (m, k, n): (usize, usize, usize),
     lane_mults: &[f32],
     (zp, lo, hi): (i32, i32, i32),
     out: &mut [i8],
 ) {
+    let np = n.div_ceil(NR) * NR;
     let fits = a.len() >= m * k
-        && packed.len() >= n.div_ceil(NR) * NR * k.div_ceil(2) * 2
-        && bias.is_none_or(|b| b.len() >= n)
-        && lane_mults.len() >= n.div_ceil(NR) * NR
+        && packed.len() >= np * k.div_ceil(2) * 2
+        && lane_bias.len() >= np
+        && lane_mults.len() >= np
         && out.len() >= m * n;
     if !avx2() || !fits {
         // Unreachable through `gemm::gemm_i8_requant_packed`, which checks the lengths and
         // calls this only where AVX2 runs.
-        let acc = reference(a, za, packed, bias, m, k, n);
+        let bias: Vec<i32> = (0..n).map(|j| super::requant_x86::lane_get(lane_bias, j)).collect();
+        let acc = reference(a, za, packed, Some(&bias), m, k, n);
         for (idx, (o, &v)) in out.iter_mut().zip(&acc).enumerate() {
             let m = super::requant_x86::lane_get(lane_mults, idx % n.max(1));
             *o = crate::quant::requantize(v, m, zp, lo, hi) as i8;
@@ -202,7 +215,7 @@ pub fn gemm_i8_requant_packed(
         let sink = RequantOut::new(out.as_mut_ptr(), lane_mults.as_ptr(), zp, lo, hi);
         super::scratch::with_i16(m * kp, |ac| {
             centre_rows_into(a, m, k, kp, za, ac);
-            gemm_avx2_centred(ac, packed, bias, m, kp, n, sink)
+            gemm_avx2_centred(ac, packed, lane_bias, m, kp, n, sink)
         })
     }
 }
@@ -211,7 +224,7 @@ pub fn gemm_i8_requant_packed(
 unsafe fn gemm_avx2_centred<S: BlockSink>(
     ac: &[i16],
     bp: &[i16],
-    bias: Option<&[i32]>,
+    lane_bias: &[i32],
     m: usize,
     kp: usize,
     n: usize,
@@ -219,20 +232,15 @@ unsafe fn gemm_avx2_centred<S: BlockSink>(
 ) {
     let np = n.div_ceil(NR) * NR;
     let block_len = kp * LANES;
-    debug_assert!(ac.len() >= m * kp && bp.len() >= np * kp);
-    // The bias in lane order, padded to whole blocks, once: each block starts from two loads.
-    let bias_p = match bias {
-        Some(b) => super::requant_x86::lane_order(&b[..n]),
-        None => vec![0i32; np],
-    };
+    debug_assert!(ac.len() >= m * kp && bp.len() >= np * kp && lane_bias.len() >= np);
     // Channel panels outside, rows inside: a panel of B (K x 16) stays in L1 while every
     // row group of the call passes over it (the callers hand over blocks of rows whose
     // centred A fits in L2).
     let panel = Panel { ac: ac.as_ptr(), m, kp, n };
     for j in (0..np).step_by(NR) {
         let init = [
-            _mm256_loadu_si256(bias_p.as_ptr().add(j) as *const __m256i),
-            _mm256_loadu_si256(bias_p.as_ptr().add(j + LANES) as *const __m256i),
+            _mm256_loadu_si256(lane_bias.as_ptr().add(j) as *const __m256i),
+            _mm256_loadu_si256(lane_bias.as_ptr().add(j + LANES) as *const __m256i),
         ];
         let b = [bp.as_ptr().add((j / LANES) * block_len), bp.as_ptr().add((j / LANES + 1) * block_len)];
         // Whole panels store without a width test; only a channel tail takes the other path.
@@ -364,7 +372,7 @@ mod tests {
                             &a,
                             za,
                             &packed,
-                            Some(&bias),
+                            &lane_bias(Some(&bias), n),
                             (m, k, n),
                             &lane_mults,
                             (zp, lo, hi),

@@ -44,6 +44,7 @@ pub(crate) mod scratch;
 pub mod softmax;
 mod window;
 
+pub use scratch::recycle_f32;
 pub use window::Padding;
 
 /// True where the native x86-64 AVX2 paths run (the CPU has AVX2 and `EDGETUNE_CPU_KERNELS`
