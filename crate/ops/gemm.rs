@@ -315,7 +315,7 @@ pub fn dense_backward_f32(
 
 /// Zero point of row `j` of B: per-tensor (len 1) or per-row.
 #[inline]
-fn zp_at(zb: &[i32], j: usize) -> i32 {
+pub(super) fn zp_at(zb: &[i32], j: usize) -> i32 {
     if zb.len() == 1 {
         zb[0]
     } else {
@@ -696,8 +696,8 @@ impl ChannelRequantNative {
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Self::Float { mults, .. } if super::gemm_x86::avx2() => {
-                super::requant_x86::requantize_rows(acc, c, mults, rq.zero_point, rq.lo, rq.hi, out)
+            Self::Float { mults, lane_mults } if super::gemm_x86::avx2() => {
+                super::requant_x86::requantize_rows(acc, c, mults, lane_mults, rq.zero_point, rq.lo, rq.hi, out)
             }
             Self::Float { mults, .. } => {
                 for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {

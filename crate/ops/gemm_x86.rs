@@ -10,7 +10,10 @@
 //! ```text
 //! packed[jb][q] = [b'(8jb, 2q), b'(8jb, 2q+1), b'(8jb+1, 2q), b'(8jb+1, 2q+1), .., b'(8jb+7, 2q+1)]
 //! ```
-//! (16 i16, one __m256i; N padded to a multiple of 16 with zero channels). The pair
+//! (16 i16, one __m256i; N padded to a multiple of 16 with zero channels), where the channels
+//! of each 16-channel panel are taken in the output stage's lane order (`requant_x86`: block
+//! 2P holds channels 16P + 0..3 and 16P + 8..11, block 2P + 1 the other eight), so the sums
+//! reach the requantization in the order its packs need. The pair
 //! `(a'(i, 2q), a'(i, 2q+1))`, read as one i32 and broadcast to eight lanes, times a packed
 //! vector under `vpmaddwd` adds 2 products to each of 8 output channels.
 //!
@@ -53,7 +56,7 @@ pub fn pack_b(b: &[i8], zb: &[i32], n: usize, k: usize) -> Vec<i16> {
         let j = channel_at(p);
         if j < n {
             rows[p * k..(p + 1) * k].copy_from_slice(&b[j * k..(j + 1) * k]);
-            zps[p] = if zb.len() == 1 { zb[0] } else { zb[j] };
+            zps[p] = super::gemm::zp_at(zb, j);
         }
     }
     super::gemm::pack_b_pairs(&rows, &zps, np, k, LANES, NR)

@@ -12,7 +12,7 @@
 //! ```text
 //! sums[0] = [c0 c1 c2 c3 | c8 c9 c10 c11]    sums[1] = [c4 c5 c6 c7 | c12 c13 c14 c15]
 //! ```
-//! (position p holds channel [`lane_order`]`(p)`: bits 2 and 3 of the index swapped). The
+//! (position p holds channel [`lane_channel`]`(p)`: bits 2 and 3 of the index swapped). The
 //! depthwise kernel's `vpmaddwd` on unpacked pairs produces this order, the GEMM's weights are
 //! packed in it, and it is the order in which `vpackssdw` within 128-bit halves puts the
 //! channels back in sequence: `packs(sums[0], sums[1]) = [c0..c7 | c8..c15]`. Multipliers and
@@ -39,13 +39,25 @@ pub(super) fn lane_get<T: Copy>(v: &[T], ch: usize) -> T {
 }
 
 /// Requantizes `acc` (rows of `c` channels, channel order) into `out` with per-channel
-/// multipliers `mults`. Call only where [`super::gemm_x86::avx2`] is true.
-pub fn requantize_rows(acc: &[i32], c: usize, mults: &[f32], zp: i32, lo: i32, hi: i32, out: &mut [i8]) {
-    if !super::gemm_x86::avx2() || mults.len() < c {
+/// multipliers `mults`, also given in lane order as `lane_mults` ([`lane_order`]`(mults)`,
+/// made once per layer by the caller). Call only where [`super::gemm_x86::avx2`] is true.
+#[allow(clippy::too_many_arguments)]
+pub fn requantize_rows(
+    acc: &[i32],
+    c: usize,
+    mults: &[f32],
+    lane_mults: &[f32],
+    zp: i32,
+    lo: i32,
+    hi: i32,
+    out: &mut [i8],
+) {
+    if !super::gemm_x86::avx2() || mults.len() < c || lane_mults.len() < c.div_ceil(16) * 16 {
         return scalar(acc, c, mults, zp, lo, hi, out);
     }
-    // SAFETY: AVX2 is present (checked above); loads and stores stay inside each row.
-    unsafe { rows_avx2(acc, c, mults, &lane_order(&mults[..c]), zp, lo, hi, out) }
+    // SAFETY: AVX2 is present and the multipliers cover every block (checked above); loads
+    // and stores stay inside each row.
+    unsafe { rows_avx2(acc, c, mults, lane_mults, zp, lo, hi, out) }
 }
 
 fn scalar(acc: &[i32], c: usize, mults: &[f32], zp: i32, lo: i32, hi: i32, out: &mut [i8]) {
@@ -317,7 +329,7 @@ mod tests {
                 let mut want = vec![0i8; acc.len()];
                 scalar(&acc, c, &mults, zp, lo, hi, &mut want);
                 let mut got = vec![0i8; acc.len()];
-                requantize_rows(&acc, c, &mults, zp, lo, hi, &mut got);
+                requantize_rows(&acc, c, &mults, &lane_order(&mults), zp, lo, hi, &mut got);
                 assert_eq!(got, want, "c={c} zp={zp} bounds [{lo}, {hi}]");
                 if c % 16 == 0 && super::super::gemm_x86::avx2() {
                     // The kernels' output stage: sums and multipliers in lane order, one row
