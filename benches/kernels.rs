@@ -228,9 +228,10 @@ fn avx2() -> bool {
 }
 
 /// The int8 kernels' instruction mix at full rate: twelve independent chains of
-/// `v = madd(v, w) + w` (enough to hide `pmaddwd`'s latency), no memory traffic.
-/// `None` off x86-64.
-fn int8_madd_ceiling() -> Option<Ceiling> {
+/// `v = madd(v, w) + w` (enough to hide `pmaddwd`'s latency), or for the GEMM (`gemm`) of
+/// `v = vpdpbusd(v, v, w)` where it runs its AVX-512 VNNI kernel, no memory traffic. `None`
+/// off x86-64.
+fn int8_madd_ceiling(gemm: bool) -> Option<Ceiling> {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -257,6 +258,26 @@ fn int8_madd_ceiling() -> Option<Ceiling> {
                 }
                 black_box(a);
             }
+        }
+        /// The VNNI kernel's mix: twelve independent chains of `v = vpdpbusd(v, v, w)`.
+        #[target_feature(enable = "avx512f,avx512vnni")]
+        unsafe fn vnni(rounds: u32) {
+            let w = _mm512_set1_epi32(black_box(0x0103_0201));
+            let mut a: [__m512i; 12] = core::array::from_fn(|k| _mm512_set1_epi32(black_box(5 + k as i32)));
+            for _ in 0..rounds {
+                for v in a.iter_mut() {
+                    *v = _mm512_dpbusd_epi32(*v, *v, w);
+                }
+            }
+            black_box(a);
+        }
+        if gemm && edgetune::ops::gemm::int8_gemm_kernel() == "avx512-vnni" {
+            // SAFETY: AVX-512F and VNNI are present (the GEMM runs its VNNI kernel).
+            return Some(Ceiling {
+                what: "AVX-512 VNNI vpdpbusd",
+                macs_per_round: 12.0 * 64.0,
+                run: Box::new(|r| unsafe { vnni(r) }),
+            });
         }
         Some(if avx2() {
             // SAFETY: AVX2 is present.
@@ -356,17 +377,32 @@ fn main() {
         .iter()
         .filter(|p| filter.as_ref().is_none_or(|f| format!("{} {}", p.dtype, p.name).contains(f.as_str())))
         .collect();
-    let ceilings = [("int8", int8_madd_ceiling()), ("f32", f32_mul_add_ceiling())];
-    let ceiling_of = |dtype: &str| ceilings.iter().find(|(d, _)| *d == dtype).and_then(|(_, c)| c.as_ref());
+    // Where the int8 GEMM runs its VNNI kernel, the depthwise kernels (AVX2 `vpmaddwd`) are
+    // measured against their own mix's ceiling.
+    let vnni = edgetune::ops::gemm::int8_gemm_kernel() == "avx512-vnni";
+    let mut ceilings = vec![("int8", int8_madd_ceiling(true)), ("f32", f32_mul_add_ceiling())];
+    if vnni {
+        ceilings.push(("int8 depthwise", int8_madd_ceiling(false)));
+    }
+    let ceiling_key = |p: &Prepared| {
+        if vnni && p.dtype == "int8" && p.name.starts_with("depthwise") {
+            "int8 depthwise"
+        } else {
+            p.dtype
+        }
+    };
+    let ceiling_of = |key: &str| ceilings.iter().find(|(d, _)| *d == key).and_then(|(_, c)| c.as_ref());
+    println!("\nint8 GEMM kernel: {}", edgetune::ops::gemm::int8_gemm_kernel());
     println!("\n{:<32} {:>5} {:>12} {:>10} {:>9} {:>8}", "kernel", "dtype", "MACs", "median ms", "GMAC/s", "of peak");
     let (mut rows, mut seen) = (vec![], vec![]);
     for p in cases {
-        let t = time_beside_ceiling(&*p.run, p.macs, ceiling_of(p.dtype));
+        let key = ceiling_key(p);
+        let t = time_beside_ceiling(&*p.run, p.macs, ceiling_of(key));
         let gmacs = p.macs as f64 / t.seconds / 1e9;
         let shown = t.of_peak.map_or("-".to_string(), |f| format!("{:.0}%", 100.0 * f));
         println!("{:<32} {:>5} {:>12} {:>10.3} {:>9.2} {:>8}", p.name, p.dtype, p.macs, t.seconds * 1e3, gmacs, shown);
         if let Some(c) = t.ceiling {
-            seen.push((p.dtype, c));
+            seen.push((key, c));
         }
         rows.push(format!(
             "    {{\"kernel\": \"{}\", \"dtype\": \"{}\", \"macs\": {}, \"median_ms\": {:.4}, \"gmac_per_s\": {:.3}, \"ceiling_gmac_per_s\": {}, \"of_peak\": {}}}",
@@ -392,8 +428,9 @@ fn main() {
     }
     println!("of peak: per kernel, the median over its runs of (kernel rate / rate of a ceiling run of the same length just before)");
     let json = format!(
-        "{{\n  \"machine\": \"{}\",\n  \"threads\": 1,\n  \"command\": \"cargo bench --bench kernels\",\n  \"of_peak\": \"median over the kernel's runs of its rate over the rate of a ceiling run of the same length just before\",\n  \"int8_peak_gmac_per_s\": {},\n  \"f32_peak_gmac_per_s\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
+        "{{\n  \"machine\": \"{}\",\n  \"int8_gemm_kernel\": \"{}\",\n  \"threads\": 1,\n  \"command\": \"cargo bench --bench kernels\",\n  \"of_peak\": \"median over the kernel's runs of its rate over the rate of a ceiling run of the same length just before\",\n  \"int8_peak_gmac_per_s\": {},\n  \"f32_peak_gmac_per_s\": {},\n  \"results\": [\n{}\n  ]\n}}\n",
         cpu_model(),
+        edgetune::ops::gemm::int8_gemm_kernel(),
         overall("int8").map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),
         overall("f32").map_or("null".to_string(), |p| format!("{:.3}", p / 1e9)),
         rows.join(",\n")

@@ -18,7 +18,15 @@ cargo_target_dir() {
   printf '%s\n' "$EDGETUNE_TARGET_DIR"
 }
 
-say() { printf '\033[1m[edgetune]\033[0m %s\n' "$*"; }
+# say MESSAGE: a step's line; with EDGETUNE_T0 (epoch seconds, set by scripts/test.sh) it also
+# says the time since then, so a log shows where the time of a run went.
+say() {
+  if [ -n "${EDGETUNE_T0:-}" ]; then
+    printf '\033[1m[edgetune +%ss]\033[0m %s\n' "$(( $(date +%s) - EDGETUNE_T0 ))" "$*"
+  else
+    printf '\033[1m[edgetune]\033[0m %s\n' "$*"
+  fi
+}
 die() { printf '\033[1;31m[edgetune] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
 # need CMD "what to install": fails with a clear message when CMD is missing.

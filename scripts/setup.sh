@@ -5,8 +5,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
-need cargo "Install the Rust toolchain (rustup, Rust >= 1.87)."
-need rustup "Install the Rust toolchain with rustup (Rust >= 1.87); edgetune needs 'rustup target add'."
+need cargo "Install the Rust toolchain (rustup, Rust >= 1.89)."
+need rustup "Install the Rust toolchain with rustup (Rust >= 1.89); edgetune needs 'rustup target add'."
 need node "Install Node.js >= 18 (Debian: apt-get install nodejs npm)."
 need npm "Install npm (Debian: apt-get install npm)."
 

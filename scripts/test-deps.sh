@@ -37,6 +37,21 @@ if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
     || die "the aarch64 unit tests need the target: rustup target add aarch64-unknown-linux-gnu"
 fi
 
+# The AVX-512 VNNI GEMM's unit tests, on a CPU without VNNI, run under Miri (nightly), which
+# executes those instructions (scripts/test.sh). The nightly toolchain also serves cargo-fuzz.
+if [ "$(uname -m)" = x86_64 ] && ! grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null; then
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    say "installing the nightly toolchain (Miri for the VNNI kernel's tests, cargo-fuzz; once)"
+    rustup toolchain install nightly --profile minimal \
+      || die "the VNNI kernel's tests need the nightly toolchain: rustup toolchain install nightly --profile minimal"
+  fi
+  if ! rustup +nightly component list --installed 2>/dev/null | grep -q '^miri'; then
+    say "adding Miri to the nightly toolchain (the AVX-512 VNNI kernel's tests on this CPU without VNNI; once)"
+    rustup +nightly component add miri rust-src \
+      || die "the VNNI kernel's tests need Miri: rustup +nightly component add miri rust-src"
+  fi
+fi
+
 # The crate's unit tests also run as wasm under Node's WASI (the shipped SIMD kernels).
 if ! rustup target list --installed | grep -qx wasm32-wasip1; then
   say "adding Rust target wasm32-wasip1 (unit tests of the wasm SIMD kernels under Node)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # npm test: every test. Native Rust tests (unit, integration, ONNX conformance, property
-# tests, benches in test mode, GPU probe on lavapipe), the unit tests again as wasm32-wasip1
+# tests, benches in test mode, GPU probe on lavapipe), the AVX-512 VNNI GEMM's tests (natively
+# where the CPU has VNNI, else under Miri), the unit tests again as wasm32-wasip1
 # under Node (the wasm SIMD kernels) and with relaxed SIMD in Chromium, as aarch64 under qemu-user
 # (the NEON kernels), the release wasm builds, then the
 # browser end-to-end tests (headless Chromium; Firefox ESR and WebKitGTK for the app's journey
@@ -8,6 +9,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 start=$(date +%s)
+# Every step's line says how long the run has taken so far (scripts/lib.sh `say`).
+export EDGETUNE_T0=$start
 
 export EDGETUNE_CACHE="${EDGETUNE_CACHE:-$HOME/.cache/edgetune}"
 bash scripts/setup.sh
@@ -30,6 +33,18 @@ cargo test --all-targets
 
 say "native unit tests again on the portable kernels (EDGETUNE_CPU_KERNELS=portable: no AVX2 GEMM)"
 EDGETUNE_CPU_KERNELS=portable cargo test --lib
+
+# The int8 GEMM's AVX-512 VNNI kernel (crate/ops/gemm_vnni.rs): where this CPU has VNNI, the
+# native runs above took it, and the AVX2 kernel runs once more; elsewhere Miri executes it.
+if [ "$(uname -m)" = x86_64 ]; then
+  if grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null && grep -qw avx512f /proc/cpuinfo; then
+    say "native unit tests again on the AVX2 kernels (EDGETUNE_CPU_KERNELS=avx2: this CPU runs the VNNI GEMM by default)"
+    EDGETUNE_CPU_KERNELS=avx2 cargo test --lib
+  else
+    say "the AVX-512 VNNI GEMM's unit tests under Miri (this CPU has no VNNI; Miri executes the instructions, bit-exact)"
+    RUSTFLAGS="-C target-feature=+avx2,+avx512f,+avx512vnni" cargo +nightly miri test --lib gemm_vnni
+  fi
+fi
 
 say "unit tests as wasm with SIMD, under Node's WASI (the kernels the page runs)"
 # --nocapture: a failing test aborts the wasm instance, and captured output would be lost.

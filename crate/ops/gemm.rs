@@ -382,7 +382,8 @@ pub fn gemm_i8_acc(
 
 /// B `[N, K]` int8, centred by its zero points and laid out once for the fast GEMM (weights
 /// are packed when a model is prepared, not per call). In wasm builds the layout is the SIMD
-/// kernel's (`gemm_wasm`: blocks of 4 channels, K in pairs); natively on x86-64 with AVX2 the
+/// kernel's (`gemm_wasm`: blocks of 4 channels, K in pairs); natively on x86-64 with AVX-512
+/// VNNI that kernel's (`gemm_vnni`: panels of 16 channels, K in quads of bytes), with AVX2 the
 /// AVX2 kernel's (`gemm_x86`: blocks of 8 channels, K in pairs); elsewhere `Bt[K, N]` i16,
 /// `Bt[p, j] = b[j, p] - zb[j]` (in [-255, 255]) for the row-update form.
 #[derive(Clone, Debug)]
@@ -404,6 +405,9 @@ enum NativePacked {
     /// [`super::gemm_x86::pack_b`]'s blocks.
     #[cfg(target_arch = "x86_64")]
     Avx2(Vec<i16>),
+    /// [`super::gemm_vnni::pack_b`]'s panels.
+    #[cfg(target_arch = "x86_64")]
+    Vnni(super::gemm_vnni::Packed),
     /// [`super::gemm_neon::pack_b`]'s blocks.
     #[cfg(target_arch = "aarch64")]
     Neon(Vec<i16>),
@@ -420,6 +424,10 @@ impl PackedB {
         }
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         let data = super::gemm_wasm::pack_b(b, zb, n, k);
+        #[cfg(target_arch = "x86_64")]
+        if super::gemm_vnni::vnni() {
+            return Ok(PackedB { n, k, data: NativePacked::Vnni(super::gemm_vnni::pack_b(b, zb, n, k)) });
+        }
         #[cfg(target_arch = "x86_64")]
         if super::gemm_x86::avx2() {
             return Ok(PackedB { n, k, data: NativePacked::Avx2(super::gemm_x86::pack_b(b, zb, n, k)) });
@@ -488,6 +496,24 @@ pub(super) fn pack_b_pairs(b: &[i8], zb: &[i32], n: usize, k: usize, lanes: usiz
         }
     }
     out
+}
+
+/// The native int8 GEMM kernel this process runs: `"avx512-vnni"`, `"avx2"` (x86-64), `"neon"`
+/// (aarch64) or `"portable"` (the portable loops, also where `EDGETUNE_CPU_KERNELS=portable`);
+/// `"wasm-simd"` in wasm SIMD builds. For benchmark reports.
+pub fn int8_gemm_kernel() -> &'static str {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return "wasm-simd";
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm_vnni::vnni() {
+        return "avx512-vnni";
+    }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if native_simd() {
+        return if cfg!(target_arch = "x86_64") { "avx2" } else { "neon" };
+    }
+    #[allow(unreachable_code)]
+    "portable"
 }
 
 /// True where the native int8 GEMM runs a SIMD kernel (x86-64 with AVX2, see `gemm_x86`;
@@ -590,23 +616,37 @@ pub fn gemm_i8_requant_packed(
         }
         // Row blocks split over the pool's threads, each requantized while its accumulators
         // are still in cache: no image-sized i32 buffer. Blocks of at most ~64 KiB of sums.
-        let rows = native_rows_per_task(m, n);
+        #[cfg(target_arch = "x86_64")]
+        let mr = if matches!(b.data, NativePacked::Vnni(_)) { 8 } else { 6 };
+        #[cfg(not(target_arch = "x86_64"))]
+        let mr = 6;
+        let rows = native_rows_per_task(m, n, mr);
         // The bias in the AVX2 kernel's lane order, once per call.
         #[cfg(target_arch = "x86_64")]
         let lane_bias = match &b.data {
-            NativePacked::Avx2(_) => super::gemm_x86::lane_bias(bias, n),
+            NativePacked::Avx2(_) | NativePacked::Vnni(_) => super::gemm_x86::lane_bias(bias, n),
             _ => Vec::new(),
         };
         crate::base::pool::parallel_chunks_mut(&mut out, rows * n, &|t, part| {
             let (i0, r) = (t * rows, part.len() / n);
             let a_rows = &a[i0 * k..(i0 + r) * k];
             #[cfg(target_arch = "x86_64")]
-            if let (ChannelRequantNative::Float { lane_mults, .. }, NativePacked::Avx2(p)) = (&channel, &b.data) {
+            if let ChannelRequantNative::Float { lane_mults, .. } = &channel {
                 // Requantized in registers by the micro-kernel: the same bits, no i32 pass.
                 let bounds = (rq.zero_point, rq.lo, rq.hi);
                 let shape = (r, k, n);
                 let (bias, mults) = (&lane_bias, lane_mults);
-                return super::gemm_x86::gemm_i8_requant_packed(a_rows, za, p, bias, shape, mults, bounds, part);
+                match &b.data {
+                    NativePacked::Avx2(p) => {
+                        return super::gemm_x86::gemm_i8_requant_packed(a_rows, za, p, bias, shape, mults, bounds, part)
+                    }
+                    NativePacked::Vnni(p) => {
+                        return super::gemm_vnni::gemm_i8_requant_packed(
+                            a_rows, za, p, bias, shape, mults, bounds, part,
+                        )
+                    }
+                    _ => {}
+                }
             }
             super::scratch::with_i32(r * n, |acc| {
                 gemm_i8_acc_native(a_rows, za, &b.data, bias, r, k, n, acc);
@@ -622,14 +662,14 @@ pub fn gemm_i8_requant_packed(
     }
 }
 
-/// Rows of output per task of the native fused GEMM: a multiple of 6 (the AVX2 micro-kernel's
-/// rows), about two tasks per thread, and at most ~16K i32 sums (64 KiB) per task so they stay
-/// in L2 until requantized.
+/// Rows of output per task of the native fused GEMM: a multiple of `mr` (the micro-kernel's
+/// rows: 6 for AVX2, 8 for VNNI), about two tasks per thread, and at most ~16K i32 sums
+/// (64 KiB) per task so they stay in L2 until requantized.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn native_rows_per_task(m: usize, n: usize) -> usize {
-    let cache_rows = ((16 * 1024) / n.max(1)).max(6) / 6 * 6;
-    let split = crate::base::pool::chunk_len(m, 6).div_ceil(6) * 6;
-    split.min(cache_rows).max(6)
+fn native_rows_per_task(m: usize, n: usize, mr: usize) -> usize {
+    let cache_rows = ((16 * 1024) / n.max(1)).max(mr) / mr * mr;
+    let split = crate::base::pool::chunk_len(m, mr).div_ceil(mr) * mr;
+    split.min(cache_rows).max(mr)
 }
 
 /// The native accumulators on whichever layout [`PackedB::new`] chose, into `out` (`m * n`,
@@ -650,6 +690,8 @@ fn gemm_i8_acc_native(
         NativePacked::Rows(bt) => out.copy_from_slice(&gemm_i8_acc_rows(a, za, bt, bias, m, k, n)),
         #[cfg(target_arch = "x86_64")]
         NativePacked::Avx2(p) => super::gemm_x86::gemm_i8_acc_packed(a, za, p, bias, m, k, n, out),
+        #[cfg(target_arch = "x86_64")]
+        NativePacked::Vnni(p) => super::gemm_vnni::gemm_i8_acc_packed(a, za, p, bias, m, k, n, out),
         #[cfg(target_arch = "aarch64")]
         NativePacked::Neon(p) => super::gemm_neon::gemm_i8_acc_packed(a, za, p, bias, m, k, n, out),
     }

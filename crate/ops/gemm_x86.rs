@@ -73,7 +73,7 @@ pub fn lane_bias(bias: Option<&[i32]>, n: usize) -> Vec<i32> {
 
 /// The channel at packed position `p` (and the position of channel `p`: the lane order is its
 /// own inverse).
-fn channel_at(p: usize) -> usize {
+pub(super) fn channel_at(p: usize) -> usize {
     p - p % NR + super::requant_x86::lane_channel(p % NR)
 }
 

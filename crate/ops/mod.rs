@@ -26,6 +26,8 @@ mod gemm_f32_neon;
 mod gemm_f32_x86;
 #[cfg(target_arch = "aarch64")]
 mod gemm_neon;
+#[cfg(target_arch = "x86_64")]
+mod gemm_vnni;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod gemm_wasm;
 #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]

@@ -1,5 +1,5 @@
 //! Per-thread scratch buffers for the native kernels' temporaries (a row block's i32 sums,
-//! centred i16 rows): allocated once per thread and reused by every later call, so a layer
+//! centred i16 rows, unsigned byte rows): allocated once per thread and reused by every later call, so a layer
 //! pays neither `malloc` nor the zeroing of a fresh buffer (which was ~6% of a native
 //! EfficientNet-Lite0 pass). The contents are stale: callers overwrite every element they
 //! read. A nested use on the same thread (none does) gets a fresh buffer, never a shared one.
@@ -18,6 +18,7 @@ use std::cell::{Cell, RefCell};
 thread_local! {
     static I32: Cell<Vec<i32>> = const { Cell::new(Vec::new()) };
     static I16: Cell<Vec<i16>> = const { Cell::new(Vec::new()) };
+    static U8: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     static F32_OUTPUTS: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -68,6 +69,12 @@ pub(crate) fn with_i32<R>(len: usize, f: impl FnOnce(&mut [i32]) -> R) -> R {
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn with_i16<R>(len: usize, f: impl FnOnce(&mut [i16]) -> R) -> R {
     with(&I16, len, f)
+}
+
+/// Runs `f` on a scratch slice of `len` bytes (stale contents).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn with_u8<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    with(&U8, len, f)
 }
 
 fn with<T: Copy + Default, R>(
