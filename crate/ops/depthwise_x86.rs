@@ -73,11 +73,7 @@ pub fn depthwise_i8_requant_rows(
         // Unreachable through `depthwise`, which checks the geometry, the multipliers and the CPU.
         let mut acc = vec![0i32; part.len()];
         rows_scalar(x, wt, bias, g, first_row, &mut acc);
-        for (i, (o, a)) in part.iter_mut().zip(acc).enumerate() {
-            let m = super::requant_x86::lane_get(lane_mults, i % g.in_c.max(1));
-            *o = crate::quant::requantize(a, m, zp, lo, hi) as i8;
-        }
-        return;
+        return super::requant_x86::requantize_rows_scalar(&acc, g.in_c, lane_mults, (zp, lo, hi), part);
     }
     // SAFETY: as in `depthwise_i8_rows`; the multipliers cover every block (checked above).
     unsafe {

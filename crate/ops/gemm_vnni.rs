@@ -140,13 +140,9 @@ pub fn gemm_i8_requant_packed(
     if !vnni() || !fits {
         // Unreachable through `gemm::gemm_i8_requant_packed`, which checks the lengths and
         // calls this only where VNNI runs.
-        let bias: Vec<i32> = (0..n).map(|j| super::requant_x86::lane_get(lane_bias, j)).collect();
+        let bias = super::requant_x86::channel_order(lane_bias, n);
         let acc = reference(a, za, packed, Some(&bias), m, k, n);
-        for (idx, (o, &v)) in out.iter_mut().zip(&acc).enumerate() {
-            let m = super::requant_x86::lane_get(lane_mults, idx % n.max(1));
-            *o = crate::quant::requantize(v, m, zp, lo, hi) as i8;
-        }
-        return;
+        return super::requant_x86::requantize_rows_scalar(&acc, n, lane_mults, (zp, lo, hi), out);
     }
     // SAFETY: as in `gemm_i8_acc_packed`; the multipliers cover every panel (checked above).
     unsafe {

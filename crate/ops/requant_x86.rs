@@ -60,6 +60,24 @@ pub fn requantize_rows(
     unsafe { rows_avx2(acc, c, mults, lane_mults, zp, lo, hi, out) }
 }
 
+/// `acc` (rows of `c` channels, channel order) requantized value by value by the scalar spec,
+/// with the multipliers given in lane order: the SIMD kernels' fallback where they cannot run.
+pub(super) fn requantize_rows_scalar(
+    acc: &[i32],
+    c: usize,
+    lane_mults: &[f32],
+    (zp, lo, hi): (i32, i32, i32),
+    out: &mut [i8],
+) {
+    let mults = channel_order(lane_mults, c);
+    scalar(acc, c.max(1), &mults, zp, lo, hi, out)
+}
+
+/// The first `n` channels of a lane-ordered `v` ([`lane_order`]) in channel order.
+pub(super) fn channel_order<T: Copy>(v: &[T], n: usize) -> Vec<T> {
+    (0..n).map(|j| lane_get(v, j)).collect()
+}
+
 fn scalar(acc: &[i32], c: usize, mults: &[f32], zp: i32, lo: i32, hi: i32, out: &mut [i8]) {
     for (orow, arow) in out.chunks_exact_mut(c).zip(acc.chunks_exact(c)) {
         for ((o, &a), &m) in orow.iter_mut().zip(arow).zip(mults) {
