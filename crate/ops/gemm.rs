@@ -503,17 +503,21 @@ pub(super) fn pack_b_pairs(b: &[i8], zb: &[i32], n: usize, k: usize, lanes: usiz
 /// `"wasm-simd"` in wasm SIMD builds. For benchmark reports.
 pub fn int8_gemm_kernel() -> &'static str {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    return "wasm-simd";
-    #[cfg(target_arch = "x86_64")]
-    if super::gemm_vnni::vnni() {
-        return "avx512-vnni";
+    {
+        "wasm-simd"
     }
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    if native_simd() {
-        return if cfg!(target_arch = "x86_64") { "avx2" } else { "neon" };
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        #[cfg(target_arch = "x86_64")]
+        if super::gemm_vnni::vnni() {
+            return "avx512-vnni";
+        }
+        #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+        if native_simd() {
+            return if cfg!(target_arch = "x86_64") { "avx2" } else { "neon" };
+        }
+        "portable"
     }
-    #[allow(unreachable_code)]
-    "portable"
 }
 
 /// True where the native int8 GEMM runs a SIMD kernel (x86-64 with AVX2, see `gemm_x86`;

@@ -204,7 +204,8 @@ unsafe fn gemm_vnni<S: BlockSink>(
         })
         .collect();
     let row_sums: Vec<i32> = if packed.any_zb {
-        a[..m * k].chunks_exact(k.max(1)).map(|r| r.iter().map(|&v| v as i32).sum()).collect()
+        // One per row, also where K is 0 (a sum of nothing).
+        (0..m).map(|i| a[i * k..(i + 1) * k].iter().map(|&v| v as i32).sum()).collect()
     } else {
         Vec::new()
     };
@@ -348,7 +349,7 @@ mod tests {
     /// features) and the packed layout read one product at a time against the plain centred
     /// sums of `gemm_i8_acc`, and the fused requantization against those sums requantized, on
     /// shapes that hit every tail (rows around the 8-row block, K off the 4-byte quad, channels
-    /// around the 16- and 32-channel steps), extreme values (-128 against -128 with zero points
+    /// around the 16- and 32-channel steps, K = 0), extreme values (-128 against -128 with zero points
     /// 127: centred 255 * 255 products) and weights with and without zero points. Small
     /// shapes: Miri interprets every lane.
     #[test]
@@ -363,7 +364,7 @@ mod tests {
             seed ^= seed << 5;
             seed
         };
-        for &(m, k, n) in &[(1, 1, 1), (9, 5, 17), (8, 4, 32), (3, 24, 33), (17, 7, 48), (2, 33, 15)] {
+        for &(m, k, n) in &[(1, 1, 1), (9, 5, 17), (8, 4, 32), (3, 24, 33), (17, 7, 48), (2, 33, 15), (3, 0, 17)] {
             for extreme in [false, true] {
                 for weight_zps in [false, true] {
                     let byte = |r: u32| if extreme { -128 } else { r as i8 };
