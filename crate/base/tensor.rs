@@ -165,6 +165,11 @@ impl QTensor {
         self.data.is_empty()
     }
 
+    /// The values, without the shape and params (e.g. to recycle a dead value's buffer).
+    pub fn into_data(self) -> QData {
+        self.data
+    }
+
     /// The int8 values, or an error naming `op` if this tensor holds int32.
     pub fn i8_data(&self, op: &'static str) -> Result<&[i8]> {
         match &self.data {

@@ -433,6 +433,40 @@ mod tests {
         }
     }
 
+    /// The int8 pass that recycles dead values' buffers (logits, embeddings, a prefix's
+    /// value) gives the bits of the pass that keeps every value, also when the recycled
+    /// buffers hold garbage and when it runs again on its own recycled buffers.
+    #[test]
+    fn recycling_int8_pass_has_the_bits_of_the_full_pass() {
+        let (mut graph, tensors) = crate::zoo::mobilenet_v2::mobilenet_v2(0.35, 10, 3).unwrap();
+        graph.input = [32, 32, 3];
+        let pre = Preprocess { size: 32, ..Default::default() };
+        let m = ModelFile::float("mnv2", graph, tensors, pre, (0..10).map(|i| format!("c{i}")).collect(), "test");
+        let image = |i: usize| Tensor::new(vec![1, 32, 32, 3], values(32 * 32 * 3, 77 + i as u64)).unwrap();
+        let cal = Calibration {
+            method: Method::MinMax,
+            samples: 2,
+            source: "random".into(),
+            sample: &|i| Ok(image(i)),
+            progress: &|_, _, _| {},
+            bias_correction: BiasCorrection::None,
+        };
+        let q = PreparedI8::new(&quantize_model(&m, &cal).unwrap()).unwrap();
+        let all = q.dequantized_values(&image(5)).unwrap();
+        let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for size in [1usize, 100, 16 * 16 * 16, 1 << 16] {
+            crate::ops::scratch::recycle_i8(vec![0x5a; size]);
+            crate::ops::scratch::recycle_f32(vec![f32::NAN; size]);
+        }
+        let mid = q.graph.nodes.len() / 2;
+        for _ in 0..2 {
+            assert_eq!(bits(&q.logits(&image(5)).unwrap()), bits(&all[q.graph.logits]));
+            assert_eq!(bits(&q.embeddings(&image(5)).unwrap()), bits(&all[q.graph.embedding]));
+            assert_eq!(bits(&q.dequantized_value(&image(5), mid).unwrap()), bits(&all[mid]));
+        }
+        assert!(q.dequantized_value(&image(5), q.graph.nodes.len() + 1).is_err());
+    }
+
     #[test]
     fn every_bias_correction_gives_a_valid_close_model_and_empirical_helps_in_sample() {
         let m = float_model();

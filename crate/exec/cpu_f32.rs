@@ -139,15 +139,7 @@ impl PreparedF32 {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut last_reader = vec![None; graph.nodes.len() + 1];
-        for (i, node) in graph.nodes.iter().enumerate() {
-            for &v in &node.inputs {
-                if let Some(slot) = last_reader.get_mut(v) {
-                    *slot = Some(i);
-                }
-            }
-        }
-        Ok(PreparedF32 { graph: graph.clone(), ops, last_reader })
+        Ok(PreparedF32 { graph: graph.clone(), ops, last_reader: graph.last_readers() })
     }
 
     /// Runs the network on an NHWC batch; returns every value (index 0 = the input).

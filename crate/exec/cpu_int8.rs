@@ -189,6 +189,9 @@ pub struct PreparedI8 {
     values: Vec<Option<ValueQuant>>,
     ops: Vec<Int8Op>,
     arithmetic: Arithmetic,
+    /// Per value: the last node that reads it ([`Graph::last_readers`]), after which a pass
+    /// recycles its buffer.
+    last_reader: Vec<Option<usize>>,
 }
 
 pub(crate) enum Val {
@@ -435,7 +438,8 @@ impl PreparedI8 {
                 }
             });
         }
-        Ok(PreparedI8 { graph, values: q.values.clone(), ops, arithmetic: q.arithmetic })
+        let last_reader = graph.last_readers();
+        Ok(PreparedI8 { graph, values: q.values.clone(), ops, arithmetic: q.arithmetic, last_reader })
     }
 
     /// Whose integer arithmetic the model runs with.
@@ -546,16 +550,16 @@ impl PreparedI8 {
 
     /// Logits `[N, classes]` for a preprocessed f32 NHWC batch (quantized on entry).
     pub fn logits(&self, input: &Tensor) -> Result<Tensor> {
-        match self.run(input)?.into_iter().nth(self.graph.logits) {
-            Some(Val::F(t)) => Ok(t),
-            _ => Err(Error::invalid("forward_i8", "the logits value is not the float head output")),
+        match self.value(input, self.graph.logits)? {
+            Val::F(t) => Ok(t),
+            Val::Q(_) => Err(Error::invalid("forward_i8", "the logits value is not the float head output")),
         }
     }
 
     /// Every value of a forward pass as f32 (int8 values dequantized), index 0 = the input:
     /// for layer-by-layer comparison with the float model.
     pub fn dequantized_values(&self, input: &Tensor) -> Result<Vec<Tensor>> {
-        self.run(input)?
+        self.run_all(input)?
             .into_iter()
             .map(|v| match v {
                 Val::Q(q) => crate::ops::quantize::dequantize_tensor(&q),
@@ -567,23 +571,67 @@ impl PreparedI8 {
     /// Value `v` alone, dequantized (only the nodes before it run): what a frozen int8
     /// prefix hands the trained part in quantization-aware training.
     pub fn dequantized_value(&self, input: &Tensor, v: usize) -> Result<Tensor> {
-        match self.run_nodes(input, v)?.pop() {
-            Some(Val::Q(q)) => crate::ops::quantize::dequantize_tensor(&q),
-            Some(Val::F(t)) => Ok(t),
-            None => Err(Error::invalid("forward_i8", format!("no value {v}"))),
+        match self.value(input, v)? {
+            Val::Q(q) => crate::ops::quantize::dequantize_tensor(&q),
+            Val::F(t) => Ok(t),
         }
     }
 
     /// The f32 embedding `[N, D]` (the global pool's output); the head is not run.
     pub fn embeddings(&self, input: &Tensor) -> Result<Tensor> {
-        match self.run_nodes(input, self.graph.embedding)?.pop() {
-            Some(Val::F(t)) => Ok(t),
-            _ => Err(Error::invalid("forward_i8", "the embedding value is not the float pool output")),
+        match self.value(input, self.graph.embedding)? {
+            Val::F(t) => Ok(t),
+            Val::Q(_) => Err(Error::invalid("forward_i8", "the embedding value is not the float pool output")),
         }
     }
 
-    fn run(&self, input: &Tensor) -> Result<Vec<Val>> {
-        self.run_nodes(input, self.ops.len())
+    /// Every value of a forward pass (index 0 = the input).
+    fn run_all(&self, input: &Tensor) -> Result<Vec<Val>> {
+        let mut values = vec![self.input_value(input)?];
+        for i in 0..self.ops.len() {
+            let y = self.step(i, &values)?;
+            values.push(y);
+        }
+        Ok(values)
+    }
+
+    /// Value `target` alone: the nodes before it run, and each value is released after the
+    /// last node that reads it, its buffer recycled for later outputs
+    /// ([`crate::ops::scratch`]). A pass holds only its live values and, from the second pass
+    /// on, zeroes no fresh memory. The bits of [`Self::run_all`]'s value `target`.
+    fn value(&self, input: &Tensor, target: usize) -> Result<Val> {
+        if target > self.ops.len() {
+            return Err(Error::invalid("forward_i8", format!("no value {target}")));
+        }
+        let mut values = vec![self.input_value(input)?];
+        for i in 0..target {
+            let y = self.step(i, &values)?;
+            values.push(y);
+            if let Some(node) = self.graph.nodes.get(i) {
+                for &v in &node.inputs {
+                    self.release(&mut values, v, Some(i), target);
+                }
+            }
+            self.release(&mut values, i + 1, None, target);
+        }
+        values.pop().ok_or_else(|| Error::invalid("forward_i8", format!("no value {target}")))
+    }
+
+    /// Recycles value `v` if node `reader` is its last reader (`None`: nothing reads it) and
+    /// it is not the `target`; an empty f32 stand-in (no buffer) keeps the others' indices.
+    fn release(&self, values: &mut [Val], v: usize, reader: Option<usize>, target: usize) {
+        if v == target || self.last_reader.get(v).copied().flatten() != reader {
+            return;
+        }
+        let (Some(slot), Ok(empty)) = (values.get_mut(v), Tensor::new(vec![0], Vec::new())) else { return };
+        match std::mem::replace(slot, Val::F(empty)) {
+            Val::Q(q) => {
+                if let crate::base::tensor::QData::I8(data) = q.into_data() {
+                    crate::ops::scratch::recycle_i8(data);
+                }
+            }
+            Val::F(t) => crate::ops::scratch::recycle_f32(t.into_data()),
+        }
     }
 
     /// Wall-clock milliseconds of each node on one input, in graph order (what the speed
@@ -619,16 +667,6 @@ impl PreparedI8 {
             out.push(LayerProfile { name: node.name.clone(), kind, ms, macs });
         }
         Ok(out)
-    }
-
-    /// Values `0..=nodes` (the first `nodes` nodes run).
-    fn run_nodes(&self, input: &Tensor, nodes: usize) -> Result<Vec<Val>> {
-        let mut values = vec![self.input_value(input)?];
-        for i in 0..nodes.min(self.ops.len()) {
-            let y = self.step(i, &values)?;
-            values.push(y);
-        }
-        Ok(values)
     }
 
     /// The quantized input value (value 0) of a preprocessed f32 NHWC batch.

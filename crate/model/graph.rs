@@ -231,6 +231,20 @@ fn expect_len(node: &str, name: &str, t: &Tensor, len: usize) -> Result<()> {
 }
 
 impl Graph {
+    /// Per value (0 = the input, `i + 1` = node `i`'s output): the last node that reads it
+    /// (`None`: no node does). After that node an executor may free or recycle the value.
+    pub fn last_readers(&self) -> Vec<Option<usize>> {
+        let mut last = vec![None; self.nodes.len() + 1];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for &v in &node.inputs {
+                if let Some(slot) = last.get_mut(v) {
+                    *slot = Some(i);
+                }
+            }
+        }
+        last
+    }
+
     /// Value shapes for a batch of `batch` images (`[0]` = input), validating every node's
     /// inputs and weights. Any inconsistency is an error naming the node.
     pub fn infer_shapes(&self, tensors: &HashMap<String, Tensor>, batch: usize) -> Result<Vec<Vec<usize>>> {

@@ -118,8 +118,9 @@ pub fn add_i8(a: &QTensor, b: &QTensor, out: &OutputQuant) -> Result<QTensor> {
 
 /// [`add_i8`] with its requantization prepared from the inputs' grids (what a prepared
 /// model runs: nothing is derived per frame).
+/// SIMD lanes where the build and CPU have them ([`super::add_simd`]), the same bits.
 pub fn add_i8_requant(a: &QTensor, b: &QTensor, rq: &AddRequant, out: &OutputQuant) -> Result<QTensor> {
-    add_i8_lanes(a, b, out, |x, y| rq.apply(x, y))
+    add_i8_chunks(a, b, out, |xa, xb, y| super::add_simd::add_i8_requant_slice(xa, xb, rq, y))
 }
 
 /// [`add_i8`] in onnxruntime's arithmetic ([`OrtAddRequant`]; `offset` 128 for a uint8 file).
@@ -140,19 +141,32 @@ pub fn add_i8_tflite(a: &QTensor, b: &QTensor, rq: &TfliteAdd, out: &OutputQuant
 }
 
 fn add_i8_lanes(a: &QTensor, b: &QTensor, out: &OutputQuant, f: impl Fn(i8, i8) -> i8 + Sync) -> Result<QTensor> {
+    add_i8_chunks(a, b, out, |xa, xb, y| {
+        for ((o, &x), &v) in y.iter_mut().zip(xa).zip(xb) {
+            *o = f(x, v);
+        }
+    })
+}
+
+/// `kernel(a_part, b_part, y_part)` over equal chunks of the two inputs and the output,
+/// split over the pool's threads.
+fn add_i8_chunks(
+    a: &QTensor,
+    b: &QTensor,
+    out: &OutputQuant,
+    kernel: impl Fn(&[i8], &[i8], &mut [i8]) + Sync,
+) -> Result<QTensor> {
     const OP: &str = "add_i8";
     if a.shape() != b.shape() {
         return Err(Error::shape(OP, format!("shapes {:?} and {:?} differ", a.shape(), b.shape())));
     }
     let (xa, xb) = (a.i8_data(OP)?, b.i8_data(OP)?);
-    let mut y = vec![0i8; xa.len()];
+    // Every element is stored by `kernel`: a recycled buffer's stale bytes never show.
+    let mut y = super::scratch::output_i8(xa.len());
     // Element-wise, so split over the pool's threads in plain chunks.
     let chunk = crate::base::pool::chunk_len(y.len(), 16 * 1024);
     crate::base::pool::parallel_chunks_mut(&mut y, chunk, &|t, part| {
-        let (pa, pb) = (&xa[t * chunk..][..part.len()], &xb[t * chunk..][..part.len()]);
-        for ((o, &x), &v) in part.iter_mut().zip(pa).zip(pb) {
-            *o = f(x, v);
-        }
+        kernel(&xa[t * chunk..][..part.len()], &xb[t * chunk..][..part.len()], part);
     });
     QTensor::from_i8(a.shape().to_vec(), y, QParams::per_tensor(out.scale, out.zero_point)?)
 }
@@ -183,6 +197,40 @@ mod tests {
         assert_eq!(y.shape(), &[2, 3]);
         assert_eq!(y.data(), &[11.0, 21.0, 31.0, 12.0, 22.0, 32.0]);
         assert!(broadcast_shape("t", &[2, 3], &[4]).is_err());
+    }
+
+    /// The SIMD add ([`super::super::add_simd`]) gives the scalar spec's bits on every pair
+    /// of bytes, for grids that make the sums round on ties, meet both bounds (the int8 range,
+    /// and ReLU / ReLU6 bounds inside it, which the packs' saturation alone would miss) and
+    /// take large multipliers; slice lengths around its blocks.
+    #[test]
+    fn simd_add_equals_the_scalar_spec_on_every_byte_pair() {
+        let grids = [
+            ((0.1, 0), (0.2, 5), (0.05, 1, Activation::None)),
+            ((0.02, -128), (0.02, 127), (0.04, 0, Activation::None)),
+            ((0.5, 3), (0.25, -7), (0.001, -20, Activation::None)),
+            ((0.013, 10), (0.029, -3), (0.031, -128, Activation::Relu6)),
+            ((0.1, 4), (0.1, -9), (0.03, -128, Activation::Relu6)),
+            ((0.05, 0), (0.07, 1), (0.05, -20, Activation::Relu)),
+            ((1e-4, -1), (3e-4, 2), (0.3, 100, Activation::Relu)),
+            ((7.0, 0), (0.5, 0), (1.0, 0, Activation::None)),
+        ];
+        let (xa, xb): (Vec<i8>, Vec<i8>) = (0..65536).map(|i| ((i & 255) as u8 as i8, (i >> 8) as u8 as i8)).unzip();
+        for (ga, gb, (s, z, act)) in grids {
+            let out = OutputQuant::new(s, z, act).unwrap();
+            let rq = AddRequant::new(ga, gb, &out).unwrap();
+            let want: Vec<i8> = xa.iter().zip(&xb).map(|(&x, &y)| rq.apply(x, y)).collect();
+            for len in [65536, 65535, 33, 32, 31, 17, 16, 15, 1, 0] {
+                let mut got = vec![0x55i8; len];
+                super::super::add_simd::add_i8_requant_slice(&xa, &xb, &rq, &mut got);
+                assert_eq!(got, want[..len], "grids {ga:?} {gb:?} -> ({s}, {z}), {len} elements");
+            }
+            let t = |d: &[i8], g: (f32, i32)| {
+                QTensor::from_i8(vec![256, 256], d.to_vec(), QParams::per_tensor(g.0, g.1).unwrap()).unwrap()
+            };
+            let y = add_i8_requant(&t(&xa, ga), &t(&xb, gb), &rq, &out).unwrap();
+            assert_eq!(y.i8_data("t").unwrap(), want.as_slice());
+        }
     }
 
     #[test]

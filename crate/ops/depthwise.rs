@@ -152,16 +152,15 @@ pub fn depthwise_i8_acc(
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     return Ok(super::depthwise_wasm::depthwise_i8_acc(x, zx, w.taps_major(), bias, g));
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    {
-        let xc: Vec<i16> = x.iter().map(|&v| (v as i32 - zx) as i16).collect();
+    with_centred(x, zx, |xc| {
         let mut y = vec![0i32; g.batch * g.out_h * g.out_w * g.out_c];
         let (row, rows) = (g.out_w * g.out_c, crate::base::pool::chunk_len(g.batch * g.out_h, 2));
         let pw = pair_weights(w.taps_major(), g);
         crate::base::pool::parallel_chunks_mut(&mut y, rows * row.max(1), &|t, part| {
-            depthwise_i8_native_rows(&xc, w.taps_major(), &pw, bias, g, t * rows, part)
+            depthwise_i8_native_rows(xc, w.taps_major(), &pw, bias, g, t * rows, part)
         });
         Ok(y)
-    }
+    })
 }
 
 /// The int8 output: in wasm SIMD builds each output pixel is requantized while its
@@ -195,42 +194,70 @@ pub fn depthwise_i8_requant(
         // Natively: blocks of output rows over the pool's threads, each requantized while
         // its sums are in cache.
         w.check(g)?;
-        let xc: Vec<i16> = x.iter().map(|&v| (v as i32 - zx) as i16).collect();
-        let row = g.out_w * g.out_c;
-        let mut out = vec![0i8; g.batch * g.out_h * row];
-        let rows = crate::base::pool::chunk_len(g.batch * g.out_h, 2).min((16 * 1024 / row.max(1)).max(1));
-        let channel = super::gemm::ChannelRequantNative::new(rq, g.out_c)?;
-        let pw = pair_weights(w.taps_major(), g);
-        crate::base::pool::parallel_chunks_mut(&mut out, rows * row.max(1), &|t, part| {
-            #[cfg(target_arch = "x86_64")]
-            if let (Some(pw), super::gemm::ChannelRequantNative::Float { lane_mults, .. }) = (&pw, &channel) {
-                // Requantized in registers as each pixel's block is done: the same bits.
-                let bounds = (rq.zero_point, rq.lo, rq.hi);
-                let wt = w.taps_major();
-                return super::depthwise_x86::depthwise_i8_requant_rows(
-                    &xc,
-                    wt,
-                    pw,
-                    bias,
-                    g,
-                    t * rows,
-                    lane_mults,
-                    bounds,
-                    part,
-                );
-            }
-            super::scratch::with_i32(part.len(), |acc| {
-                depthwise_i8_native_rows(&xc, w.taps_major(), &pw, bias, g, t * rows, acc);
-                channel.apply(acc, g.out_c, rq, part);
-            })
-        });
-        Ok(out)
+        with_centred(x, zx, |xc| depthwise_i8_requant_native(xc, w, bias, rq, g))
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         let acc = depthwise_i8_acc(x, zx, w, bias, g)?;
         super::gemm::requantize_channels_last(&acc, g.out_c, rq)
     }
+}
+
+/// `x - zx` as i16 (the native kernels' operand) in a per-thread scratch buffer, then `f` on
+/// it: no allocation and no zeroing per call.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn with_centred<R>(x: &[i8], zx: i32, f: impl FnOnce(&[i16]) -> R) -> R {
+    super::scratch::with_i16(x.len(), |xc| {
+        #[cfg(target_arch = "x86_64")]
+        super::gemm_x86::centre(x, zx, xc);
+        #[cfg(not(target_arch = "x86_64"))]
+        for (o, &v) in xc.iter_mut().zip(x) {
+            *o = (v as i32 - zx) as i16;
+        }
+        f(xc)
+    })
+}
+
+/// The native int8 output on the centred input `xc`: blocks of output rows over the pool's
+/// threads, each requantized while its sums are in cache.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+fn depthwise_i8_requant_native(
+    xc: &[i16],
+    w: &DepthwiseI8Weights,
+    bias: Option<&[i32]>,
+    rq: &Requant,
+    g: &ConvGeometry,
+) -> Result<Vec<i8>> {
+    let row = g.out_w * g.out_c;
+    // Every element is stored below: a recycled buffer's stale bytes never show.
+    let mut out = super::scratch::output_i8(g.batch * g.out_h * row);
+    let rows = crate::base::pool::chunk_len(g.batch * g.out_h, 2).min((16 * 1024 / row.max(1)).max(1));
+    let channel = super::gemm::ChannelRequantNative::new(rq, g.out_c)?;
+    let pw = pair_weights(w.taps_major(), g);
+    crate::base::pool::parallel_chunks_mut(&mut out, rows * row.max(1), &|t, part| {
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(pw), super::gemm::ChannelRequantNative::Float { lane_mults, .. }) = (&pw, &channel) {
+            // Requantized in registers as each pixel's block is done: the same bits.
+            let bounds = (rq.zero_point, rq.lo, rq.hi);
+            let wt = w.taps_major();
+            return super::depthwise_x86::depthwise_i8_requant_rows(
+                xc,
+                wt,
+                pw,
+                bias,
+                g,
+                t * rows,
+                lane_mults,
+                bounds,
+                part,
+            );
+        }
+        super::scratch::with_i32(part.len(), |acc| {
+            depthwise_i8_native_rows(xc, w.taps_major(), &pw, bias, g, t * rows, acc);
+            channel.apply(acc, g.out_c, rq, part);
+        })
+    });
+    Ok(out)
 }
 
 /// The f32 depthwise convolution (weights `[C, KH, KW, 1]`) then `act`: the wasm SIMD kernel

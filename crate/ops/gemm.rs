@@ -614,7 +614,8 @@ pub fn gemm_i8_requant_packed(
         check_packed_args(a, za, b, bias, m)?;
         let (n, k) = (b.n, b.k);
         let channel = ChannelRequantNative::new(rq, n)?;
-        let mut out = vec![0i8; m * n];
+        // Every element is stored below: a recycled buffer's stale bytes never show.
+        let mut out = super::scratch::output_i8(m * n);
         if n == 0 {
             return Ok(out);
         }

@@ -160,7 +160,19 @@ unsafe fn centre_rows_into(a: &[i8], m: usize, k: usize, kp: usize, za: i32, dst
     }
 }
 
-/// `dst[i] = src[i] - za` for equal lengths, sixteen at a time (`vpmovsxbw`, `vpsubw`).
+/// `dst[i] = src[i] - za` for `i < min(len)`, with AVX2 where [`avx2`] is true, else one by
+/// one: the depthwise kernels' centred input.
+pub(super) fn centre(src: &[i8], za: i32, dst: &mut [i16]) {
+    if avx2() {
+        // SAFETY: AVX2 is present; centre_run stays inside both slices.
+        return unsafe { centre_run(src, za, dst) };
+    }
+    for (o, &v) in dst.iter_mut().zip(src) {
+        *o = (v as i32 - za) as i16;
+    }
+}
+
+/// `dst[i] = src[i] - za` for `i < min(len)`, sixteen at a time (`vpmovsxbw`, `vpsubw`).
 #[target_feature(enable = "avx2")]
 unsafe fn centre_run(src: &[i8], za: i32, dst: &mut [i16]) {
     let len = src.len().min(dst.len());

@@ -9,6 +9,7 @@
 
 pub mod activation;
 pub mod add;
+mod add_simd;
 pub mod combine;
 pub mod conv;
 pub mod conv_shape;
@@ -46,7 +47,7 @@ pub(crate) mod scratch;
 pub mod softmax;
 mod window;
 
-pub use scratch::recycle_f32;
+pub use scratch::{recycle_f32, recycle_i8};
 pub use window::Padding;
 
 /// True where the native x86-64 AVX2 paths run (the CPU has AVX2 and `EDGETUNE_CPU_KERNELS`

@@ -205,6 +205,15 @@ pub(super) unsafe fn requantize16x2(a: [[__m256i; 2]; 2], m: [__m256; 2], r: Req
     _mm256_permute4x64_epi64::<0b11_01_10_00>(bytes)
 }
 
+/// 32 i32 values already in `[-128, 127]` (four vectors of eight, in sequence) as 32 bytes
+/// in sequence. The packs work within 128-bit halves and leave the four-byte runs as
+/// `q0a q1a q2a q3a | q0b q1b q2b q3b` (a, b: a vector's halves); one `vpermd` puts them back.
+#[inline(always)]
+pub(super) unsafe fn pack32_i32_to_i8(q: [__m256i; 4]) -> __m256i {
+    let words = [_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])];
+    _mm256_permutevar8x32_epi32(_mm256_packs_epi16(words[0], words[1]), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+}
+
 /// Where a finished block of 16 channels' sums goes (the output stage of the AVX2 GEMM and
 /// depthwise kernels). Sums arrive in lane order (module docs); `channel` is the block's
 /// first channel, a multiple of 16, so lane-order per-channel data is read at the same index.
