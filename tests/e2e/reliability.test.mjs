@@ -50,6 +50,13 @@ async function open(profile, { query = '', ...options } = {}) {
 }
 
 const counts = (page) => page.$$eval('#classes li', (l) => Object.fromEntries(l.map((x) => [x.dataset.name, Number(x.dataset.count)])));
+// What the page says about itself, for a failed assertion's message: its error line (an
+// error is shown for 8 s, and its text stays), the engine badge and the backbone in use.
+const shown = (page) => page.evaluate(() => JSON.stringify({
+  error: document.getElementById('error').textContent,
+  backend: document.getElementById('backend').textContent,
+  backbone: document.body.dataset.backbone,
+}));
 const versionCount = (page) => page.$$eval('#versions li button.danger', (b) => b.length);
 const frames = (page) => page.evaluate(() => globalThis.edgetuneStats.frames);
 const moreFrames = async (page, n) => {
@@ -212,7 +219,7 @@ test('the browser killed mid-save: the next launch has the previous version or t
     assertConsistent(r.db, 'killed while saving a version');
     assert.ok([1, 2].includes(r.db.versions.length), `${r.db.versions.length} versions`);
     outcomes.version = r.db.versions.length === 1 ? 'previous version kept' : 'new version committed';
-    assert.deepEqual(await counts(s.page), before.counts);
+    assert.deepEqual(await counts(s.page), before.counts, `classes after the kill; the page shows ${await shown(s.page)}`);
     assert.equal(await s.page.getAttribute('#mode-custom', 'aria-pressed'), 'true');
     await s.page.waitForFunction(() => ['bird', 'other'].includes(document.getElementById('predictions').dataset.top), null, { timeout: 60_000 });
   } finally {
@@ -224,7 +231,7 @@ test('the browser killed mid-save: the next launch has the previous version or t
   try {
     assertConsistent(r.db, 'killed while switching models');
     outcomes.modelSwitch = r.db.backbone === 'builtin' ? 'new backbone committed' : 'previous backbone kept';
-    assert.deepEqual(await counts(s.page), before.counts);
+    assert.deepEqual(await counts(s.page), before.counts, `classes after the kill (${outcomes.modelSwitch}); the page shows ${await shown(s.page)}`);
     assert.equal(await s.page.getAttribute('body', 'data-backbone'), r.db.backbone);
     await moreFrames(s.page, 2);
     assert.deepEqual(s.errors, []);
