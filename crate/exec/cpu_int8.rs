@@ -600,12 +600,20 @@ impl PreparedI8 {
     /// ([`crate::ops::scratch`]). A pass holds only its live values and, from the second pass
     /// on, zeroes no fresh memory. The bits of [`Self::run_all`]'s value `target`.
     fn value(&self, input: &Tensor, target: usize) -> Result<Val> {
+        self.pass(self.input_value(input)?, target, |_, _, _, _| {})
+    }
+
+    /// [`Self::value`] from the quantized input `x`, with `each(node, output, values so far,
+    /// ms)` after every node (the values its inputs were read from, before any is released).
+    fn pass(&self, x: Val, target: usize, mut each: impl FnMut(usize, &Val, &[Val], f64)) -> Result<Val> {
         if target > self.ops.len() {
             return Err(Error::invalid("forward_i8", format!("no value {target}")));
         }
-        let mut values = vec![self.input_value(input)?];
+        let mut values = vec![x];
         for i in 0..target {
+            let t = crate::base::clock::now_ms();
             let y = self.step(i, &values)?;
+            each(i, &y, &values, crate::base::clock::now_ms() - t);
             values.push(y);
             if let Some(node) = self.graph.nodes.get(i) {
                 for &v in &node.inputs {
@@ -639,33 +647,34 @@ impl PreparedI8 {
     /// "dense") and multiply-accumulates (output elements x reduction length; 0 for add and
     /// pool). The input's quantization is the first entry, kind "quantize".
     pub fn profile(&self, input: &Tensor) -> Result<Vec<LayerProfile>> {
-        let now = crate::base::clock::now_ms;
-        let t0 = now();
-        let mut values = vec![self.input_value(input)?];
-        let mut out = vec![LayerProfile { name: "input".into(), kind: "quantize", ms: now() - t0, macs: 0 }];
-        for (i, (node, op)) in self.graph.nodes.iter().zip(&self.ops).enumerate() {
-            let t = now();
-            let y = self.step(i, &values)?;
-            let ms = now() - t;
-            let shape = |v: &Val| match v {
-                Val::Q(q) => q.shape().to_vec(),
-                Val::F(f) => f.shape().to_vec(),
-            };
-            let y_len = shape(&y).iter().product::<usize>() as u64;
+        let t0 = crate::base::clock::now_ms();
+        let x = self.input_value(input)?;
+        let mut out = vec![LayerProfile {
+            name: "input".into(),
+            kind: "quantize",
+            ms: crate::base::clock::now_ms() - t0,
+            macs: 0,
+        }];
+        let shape = |v: &Val| match v {
+            Val::Q(q) => q.shape().to_vec(),
+            Val::F(f) => f.shape().to_vec(),
+        };
+        self.pass(x, self.ops.len(), |i, y, values, ms| {
+            let (Some(node), Some(op)) = (self.graph.nodes.get(i), self.ops.get(i)) else { return };
+            let y_len = shape(y).iter().product::<usize>() as u64;
             // The dense head's reduction is its input's last axis.
             let in_last = node
                 .inputs
                 .first()
                 .and_then(|&v| values.get(v))
                 .map_or(0, |v| shape(v).last().copied().unwrap_or(0) as u64);
-            values.push(y);
             let (kind, macs) = match op {
                 Int8Op::Conv { weight, params, .. } => LayerProfile::conv(weight.shape(), params.groups, y_len),
                 Int8Op::Dense { .. } => ("dense", y_len * in_last),
                 other => (other.kind(), 0),
             };
             out.push(LayerProfile { name: node.name.clone(), kind, ms, macs });
-        }
+        })?;
         Ok(out)
     }
 

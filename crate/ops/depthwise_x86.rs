@@ -172,8 +172,14 @@ unsafe fn interleave_weights(wt: &[i16], taps: usize, c: usize) -> Vec<__m256i> 
 /// channels [0..4 | 8..12], `hi` [4..8 | 12..16]; `w` is the pair's interleaved weights.
 #[inline(always)]
 unsafe fn madd_pair(acc: &mut [__m256i; 2], x0: __m256i, x1: __m256i, w: *const __m256i) {
-    let lo = _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), _mm256_loadu_si256(w));
-    let hi = _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), _mm256_loadu_si256(w.add(1)));
+    madd_pair_loaded(acc, x0, x1, [_mm256_loadu_si256(w), _mm256_loadu_si256(w.add(1))]);
+}
+
+/// [`madd_pair`] with the pair's weights already in registers (shared by two pixels).
+#[inline(always)]
+unsafe fn madd_pair_loaded(acc: &mut [__m256i; 2], x0: __m256i, x1: __m256i, w: [__m256i; 2]) {
+    let lo = _mm256_madd_epi16(_mm256_unpacklo_epi16(x0, x1), w[0]);
+    let hi = _mm256_madd_epi16(_mm256_unpackhi_epi16(x0, x1), w[1]);
     acc[0] = _mm256_add_epi32(acc[0], lo);
     acc[1] = _mm256_add_epi32(acc[1], hi);
 }
@@ -223,8 +229,72 @@ unsafe fn pixel_block<S: BlockSink>(
     sink.store(at + c0, c0, width, v);
 }
 
+/// [`pixel_block`] for two interior pixels side by side and a full block of 16 channels: the
+/// second pixel's taps are `step` values after the first's. Each pair's weights are loaded
+/// once for both, the two chains of sums overlap, and the output stage packs both pixels'
+/// bytes together ([`BlockSink::store16x2`]).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pixel_block2<S: BlockSink>(
+    tap: impl Fn(usize) -> *const i16,
+    step: usize,
+    pairs: usize,
+    w: *const __m256i,
+    w_stride: usize,
+    c0: usize,
+    bias: *const i32,
+    sink: &mut S,
+    at: [usize; 2],
+) {
+    let (mut a, mut b) = ([_mm256_setzero_si256(); 2], [_mm256_setzero_si256(); 2]);
+    for p in 0..pairs {
+        let (pa, pb) = (tap(2 * p).add(c0), tap(2 * p + 1).add(c0));
+        let wp = w.add(p * w_stride);
+        let wv = [_mm256_loadu_si256(wp), _mm256_loadu_si256(wp.add(1))];
+        madd_pair_loaded(
+            &mut a,
+            _mm256_loadu_si256(pa as *const __m256i),
+            _mm256_loadu_si256(pb as *const __m256i),
+            wv,
+        );
+        let (qa, qb) = (pa.add(step), pb.add(step));
+        madd_pair_loaded(
+            &mut b,
+            _mm256_loadu_si256(qa as *const __m256i),
+            _mm256_loadu_si256(qb as *const __m256i),
+            wv,
+        );
+    }
+    let bv =
+        [_mm256_loadu_si256(bias.add(c0) as *const __m256i), _mm256_loadu_si256(bias.add(c0 + 8) as *const __m256i)];
+    let a = [_mm256_add_epi32(a[0], bv[0]), _mm256_add_epi32(a[1], bv[1])];
+    let b = [_mm256_add_epi32(b[0], bv[0]), _mm256_add_epi32(b[1], bv[1])];
+    sink.store16x2([at[0] + c0, at[1] + c0], c0, [a, b]);
+}
+
+/// Output rows into `sink`. The pair loops are compiled with their count known for the
+/// kernel sizes networks use (3x3: 5 pairs, 5x5: 13), so they unroll; other sizes run the
+/// same code with the count read at run time.
 #[target_feature(enable = "avx2")]
 unsafe fn rows_avx2<S: BlockSink>(
+    x: &[i16],
+    pw: &PairWeights,
+    bias: Option<&[i32]>,
+    g: &ConvGeometry,
+    first_row: usize,
+    out_len: usize,
+    sink: S,
+) {
+    match g.kernel[0] * g.kernel[1] {
+        9 => rows_avx2_pairs::<S, 5>(x, pw, bias, g, first_row, out_len, sink),
+        25 => rows_avx2_pairs::<S, 13>(x, pw, bias, g, first_row, out_len, sink),
+        _ => rows_avx2_pairs::<S, 0>(x, pw, bias, g, first_row, out_len, sink),
+    }
+}
+
+/// [`rows_avx2`] with `P` tap pairs per pixel (0: `ceil(taps / 2)` at run time).
+#[target_feature(enable = "avx2")]
+unsafe fn rows_avx2_pairs<S: BlockSink, const P: usize>(
     x: &[i16],
     pw: &PairWeights,
     bias: Option<&[i32]>,
@@ -244,7 +314,8 @@ unsafe fn rows_avx2<S: BlockSink>(
     let [kh, kw] = g.kernel;
     let ([sh, sw], [dh, dw]) = (g.stride, g.dilation);
     let taps = kh * kw;
-    let (pairs, blocks, full) = (taps.div_ceil(2), c.div_ceil(BLOCK), c / BLOCK);
+    let pairs = if P > 0 { P } else { taps.div_ceil(2) };
+    let (blocks, full) = (c.div_ceil(BLOCK), c / BLOCK);
     let wi = &pw.data;
     let w_stride = 2 * blocks;
     // Padding taps read a row of zeros (a centred padded value is 0, so it adds nothing: the
@@ -261,33 +332,41 @@ unsafe fn rows_avx2<S: BlockSink>(
         let (n, oy) = (row / g.out_h, row % g.out_h);
         let iy0 = (oy * sh) as isize - g.pad_top as isize;
         let rows_inside = iy0 >= 0 && iy0 as usize + (kh - 1) * dh < g.in_h;
-        for ox in 0..g.out_w {
+        let interior = |ox: usize| {
+            let ix0 = (ox * sw) as isize - g.pad_left as isize;
+            rows_inside && ix0 >= 0 && ix0 as usize + (kw - 1) * dw < g.in_w
+        };
+        let mut ox = 0;
+        while ox < g.out_w {
             let ix0 = (ox * sw) as isize - g.pad_left as isize;
             let at = (r * g.out_w + ox) * c;
-            if rows_inside && ix0 >= 0 && ix0 as usize + (kw - 1) * dw < g.in_w {
+            if interior(ox) {
                 let base_off = ((n * g.in_h + iy0 as usize) * g.in_w + ix0 as usize) * c;
                 let base = xp.add(base_off);
                 let tap = |t: usize| base.add(*rel.get_unchecked(t));
+                // Two pixels at once where the next one is inside too: full blocks together,
+                // the tail block (if any) one pixel at a time.
+                let two = ox + 1 < g.out_w && interior(ox + 1);
                 for b in 0..full {
-                    pixel_block(
-                        tap,
-                        pairs,
-                        wi.as_ptr().add(2 * b),
-                        w_stride,
-                        b * BLOCK,
-                        BLOCK,
-                        false,
-                        bp,
-                        &mut sink,
-                        at,
-                    );
+                    let w = wi.as_ptr().add(2 * b);
+                    if two {
+                        pixel_block2(tap, sw * c, pairs, w, w_stride, b * BLOCK, bp, &mut sink, [at, at + c]);
+                    } else {
+                        pixel_block(tap, pairs, w, w_stride, b * BLOCK, BLOCK, false, bp, &mut sink, at);
+                    }
                 }
                 if full < blocks {
                     let c0 = full * BLOCK;
-                    // A tail block whose 16 lanes could pass the input's end copies its lanes.
-                    let copy = base_off + rel[2 * pairs - 1] + c0 + BLOCK > x.len();
-                    pixel_block(tap, pairs, wi.as_ptr().add(2 * full), w_stride, c0, c - c0, copy, bp, &mut sink, at);
+                    let w = wi.as_ptr().add(2 * full);
+                    for k in 0..1 + two as usize {
+                        // A tail block whose 16 lanes could pass the input's end copies its lanes.
+                        let off = base_off + k * sw * c;
+                        let copy = off + rel[2 * pairs - 1] + c0 + BLOCK > x.len();
+                        let tap_k = |t: usize| tap(t).add(k * sw * c);
+                        pixel_block(tap_k, pairs, w, w_stride, c0, c - c0, copy, bp, &mut sink, at + k * c);
+                    }
                 }
+                ox += 1 + two as usize;
                 continue;
             }
             // A border pixel: padding taps point at the zero row.
@@ -311,6 +390,7 @@ unsafe fn rows_avx2<S: BlockSink>(
                 let copy = last + c0 + BLOCK > x.len();
                 pixel_block(tap, pairs, wi.as_ptr().add(2 * full), w_stride, c0, c - c0, copy, bp, &mut sink, at);
             }
+            ox += 1;
         }
     }
 }
