@@ -8,8 +8,10 @@ once; then, in this one process and machine:
   - onnxruntime: an InferenceSession of the same file, CPU execution provider, one intra-op
     and one inter-op thread, all graph optimizations, sequential execution.
 Each is timed at one thread and at every core (`--threads N` for edgetune, intra-op threads N
-for onnxruntime), one row per thread count. Each gets warm-up runs (5 for onnxruntime, 3 inside `edgetune bench`) then BENCH_RUNS (50)
-timed runs; median and p90 are reported.
+for onnxruntime), one row per thread count. Each gets warm-up runs (5 for onnxruntime, 3 inside
+`edgetune bench`) then BENCH_RUNS (50) timed runs, taken in BENCH_ROUNDS (5) alternating rounds
+(edgetune's tenth, onnxruntime's tenth, ...) so that a slow stretch of a shared machine falls on
+both; median and p90 over all of each one's runs are reported.
 onnxruntime is fed a fixed pseudo-random NCHW tensor in [-1, 1] (the latency of these CNNs
 does not depend on pixel values); edgetune the shared parrot photo. Writes
 bench/native-results.json and bench/native-results.md. Figures only: nothing here is asserted.
@@ -43,6 +45,7 @@ def cargo_target_dir():
 
 CLI = cargo_target_dir() / "release/edgetune"
 RUNS = int(os.environ.get("BENCH_RUNS", "50"))
+ROUNDS = max(1, min(RUNS, int(os.environ.get("BENCH_ROUNDS", "5"))))
 WARMUP = 5
 PHOTO = ROOT.parent / "shared/data/photos/parrot.jpg"
 
@@ -82,18 +85,23 @@ def onnx_file(precision):
     return out
 
 
-def bench_edgetune(onnx, precision, threads):
+def edgetune_runs(onnx, precision, threads):
+    """A function timing `n` whole-network runs of `edgetune bench` (list of ms)."""
     etm = ONNX_DIR / f"lite0.{precision}.from-onnx.etm"
     run(CLI, "import", onnx, etm)
     out = ONNX_DIR / f"edgetune-{precision}.json"
-    # edgetune bench warms up itself (3 runs) before its timed runs.
-    run(CLI, "bench", "--backend", "cpu", "--model", etm, "--image", PHOTO, "--runs", RUNS, "--json", out,
-        "--threads", threads)
-    net = json.loads(out.read_text())["network"]
-    return {"median_ms": net["median_ms"], "p90_ms": net["p90_ms"], "runs": net["runs"]}
+
+    def timed(n):
+        # edgetune bench warms up itself (3 runs) before its timed runs.
+        run(CLI, "bench", "--backend", "cpu", "--model", etm, "--image", PHOTO, "--runs", n, "--json", out,
+            "--threads", threads)
+        return json.loads(out.read_text())["network"]["times_ms"]
+
+    return timed
 
 
-def bench_onnxruntime(onnx, threads):
+def onnxruntime_runs(onnx, threads):
+    """A function timing `n` runs of an onnxruntime session of `onnx` (list of ms)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -104,13 +112,31 @@ def bench_onnxruntime(onnx, threads):
     x = np.random.default_rng(7).uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
     for _ in range(WARMUP):
         sess.run(None, {inp.name: x})
-    times = []
-    for _ in range(RUNS):
-        t = time.perf_counter()
-        sess.run(None, {inp.name: x})
-        times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return {"median_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))], "runs": RUNS}
+
+    def timed(n):
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            sess.run(None, {inp.name: x})
+            times.append((time.perf_counter() - t) * 1000)
+        return times
+
+    return timed
+
+
+def summary(times):
+    times = sorted(times)
+    return {"median_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))], "runs": len(times)}
+
+
+def alternated(engines):
+    """RUNS runs of each timing function in `engines`, in ROUNDS alternating rounds."""
+    times = [[] for _ in engines]
+    for r in range(ROUNDS):
+        n = RUNS // ROUNDS + (1 if r < RUNS % ROUNDS else 0)
+        for t, timed in zip(times, engines):
+            t.extend(timed(n))
+    return [summary(t) for t in times]
 
 
 def main():
@@ -123,13 +149,12 @@ def main():
     for precision in ("int8", "f32"):
         onnx = onnx_file(precision)
         for threads in sorted({1, cores}):
-            e = bench_edgetune(onnx, precision, threads)
-            o = bench_onnxruntime(onnx, threads)
+            e, o = alternated([edgetune_runs(onnx, precision, threads), onnxruntime_runs(onnx, threads)])
             rows.append({"precision": precision, "onnx": onnx.name, "threads": threads, "edgetune": e, "onnxruntime": o})
             print(f"{precision}, {threads} thread(s): edgetune {e['median_ms']:.1f} ms, onnxruntime {o['median_ms']:.1f} ms")
     machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "os": platform.platform(), "simd": simd_flags()}
     head = (
-        f"EfficientNet-Lite0 224x224, batch 1, {RUNS} timed runs after warm-up, "
+        f"EfficientNet-Lite0 224x224, batch 1, {RUNS} timed runs after warm-up in {ROUNDS} alternating rounds, "
         f"native x86-64, {machine['cpu']} ({machine['cores']} cores; {', '.join(machine['simd'])}), onnxruntime {ort.__version__} (PyPI), "
         f"{time.strftime('%Y-%m-%d')}; `npm run bench -- native` (bench/native.py)."
     )
@@ -145,7 +170,7 @@ def main():
     print("\n" + text)
     (ROOT / "bench/native-results.md").write_text(text + "\n")
     (ROOT / "bench/native-results.json").write_text(
-        json.dumps({"machine": machine, "onnxruntime": ort.__version__, "runs": RUNS, "rows": rows}, indent=2) + "\n"
+        json.dumps({"machine": machine, "onnxruntime": ort.__version__, "runs": RUNS, "rounds": ROUNDS, "rows": rows}, indent=2) + "\n"
     )
 
 

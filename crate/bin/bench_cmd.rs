@@ -201,7 +201,8 @@ pub fn run(args: &BenchArgs) -> Result<bool> {
         "whole network ({} {}, batch 1, {runs} runs after 3 warm-up): median {median:.2} ms, p90 {p90:.2} ms",
         report.backend, report.precision
     );
-    doc["network"] = json!({"runs": runs, "median_ms": median, "p90_ms": p90});
+    // Every run's time too, so that a caller can pool runs taken in several rounds.
+    doc["network"] = json!({"runs": runs, "median_ms": median, "p90_ms": p90, "times_ms": t});
     if let Some(path) = args.json {
         let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::invalid("bench", e.to_string()))?;
         std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
