@@ -14,7 +14,10 @@
 //! hi += vpmaddwd(unpackhi16(..), ..)  i32 lanes [c4..c7 | c12..c15]
 //! ```
 //! which is the lane order the output stage takes (`requant_x86`; the bias is laid out in it
-//! once per call), so the sums go to it as they are. The weights are
+//! once per call), so the sums go to it as they are. Two interior pixels side by side run a
+//! full block together: each pair's weights are loaded once for both, and the output stage
+//! packs both pixels' bytes in one pass (`store16x2`). The pair loop is compiled with its
+//! count known for 3x3 and 5x5 kernels, so it unrolls. The weights are
 //! interleaved once per call (`[pair][block][lo, hi]`), so a pair costs 2 input loads, 2
 //! unpacks, 2 `vpmaddwd` (weights from L1) and 2 adds. Every pixel runs all the kernel's pairs:
 //! a padding tap reads a row of zeros (a centred padded value is 0), an odd last tap has zero
